@@ -1,0 +1,10 @@
+"""numgru: multi-layer GRU networks with Numba kernels and scikit-learn estimators."""
+
+from ._config import select_threading_layer as _select_threading_layer
+
+_select_threading_layer()
+
+from .gru import GRU  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["GRU", "__version__"]

@@ -1,0 +1,462 @@
+"""``numgru.GRU``: a multi-layer (bi)directional GRU with exact backpropagation through time.
+
+Shape legend: B batch, T time, I input size, H hidden size, L layers, D directions (1 or 2).
+
+Parameters are held per layer in packed form (both directions stacked) so that the input
+projection of all timesteps and both directions is one GEMM; :meth:`GRU.state_dict` exposes them
+under PyTorch's names and shapes. The recurrences run in :mod:`numgru._cpu`.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import _cpu
+from ._config import PARALLEL_MIN_WORK
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _as_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _check_float_array(a, name, dtype):
+    """Convert an array-like to a C-contiguous array of ``dtype``; reject non-real-number data."""
+    arr = np.asarray(a)
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise TypeError(f"{name} has boolean dtype; expected real floating-point numbers")
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; expected real floating-point numbers")
+    if kind not in "fiu":
+        raise TypeError(f"{name} has non-numeric dtype {arr.dtype}; expected real floating-point numbers")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_finite(arr, name):
+    if not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "inf"
+        raise ValueError(f"{name} contains {bad} values; all values must be finite")
+
+
+def _num_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+class GRU:
+    """Multi-layer gated recurrent unit, numerically identical to ``torch.nn.GRU``.
+
+    Parameters
+    ----------
+    input_size : int
+        Number of features of each timestep of the input (I).
+    hidden_size : int
+        Number of hidden units per layer and direction (H).
+    num_layers : int, default=1
+        Number of stacked layers; layer k > 0 reads the D*H outputs of layer k-1.
+    bidirectional : bool, default=False
+        Run a second, time-reversed direction in every layer (D = 2).
+    dropout : float, default=0.0
+        Dropout probability on the outputs of every layer but the last, in training forwards.
+    reset_after : bool, default=True
+        True: PyTorch / cuDNN form ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
+        False: Cho et al. 2014 / Keras ``reset_after=False`` form
+        ``n = tanh(W_in x + b_in + W_hn (r * h))``; ``bias_hh_l{k}`` then has shape (2H,)
+        and holds the r and z recurrent biases only.
+    dtype : {"float32", "float64"}, default="float32"
+        Dtype of parameters, computation and outputs.
+    device : {"cpu"}, default="cpu"
+        Where the kernels run.
+    random_state : int, numpy.random.Generator or None
+        Seeds initialisation and dropout masks (``self.rng``).
+
+    Examples
+    --------
+    >>> import numpy as np, numgru
+    >>> gru = numgru.GRU(3, 5, num_layers=2, random_state=0)
+    >>> x = np.ones((4, 7, 3), dtype=np.float32)
+    >>> out, h_n = gru.forward(x)
+    >>> out.shape, h_n.shape
+    ((4, 7, 5), (2, 4, 5))
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
+                 reset_after=True, dtype="float32", device="cpu", random_state=None):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) \
+                or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if device not in ("cpu",):
+            raise ValueError(f"device must be 'cpu', got {device!r}")
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        self.dropout = float(dropout)
+        self.reset_after = bool(reset_after)
+        self.dtype = _as_dtype(dtype)
+        self.device = device
+        self.rng = (random_state if isinstance(random_state, np.random.Generator)
+                    else np.random.default_rng(random_state))
+        self.dropout_masks_ = []
+        self._cache = None
+        self._layers = []
+        H, D = self.hidden_size, self.num_directions
+        bound = 1.0 / np.sqrt(H)
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            layer = {}
+            # draw per direction in state_dict order so that the stream matches the names
+            w_ih, w_hh, b_ih, b_hh = [], [], [], []
+            for _ in range(D):
+                w_ih.append(self.rng.uniform(-bound, bound, (3 * H, in_k)))
+                w_hh.append(self.rng.uniform(-bound, bound, (3 * H, H)))
+                b_ih.append(self.rng.uniform(-bound, bound, 3 * H))
+                bh = self.rng.uniform(-bound, bound, 3 * H if self.reset_after else 2 * H)
+                b_hh.append(np.concatenate([bh, np.zeros(3 * H - bh.size)]))
+            layer["w_ih"] = np.ascontiguousarray(np.concatenate(w_ih), dtype=self.dtype)
+            layer["w_hh"] = np.ascontiguousarray(np.stack(w_hh), dtype=self.dtype)
+            layer["b_ih"] = np.ascontiguousarray(np.concatenate(b_ih), dtype=self.dtype)
+            layer["b_hh"] = np.ascontiguousarray(np.stack(b_hh), dtype=self.dtype)
+            self._layers.append(layer)
+
+    # ------------------------------------------------------------------ parameters
+    def _names(self):
+        suffixes = ["", "_reverse"][: self.num_directions]
+        for k in range(self.num_layers):
+            for d, s in enumerate(suffixes):
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    yield f"{kind}_l{k}{s}", k, d, kind
+
+    def _shape(self, k, kind):
+        H, D = self.hidden_size, self.num_directions
+        in_k = self.input_size if k == 0 else D * H
+        return {"weight_ih": (3 * H, in_k), "weight_hh": (3 * H, H), "bias_ih": (3 * H,),
+                "bias_hh": (3 * H,) if self.reset_after else (2 * H,)}[kind]
+
+    def _view(self, layers, k, d, kind):
+        """The (writable) view of one direction's parameter inside packed per-layer arrays."""
+        H = self.hidden_size
+        lay = layers[k]
+        if kind == "weight_ih":
+            return lay["w_ih"][d * 3 * H:(d + 1) * 3 * H]
+        if kind == "weight_hh":
+            return lay["w_hh"][d]
+        if kind == "bias_ih":
+            return lay["b_ih"][d * 3 * H:(d + 1) * 3 * H]
+        return lay["b_hh"][d] if self.reset_after else lay["b_hh"][d, : 2 * H]
+
+    def state_dict(self):
+        """Copies of all parameters under PyTorch's names, in PyTorch's order.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``weight_ih_l{k}[_reverse]`` (3H, I_k), ``weight_hh_l{k}[_reverse]`` (3H, H),
+            ``bias_ih_l{k}[_reverse]`` (3H,), ``bias_hh_l{k}[_reverse]`` (3H,), or (2H,) when
+            ``reset_after=False``.
+        """
+        return {name: self._view(self._layers, k, d, kind).copy()
+                for name, k, d, kind in self._names()}
+
+    def load_state_dict(self, state_dict):
+        """Load parameters (any array-likes, e.g. torch tensors) with strict name and shape checks.
+
+        Raises
+        ------
+        ValueError
+            If a name is missing or unexpected, a shape differs, or a value is not finite.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+        expected = {name: (k, d, kind) for name, k, d, kind in self._names()}
+        missing = [n for n in expected if n not in state_dict]
+        unexpected = [n for n in state_dict if n not in expected]
+        if missing or unexpected:
+            raise ValueError(f"state_dict does not match this GRU: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
+        converted = {}
+        for name, (k, d, kind) in expected.items():
+            value = state_dict[name]
+            if hasattr(value, "detach"):  # a torch tensor
+                value = value.detach().cpu().numpy()
+            arr = _check_float_array(value, f"state_dict[{name!r}]", self.dtype)
+            shape = self._shape(k, kind)
+            if arr.shape != shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
+            _check_finite(arr, f"state_dict[{name!r}]")
+            converted[name] = arr
+        for name, (k, d, kind) in expected.items():
+            self._view(self._layers, k, d, kind)[...] = converted[name]
+        self._cache = None
+
+    @classmethod
+    def from_keras_weights(cls, kernel, recurrent_kernel, bias, reset_after=True, dtype="float32"):
+        """Build a one-layer GRU from a Keras ``GRU`` layer's weights.
+
+        Keras orders the gates z, r, h, stores kernels transposed ((I, 3H) and (H, 3H)), and
+        stacks the input and recurrent biases as (2, 3H) when ``reset_after=True`` (a single
+        (3H,) input bias otherwise). Keras updates ``h' = z * h + (1 - z) * n``, as numgru does.
+
+        Parameters
+        ----------
+        kernel : array-like of shape (I, 3H)
+        recurrent_kernel : array-like of shape (H, 3H)
+        bias : array-like of shape (2, 3H) if reset_after else (3H,), or None for no bias
+        reset_after : bool, default=True
+        dtype : {"float32", "float64"}, default="float32"
+
+        Returns
+        -------
+        GRU
+        """
+        kernel = _check_float_array(kernel, "kernel", np.float64)
+        recurrent_kernel = _check_float_array(recurrent_kernel, "recurrent_kernel", np.float64)
+        if kernel.ndim != 2 or kernel.shape[1] % 3:
+            raise ValueError(f"kernel must have shape (input_size, 3*units), got {kernel.shape}")
+        I, H3 = kernel.shape
+        H = H3 // 3
+        if recurrent_kernel.shape != (H, H3):
+            raise ValueError(f"recurrent_kernel must have shape {(H, H3)}, got {recurrent_kernel.shape}")
+        if bias is None:
+            bias = np.zeros((2, H3) if reset_after else (H3,))
+        bias = _check_float_array(bias, "bias", np.float64)
+        want = (2, H3) if reset_after else (H3,)
+        if bias.shape != want:
+            raise ValueError(f"bias must have shape {want} for reset_after={reset_after}, got {bias.shape}")
+
+        def reorder(a):  # Keras (z, r, h) blocks along the last axis -> PyTorch (r, z, n)
+            z, r, h = a[..., :H], a[..., H:2 * H], a[..., 2 * H:]
+            return np.concatenate([r, z, h], axis=-1)
+
+        gru = cls(I, H, 1, reset_after=reset_after, dtype=dtype)
+        sd = {"weight_ih_l0": reorder(kernel).T, "weight_hh_l0": reorder(recurrent_kernel).T}
+        if reset_after:
+            sd["bias_ih_l0"] = reorder(bias[0])
+            sd["bias_hh_l0"] = reorder(bias[1])
+        else:
+            sd["bias_ih_l0"] = reorder(bias)
+            sd["bias_hh_l0"] = np.zeros(2 * H)
+        gru.load_state_dict(sd)
+        return gru
+
+    # ------------------------------------------------------------------ validation
+    def _check_x(self, x):
+        x = _check_float_array(x, "x", self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D (batch, time, input_size), got {x.ndim}-D with shape {x.shape}")
+        B, T, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"x has {I} features per timestep but this GRU has input_size={self.input_size}")
+        if B == 0 or T == 0:
+            raise ValueError(f"x must have at least one sequence and one timestep, got shape {x.shape}")
+        _check_finite(x, "x")
+        return x
+
+    def _check_lengths(self, lengths, B, T):
+        if lengths is None:
+            return np.full(B, T, dtype=np.int64)
+        if hasattr(lengths, "detach"):
+            lengths = lengths.detach().cpu().numpy()
+        arr = np.asarray(lengths)
+        if arr.ndim != 1 or arr.shape[0] != B:
+            raise ValueError(f"lengths must have one entry per sequence: expected shape ({B},), got {arr.shape}")
+        if arr.dtype.kind == "f":
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise ValueError("lengths must be integers")
+        elif arr.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+        if arr.min() < 1 or arr.max() > T:
+            raise ValueError(f"lengths must lie in [1, {T}] (the number of timesteps), "
+                             f"got values in [{arr.min()}, {arr.max()}]")
+        return np.ascontiguousarray(arr)
+
+    def _check_state(self, h, name, B):
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        h = _check_float_array(h, name, self.dtype)
+        if h.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} (num_layers*num_directions, batch, "
+                             f"hidden_size), got {h.shape}")
+        _check_finite(h, name)
+        return h
+
+    def _nchunks(self, B):
+        if B * 3 * self.hidden_size * self.hidden_size < PARALLEL_MIN_WORK:
+            return 1
+        return max(1, min(_num_threads(), B))
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, x, h0=None, lengths=None, training=False):
+        """Run the GRU over a batch of sequences.
+
+        Parameters
+        ----------
+        x : array-like of shape (B, T, input_size)
+        h0 : array-like of shape (L*D, B, H), optional
+            Initial states (zeros when omitted).
+        lengths : array-like of int of shape (B,), optional
+            Valid lengths with right padding (``pack_padded_sequence`` semantics).
+        training : bool, default=False
+            Apply dropout and keep what :meth:`backward` needs.
+
+        Returns
+        -------
+        out : ndarray of shape (B, T, D*H)
+            Last layer's hidden states; 0 past each sequence's length.
+        h_n : ndarray of shape (L*D, B, H)
+            Every layer's and direction's state after the last valid step.
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes, input size, lengths, or non-finite values.
+        TypeError
+            Non-numeric, boolean or complex input.
+        """
+        x = self._check_x(x)
+        B, T, _ = x.shape
+        lengths = self._check_lengths(lengths, B, T)
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        if h0 is None:
+            h0 = np.zeros((L * D, B, H), dtype=self.dtype)
+        else:
+            h0 = self._check_state(h0, "h0", B)
+        nchunks = self._nchunks(B)
+        empty4 = np.empty((D, 0, 0, 0), dtype=self.dtype)
+        h_n = np.empty((L * D, B, H), dtype=self.dtype)
+        layer_caches = []
+        masks = []
+        inp = x
+        for k, lay in enumerate(self._layers):
+            in_k = inp.shape[2]
+            gi = inp.reshape(B * T, in_k) @ lay["w_ih"].T
+            gi += lay["b_ih"]
+            gi = gi.reshape(B, T, D * 3 * H)
+            out = np.empty((B, T, D * H), dtype=self.dtype)
+            hk = np.ascontiguousarray(h0[k * D:(k + 1) * D])
+            hnk = np.empty((D, B, H), dtype=self.dtype)
+            if training:
+                gates = np.empty((D, B, T, 3 * H), dtype=self.dtype)
+                hn_s = np.empty((D, B, T, H), dtype=self.dtype) if self.reset_after else empty4
+                hprev = np.empty((D, B, T, H), dtype=self.dtype)
+            else:
+                gates = hn_s = hprev = empty4
+            _cpu.gru_layer_forward(gi, lay["w_hh"], lay["b_hh"], hk, lengths, self.reset_after,
+                                   nchunks, out, hnk, training, gates, hn_s, hprev)
+            h_n[k * D:(k + 1) * D] = hnk
+            if training:
+                layer_caches.append((inp, gates, hn_s, hprev))
+            if training and self.dropout > 0 and k < L - 1:
+                keep = self.rng.random((B, T, D * H)) >= self.dropout
+                mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
+                masks.append(mask)
+                out = out * mask
+            inp = out
+        self.dropout_masks_ = masks
+        self._cache = ({"B": B, "T": T, "lengths": lengths, "layers": layer_caches, "masks": masks,
+                        "nchunks": nchunks} if training else None)
+        return inp, h_n
+
+    def backward(self, d_out, d_h_n=None):
+        """Backpropagate through the last training forward.
+
+        Parameters
+        ----------
+        d_out : array-like of shape (B, T, D*H)
+            Gradient of the loss with respect to ``out`` (ignored at padded positions).
+        d_h_n : array-like of shape (L*D, B, H), optional
+            Gradient with respect to ``h_n``.
+
+        Returns
+        -------
+        dx : ndarray of shape (B, T, input_size)
+        dh0 : ndarray of shape (L*D, B, H)
+        grads : dict of str to ndarray, keyed like :meth:`state_dict`
+
+        Raises
+        ------
+        RuntimeError
+            If no ``forward(..., training=True)`` preceded this call.
+        """
+        if self._cache is None:
+            raise RuntimeError("backward() needs a preceding forward(..., training=True); "
+                               "call forward with training=True first")
+        cache = self._cache
+        B, T, lengths = cache["B"], cache["T"], cache["lengths"]
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        d_out = _check_float_array(d_out, "d_out", self.dtype)
+        if d_out.shape != (B, T, D * H):
+            raise ValueError(f"d_out must have the shape of out, {(B, T, D * H)}, got {d_out.shape}")
+        _check_finite(d_out, "d_out")
+        if d_h_n is None:
+            d_h_n = np.zeros((L * D, B, H), dtype=self.dtype)
+        else:
+            d_h_n = self._check_state(d_h_n, "d_h_n", B)
+        nchunks = cache["nchunks"]
+        dh0 = np.empty((L * D, B, H), dtype=self.dtype)
+        glayers = [None] * L
+        d_layer = d_out
+        for k in range(L - 1, -1, -1):
+            lay = self._layers[k]
+            inp, gates, hn_s, hprev = cache["layers"][k]
+            in_k = inp.shape[2]
+            dgi = np.empty((B, T, D * 3 * H), dtype=self.dtype)
+            dgh = np.empty((D, B, T, 3 * H), dtype=self.dtype)
+            dh0k = np.empty((D, B, H), dtype=self.dtype)
+            whhT = np.ascontiguousarray(lay["w_hh"].transpose(0, 2, 1))
+            _cpu.gru_layer_backward(d_layer, np.ascontiguousarray(d_h_n[k * D:(k + 1) * D]),
+                                    gates, hn_s, hprev, whhT, lengths, self.reset_after, nchunks,
+                                    dgi, dgh, dh0k)
+            dh0[k * D:(k + 1) * D] = dh0k
+            dgi2 = dgi.reshape(B * T, D * 3 * H)
+            g = {"w_ih": dgi2.T @ inp.reshape(B * T, in_k), "b_ih": dgi2.sum(axis=0),
+                 "w_hh": np.empty_like(lay["w_hh"]), "b_hh": np.zeros_like(lay["b_hh"])}
+            for d in range(D):
+                dg2 = dgh[d].reshape(B * T, 3 * H)
+                hp2 = hprev[d].reshape(B * T, H)
+                if self.reset_after:
+                    g["w_hh"][d] = dg2.T @ hp2
+                    g["b_hh"][d] = dg2.sum(axis=0)
+                else:
+                    rh = gates[d, :, :, :H].reshape(B * T, H) * hp2
+                    g["w_hh"][d, : 2 * H] = dg2[:, : 2 * H].T @ hp2
+                    g["w_hh"][d, 2 * H:] = dg2[:, 2 * H:].T @ rh
+                    g["b_hh"][d, : 2 * H] = dg2[:, : 2 * H].sum(axis=0)
+            glayers[k] = g
+            d_inp = (dgi2 @ lay["w_ih"]).reshape(B, T, in_k)
+            if k > 0 and cache["masks"]:
+                d_inp *= cache["masks"][k - 1]
+            d_layer = d_inp
+        packed = [{"w_ih": g["w_ih"], "w_hh": g["w_hh"], "b_ih": g["b_ih"], "b_hh": g["b_hh"]}
+                  for g in glayers]
+        grads = {name: self._view(packed, k, d, kind).copy() for name, k, d, kind in self._names()}
+        return d_layer, dh0, grads
+
+    __call__ = forward
+
+    def __repr__(self):
+        extra = []
+        if self.num_layers != 1:
+            extra.append(f"num_layers={self.num_layers}")
+        if self.bidirectional:
+            extra.append("bidirectional=True")
+        if self.dropout:
+            extra.append(f"dropout={self.dropout}")
+        if not self.reset_after:
+            extra.append("reset_after=False")
+        extra.append(f"dtype={self.dtype.name!r}")
+        return f"GRU({self.input_size}, {self.hidden_size}, {', '.join(extra)})"
