@@ -9,13 +9,17 @@
   user cache directory. ``NUMGRU_NO_CACHE=1`` turns it off.
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
   thread, because waking a second thread costs more than it saves.
+- ``BLAS_MIN_ROWS``: matrix products with at least this many rows call BLAS; smaller ones use
+  numgru's own register-blocked kernel (a BLAS call costs more than the work at batch 1-7).
 """
 
 import os
+import threading
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
 PARALLEL_MIN_WORK = 16384
+BLAS_MIN_ROWS = 8
 
 
 def select_threading_layer():
@@ -39,3 +43,64 @@ def select_threading_layer():
     if available:
         numba.config.THREADING_LAYER = available[0]
     return numba.config.THREADING_LAYER
+
+
+class _BlasSingleThreaded:
+    """Hold SciPy's BLAS (the one Numba's ``np.dot`` calls) to one thread while kernels run.
+
+    numgru calls BLAS from inside Numba's worker threads, each on its own block of rows; a
+    multi-threaded BLAS there would start a second thread pool that fights Numba's for the same
+    cores. The previous thread count is restored when the last concurrent user leaves, so the
+    rest of the program keeps its BLAS settings. Re-entrant and thread-safe.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = []
+        self._libs = None
+
+    def _find(self):
+        if self._libs is None:
+            try:
+                import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba uses)
+                from threadpoolctl import ThreadpoolController
+
+                blas = [c for c in ThreadpoolController().lib_controllers
+                        if getattr(c, "user_api", None) == "blas"]
+                scipy_blas = [c for c in blas if "scipy" in os.path.basename(
+                    os.path.dirname(c.filepath)).lower()]
+                self._libs = scipy_blas or blas
+            except Exception:  # no threadpoolctl or an unknown BLAS: nothing to hold
+                self._libs = []
+        return self._libs
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                self._saved = []
+                for lib in self._find():
+                    try:
+                        n = lib.get_num_threads()
+                        if n != 1:
+                            lib.set_num_threads(1)
+                            self._saved.append((lib, n))
+                    except Exception:
+                        pass
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, n in self._saved:
+                    try:
+                        lib.set_num_threads(n)
+                    except Exception:
+                        pass
+                self._saved = []
+        return False
+
+
+blas_single_threaded = _BlasSingleThreaded()

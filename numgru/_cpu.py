@@ -5,17 +5,24 @@ G = D*3H (the width of the input projections of all directions), O = D*H (the la
 
 The layer is computed the way cuDNN does it:
 
-1. ``gi = x @ W_ih^T + b_ih`` for every timestep and both directions: one large GEMM, done by the
-   caller (``numgru.gru``) through NumPy's BLAS.
+1. ``gi = x @ W_ih^T + b_ih`` for every timestep and both directions: one large GEMM
+   (:func:`gemm`).
 2. :func:`gru_layer_forward`: the recurrence. Only the recurrent product ``h @ W_hh^T`` is per
    step. Batch rows are independent, so the batch is split into one chunk per thread (times the
    two directions) and each thread runs *all* timesteps of its chunk: one parallel launch per
-   layer, no barrier per step. Within a chunk, :func:`_mm_nt` computes the recurrent product with
-   a register-blocked kernel and the gate loop is vectorised (see ``_math``).
+   layer, no barrier per step. The gate loop is vectorised (see ``_math``).
 3. :func:`gru_layer_backward`: the backward recurrence; it writes the pre-activation gradients
    ``dgi`` (input side) and ``dgh`` (recurrent side) for every step. The caller then forms every
-   weight gradient as one large GEMM over all timesteps (``dW_ih = dgi^T x``,
-   ``dW_hh = dgh^T h_prev``) and ``dx = dgi @ W_ih``.
+   weight gradient as one large GEMM over all timesteps (:func:`gemm_tn`: ``dW_ih = dgi^T x``,
+   ``dW_hh = dgh^T h_prev``) and ``dx = dgi @ W_ih`` (:func:`gemm`).
+
+Matrix products. Every product runs on Numba's thread pool: BLAS's own pool and Numba's spin
+against each other at each hand-over on a small machine (measured here: a (1, 100, 16, 64, 2)
+forward took 13 ms with both pools active, 0.2 ms with one). Products of at least
+``BLAS_MIN_ROWS`` rows call BLAS (``np.dot``, SciPy's BLAS) from inside the Numba threads, each
+thread on its own block of rows, with that BLAS held to one thread
+(:func:`numgru._config.blas_single_threaded`); smaller ones (batch 1-7 per thread in the
+recurrence) use :func:`_mm_nt`, a register-blocked kernel that beats a BLAS call at that size.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 
@@ -30,15 +37,17 @@ Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 import numpy as np
 from numba import njit, prange
 
-from ._config import CACHE, FASTMATH
+from ._config import BLAS_MIN_ROWS, CACHE, FASTMATH
 from ._math import sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
 
 @njit(inline="always", **_JIT)
-def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N):
-    """C[i, c_off+j] = sum_k A[i, a_off+k] * Bm[j, b_off+k] for i < M, j < N, k < K.
+def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N, acc):
+    """C[i, c_off+j] (+)= sum_k A[i, a_off+k] * Bm[j, b_off+k] for i < M, j < N, k < K.
+
+    With ``acc`` the sums are added to C, otherwise they overwrite it.
 
     A (M, *), Bm (N, *), C (M, *) are C-contiguous. Blocks of 4 rows x 2 columns keep eight
     vector accumulators in registers and load each row of Bm once per four rows of A.
@@ -55,6 +64,16 @@ def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N):
             b0 = Bm[j, b_off:b_off + K]
             b1 = Bm[j + 1, b_off:b_off + K]
             s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
+            c = c_off + j
+            if acc:
+                s00 = C[i, c]
+                s01 = C[i, c + 1]
+                s10 = C[i + 1, c]
+                s11 = C[i + 1, c + 1]
+                s20 = C[i + 2, c]
+                s21 = C[i + 2, c + 1]
+                s30 = C[i + 3, c]
+                s31 = C[i + 3, c + 1]
             for k in range(K):
                 w0 = b0[k]
                 w1 = b1[k]
@@ -79,6 +98,12 @@ def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N):
         if j < N:
             b0 = Bm[j, b_off:b_off + K]
             s00 = s10 = s20 = s30 = zero
+            c = c_off + j
+            if acc:
+                s00 = C[i, c]
+                s10 = C[i + 1, c]
+                s20 = C[i + 2, c]
+                s30 = C[i + 3, c]
             for k in range(K):
                 w0 = b0[k]
                 s00 += a0[k] * w0
@@ -100,6 +125,12 @@ def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N):
             b2 = Bm[j + 2, b_off:b_off + K]
             b3 = Bm[j + 3, b_off:b_off + K]
             s0 = s1 = s2 = s3 = zero
+            c = c_off + j
+            if acc:
+                s0 = C[i, c]
+                s1 = C[i, c + 1]
+                s2 = C[i, c + 2]
+                s3 = C[i, c + 3]
             for k in range(K):
                 x = a0[k]
                 s0 += x * b0[k]
@@ -114,12 +145,22 @@ def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N):
             j += 4
         while j < N:
             b0 = Bm[j, b_off:b_off + K]
-            s0 = zero
+            s0 = C[i, c_off + j] if acc else zero
             for k in range(K):
                 s0 += a0[k] * b0[k]
             C[i, c_off + j] = s0
             j += 1
         i += 1
+
+
+@njit(inline="always", **_JIT)
+def _mm(A, W, WT, C):
+    """C = A @ W, with A (M, K), W (K, N) (any layout np.dot takes), WT = W^T C-contiguous."""
+    M = A.shape[0]
+    if M >= BLAS_MIN_ROWS:
+        np.dot(A, W, C)
+    else:
+        _mm_nt(A, 0, WT, 0, A.shape[1], C, 0, M, C.shape[1], False)
 
 
 @njit(parallel=True, **_JIT)
@@ -135,211 +176,311 @@ def gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, nchunks,
     nchunks  int           batch chunks per direction (one per thread)
     out      (B, T, D*H)   written: hidden states, direction d at columns d*H, 0 past the end
     h_n      (D, B, H)     written: state after each sequence's last valid step
-    store    bool          save what backward needs:
+    store    bool          save what backward needs (else the three below may be empty):
     gates    (D, B, T, 3H) r, z, n after their activations
     hn_s     (D, B, T, H)  W_hn h + b_hn (reset_after=True only)
     hprev_s  (D, B, T, H)  the state each step started from
     """
     D = whh.shape[0]
-    H = whh.shape[2]
     B = gi.shape[0]
-    T = gi.shape[1]
-    H2 = 2 * H
-    H3 = 3 * H
     for task in prange(D * nchunks):
         d = task // nchunks
         c = task % nchunks
         b0 = (c * B) // nchunks
         b1 = ((c + 1) * B) // nchunks
-        nb = b1 - b0
-        if nb == 0:
-            continue
-        w = whh[d]
-        bias = bhh[d]
-        goff = d * H3
-        ooff = d * H
-        h = np.empty((nb, H), dtype=gi.dtype)
-        gh = np.empty((nb, H3), dtype=gi.dtype)
-        rh = np.empty((nb, H), dtype=gi.dtype)
-        for i in range(nb):
-            h[i, :] = h0[d, b0 + i]
-        for s in range(T):
-            t = T - 1 - s if d == 1 else s
-            if reset_after:
-                _mm_nt(h, 0, w, 0, H, gh, 0, nb, H3)
-            else:
-                _mm_nt(h, 0, w, 0, H, gh, 0, nb, H2)
-                for i in range(nb):
-                    hi = h[i]
-                    gir = gi[b0 + i, t, goff:goff + H]
-                    giz = gi[b0 + i, t, goff + H:goff + H2]
-                    ghi = gh[i]
-                    rhi = rh[i]
-                    for j in range(H):
-                        r = sigmoid(gir[j] + ghi[j] + bias[j])
-                        z = sigmoid(giz[j] + ghi[H + j] + bias[H + j])
-                        ghi[j] = r
-                        ghi[H + j] = z
-                        rhi[j] = r * hi[j]
-                _mm_nt(rh, 0, w, H2, H, gh, H2, nb, H)
+        if b1 > b0:
+            _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gates, hn_s,
+                           hprev_s, d, b0, b1)
+
+
+@njit(**_JIT)
+def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gates, hn_s, hprev_s,
+                   d, b0, b1):
+    """All timesteps of direction d for batch rows b0..b1-1: one thread's share.
+
+    A separate (non-parallel) function on purpose: compiled as the body of a prange loop, the
+    same loop nest came out markedly slower.
+    """
+    H = whh.shape[2]
+    T = gi.shape[1]
+    H2 = 2 * H
+    H3 = 3 * H
+    nb = b1 - b0
+    dt = gi.dtype
+    w = whh[d]                                   # (3H, H)
+    w_rz = np.ascontiguousarray(w[:H2])          # (2H, H)  Cho form: r and z rows
+    w_n = np.ascontiguousarray(w[H2:])           # (H, H)   Cho form: n rows
+    bias = bhh[d]
+    goff = d * H3
+    ooff = d * H
+    h = np.empty((nb, H), dtype=dt)
+    gh = np.empty((nb, H3), dtype=dt)            # W_hh h            (reset_after)
+    gh_rz = np.empty((nb, H2), dtype=dt)         # W_h[rz] h         (Cho)
+    gh_n = np.empty((nb, H), dtype=dt)           # W_hn (r * h)      (Cho)
+    rh = np.empty((nb, H), dtype=dt)             # r * h             (Cho)
+    g_scratch = np.empty(H3, dtype=dt)
+    hn_scratch = np.empty(H, dtype=dt)
+    for i in range(nb):
+        h[i, :] = h0[d, b0 + i]
+    for s in range(T):
+        t = T - 1 - s if d == 1 else s
+        if reset_after:
+            _mm(h, w.T, w, gh)
+        else:
+            _mm(h, w_rz.T, w_rz, gh_rz)
             for i in range(nb):
-                b = b0 + i
                 hi = h[i]
-                o = out[b, t, ooff:ooff + H]
-                if t >= lengths[b]:
-                    o[:] = 0
-                    if store:
-                        hprev_s[d, b, t, :] = hi
-                    continue
-                gib = gi[b, t, goff:goff + H3]
-                ghi = gh[i]
-                if store:
-                    hp = hprev_s[d, b, t]
-                    hp[:] = hi
-                    g = gates[d, b, t]
-                if reset_after:
-                    if store:
-                        hns = hn_s[d, b, t]
-                    for j in range(H):
-                        r = sigmoid(gib[j] + ghi[j] + bias[j])
-                        z = sigmoid(gib[H + j] + ghi[H + j] + bias[H + j])
-                        hn = ghi[H2 + j] + bias[H2 + j]
-                        n = tanh(gib[H2 + j] + r * hn)
-                        hv = n + z * (hi[j] - n)
-                        o[j] = hv
-                        hi[j] = hv
-                        if store:
-                            g[j] = r
-                            g[H + j] = z
-                            g[H2 + j] = n
-                            hns[j] = hn
-                else:
-                    for j in range(H):
-                        r = ghi[j]
-                        z = ghi[H + j]
-                        n = tanh(gib[H2 + j] + ghi[H2 + j])
-                        hv = n + z * (hi[j] - n)
-                        o[j] = hv
-                        hi[j] = hv
-                        if store:
-                            g[j] = r
-                            g[H + j] = z
-                            g[H2 + j] = n
+                gir = gi[b0 + i, t, goff:goff + H]
+                giz = gi[b0 + i, t, goff + H:goff + H2]
+                ghi = gh_rz[i]
+                rhi = rh[i]
+                for j in range(H):
+                    r = sigmoid(gir[j] + ghi[j] + bias[j])
+                    z = sigmoid(giz[j] + ghi[H + j] + bias[H + j])
+                    ghi[j] = r
+                    ghi[H + j] = z
+                    rhi[j] = r * hi[j]
+            _mm(rh, w_n.T, w_n, gh_n)
         for i in range(nb):
-            h_n[d, b0 + i, :] = h[i]
+            b = b0 + i
+            hi = h[i]
+            o = out[b, t, ooff:ooff + H]
+            if t >= lengths[b]:
+                o[:] = 0
+                if store:
+                    hprev_s[d, b, t, :] = hi
+                continue
+            gib = gi[b, t, goff:goff + H3]
+            # branch-free gate loops (so that LLVM vectorises them): without `store` the
+            # activations go to a scratch row instead of the saved buffers
+            if store:
+                hprev_s[d, b, t, :] = hi
+                g = gates[d, b, t]
+                hns = hn_s[d, b, t] if reset_after else hn_scratch
+            else:
+                g = g_scratch
+                hns = hn_scratch
+            if reset_after:
+                ghi = gh[i]
+                for j in range(H):
+                    r = sigmoid(gib[j] + ghi[j] + bias[j])
+                    z = sigmoid(gib[H + j] + ghi[H + j] + bias[H + j])
+                    hn = ghi[H2 + j] + bias[H2 + j]
+                    n = tanh(gib[H2 + j] + r * hn)
+                    hv = n + z * (hi[j] - n)
+                    o[j] = hv
+                    hi[j] = hv
+                    g[j] = r
+                    g[H + j] = z
+                    g[H2 + j] = n
+                    hns[j] = hn
+            else:
+                grz = gh_rz[i]
+                ghn = gh_n[i]
+                for j in range(H):
+                    n = tanh(gib[H2 + j] + ghn[j])
+                    z = grz[H + j]
+                    hv = n + z * (hi[j] - n)
+                    o[j] = hv
+                    hi[j] = hv
+                    g[j] = grz[j]
+                    g[H + j] = z
+                    g[H2 + j] = n
+    for i in range(nb):
+        h_n[d, b0 + i, :] = h[i]
 
 
 @njit(parallel=True, **_JIT)
-def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whhT, lengths, reset_after, nchunks,
+def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
                        dgi, dgh, dh0):
     """Backward recurrence of one layer, all directions (adds nothing: every output is written).
 
     d_out    (B, T, D*H)   gradient arriving at the layer's outputs (ignored past each length)
     d_h_n    (D, B, H)     gradient arriving at the final states
     gates, hn_s, hprev_s   saved by gru_layer_forward(store=True)
-    whhT     (D, H, 3H)    recurrent weights, transposed
+    whh      (D, 3H, H)    recurrent weights
     dgi      (B, T, D*3H)  written: d loss / d (input-side pre-activations) — da_r, da_z, da_n
     dgh      (D, B, T, 3H) written: d loss / d (W_hh h + b_hh) — da_r, da_z, and for the n gate
                            r*da_n (reset_after) or da_n (Cho: its weight gradient uses r*h)
     dh0      (D, B, H)     written: gradient of the initial states
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    D = whhT.shape[0]
-    H = whhT.shape[1]
+    D = whh.shape[0]
     B = d_out.shape[0]
-    T = d_out.shape[1]
-    H2 = 2 * H
-    H3 = 3 * H
-    one = dgi.dtype.type(1)
     for task in prange(D * nchunks):
         d = task // nchunks
         c = task % nchunks
         b0 = (c * B) // nchunks
         b1 = ((c + 1) * B) // nchunks
-        nb = b1 - b0
-        if nb == 0:
-            continue
-        wT = whhT[d]
-        goff = d * H3
-        ooff = d * H
-        dh = np.empty((nb, H), dtype=dgi.dtype)      # gradient carried into the step
-        dd = np.empty((nb, H), dtype=dgi.dtype)      # direct part z * dh (+ r * d(rh))
-        drh = np.empty((nb, H), dtype=dgi.dtype)     # Cho: d loss / d (r * h)
-        dg = np.empty((nb, H3), dtype=dgi.dtype)     # this step's dgh rows
+        if b1 > b0:
+            _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after,
+                            dgi, dgh, dh0, d, b0, b1)
+
+
+@njit(**_JIT)
+def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, dgi, dgh, dh0,
+                    d, b0, b1):
+    """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
+
+    Per step: dh' = carried gradient + d_out; then (reset_after)
+        dn = dh' (1 - z)      da_n = dn (1 - n^2)     da_z = dh' (h - n) z (1 - z)
+        da_r = da_n (W_hn h + b_hn) r (1 - r)         dgh_n = r da_n
+        dh = dh' z + [da_r, da_z, dgh_n] @ W_hh
+    and (Cho) d(rh) = da_n @ W_hn, da_r = d(rh) h r (1 - r), dh = dh' z + d(rh) r + [da_r, da_z] @ W_h[rz].
+    """
+    H = whh.shape[2]
+    T = d_out.shape[1]
+    H2 = 2 * H
+    H3 = 3 * H
+    dt = dgi.dtype
+    one = dt.type(1)
+    nb = b1 - b0
+    w = whh[d]                                   # (3H, H)
+    wT = np.ascontiguousarray(w.T)               # (H, 3H)
+    w_rz = np.ascontiguousarray(w[:H2])          # (2H, H)
+    w_rzT = np.ascontiguousarray(w_rz.T)         # (H, 2H)
+    w_n = np.ascontiguousarray(w[H2:])           # (H, H)
+    w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
+    goff = d * H3
+    ooff = d * H
+    dh = np.empty((nb, H), dtype=dt)             # gradient carried into the step
+    dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
+    drh = np.empty((nb, H), dtype=dt)            # Cho: d loss / d (r * h)
+    dg = np.empty((nb, H3), dtype=dt)            # this step's dgh rows (reset_after)
+    dg_rz = np.empty((nb, H2), dtype=dt)         # Cho: r and z parts
+    dg_n = np.empty((nb, H), dtype=dt)           # Cho: n part (da_n)
+    for i in range(nb):
+        dh[i, :] = d_h_n[d, b0 + i]
+    for s in range(T):
+        t = s if d == 1 else T - 1 - s
         for i in range(nb):
-            dh[i, :] = d_h_n[d, b0 + i]
-        for s in range(T):
-            t = s if d == 1 else T - 1 - s
+            b = b0 + i
+            dgib = dgi[b, t, goff:goff + H3]
+            dhi = dh[i]
+            ddi = dd[i]
+            if t >= lengths[b]:
+                dgib[:] = 0
+                dg[i, :] = 0
+                dg_rz[i, :] = 0
+                dg_n[i, :] = 0
+                ddi[:] = dhi
+                continue
+            do = d_out[b, t, ooff:ooff + H]
+            g = gates[d, b, t]
+            hp = hprev_s[d, b, t]
+            if reset_after:
+                hns = hn_s[d, b, t]
+                dgr = dg[i]
+                for j in range(H):
+                    r = g[j]
+                    z = g[H + j]
+                    n = g[H2 + j]
+                    gh = dhi[j] + do[j]
+                    da_n = gh * (one - z) * (one - n * n)
+                    da_r = da_n * hns[j] * r * (one - r)
+                    da_z = gh * (hp[j] - n) * z * (one - z)
+                    dgib[j] = da_r
+                    dgib[H + j] = da_z
+                    dgib[H2 + j] = da_n
+                    dgr[j] = da_r
+                    dgr[H + j] = da_z
+                    dgr[H2 + j] = da_n * r
+                    ddi[j] = gh * z
+            else:
+                dgrz = dg_rz[i]
+                dgn = dg_n[i]
+                for j in range(H):
+                    z = g[H + j]
+                    n = g[H2 + j]
+                    gh = dhi[j] + do[j]
+                    da_n = gh * (one - z) * (one - n * n)
+                    da_z = gh * (hp[j] - n) * z * (one - z)
+                    dgib[H + j] = da_z
+                    dgib[H2 + j] = da_n
+                    dgrz[H + j] = da_z
+                    dgn[j] = da_n
+                    ddi[j] = gh * z
+        if reset_after:
+            _mm(dg, w, wT, dh)
+        else:
+            # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
+            _mm(dg_n, w_n, w_nT, drh)
             for i in range(nb):
                 b = b0 + i
-                dgib = dgi[b, t, goff:goff + H3]
-                dgr = dg[i]
-                dhi = dh[i]
-                ddi = dd[i]
                 if t >= lengths[b]:
-                    dgib[:] = 0
-                    dgr[:] = 0
-                    ddi[:] = dhi
                     continue
-                do = d_out[b, t, ooff:ooff + H]
                 g = gates[d, b, t]
                 hp = hprev_s[d, b, t]
-                if reset_after:
-                    hns = hn_s[d, b, t]
-                    for j in range(H):
-                        r = g[j]
-                        z = g[H + j]
-                        n = g[H2 + j]
-                        gh = dhi[j] + do[j]
-                        da_n = gh * (one - z) * (one - n * n)
-                        da_r = da_n * hns[j] * r * (one - r)
-                        da_z = gh * (hp[j] - n) * z * (one - z)
-                        dgib[j] = da_r
-                        dgib[H + j] = da_z
-                        dgib[H2 + j] = da_n
-                        dgr[j] = da_r
-                        dgr[H + j] = da_z
-                        dgr[H2 + j] = da_n * r
-                        ddi[j] = gh * z
-                else:
-                    for j in range(H):
-                        z = g[H + j]
-                        n = g[H2 + j]
-                        gh = dhi[j] + do[j]
-                        da_n = gh * (one - z) * (one - n * n)
-                        da_z = gh * (hp[j] - n) * z * (one - z)
-                        dgib[H + j] = da_z
-                        dgib[H2 + j] = da_n
-                        dgr[H + j] = da_z
-                        dgr[H2 + j] = da_n
-                        ddi[j] = gh * z
-            if not reset_after:
-                # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
-                _mm_nt(dg, H2, wT, H2, H, drh, 0, nb, H)
-                for i in range(nb):
-                    b = b0 + i
-                    if t >= lengths[b]:
-                        continue
-                    g = gates[d, b, t]
-                    hp = hprev_s[d, b, t]
-                    dgib = dgi[b, t, goff:goff + H3]
-                    dgr = dg[i]
-                    ddi = dd[i]
-                    dri = drh[i]
-                    for j in range(H):
-                        r = g[j]
-                        da_r = dri[j] * hp[j] * r * (one - r)
-                        dgib[j] = da_r
-                        dgr[j] = da_r
-                        ddi[j] += dri[j] * r
-                _mm_nt(dg, 0, wT, 0, H2, dh, 0, nb, H)
-            else:
-                _mm_nt(dg, 0, wT, 0, H3, dh, 0, nb, H)
-            for i in range(nb):
-                dhi = dh[i]
+                dgib = dgi[b, t, goff:goff + H3]
+                dgrz = dg_rz[i]
                 ddi = dd[i]
+                dri = drh[i]
                 for j in range(H):
-                    dhi[j] += ddi[j]
-                dgh[d, b0 + i, t, :] = dg[i]
+                    r = g[j]
+                    da_r = dri[j] * hp[j] * r * (one - r)
+                    dgib[j] = da_r
+                    dgrz[j] = da_r
+                    ddi[j] += dri[j] * r
+            _mm(dg_rz, w_rz, w_rzT, dh)
         for i in range(nb):
-            dh0[d, b0 + i, :] = dh[i]
+            dhi = dh[i]
+            ddi = dd[i]
+            for j in range(H):
+                dhi[j] += ddi[j]
+            if reset_after:
+                dgh[d, b0 + i, t, :] = dg[i]
+            else:
+                dgh[d, b0 + i, t, :H2] = dg_rz[i]
+                dgh[d, b0 + i, t, H2:] = dg_n[i]
+    for i in range(nb):
+        dh0[d, b0 + i, :] = dh[i]
+
+
+# ---------------------------------------------------------------------------------------------
+# Large matrix products over all timesteps, on Numba's thread pool (see the module docstring).
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(parallel=True, **_JIT)
+def gemm(A, W, bias, C, ntasks):
+    """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
+    weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
+    in ``ntasks`` blocks."""
+    M = A.shape[0]
+    for task in prange(ntasks):
+        _gemm_rows(A, W, bias, C, (task * M) // ntasks, ((task + 1) * M) // ntasks)
+
+
+@njit(**_JIT)
+def _gemm_rows(A, W, bias, C, r0, r1):
+    if r1 <= r0:
+        return
+    np.dot(A[r0:r1], W, C[r0:r1])
+    N = C.shape[1]
+    if bias.shape[0] == N:
+        for i in range(r0, r1):
+            c = C[i]
+            for j in range(N):
+                c[j] += bias[j]
+
+
+@njit(parallel=True, **_JIT)
+def gemm_tn(A, X, C, ntasks):
+    """C = A^T @ X, reducing over the M rows of A (M, N1) and X (M, N2): C (N1, N2).
+
+    Weight gradients: the reduction runs over all B*T timesteps. Each task reduces its own
+    block of rows into a private partial product; the partials are then added.
+    """
+    M = A.shape[0]
+    parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
+    for task in prange(ntasks):
+        _gemm_tn_rows(A, X, parts[task], (task * M) // ntasks, ((task + 1) * M) // ntasks)
+    C[:] = parts[0]
+    for task in range(1, ntasks):
+        C += parts[task]
+
+
+@njit(**_JIT)
+def _gemm_tn_rows(A, X, P, r0, r1):
+    if r1 > r0:
+        np.dot(A[r0:r1].T, X[r0:r1], P)

@@ -55,7 +55,7 @@ def _int32_bits_as_float32(typingctx, i):
     return types.float32(i), codegen
 
 
-@njit(inline="always")
+@njit
 def _exp_f32(x):
     # clamp: exp(88) < FLT_MAX and exp(-87) > FLT_MIN, so 2**n stays a normal number
     x = min(max(x, _EXP_LO), _EXP_HI)
@@ -68,12 +68,12 @@ def _exp_f32(x):
     return y * scale
 
 
-@njit(inline="always")
+@njit
 def _sigmoid_f32(x):
     return _ONE / (_ONE + _exp_f32(-x))
 
 
-@njit(inline="always")
+@njit
 def _tanh_f32(x):
     ax = abs(x)
     z = x * x
@@ -83,13 +83,13 @@ def _tanh_f32(x):
     return small if ax < _TANH_SMALL else big
 
 
-@njit(inline="always")
+@njit
 def _sigmoid_f64(x):
     x = min(max(x, -745.0), 745.0)
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@njit(inline="always")
+@njit
 def _tanh_f64(x):
     return math.tanh(x)
 
@@ -105,7 +105,7 @@ def tanh(x):
     return np.tanh(x)
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _ol_sigmoid(x):
     if x == types.float32:
         return lambda x: _sigmoid_f32(x)
@@ -114,7 +114,7 @@ def _ol_sigmoid(x):
     return None
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _ol_tanh(x):
     if x == types.float32:
         return lambda x: _tanh_f32(x)

@@ -7,12 +7,13 @@ projection of all timesteps and both directions is one GEMM; :meth:`GRU.state_di
 under PyTorch's names and shapes. The recurrences run in :mod:`numgru._cpu`.
 """
 
+import functools
 import numbers
 
 import numpy as np
 
 from . import _cpu
-from ._config import PARALLEL_MIN_WORK
+from ._config import PARALLEL_MIN_WORK, blas_single_threaded
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -44,6 +45,17 @@ def _check_finite(arr, name):
     if not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(f"{name} contains {bad} values; all values must be finite")
+
+
+def _holding_blas(method):
+    """Run a method with SciPy's BLAS held to one thread (see ``_config.blas_single_threaded``)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with blas_single_threaded:
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _num_threads():
@@ -294,12 +306,18 @@ class GRU:
         _check_finite(h, name)
         return h
 
+    @staticmethod
+    def _ntasks(M):
+        """Blocks of rows for the large products: one per thread, at least 64 rows each."""
+        return max(1, min(_num_threads(), M // 64))
+
     def _nchunks(self, B):
         if B * 3 * self.hidden_size * self.hidden_size < PARALLEL_MIN_WORK:
             return 1
         return max(1, min(_num_threads(), B))
 
     # ------------------------------------------------------------------ forward / backward
+    @_holding_blas
     def forward(self, x, h0=None, lengths=None, training=False):
         """Run the GRU over a batch of sequences.
 
@@ -343,9 +361,9 @@ class GRU:
         inp = x
         for k, lay in enumerate(self._layers):
             in_k = inp.shape[2]
-            gi = inp.reshape(B * T, in_k) @ lay["w_ih"].T
-            gi += lay["b_ih"]
-            gi = gi.reshape(B, T, D * 3 * H)
+            gi = np.empty((B, T, D * 3 * H), dtype=self.dtype)
+            _cpu.gemm(inp.reshape(B * T, in_k), lay["w_ih"].T, lay["b_ih"],
+                      gi.reshape(B * T, D * 3 * H), self._ntasks(B * T))
             out = np.empty((B, T, D * H), dtype=self.dtype)
             hk = np.ascontiguousarray(h0[k * D:(k + 1) * D])
             hnk = np.empty((D, B, H), dtype=self.dtype)
@@ -371,6 +389,7 @@ class GRU:
                         "nchunks": nchunks} if training else None)
         return inp, h_n
 
+    @_holding_blas
     def backward(self, d_out, d_h_n=None):
         """Backpropagate through the last training forward.
 
@@ -417,27 +436,33 @@ class GRU:
             dgi = np.empty((B, T, D * 3 * H), dtype=self.dtype)
             dgh = np.empty((D, B, T, 3 * H), dtype=self.dtype)
             dh0k = np.empty((D, B, H), dtype=self.dtype)
-            whhT = np.ascontiguousarray(lay["w_hh"].transpose(0, 2, 1))
             _cpu.gru_layer_backward(d_layer, np.ascontiguousarray(d_h_n[k * D:(k + 1) * D]),
-                                    gates, hn_s, hprev, whhT, lengths, self.reset_after, nchunks,
-                                    dgi, dgh, dh0k)
+                                    gates, hn_s, hprev, lay["w_hh"], lengths, self.reset_after,
+                                    nchunks, dgi, dgh, dh0k)
             dh0[k * D:(k + 1) * D] = dh0k
             dgi2 = dgi.reshape(B * T, D * 3 * H)
-            g = {"w_ih": dgi2.T @ inp.reshape(B * T, in_k), "b_ih": dgi2.sum(axis=0),
+            ntasks = self._ntasks(B * T)
+            g = {"w_ih": np.empty_like(lay["w_ih"]), "b_ih": dgi2.sum(axis=0),
                  "w_hh": np.empty_like(lay["w_hh"]), "b_hh": np.zeros_like(lay["b_hh"])}
+            _cpu.gemm_tn(dgi2, inp.reshape(B * T, in_k), g["w_ih"], ntasks)
             for d in range(D):
                 dg2 = dgh[d].reshape(B * T, 3 * H)
                 hp2 = hprev[d].reshape(B * T, H)
                 if self.reset_after:
-                    g["w_hh"][d] = dg2.T @ hp2
+                    _cpu.gemm_tn(dg2, hp2, g["w_hh"][d], ntasks)
                     g["b_hh"][d] = dg2.sum(axis=0)
                 else:
+                    # the n rows multiply r*h, not h: one product over [h | r*h] columns
                     rh = gates[d, :, :, :H].reshape(B * T, H) * hp2
-                    g["w_hh"][d, : 2 * H] = dg2[:, : 2 * H].T @ hp2
-                    g["w_hh"][d, 2 * H:] = dg2[:, 2 * H:].T @ rh
+                    both = np.empty((3 * H, 2 * H), dtype=self.dtype)
+                    _cpu.gemm_tn(dg2, np.concatenate([hp2, rh], axis=1), both, ntasks)
+                    g["w_hh"][d, : 2 * H] = both[: 2 * H, :H]
+                    g["w_hh"][d, 2 * H:] = both[2 * H:, H:]
                     g["b_hh"][d, : 2 * H] = dg2[:, : 2 * H].sum(axis=0)
             glayers[k] = g
-            d_inp = (dgi2 @ lay["w_ih"]).reshape(B, T, in_k)
+            d_inp = np.empty((B, T, in_k), dtype=self.dtype)
+            _cpu.gemm(dgi2, lay["w_ih"], np.empty(0, dtype=self.dtype),
+                      d_inp.reshape(B * T, in_k), ntasks)
             if k > 0 and cache["masks"]:
                 d_inp *= cache["masks"][k - 1]
             d_layer = d_inp
