@@ -8,7 +8,9 @@ under PyTorch's names and shapes. The recurrences run in :mod:`numgru._cpu`.
 """
 
 import functools
+import math
 import numbers
+import threading
 
 import numpy as np
 
@@ -125,6 +127,7 @@ class GRU:
                     else np.random.default_rng(random_state))
         self.dropout_masks_ = []
         self._cache = None
+        self._tls = threading.local()
         self._layers = []
         H, D = self.hidden_size, self.num_directions
         bound = 1.0 / np.sqrt(H)
@@ -144,6 +147,32 @@ class GRU:
             layer["b_ih"] = np.ascontiguousarray(np.concatenate(b_ih), dtype=self.dtype)
             layer["b_hh"] = np.ascontiguousarray(np.stack(b_hh), dtype=self.dtype)
             self._layers.append(layer)
+
+    # ------------------------------------------------------------------ workspace
+    def _work(self, key, shape):
+        """A scratch array of ``shape`` kept between calls (per thread, grown as needed).
+
+        Large fresh arrays come from the OS and every page faults on first touch; reusing them
+        saved a third of a large training step. Never used for arrays handed to the caller.
+        """
+        bufs = getattr(self._tls, "buffers", None)
+        if bufs is None:
+            bufs = self._tls.buffers = {}
+        n = math.prod(shape)
+        buf = bufs.get(key)
+        if buf is None or buf.size < n:
+            buf = bufs[key] = np.empty(max(n, 1), dtype=self.dtype)
+        return buf[:n].reshape(shape)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_tls"] = None
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._tls = threading.local()
 
     # ------------------------------------------------------------------ parameters
     def _names(self):
@@ -361,16 +390,18 @@ class GRU:
         inp = x
         for k, lay in enumerate(self._layers):
             in_k = inp.shape[2]
-            gi = np.empty((B, T, D * 3 * H), dtype=self.dtype)
+            gi = self._work(("gi", k), (B, T, D * 3 * H))
             _cpu.gemm(inp.reshape(B * T, in_k), lay["w_ih"].T, lay["b_ih"],
                       gi.reshape(B * T, D * 3 * H), self._ntasks(B * T))
-            out = np.empty((B, T, D * H), dtype=self.dtype)
+            mode = "train" if training else "infer"
+            out = (np.empty((B, T, D * H), dtype=self.dtype) if k == L - 1
+                   else self._work((mode, "out", k), (B, T, D * H)))
             hk = np.ascontiguousarray(h0[k * D:(k + 1) * D])
-            hnk = np.empty((D, B, H), dtype=self.dtype)
+            hnk = self._work(("hn", k), (D, B, H))
             if training:
-                gates = np.empty((D, B, T, 3 * H), dtype=self.dtype)
-                hn_s = np.empty((D, B, T, H), dtype=self.dtype) if self.reset_after else empty4
-                hprev = np.empty((D, B, T, H), dtype=self.dtype)
+                gates = self._work(("gates", k), (D, B, T, 3 * H))
+                hn_s = self._work(("hn_s", k), (D, B, T, H)) if self.reset_after else empty4
+                hprev = self._work(("hprev", k), (D, B, T, H))
             else:
                 gates = hn_s = hprev = empty4
             _cpu.gru_layer_forward(gi, lay["w_hh"], lay["b_hh"], hk, lengths, self.reset_after,
@@ -384,9 +415,10 @@ class GRU:
                 masks.append(mask)
                 out = out * mask
             inp = out
-        self.dropout_masks_ = masks
-        self._cache = ({"B": B, "T": T, "lengths": lengths, "layers": layer_caches, "masks": masks,
-                        "nchunks": nchunks} if training else None)
+        if training:  # an inference forward leaves the last training forward's state alone
+            self.dropout_masks_ = masks
+            self._cache = {"B": B, "T": T, "lengths": lengths, "layers": layer_caches,
+                           "masks": masks, "nchunks": nchunks}
         return inp, h_n
 
     @_holding_blas
@@ -433,9 +465,9 @@ class GRU:
             lay = self._layers[k]
             inp, gates, hn_s, hprev = cache["layers"][k]
             in_k = inp.shape[2]
-            dgi = np.empty((B, T, D * 3 * H), dtype=self.dtype)
-            dgh = np.empty((D, B, T, 3 * H), dtype=self.dtype)
-            dh0k = np.empty((D, B, H), dtype=self.dtype)
+            dgi = self._work("dgi", (B, T, D * 3 * H))
+            dgh = self._work("dgh", (D, B, T, 3 * H))
+            dh0k = self._work("dh0", (D, B, H))
             _cpu.gru_layer_backward(d_layer, np.ascontiguousarray(d_h_n[k * D:(k + 1) * D]),
                                     gates, hn_s, hprev, lay["w_hh"], lengths, self.reset_after,
                                     nchunks, dgi, dgh, dh0k)
@@ -460,7 +492,8 @@ class GRU:
                     g["w_hh"][d, 2 * H:] = both[2 * H:, H:]
                     g["b_hh"][d, : 2 * H] = dg2[:, : 2 * H].sum(axis=0)
             glayers[k] = g
-            d_inp = np.empty((B, T, in_k), dtype=self.dtype)
+            d_inp = (np.empty((B, T, in_k), dtype=self.dtype) if k == 0
+                     else self._work(("d_inp", k % 2), (B, T, in_k)))
             _cpu.gemm(dgi2, lay["w_ih"], np.empty(0, dtype=self.dtype),
                       d_inp.reshape(B * T, in_k), ntasks)
             if k > 0 and cache["masks"]:
