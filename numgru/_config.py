@@ -10,7 +10,12 @@
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
   thread, because waking a second thread costs more than it saves.
 - ``BLAS_MIN_ROWS``: matrix products with at least this many rows call BLAS; smaller ones use
-  numgru's own register-blocked kernel (a BLAS call costs more than the work at batch 1-7).
+  numgru's own register-blocked kernel, which measured faster than a BLAS call up to ~16 rows
+  (per thread) of the recurrent product here.
+
+The kernels read these values at compile time and Numba's cache does not notice when they
+change: after editing this file, clear the cache (``find numgru -name "*.nbi" -delete``) or run
+with ``NUMGRU_NO_CACHE=1``.
 """
 
 import os
@@ -19,7 +24,7 @@ import threading
 FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
 PARALLEL_MIN_WORK = 16384
-BLAS_MIN_ROWS = 8
+BLAS_MIN_ROWS = 24
 
 
 def select_threading_layer():

@@ -21,7 +21,7 @@ against each other at each hand-over on a small machine (measured here: a (1, 10
 forward took 13 ms with both pools active, 0.2 ms with one). Products of at least
 ``BLAS_MIN_ROWS`` rows call BLAS (``np.dot``, SciPy's BLAS) from inside the Numba threads, each
 thread on its own block of rows, with that BLAS held to one thread
-(:func:`numgru._config.blas_single_threaded`); smaller ones (batch 1-7 per thread in the
+(:func:`numgru._config.blas_single_threaded`); smaller ones (up to ~16 batch rows per thread in the
 recurrence) use :func:`_mm_nt`, a register-blocked kernel that beats a BLAS call at that size.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
@@ -247,8 +247,9 @@ def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gate
             o = out[b, t, ooff:ooff + H]
             if t >= lengths[b]:
                 o[:] = 0
-                if store:
+                if store:  # finite values where the weight-gradient products will read them
                     hprev_s[d, b, t, :] = hi
+                    gates[d, b, t, :] = 0
                 continue
             gib = gi[b, t, goff:goff + H3]
             # branch-free gate loops (so that LLVM vectorises them): without `store` the
