@@ -283,6 +283,13 @@ def _mul2(a, b, out):
 
 
 @njit(**_JIT)
+def _add_into(a, out):
+    """out += a."""
+    for j in range(out.shape[0]):
+        out[j] += a[j]
+
+
+@njit(**_JIT)
 def _fma_into(a, b, out):
     """out += a * b."""
     for j in range(out.shape[0]):
@@ -427,7 +434,7 @@ def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gate
 
 @njit(parallel=True, **_JIT)
 def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
-                       dgi, dgh, dh0):
+                       dgi, dgh, dh0, dbias):
     """Backward recurrence of one layer, all directions (adds nothing: every output is written).
 
     d_out    (B, T, D*H)   gradient arriving at the layer's outputs (ignored past each length)
@@ -438,6 +445,9 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     dgh      (D, B, T, 3H) written: d loss / d (W_hh h + b_hh) — da_r, da_z, and for the n gate
                            r*da_n (reset_after) or da_n (Cho: its weight gradient uses r*h)
     dh0      (D, B, H)     written: gradient of the initial states
+    dbias    (D*nchunks, 2, 3H)  written: per-chunk sums over rows and steps of dgi (input
+                           bias gradient) and dgh (recurrent bias gradient); the caller adds
+                           the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
     D = whh.shape[0]
@@ -449,12 +459,14 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
         b1 = ((c + 1) * B) // nchunks
         if b1 > b0:
             _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after,
-                            dgi, dgh, dh0, d, b0, b1)
+                            dgi, dgh, dh0, dbias[task], d, b0, b1)
+        else:
+            dbias[task, :, :] = 0
 
 
 @njit(**_JIT)
 def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, dgi, dgh, dh0,
-                    d, b0, b1):
+                    dbias, d, b0, b1):
     """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
 
     Per step: dh' = carried gradient + d_out; then (reset_after)
@@ -484,6 +496,10 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     dg_rz = np.empty((nb, H2), dtype=dt)         # Cho: r and z parts
     dg_n = np.empty((nb, H), dtype=dt)           # Cho: n part (da_n)
     gsum = np.empty(H, dtype=dt)                 # dh' of one row
+    db_i = dbias[0]                              # (3H,) running sum of dgi rows
+    db_h = dbias[1]                              # (3H,) running sum of dgh rows
+    db_i[:] = 0
+    db_h[:] = 0
     for i in range(nb):
         dh[i, :] = d_h_n[d, b0 + i]
     for s in range(T):
@@ -538,11 +554,14 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             ddi = dd[i]
             for j in range(H):
                 dhi[j] += ddi[j]
+            dghi = dgh[d, b0 + i, t]
             if reset_after:
-                dgh[d, b0 + i, t, :] = dg[i]
+                dghi[:] = dg[i]
             else:
-                dgh[d, b0 + i, t, :H2] = dg_rz[i]
-                dgh[d, b0 + i, t, H2:] = dg_n[i]
+                dghi[:H2] = dg_rz[i]
+                dghi[H2:] = dg_n[i]
+            _add_into(dghi, db_h)
+            _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
     for i in range(nb):
         dh0[d, b0 + i, :] = dh[i]
 

@@ -468,13 +468,15 @@ class GRU:
             dgi = self._work("dgi", (B, T, D * 3 * H))
             dgh = self._work("dgh", (D, B, T, 3 * H))
             dh0k = self._work("dh0", (D, B, H))
+            dbias = self._work("dbias", (D * nchunks, 2, 3 * H))
             _cpu.gru_layer_backward(d_layer, np.ascontiguousarray(d_h_n[k * D:(k + 1) * D]),
                                     gates, hn_s, hprev, lay["w_hh"], lengths, self.reset_after,
-                                    nchunks, dgi, dgh, dh0k)
+                                    nchunks, dgi, dgh, dh0k, dbias)
+            dbias = dbias.reshape(D, nchunks, 2, 3 * H).sum(axis=1)   # (D, 2, 3H)
             dh0[k * D:(k + 1) * D] = dh0k
             dgi2 = dgi.reshape(B * T, D * 3 * H)
             ntasks = self._ntasks(B * T)
-            g = {"w_ih": np.empty_like(lay["w_ih"]), "b_ih": dgi2.sum(axis=0),
+            g = {"w_ih": np.empty_like(lay["w_ih"]), "b_ih": dbias[:, 0].reshape(-1).copy(),
                  "w_hh": np.empty_like(lay["w_hh"]), "b_hh": np.zeros_like(lay["b_hh"])}
             _cpu.gemm_tn(dgi2, inp.reshape(B * T, in_k), g["w_ih"], ntasks)
             for d in range(D):
@@ -482,7 +484,7 @@ class GRU:
                 hp2 = hprev[d].reshape(B * T, H)
                 if self.reset_after:
                     _cpu.gemm_tn(dg2, hp2, g["w_hh"][d], ntasks)
-                    g["b_hh"][d] = dg2.sum(axis=0)
+                    g["b_hh"][d] = dbias[d, 1]
                 else:
                     # the n rows multiply r*h, not h: one product over [h | r*h] columns
                     rh = gates[d, :, :, :H].reshape(B * T, H) * hp2
@@ -490,7 +492,7 @@ class GRU:
                     _cpu.gemm_tn(dg2, np.concatenate([hp2, rh], axis=1), both, ntasks)
                     g["w_hh"][d, : 2 * H] = both[: 2 * H, :H]
                     g["w_hh"][d, 2 * H:] = both[2 * H:, H:]
-                    g["b_hh"][d, : 2 * H] = dg2[:, : 2 * H].sum(axis=0)
+                    g["b_hh"][d, : 2 * H] = dbias[d, 1, : 2 * H]
             glayers[k] = g
             d_inp = (np.empty((B, T, in_k), dtype=self.dtype) if k == 0
                      else self._work(("d_inp", k % 2), (B, T, in_k)))
