@@ -1,0 +1,246 @@
+"""Plain-NumPy float64 GRU: the single oracle every kernel is tested against.
+
+Written for clarity, not speed. It follows docs/engine.md exactly:
+
+* parameters use the PyTorch names and layout (gate order r, z, n); with ``reset_after=False`` the
+  recurrent bias ``bias_hh_l{k}{s}`` has shape (2H,) (r and z only);
+* ``lengths`` has ``pack_padded_sequence`` semantics: a step t is *active* for sequence b when
+  ``t < lengths[b]``; inactive steps leave the state untouched and write 0 to the output, so the
+  reverse direction naturally starts at each sequence's own end and ``h_n`` is the state after the
+  last valid step; gradients arriving at padded positions of ``d_out`` are ignored;
+* ``dropout_masks[k]`` (B, T, D*H) multiplies the output of layer k (k = 0..L-2) before it is fed to
+  layer k+1.
+
+Everything is computed in float64 whatever the dtype of the inputs.
+"""
+
+import numpy as np
+
+__all__ = ["gru_forward", "gru_backward", "init_params", "param_names", "param_shapes",
+           "sigmoid", "tanh"]
+
+
+# ----------------------------------------------------------------------------------------------
+# activations
+# ----------------------------------------------------------------------------------------------
+def sigmoid(a):
+    """Overflow-free logistic function: only exp of non-positive numbers is ever taken."""
+    a = np.asarray(a, dtype=np.float64)
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def tanh(a):
+    """np.tanh never overflows (it saturates to +-1)."""
+    return np.tanh(np.asarray(a, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------------------------
+# parameter layout
+# ----------------------------------------------------------------------------------------------
+def _suffixes(bidirectional):
+    return ("", "_reverse") if bidirectional else ("",)
+
+
+def param_shapes(input_size, hidden_size, num_layers, bidirectional=False, reset_after=True):
+    """Ordered dict name -> shape, exactly as in docs/engine.md (PyTorch order)."""
+    H = hidden_size
+    D = 2 if bidirectional else 1
+    shapes = {}
+    for k in range(num_layers):
+        I_k = input_size if k == 0 else D * H
+        for s in _suffixes(bidirectional):
+            shapes[f"weight_ih_l{k}{s}"] = (3 * H, I_k)
+            shapes[f"weight_hh_l{k}{s}"] = (3 * H, H)
+            shapes[f"bias_ih_l{k}{s}"] = (3 * H,)
+            shapes[f"bias_hh_l{k}{s}"] = (3 * H,) if reset_after else (2 * H,)
+    return shapes
+
+
+def param_names(num_layers, bidirectional=False):
+    names = []
+    for k in range(num_layers):
+        for s in _suffixes(bidirectional):
+            names += [f"weight_ih_l{k}{s}", f"weight_hh_l{k}{s}", f"bias_ih_l{k}{s}",
+                      f"bias_hh_l{k}{s}"]
+    return names
+
+
+def init_params(rng, input_size, hidden_size, num_layers, bidirectional=False, reset_after=True,
+                dtype=np.float64):
+    """Random parameters, uniform in [-1/sqrt(H), 1/sqrt(H)], in contract order."""
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype)
+            for name, shape in param_shapes(input_size, hidden_size, num_layers, bidirectional,
+                                            reset_after).items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one direction of one layer
+# ----------------------------------------------------------------------------------------------
+def _direction_forward(x, h0, active, W_ih, W_hh, b_ih, b_hh, reverse, reset_after):
+    """x (B,T,I), h0 (B,H), active (B,T) bool. Returns y (B,T,H), h_last (B,H), steps."""
+    B, T, _ = x.shape
+    H = h0.shape[1]
+    y = np.zeros((B, T, H))
+    h = h0.copy()
+    steps = []
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        m = active[:, t][:, None]                                # (B,1) bool
+        xt = x[:, t, :]
+        gi = xt @ W_ih.T + b_ih                                  # (B,3H)
+        if reset_after:
+            gh = h @ W_hh.T + b_hh                               # (B,3H)
+            r = sigmoid(gi[:, :H] + gh[:, :H])
+            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+            ghn = gh[:, 2 * H:]
+            n = tanh(gi[:, 2 * H:] + r * ghn)
+        else:
+            gh = h @ W_hh[:2 * H].T + b_hh                       # (B,2H)
+            r = sigmoid(gi[:, :H] + gh[:, :H])
+            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+            ghn = (r * h) @ W_hh[2 * H:].T                       # W_hn (r*h)
+            n = tanh(gi[:, 2 * H:] + ghn)
+        h_new = (1.0 - z) * n + z * h
+        steps.append(dict(t=t, m=m, x=xt, h_prev=h, r=r, z=z, n=n, ghn=ghn))
+        h = np.where(m, h_new, h)
+        y[:, t, :] = np.where(m, h_new, 0.0)
+    return y, h, steps
+
+
+def _direction_backward(steps, dy, dh_last, W_ih, W_hh, reset_after, in_size):
+    """Reverse of _direction_forward. dy (B,T,H) (already masked), dh_last (B,H)."""
+    B, T, H = dy.shape
+    dW_ih = np.zeros_like(W_ih)
+    dW_hh = np.zeros_like(W_hh)
+    db_ih = np.zeros(3 * H)
+    db_hh = np.zeros(3 * H if reset_after else 2 * H)
+    dx = np.zeros((B, T, in_size))
+    dh = dh_last.copy()
+    for st in reversed(steps):
+        t, m = st["t"], st["m"].astype(np.float64)
+        r, z, n, h_prev, ghn = st["r"], st["z"], st["n"], st["h_prev"], st["ghn"]
+        g = dh + m * dy[:, t, :]          # gradient w.r.t. h_new where active, w.r.t. h otherwise
+        gm = g * m                         # only active rows see the cell
+        dn = gm * (1.0 - z)
+        dz = gm * (h_prev - n)
+        dh_prev = gm * z
+        dan = dn * (1.0 - n * n)
+        if reset_after:
+            dr = dan * ghn
+        else:
+            d_rh = dan @ W_hh[2 * H:]                            # d(r*h)
+            dr = d_rh * h_prev
+            dh_prev = dh_prev + d_rh * r
+            dW_hh[2 * H:] += dan.T @ (r * h_prev)
+        dar = dr * r * (1.0 - r)
+        daz = dz * z * (1.0 - z)
+        dgi = np.concatenate([dar, daz, dan], axis=1)            # (B,3H)
+        if reset_after:
+            dgh = np.concatenate([dar, daz, dan * r], axis=1)    # (B,3H)
+            dh_prev = dh_prev + dgh @ W_hh
+            dW_hh += dgh.T @ h_prev
+        else:
+            dgh = np.concatenate([dar, daz], axis=1)             # (B,2H)
+            dh_prev = dh_prev + dgh @ W_hh[:2 * H]
+            dW_hh[:2 * H] += dgh.T @ h_prev
+        db_hh += dgh.sum(axis=0)
+        dW_ih += dgi.T @ st["x"]
+        db_ih += dgi.sum(axis=0)
+        dx[:, t, :] = dgi @ W_ih
+        dh = dh_prev + (1.0 - m) * g       # inactive rows: the state passes through unchanged
+    return dx, dh, dW_ih, dW_hh, db_ih, db_hh
+
+
+# ----------------------------------------------------------------------------------------------
+# full network
+# ----------------------------------------------------------------------------------------------
+def _active_mask(lengths, B, T):
+    if lengths is None:
+        return np.ones((B, T), dtype=bool)
+    lengths = np.asarray(lengths)
+    assert lengths.shape == (B,), "lengths must have one entry per sequence"
+    assert np.all((lengths >= 1) & (lengths <= T)), "lengths must lie in [1, T]"
+    return np.arange(T)[None, :] < lengths[:, None]
+
+
+def gru_forward(x, params, *, num_layers, hidden_size, bidirectional=False, reset_after=True,
+                h0=None, lengths=None, dropout_masks=None):
+    """Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
+    x = np.asarray(x, dtype=np.float64)
+    B, T, I = x.shape
+    H, L = hidden_size, num_layers
+    D = 2 if bidirectional else 1
+    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    expected = param_shapes(I, H, L, bidirectional, reset_after)
+    assert set(P) == set(expected), (sorted(P), sorted(expected))
+    for name, shape in expected.items():
+        assert P[name].shape == shape, (name, P[name].shape, shape)
+    h0 = np.zeros((L * D, B, H)) if h0 is None else np.asarray(h0, dtype=np.float64)
+    assert h0.shape == (L * D, B, H)
+    if dropout_masks is None:
+        dropout_masks = []
+    dropout_masks = [np.asarray(mk, dtype=np.float64) for mk in dropout_masks]
+    assert len(dropout_masks) in (0, L - 1), "need one dropout mask per layer 0..L-2 (or none)"
+    active = _active_mask(lengths, B, T)
+
+    h_n = np.zeros((L * D, B, H))
+    layers = []
+    inp = x
+    for k in range(L):
+        ys, dirs = [], []
+        for d, s in enumerate(_suffixes(bidirectional)):
+            W_ih, W_hh = P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"]
+            b_ih, b_hh = P[f"bias_ih_l{k}{s}"], P[f"bias_hh_l{k}{s}"]
+            y, h_last, steps = _direction_forward(inp, h0[k * D + d], active, W_ih, W_hh, b_ih,
+                                                  b_hh, reverse=(d == 1),
+                                                  reset_after=reset_after)
+            ys.append(y)
+            dirs.append(steps)
+            h_n[k * D + d] = h_last
+        y = np.concatenate(ys, axis=2)
+        layers.append(dict(inp_size=inp.shape[2], dirs=dirs))
+        if k < L - 1 and dropout_masks:
+            assert dropout_masks[k].shape == y.shape
+            y = y * dropout_masks[k]
+        inp = y
+    cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D,
+                 bidirectional=bidirectional, reset_after=reset_after, active=active,
+                 dropout_masks=dropout_masks, shape=(B, T, I))
+    return inp, h_n, cache
+
+
+def gru_backward(cache, d_out, d_h_n=None):
+    """Returns (dx (B,T,I), dh0 (L*D,B,H), grads dict keyed like params), all float64."""
+    P, L, H, D = cache["params"], cache["num_layers"], cache["hidden_size"], cache["D"]
+    B, T, I = cache["shape"]
+    active = cache["active"].astype(np.float64)[:, :, None]
+    d_out = np.asarray(d_out, dtype=np.float64)
+    assert d_out.shape == (B, T, D * H)
+    d_h_n = np.zeros((L * D, B, H)) if d_h_n is None else np.asarray(d_h_n, dtype=np.float64)
+    assert d_h_n.shape == (L * D, B, H)
+    grads, dh0 = {}, np.zeros((L * D, B, H))
+    dy = d_out * active                      # gradients at padded positions are ignored
+    for k in range(L - 1, -1, -1):
+        layer = cache["layers"][k]
+        dinp = np.zeros((B, T, layer["inp_size"]))
+        for d, s in enumerate(_suffixes(cache["bidirectional"])):
+            W_ih, W_hh = P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"]
+            dx_d, dh, dW_ih, dW_hh, db_ih, db_hh = _direction_backward(
+                layer["dirs"][d], dy[:, :, d * H:(d + 1) * H], d_h_n[k * D + d], W_ih, W_hh,
+                cache["reset_after"], layer["inp_size"])
+            dinp += dx_d
+            dh0[k * D + d] = dh
+            grads[f"weight_ih_l{k}{s}"] = dW_ih
+            grads[f"weight_hh_l{k}{s}"] = dW_hh
+            grads[f"bias_ih_l{k}{s}"] = db_ih
+            grads[f"bias_hh_l{k}{s}"] = db_hh
+        if k > 0:
+            if cache["dropout_masks"]:
+                dinp = dinp * cache["dropout_masks"][k - 1]
+            dy = dinp * active
+        else:
+            dx = dinp
+    grads = {name: grads[name] for name in param_names(L, cache["bidirectional"])}
+    return dx, dh0, grads
