@@ -1,0 +1,21 @@
+"""The command line: ``numgru info`` and ``numgru demo`` run and print what they promise."""
+
+import io
+
+from numgru import cli
+
+
+def test_info_prints_versions_threading_cuda_and_cache():
+    buf = io.StringIO()
+    cli.info(out=buf)
+    text = buf.getvalue()
+    for key in ("numgru", "numba", "numba threading layer", "numba threads", "cuda available",
+                "compile cache"):
+        assert key in text, key
+
+
+def test_main_rejects_unknown_command(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        cli.main(["nonsense"])
