@@ -4,7 +4,9 @@ from ._config import select_threading_layer as _select_threading_layer
 
 _select_threading_layer()
 
+from .estimators import GRUClassifier, GRURegressor  # noqa: E402
 from .gru import GRU  # noqa: E402
+from .io import load  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "__version__"]
+__all__ = ["GRU", "GRUClassifier", "GRURegressor", "load", "__version__"]

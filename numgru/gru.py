@@ -421,7 +421,6 @@ class GRU:
                            "masks": masks, "nchunks": nchunks}
         return inp, h_n
 
-    @_holding_blas
     def backward(self, d_out, d_h_n=None):
         """Backpropagate through the last training forward.
 
@@ -443,6 +442,24 @@ class GRU:
         RuntimeError
             If no ``forward(..., training=True)`` preceded this call.
         """
+        d_in, dh0, glayers = self._backward(d_out, d_h_n, need_dx=True)
+        packed = [{"w_ih": g["w_ih"], "w_hh": g["w_hh"], "b_ih": g["b_ih"], "b_hh": g["b_hh"]}
+                  for g in glayers]
+        grads = {name: self._view(packed, k, d, kind).copy() for name, k, d, kind in self._names()}
+        return d_in, dh0, grads
+
+    def _packed_params(self):
+        """The parameter arrays themselves (packed per layer), for in-place optimizer updates."""
+        return [lay[key] for lay in self._layers for key in ("w_ih", "w_hh", "b_ih", "b_hh")]
+
+    @staticmethod
+    def _packed_grads(glayers):
+        """Gradients from :meth:`_backward` in the order of :meth:`_packed_params`."""
+        return [g[key] for g in glayers for key in ("w_ih", "w_hh", "b_ih", "b_hh")]
+
+    @_holding_blas
+    def _backward(self, d_out, d_h_n=None, need_dx=True):
+        """Backward pass returning packed per-layer gradients; ``dx`` is None unless need_dx."""
         if self._cache is None:
             raise RuntimeError("backward() needs a preceding forward(..., training=True); "
                                "call forward with training=True first")
@@ -494,6 +511,9 @@ class GRU:
                     g["w_hh"][d, 2 * H:] = both[2 * H:, H:]
                     g["b_hh"][d, : 2 * H] = dbias[d, 1, : 2 * H]
             glayers[k] = g
+            if k == 0 and not need_dx:
+                d_layer = None
+                break
             d_inp = (np.empty((B, T, in_k), dtype=self.dtype) if k == 0
                      else self._work(("d_inp", k % 2), (B, T, in_k)))
             _cpu.gemm(dgi2, lay["w_ih"], np.empty(0, dtype=self.dtype),
@@ -501,10 +521,8 @@ class GRU:
             if k > 0 and cache["masks"]:
                 d_inp *= cache["masks"][k - 1]
             d_layer = d_inp
-        packed = [{"w_ih": g["w_ih"], "w_hh": g["w_hh"], "b_ih": g["b_ih"], "b_hh": g["b_hh"]}
-                  for g in glayers]
-        grads = {name: self._view(packed, k, d, kind).copy() for name, k, d, kind in self._names()}
-        return d_layer, dh0, grads
+        return d_layer, dh0, glayers
+
 
     __call__ = forward
 

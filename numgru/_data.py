@@ -1,0 +1,128 @@
+"""Turning user input into padded batches: 3-D arrays, ragged lists and 2-D univariate arrays.
+
+Shape legend: n sequences, T timesteps (the longest), F features per timestep.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_array
+
+
+def _is_ragged_list(X):
+    """A list/tuple whose elements are sequences of timesteps of unequal length, or 2-D arrays."""
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return False
+    first = X[0]
+    if isinstance(first, numbers.Number) or isinstance(first, (str, bytes)):
+        return False
+    arrays = [np.asarray(x) for x in X]
+    if any(a.ndim == 2 for a in arrays):
+        return True
+    return len({a.shape[0] if a.ndim else -1 for a in arrays}) > 1
+
+
+def as_sequences(X, dtype, name="X"):
+    """Validate ``X`` and return ``(Xpad, lengths, kind)``.
+
+    Xpad (n, T, F) C-contiguous of ``dtype``, zero past each length; lengths (n,) int64;
+    kind "3d", "2d" (univariate: each row is a sequence of T scalars, F = 1) or "ragged".
+    Raises ValueError for NaN/inf, empty input, zero-length sequences or mixed feature counts.
+    """
+    if _is_ragged_list(X):
+        seqs = []
+        for i, x in enumerate(X):
+            a = np.asarray(x)
+            if a.dtype.kind not in "fiub":
+                raise ValueError(f"{name}[{i}] has non-numeric dtype {a.dtype}")
+            if a.ndim == 1:
+                a = a[:, None]
+            if a.ndim != 2:
+                raise ValueError(f"{name}[{i}] must be a 2-D array (n_timesteps, n_features) or a "
+                                 f"1-D univariate sequence, got shape {a.shape}")
+            if a.shape[0] == 0:
+                raise ValueError(f"{name}[{i}] is a zero-length sequence; every sequence needs at "
+                                 "least one timestep")
+            seqs.append(a)
+        F = {a.shape[1] for a in seqs}
+        if len(F) != 1:
+            raise ValueError(f"all sequences in {name} must have the same number of features, "
+                             f"got {sorted(F)}")
+        F = F.pop()
+        lengths = np.array([a.shape[0] for a in seqs], dtype=np.int64)
+        Xpad = np.zeros((len(seqs), int(lengths.max()), F), dtype=dtype)
+        for i, a in enumerate(seqs):
+            Xpad[i, : a.shape[0]] = a
+        if not np.isfinite(Xpad).all():
+            raise ValueError(f"Input {name} contains NaN or infinity.")
+        return Xpad, lengths, "ragged"
+    arr = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], ensure_all_finite=True,
+                      input_name=name)
+    if arr.ndim == 2:
+        kind = "2d"
+        arr = arr[:, :, None]
+    elif arr.ndim == 3:
+        kind = "3d"
+    else:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_timesteps), 3-D (n_samples, "
+                         f"n_timesteps, n_features) or a list of 2-D arrays; got {arr.ndim}-D "
+                         f"with shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has zero timesteps (shape {arr.shape}); every sequence needs at "
+                         "least one timestep")
+    if arr.shape[2] == 0:
+        raise ValueError(f"{name} has zero features per timestep (shape {arr.shape})")
+    lengths = np.full(arr.shape[0], arr.shape[1], dtype=np.int64)
+    return np.ascontiguousarray(arr, dtype=dtype), lengths, kind
+
+
+def step_targets(y, lengths, name="y"):
+    """Per-timestep targets: an (n, T[, k]) array or a ragged list aligned with the sequences.
+
+    Returns (Ypad (n, T, k) float64 or object labels (n, T) for classes, as given) and checks
+    that every sequence has a target for each of its timesteps.
+    """
+    n = len(lengths)
+    if isinstance(y, (list, tuple)) and len(y) and not isinstance(y[0], numbers.Number):
+        ys = [np.asarray(v) for v in y]
+        if len(ys) != n:
+            raise ValueError(f"{name} has {len(ys)} target sequences for {n} input sequences")
+        T = int(lengths.max())
+        tail = ys[0].shape[1:]
+        out = np.zeros((n, T) + tail, dtype=ys[0].dtype)
+        for i, v in enumerate(ys):
+            if v.shape[0] != lengths[i] or v.shape[1:] != tail:
+                raise ValueError(f"{name}[{i}] has shape {v.shape}; expected ({lengths[i]},"
+                                 f"{''.join(', ' + str(t) for t in tail)}) to match sequence {i}")
+            out[i, : v.shape[0]] = v
+        return out
+    arr = np.asarray(y)
+    if arr.ndim < 2 or arr.shape[0] != n or arr.shape[1] < lengths.max():
+        raise ValueError(f"with output='each_step', {name} must have shape (n_samples, n_timesteps"
+                         f"[, n_outputs]) = ({n}, {lengths.max()}, ...) or be a list of per-"
+                         f"sequence target arrays; got shape {arr.shape}")
+    return arr
+
+
+def valid_mask(lengths, T):
+    """(n, T) boolean mask of the timesteps inside each sequence."""
+    return np.arange(T)[None, :] < lengths[:, None]
+
+
+def batches(lengths, batch_size, rng, shuffle):
+    """Index batches grouped by similar length so that padding costs little.
+
+    Shuffled indices are cut into pools of 20 batches; each pool is sorted by length and cut
+    into batches; the batch order is then shuffled. Without ``shuffle`` the order is fixed.
+    """
+    n = len(lengths)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    pool = 20 * batch_size
+    out = []
+    for p0 in range(0, n, pool):
+        idx = order[p0:p0 + pool]
+        idx = idx[np.argsort(lengths[idx], kind="stable")]
+        out.extend(idx[b0:b0 + batch_size] for b0 in range(0, len(idx), batch_size))
+    if shuffle:
+        out = [out[i] for i in rng.permutation(len(out))]
+    return out

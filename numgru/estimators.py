@@ -1,0 +1,723 @@
+"""scikit-learn estimators for sequences: ``GRURegressor`` and ``GRUClassifier``.
+
+They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names wherever one exists,
+``fit`` and ``partial_fit`` sharing one ``_fit(X, y, incremental)`` path, early stopping on a
+held-out ``validation_fraction`` with best-weight restore, and the fitted attributes
+``loss_curve_``, ``validation_scores_``, ``best_loss_``, ``n_iter_`` and ``t_``.
+
+The network: one ``numgru.GRU`` layer per entry of ``hidden_layer_sizes`` (sizes may differ),
+dropout between them, then a linear head on either one feature vector per sequence
+(``output="last"``; ``pooling`` "last" = the final states, "mean" = the mean output over valid
+steps) or on every valid timestep (``output="each_step"``). The head's output goes through
+softmax (classifier) or the identity (regressor).
+"""
+
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from . import _data
+from ._losses import softmax, softmax_cross_entropy, squared_error
+from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
+from .gru import GRU
+
+
+class _BaseGRUEstimator(BaseEstimator):
+    """Shared machinery of the sequence estimators (not public)."""
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "bidirectional": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "reset_after": ["boolean"],
+        "pooling": [StrOptions({"last", "mean"})],
+        "output": [StrOptions({"last", "each_step"})],
+        "solver": [StrOptions({"adam", "rmsprop", "sgd"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "clip_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "device": [StrOptions({"cpu"})],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(64,), *, bidirectional=False, dropout=0.0,
+                 reset_after=True, pooling="last", output="last", solver="adam", alpha=1e-4,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
+                 verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
+                 dtype="float32"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.reset_after = reset_after
+        self.pooling = pooling
+        self.output = output
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.clip_grad_norm = clip_grad_norm
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ input
+    def _sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not sizes or any(not isinstance(s, Integral) or s < 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes}")
+        return [int(s) for s in sizes]
+
+    def _input(self, X, reset):
+        Xp, lengths, kind = _data.as_sequences(X, np.dtype(self.dtype))
+        if reset:
+            self._input_kind = kind
+            self._n_inputs = Xp.shape[2]
+            self.n_features_in_ = Xp.shape[1] if kind == "2d" else Xp.shape[2]
+        else:
+            expected = self.n_features_in_
+            got = Xp.shape[1] if (kind == "2d" and self._input_kind == "2d") else Xp.shape[2]
+            if kind == "2d" and self._input_kind != "2d" and self._n_inputs != 1:
+                got = Xp.shape[1]
+            if got != expected or Xp.shape[2] != self._n_inputs:
+                raise ValueError(f"X has {got} features, but {type(self).__name__} is expecting "
+                                 f"{expected} features as input.")
+        return Xp, lengths
+
+    # ------------------------------------------------------------------ network
+    def _init_network(self, n_inputs, n_outputs, rng):
+        dt = np.dtype(self.dtype)
+        self.grus_ = []
+        size_in = n_inputs
+        for h in self._sizes():
+            seed = int(rng.integers(2 ** 31)) if hasattr(rng, "integers") else int(rng.randint(2 ** 31))
+            self.grus_.append(GRU(size_in, h, 1, bidirectional=self.bidirectional,
+                                  reset_after=self.reset_after, dtype=dt, random_state=seed))
+            size_in = h * (2 if self.bidirectional else 1)
+        bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
+        self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
+        self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
+
+    def _params(self):
+        out = []
+        for g in self.grus_:
+            out.extend(g._packed_params())
+        return out + [self.head_coef_, self.head_intercept_]
+
+    def _is_weight(self):
+        flags = []
+        for _ in self.grus_:
+            flags.extend([True, True, False, False])
+        return flags + [True, False]
+
+    def _features(self, X, lengths, training, rng=None):
+        """Run the GRU stack; return (features, per-layer dropout masks, last layer outputs)."""
+        h = X
+        masks = []
+        last = len(self.grus_) - 1
+        for i, g in enumerate(self.grus_):
+            out, h_n = g.forward(h, lengths=lengths, training=training)
+            if training and self.dropout > 0 and i < last:
+                keep = rng.random(out.shape) >= self.dropout
+                mask = keep.astype(out.dtype) / out.dtype.type(1 - self.dropout)
+                masks.append(mask)
+                out = out * mask
+            h = out
+        B = X.shape[0]
+        if self.output == "each_step":
+            feats = h[_data.valid_mask(lengths, h.shape[1])]
+        elif self.pooling == "last":
+            feats = np.ascontiguousarray(h_n.transpose(1, 0, 2).reshape(B, -1))
+        else:
+            feats = h.sum(axis=1) / lengths[:, None].astype(h.dtype)
+        return feats, masks, h
+
+    def _forward_logits(self, X, lengths):
+        feats, _, _ = self._features(X, lengths, training=False)
+        return feats @ self.head_coef_.T + self.head_intercept_
+
+    def _backward(self, X, lengths, feats, masks, top, dlogits):
+        """Gradients of every parameter (order of ``_params``) given d loss / d logits."""
+        d_feats = dlogits @ self.head_coef_
+        g_head = [dlogits.T @ feats, dlogits.sum(axis=0)]
+        B, T = top.shape[0], top.shape[1]
+        d_h_n = None
+        if self.output == "each_step":
+            d_out = np.zeros_like(top)
+            d_out[_data.valid_mask(lengths, T)] = d_feats
+        elif self.pooling == "last":
+            d_out = np.zeros_like(top)
+            D = 2 if self.bidirectional else 1
+            d_h_n = np.ascontiguousarray(d_feats.reshape(B, D, -1).transpose(1, 0, 2))
+        else:
+            d_out = np.repeat((d_feats / lengths[:, None].astype(top.dtype))[:, None, :], T, axis=1)
+        grads = []
+        for i in range(len(self.grus_) - 1, -1, -1):
+            d_in, _, glayers = self.grus_[i]._backward(d_out, d_h_n, need_dx=i > 0)
+            grads = GRU._packed_grads(glayers) + grads
+            d_h_n = None
+            if i > 0:
+                d_out = d_in * masks[i - 1] if masks else d_in
+        return grads + g_head
+
+    # ------------------------------------------------------------------ training
+    def _make_optimizer(self, params):
+        if self.solver == "adam":
+            return AdamOptimizer(params, self.learning_rate_init, self.beta_1, self.beta_2,
+                                 self.epsilon)
+        if self.solver == "rmsprop":
+            return RMSpropOptimizer(params, self.learning_rate_init, rho=self.beta_2,
+                                    epsilon=self.epsilon)
+        return SGDOptimizer(params, self.learning_rate_init, self.learning_rate, self.momentum,
+                            self.nesterovs_momentum, self.power_t)
+
+    def _batch_size(self, n):
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going "
+                          "to be clipped")
+        return max(1, min(self.batch_size, n))
+
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
+        first = not (hasattr(self, "grus_") and (self.warm_start or incremental))
+        Xp, lengths = self._input(X, reset=first)
+        Y, w = self._encode_targets(y, lengths, sample_weight, first, classes)
+        n = Xp.shape[0]
+        if first:
+            self._random_state = check_random_state(self.random_state)
+            self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
+            self._init_network(self._n_inputs, Y.shape[-1], self._random_state)
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self._optimizer = None
+        if self._optimizer is None or not incremental:
+            self._optimizer = self._make_optimizer(self._params())
+        early = self.early_stopping and not incremental
+        if early:
+            idx = np.arange(n)
+            strat = self._stratify(Y, lengths) if self.output == "last" else None
+            tr, va = train_test_split(idx, test_size=self.validation_fraction,
+                                      random_state=self._random_state, stratify=strat)
+            if len(va) < 2:
+                raise ValueError("The validation set is too small: increase validation_fraction "
+                                 f"or the number of samples (got {len(va)} validation samples).")
+            Xv, Lv, Yv, wv = Xp[va], lengths[va], Y[va], w[va]
+            Xp, lengths, Y, w = Xp[tr], lengths[tr], Y[tr], w[tr]
+            n = len(tr)
+            if self.validation_scores_ is None:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+        bs = self._batch_size(n)
+        params = self._params()
+        is_w = self._is_weight()
+        best_params = [p.copy() for p in params]
+        epochs = 1 if incremental else self.max_iter
+        interrupted = False
+        try:
+            for _ in range(epochs):
+                t0 = time.perf_counter()
+                accum = 0.0
+                finite = [p.copy() for p in params]
+                batches = _data.batches(lengths, bs, self._rng, self.shuffle)
+                for bi, idx in enumerate(batches):
+                    Lb = lengths[idx]
+                    Tb = int(Lb.max())
+                    Xb = np.ascontiguousarray(Xp[idx, :Tb])
+                    feats, masks, top = self._features(Xb, Lb, True, self._rng)
+                    logits = feats @ self.head_coef_.T + self.head_intercept_
+                    Yb, wb = self._rows(Y[idx], w[idx], Lb, Tb)
+                    loss, dlogits = self._loss(logits, Yb, wb)
+                    grads = self._backward(Xb, Lb, feats, masks, top, dlogits.astype(Xb.dtype))
+                    if self.alpha:
+                        wsum = float(wb.sum())
+                        sq = 0.0
+                        for p, g, flag in zip(params, grads, is_w):
+                            if flag:
+                                g += (self.alpha / wsum) * p
+                                sq += float(np.vdot(p, p))
+                        loss += 0.5 * self.alpha * sq / wsum
+                    if not np.isfinite(loss):
+                        raise FloatingPointError
+                    if self.clip_grad_norm is not None:
+                        clip_grad_norm(grads, self.clip_grad_norm)
+                    self._optimizer.update_params(params, grads)
+                    accum += loss * len(idx)
+                    if self.verbose >= 2:
+                        _progress(bi + 1, len(batches), self.n_iter_ + 1, loss)
+                self.n_iter_ += 1
+                self.t_ += n
+                self.loss_ = accum / n
+                self.loss_curve_.append(self.loss_)
+                self._optimizer.iteration_ends(self.t_)
+                stop = False
+                if early:
+                    score = self._score_arrays(Xv, Lv, Yv, wv)
+                    self.validation_scores_.append(score)
+                    if score < self.best_validation_score_ + self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_params = [p.copy() for p in params]
+                else:
+                    if self.loss_ > self.best_loss_ - self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if self.loss_ < self.best_loss_:
+                        self.best_loss_ = self.loss_
+                        best_params = [p.copy() for p in params]
+                if self.verbose:
+                    msg = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
+                    if early:
+                        msg += f", validation score = {self.validation_scores_[-1]:.6f}"
+                    msg += f", time = {time.perf_counter() - t0:.2f}s"
+                    if self.verbose >= 2:
+                        msg = "\r" + msg + " " * 10
+                    print(msg, flush=True)
+                if self._no_improvement_count > self.n_iter_no_change and not incremental:
+                    what = "Validation score" if early else "Training loss"
+                    msg = (f"{what} did not improve more than tol={self.tol} for "
+                           f"{self.n_iter_no_change} consecutive epochs.")
+                    stop = self._optimizer.trigger_stopping(msg, self.verbose)
+                    if stop:
+                        break
+                    self._no_improvement_count = 0
+            else:
+                if not incremental and self.n_iter_ >= self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning)
+        except FloatingPointError:
+            for p, f in zip(params, finite):
+                p[...] = f
+            warnings.warn("The training loss became NaN or infinite; training stopped and the "
+                          "weights from the start of the last epoch were restored. Lower "
+                          "learning_rate_init or set clip_grad_norm.", RuntimeWarning)
+            if not self.loss_curve_:
+                self.loss_ = float("nan")
+        except KeyboardInterrupt:
+            interrupted = True
+            warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the best "
+                          "weights found so far.", RuntimeWarning)
+        if early or interrupted:
+            if early or self.loss_curve_:
+                for p, b in zip(params, best_params):
+                    p[...] = b
+        if not hasattr(self, "loss_"):
+            self.loss_ = float("nan")
+        return self
+
+    def _stratify(self, Y, lengths):
+        return None
+
+    def _rows(self, Yb, wb, Lb, Tb):
+        """Targets and weights of the rows the loss sees: sequences or valid timesteps."""
+        if self.output == "each_step":
+            m = _data.valid_mask(Lb, Tb)
+            return Yb[:, :Tb][m], np.broadcast_to(wb[:, None], m.shape)[m] if wb.ndim == 1 \
+                else wb[:, :Tb][m]
+        return Yb, wb
+
+    def _score_arrays(self, X, lengths, Y, w):
+        raise NotImplementedError
+
+    def _predict_padded(self, X):
+        check_is_fitted(self, "grus_")
+        Xp, lengths = self._input(X, reset=False)
+        out = self._forward_logits(Xp, lengths)
+        return out, lengths
+
+    def _unpad(self, rows, lengths, X):
+        """Per-step predictions back to the user's shape: (n, T, ...) or a ragged list."""
+        T = int(lengths.max())
+        full = np.zeros((len(lengths), T) + rows.shape[1:], dtype=rows.dtype)
+        full[_data.valid_mask(lengths, T)] = rows
+        if _data._is_ragged_list(X):
+            return [full[i, : lengths[i]] for i in range(len(lengths))]
+        return full
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the fitted estimator to one ``.npz`` file that loads without pickle.
+
+        See :func:`numgru.load`.
+        """
+        from .io import save
+
+        save(self, path)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+def _progress(done, total, epoch, loss):
+    width = 30
+    k = int(width * done / max(total, 1))
+    print(f"\repoch {epoch} [{'#' * k}{'.' * (width - k)}] {done}/{total} loss {loss:.5f}",
+          end="", flush=True)
+
+
+class GRURegressor(RegressorMixin, _BaseGRUEstimator):
+    """Sequence regression with a GRU stack and a linear head (squared error).
+
+    Parameters mirror :class:`sklearn.neural_network.MLPRegressor`; see the module docstring
+    and ``docs/`` for the sequence-specific ones (``pooling``, ``output``, ``bidirectional``,
+    ``dropout``, ``reset_after``, ``clip_grad_norm``, ``dtype``, ``device``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numgru import GRURegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((64, 10, 2))
+    >>> y = X[:, :, 0].sum(axis=1)
+    >>> reg = GRURegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    def _encode_targets(self, y, lengths, sample_weight, first, classes):
+        if self.output == "each_step":
+            Y = _data.step_targets(y, lengths).astype(np.float64)
+            if Y.ndim == 2:
+                Y = Y[:, :, None]
+                single = True
+            else:
+                single = False
+            if not np.isfinite(Y[_data.valid_mask(lengths, Y.shape[1])]).all():
+                raise ValueError("Input y contains NaN or infinity.")
+        else:
+            y = np.asarray(y)
+            if y.ndim == 2 and y.shape[1] == 1:
+                warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
+                              "change the shape of y to (n_samples, ), for example using ravel().",
+                              _data_conversion_warning())
+                y = y.ravel()
+            from sklearn.utils import check_array as _ca
+            Y = _ca(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y")
+            if Y.shape[0] != len(lengths):
+                raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
+                                 f"and {Y.shape[0]}")
+            single = Y.ndim == 1
+            if single:
+                Y = Y[:, None]
+        if first:
+            self.n_outputs_ = Y.shape[-1]
+            self._single_output = single
+            self.out_activation_ = "identity"
+        elif Y.shape[-1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
+                             f"{self.n_outputs_}")
+        w = _sample_weight(sample_weight, len(lengths))
+        return Y.astype(self.dtype), w
+
+    def _loss(self, logits, Y, w):
+        return squared_error(logits.astype(np.float64), Y, w)
+
+    def _score_arrays(self, X, lengths, Y, w):
+        pred = self._forward_logits(X, lengths)
+        if self.output == "each_step":
+            m = _data.valid_mask(lengths, Y.shape[1])
+            return r2_score(Y[:, : X.shape[1]][m], pred, sample_weight=np.broadcast_to(w[:, None], m.shape)[m])
+        return r2_score(Y, pred, sample_weight=w)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to sequences ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_timesteps, n_features), list of 2-D arrays, or
+            array of shape (n_samples, n_timesteps) for univariate sequences
+        y : array of shape (n_samples,) or (n_samples, n_outputs); with ``output="each_step"``
+            (n_samples, n_timesteps[, n_outputs]) or a list of per-sequence arrays
+        sample_weight : array of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``(X, y)``, continuing from the current weights."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predict targets: (n_samples,) or (n_samples, n_outputs); per step with each_step."""
+        out, lengths = self._predict_padded(X)
+        out = out.astype(np.float64)
+        if self.output == "each_step":
+            out = out[:, 0] if self._single_output else out
+            return self._unpad(out, lengths, X)
+        return out[:, 0] if self._single_output else out
+
+    def score(self, X, y, sample_weight=None):
+        """R^2 of the predictions (over all valid timesteps with ``output="each_step"``)."""
+        if self.output == "each_step":
+            Xp, lengths = self._input(X, reset=False)
+            Y = _data.step_targets(y, lengths).astype(np.float64)
+            Y = Y[:, :, None] if Y.ndim == 2 else Y
+            return self._score_arrays(Xp, lengths, Y, _sample_weight(sample_weight, len(lengths)))
+        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+
+
+class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
+    """Sequence classification with a GRU stack and a softmax head (cross-entropy).
+
+    Parameters mirror :class:`sklearn.neural_network.MLPClassifier`, plus ``class_weight``
+    ({class: weight}, "balanced" or None) and the sequence-specific ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numgru import GRUClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((64, 10, 2))
+    >>> y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    >>> clf = GRUClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    """
+
+    _parameter_constraints = {
+        **_BaseGRUEstimator._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(self, hidden_layer_sizes=(64,), *, bidirectional=False, dropout=0.0,
+                 reset_after=True, pooling="last", output="last", solver="adam", alpha=1e-4,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
+                 verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
+                 dtype="float32", class_weight=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, bidirectional=bidirectional, dropout=dropout,
+            reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            clip_grad_norm=clip_grad_norm, device=device, dtype=dtype)
+        self.class_weight = class_weight
+
+    def _encode_targets(self, y, lengths, sample_weight, first, classes):
+        if self.output == "each_step":
+            labels = _data.step_targets(y, lengths)
+            if labels.ndim != 2:
+                raise ValueError(f"with output='each_step', y must hold one label per timestep, "
+                                 f"shape (n_samples, n_timesteps); got {labels.shape}")
+            valid = labels[_data.valid_mask(lengths, labels.shape[1])]
+        else:
+            y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
+            if y.ndim == 2 and y.shape[1] == 1:
+                warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
+                              "change the shape of y to (n_samples, ), for example using ravel().",
+                              _data_conversion_warning())
+            labels = column_or_1d(y)
+            if labels.shape[0] != len(lengths):
+                raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
+                                 f"and {labels.shape[0]}")
+            valid = labels
+            kind = type_of_target(labels, input_name="y")
+            if kind not in ("binary", "multiclass"):
+                raise ValueError(f"Unknown label type: {kind}. GRUClassifier supports binary and "
+                                 "multiclass targets.")
+        if first:
+            if classes is not None:
+                self._encoder = LabelEncoder().fit(np.asarray(classes))
+            else:
+                self._encoder = LabelEncoder().fit(valid)
+            self.classes_ = self._encoder.classes_
+            self.n_outputs_ = len(self.classes_)
+            self.out_activation_ = "softmax"
+        unseen = np.setdiff1d(np.unique(valid), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y contains labels not seen in the classes of this model: "
+                             f"{unseen.tolist()}; expected a subset of {self.classes_.tolist()}")
+        K = max(len(self.classes_), 1)
+        codes = np.zeros(labels.shape, dtype=np.int64)
+        if self.output == "each_step":
+            m = _data.valid_mask(lengths, labels.shape[1])
+            codes[m] = self._encoder.transform(valid)
+        else:
+            codes = self._encoder.transform(labels)
+        Y = np.zeros(codes.shape + (K,), dtype=self.dtype)
+        np.put_along_axis(Y, codes[..., None], 1, axis=-1)
+        w = _sample_weight(sample_weight, len(lengths))
+        if self.class_weight is not None:
+            if self.output == "each_step":
+                cw = compute_sample_weight(self.class_weight, valid)
+                wfull = np.zeros(labels.shape)
+                wfull[_data.valid_mask(lengths, labels.shape[1])] = cw
+                w = wfull * w[:, None]
+            else:
+                w = w * compute_sample_weight(self.class_weight, labels)
+        return Y, w
+
+    def _stratify(self, Y, lengths):
+        counts = Y.sum(axis=0)
+        return Y.argmax(axis=1) if counts.min() >= 2 else None
+
+    def _loss(self, logits, Y, w):
+        if len(self.classes_) == 1:
+            return 0.0, np.zeros_like(logits)
+        return softmax_cross_entropy(logits, Y, w)
+
+    def _score_arrays(self, X, lengths, Y, w):
+        pred = self._forward_logits(X, lengths).argmax(axis=1)
+        if self.output == "each_step":
+            m = _data.valid_mask(lengths, Y.shape[1])
+            wr = w[m] if w.ndim == 2 else np.broadcast_to(w[:, None], m.shape)[m]
+            return accuracy_score(Y[m].argmax(axis=1), pred, sample_weight=wr)
+        return accuracy_score(Y.argmax(axis=1), pred, sample_weight=w)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to sequences ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_timesteps, n_features), list of 2-D arrays, or
+            array of shape (n_samples, n_timesteps) for univariate sequences
+        y : array of shape (n_samples,); with ``output="each_step"`` (n_samples, n_timesteps)
+            or a list of per-sequence label arrays
+        sample_weight : array of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "grus_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"`classes={list(classes)}` is not the same as on the first call to "
+                             f"partial_fit, which was {self.classes_.tolist()}")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities: (n_samples, n_classes); per step with ``output="each_step"``."""
+        out, lengths = self._predict_padded(X)
+        proba = softmax(out.astype(np.float64))
+        if self.output == "each_step":
+            return self._unpad(proba, lengths, X)
+        return proba
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        p = self.predict_proba(X)
+        if isinstance(p, list):
+            return [np.log(np.maximum(q, np.finfo(np.float64).tiny)) for q in p]
+        return np.log(np.maximum(p, np.finfo(np.float64).tiny))
+
+    def predict(self, X):
+        """Predicted labels: (n_samples,); (n_samples, n_timesteps) or a list with each_step."""
+        out, lengths = self._predict_padded(X)
+        labels = self.classes_[out.argmax(axis=1)]
+        if self.output == "each_step":
+            return self._unpad(labels, lengths, X)
+        return labels
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy (over all valid timesteps with ``output="each_step"``)."""
+        if self.output == "each_step":
+            pred = self.predict(X)
+            if isinstance(pred, list):
+                yt = np.concatenate([np.asarray(v) for v in y])
+                yp = np.concatenate(pred)
+            else:
+                yt, yp = np.asarray(y).ravel(), pred.ravel()
+            return accuracy_score(yt, yp)
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+
+def _sample_weight(sample_weight, n):
+    if sample_weight is None:
+        return np.ones(n)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        return np.full(n, float(w))
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n},)!")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    if w.sum() <= 0:
+        raise ValueError("sample_weight must not sum to zero")
+    return w
+
+
+def _data_conversion_warning():
+    from sklearn.exceptions import DataConversionWarning
+
+    return DataConversionWarning

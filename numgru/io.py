@@ -1,0 +1,155 @@
+"""Saving and loading fitted estimators without pickle.
+
+A model file is one ``.npz`` archive: every weight array under a plain name, plus a JSON
+document (``__meta__``) holding the format name and version, the estimator's class, its
+parameters and its fitted scalars. It is read with ``allow_pickle=False``, so opening a model
+file never runs code.
+"""
+
+import json
+import zipfile
+
+import numpy as np
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+FORMAT = "numgru-estimator"
+VERSION = 1
+
+_FITTED_SCALARS = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
+                   "best_loss_", "validation_scores_", "best_validation_score_",
+                   "out_activation_", "_input_kind", "_n_inputs", "_single_output")
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a numgru model file")
+
+
+def save(estimator, path):
+    """Write a fitted ``GRURegressor``/``GRUClassifier`` to ``path`` (a single .npz file).
+
+    Parameters
+    ----------
+    estimator : GRURegressor or GRUClassifier
+        A fitted estimator.
+    path : str or path-like
+        Destination; written exactly there (no extension is added).
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    TypeError
+        If a parameter or a class label cannot be stored without pickle.
+    """
+    check_is_fitted(estimator, "grus_")
+    params = estimator.get_params(deep=False)
+    if not (params.get("random_state") is None or isinstance(params["random_state"], (int, np.integer))):
+        params["random_state"] = None  # a RandomState/Generator object is not stored
+    meta = {"format": FORMAT, "version": VERSION, "class": type(estimator).__name__,
+            "params": _jsonable(params), "fitted": {}}
+    for name in _FITTED_SCALARS:
+        if hasattr(estimator, name):
+            meta["fitted"][name] = _jsonable(getattr(estimator, name))
+    arrays = {}
+    for i, gru in enumerate(estimator.grus_):
+        for name, value in gru.state_dict().items():
+            arrays[f"gru{i}.{name}"] = value
+    arrays["head_coef"] = estimator.head_coef_
+    arrays["head_intercept"] = estimator.head_intercept_
+    if hasattr(estimator, "classes_"):
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype.kind == "O":
+            if not all(isinstance(c, str) for c in classes):
+                raise TypeError("class labels of mixed or object types cannot be saved without "
+                                "pickle; use numbers or strings")
+            classes = classes.astype(str)
+            meta["classes_object"] = True
+        arrays["classes"] = classes
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load(path):
+    """Load an estimator saved by ``est.save(path)``; never unpickles anything.
+
+    Returns
+    -------
+    GRURegressor or GRUClassifier
+        The fitted estimator; its predictions are bit-identical to the saved one's.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a numgru model file, is corrupt, or has an unsupported version.
+    """
+    from . import estimators
+    from .gru import GRU
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            files = set(f.files)
+            if "__meta__" not in files:
+                raise ValueError(f"{path!s} is not a numgru model file (no metadata)")
+            meta = json.loads(str(f["__meta__"]))
+            arrays = {k: f[k] for k in files if k != "__meta__"}
+    except (OSError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{path!s} is not a readable numgru model file: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path!s} is not a numgru model file (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path!s} has model format version {meta.get('version')!r}; this numgru "
+                         f"reads version {VERSION}")
+    cls = {"GRURegressor": estimators.GRURegressor,
+           "GRUClassifier": estimators.GRUClassifier}.get(meta.get("class"))
+    if cls is None:
+        raise ValueError(f"{path!s} holds an unknown estimator class {meta.get('class')!r}")
+    params = dict(meta["params"])
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    try:
+        est = cls(**params)
+        for name, value in meta["fitted"].items():
+            setattr(est, name, value)
+        sizes = est._sizes()
+        D = 2 if est.bidirectional else 1
+        size_in = est._n_inputs
+        est.grus_ = []
+        for i, h in enumerate(sizes):
+            gru = GRU(size_in, h, 1, bidirectional=est.bidirectional, reset_after=est.reset_after,
+                      dtype=est.dtype)
+            prefix = f"gru{i}."
+            gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            est.grus_.append(gru)
+            size_in = D * h
+        est.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=est.dtype)
+        est.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=est.dtype)
+        if est.head_coef_.shape != (est.n_outputs_, size_in):
+            raise ValueError(f"head weights have shape {est.head_coef_.shape}, expected "
+                             f"{(est.n_outputs_, size_in)}")
+        if "classes" in arrays:
+            classes = arrays["classes"]
+            if meta.get("classes_object"):
+                classes = classes.astype(object)
+            est._encoder = LabelEncoder()
+            est._encoder.classes_ = classes
+            est.classes_ = classes
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path!s} is a corrupt numgru model file: {exc}") from exc
+    est._random_state = check_random_state(est.random_state)
+    est._rng = np.random.default_rng(est._random_state.randint(2 ** 31))
+    est._optimizer = None
+    est._no_improvement_count = 0
+    return est
