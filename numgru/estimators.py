@@ -122,13 +122,13 @@ class _BaseGRUEstimator(BaseEstimator):
             self._n_inputs = Xp.shape[2]
             self.n_features_in_ = Xp.shape[1] if kind == "2d" else Xp.shape[2]
         else:
-            expected = self.n_features_in_
-            got = Xp.shape[1] if (kind == "2d" and self._input_kind == "2d") else Xp.shape[2]
-            if kind == "2d" and self._input_kind != "2d" and self._n_inputs != 1:
-                got = Xp.shape[1]
-            if got != expected or Xp.shape[2] != self._n_inputs:
-                raise ValueError(f"X has {got} features, but {type(self).__name__} is expecting "
-                                 f"{expected} features as input.")
+            if kind == "2d" and self._input_kind == "2d" and Xp.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {Xp.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            if Xp.shape[2] != self._n_inputs:
+                raise ValueError(f"X has {Xp.shape[2]} features per timestep, but "
+                                 f"{type(self).__name__} is expecting {self._n_inputs} features "
+                                 "per timestep as input.")
         return Xp, lengths
 
     # ------------------------------------------------------------------ network
@@ -185,8 +185,11 @@ class _BaseGRUEstimator(BaseEstimator):
 
     def _backward(self, X, lengths, feats, masks, top, dlogits):
         """Gradients of every parameter (order of ``_params``) given d loss / d logits."""
-        d_feats = dlogits @ self.head_coef_
-        g_head = [dlogits.T @ feats, dlogits.sum(axis=0)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            d_feats = dlogits @ self.head_coef_
+            g_head = [dlogits.T @ feats, dlogits.sum(axis=0)]
+        if not (np.isfinite(d_feats).all() and np.isfinite(g_head[0]).all()):
+            raise FloatingPointError
         B, T = top.shape[0], top.shape[1]
         d_h_n = None
         if self.output == "each_step":
@@ -280,10 +283,15 @@ class _BaseGRUEstimator(BaseEstimator):
                     Tb = int(Lb.max())
                     Xb = np.ascontiguousarray(Xp[idx, :Tb])
                     feats, masks, top = self._features(Xb, Lb, True, self._rng)
-                    logits = feats @ self.head_coef_.T + self.head_intercept_
                     Yb, wb = self._rows(Y[idx], w[idx], Lb, Tb)
-                    loss, dlogits = self._loss(logits, Yb, wb)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        logits = feats @ self.head_coef_.T + self.head_intercept_
+                        loss, dlogits = self._loss(logits, Yb, wb)
+                    if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
+                        raise FloatingPointError
                     grads = self._backward(Xb, Lb, feats, masks, top, dlogits.astype(Xb.dtype))
+                    if not all(np.isfinite(g).all() for g in grads):
+                        raise FloatingPointError
                     if self.alpha:
                         wsum = float(wb.sum())
                         sq = 0.0
@@ -297,9 +305,11 @@ class _BaseGRUEstimator(BaseEstimator):
                     if self.clip_grad_norm is not None:
                         clip_grad_norm(grads, self.clip_grad_norm)
                     self._optimizer.update_params(params, grads)
+                    if not all(np.isfinite(p).all() for p in params):
+                        raise FloatingPointError
                     accum += loss * len(idx)
                     if self.verbose >= 2:
-                        _progress(bi + 1, len(batches), self.n_iter_ + 1, loss)
+                        _progress(self.n_iter_, epochs, bi + 1, len(batches), loss)
                 self.n_iter_ += 1
                 self.t_ += n
                 self.loss_ = accum / n
@@ -324,13 +334,11 @@ class _BaseGRUEstimator(BaseEstimator):
                     if self.loss_ < self.best_loss_:
                         self.best_loss_ = self.loss_
                         best_params = [p.copy() for p in params]
-                if self.verbose:
+                if self.verbose == 1:
                     msg = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
                     if early:
                         msg += f", validation score = {self.validation_scores_[-1]:.6f}"
                     msg += f", time = {time.perf_counter() - t0:.2f}s"
-                    if self.verbose >= 2:
-                        msg = "\r" + msg + " " * 10
                     print(msg, flush=True)
                 if self._no_improvement_count > self.n_iter_no_change and not incremental:
                     what = "Validation score" if early else "Training loss"
@@ -357,6 +365,8 @@ class _BaseGRUEstimator(BaseEstimator):
             interrupted = True
             warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the best "
                           "weights found so far.", RuntimeWarning)
+        if self.verbose >= 2:
+            print(flush=True)
         if early or interrupted:
             if early or self.loss_curve_:
                 for p, b in zip(params, best_params):
@@ -410,11 +420,13 @@ class _BaseGRUEstimator(BaseEstimator):
         return tags
 
 
-def _progress(done, total, epoch, loss):
+def _progress(epoch, n_epochs, batch, n_batches, loss):
+    """One-line progress bar over all epochs of a fit (verbose=2), redrawn in place."""
     width = 30
-    k = int(width * done / max(total, 1))
-    print(f"\repoch {epoch} [{'#' * k}{'.' * (width - k)}] {done}/{total} loss {loss:.5f}",
-          end="", flush=True)
+    frac = (epoch + batch / max(n_batches, 1)) / max(n_epochs, 1)
+    k = int(width * frac)
+    print(f"\r[{'#' * k}{'.' * (width - k)}] epoch {epoch + 1}/{n_epochs} "
+          f"batch {batch}/{n_batches} loss {loss:.5f}", end="", flush=True)
 
 
 class GRURegressor(RegressorMixin, _BaseGRUEstimator):

@@ -101,14 +101,17 @@ def load(path):
     try:
         with np.load(path, allow_pickle=False) as f:
             files = set(f.files)
-            if "__meta__" not in files:
-                raise ValueError(f"{path!s} is not a numgru model file (no metadata)")
-            meta = json.loads(str(f["__meta__"]))
+            meta_text = str(f["__meta__"]) if "__meta__" in files else None
             arrays = {k: f[k] for k in files if k != "__meta__"}
-    except (OSError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, KeyError) as exc:
+        meta = json.loads(meta_text) if meta_text is not None else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        # ValueError: numpy refuses a file that would need pickle, or bad JSON
         raise ValueError(f"{path!s} is not a readable numgru model file: {exc}") from exc
+    if meta is None:
+        raise ValueError(f"{path!s} is not a numgru model file (no metadata)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path!s} is not a numgru model file (format {meta.get('format')!r})")
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{path!s} is not a numgru model file (format {fmt!r})")
     if meta.get("version") != VERSION:
         raise ValueError(f"{path!s} has model format version {meta.get('version')!r}; this numgru "
                          f"reads version {VERSION}")

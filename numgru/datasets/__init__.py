@@ -1,0 +1,61 @@
+"""Small datasets shipped with numgru (a few KB each)."""
+
+from importlib import resources
+
+import numpy as np
+
+
+def load_airline_passengers():
+    """Monthly international airline passengers (thousands), January 1949 - December 1960.
+
+    The Box-Jenkins "Series G" classic (public domain), 144 values.
+
+    Returns
+    -------
+    months : ndarray of str, shape (144,)
+        "YYYY-MM" labels.
+    passengers : ndarray of float64, shape (144,)
+
+    Examples
+    --------
+    >>> from numgru.datasets import load_airline_passengers
+    >>> months, y = load_airline_passengers()
+    >>> months[0], y[0], y.shape
+    ('1949-01', 112.0, (144,))
+    """
+    text = resources.files(__package__).joinpath("airline_passengers.csv").read_text()
+    rows = [line.split(",") for line in text.splitlines()
+            if line and not line.startswith("#") and not line.startswith("month")]
+    months = np.array([r[0] for r in rows])
+    return months, np.array([float(r[1]) for r in rows])
+
+
+def make_sequence_classification(n_samples=400, min_length=20, max_length=80, n_features=3,
+                                 random_state=None):
+    """Variable-length multivariate sequences in three classes (a synthetic task).
+
+    Class 0: noisy slow sine in feature 0; class 1: noisy fast sine; class 2: a noisy random
+    walk. Lengths are uniform in [min_length, max_length]; other features are noise.
+
+    Returns
+    -------
+    X : list of ndarray of shape (length_i, n_features)
+    y : ndarray of int, shape (n_samples,)
+    """
+    rng = np.random.default_rng(random_state)
+    X, y = [], []
+    for _ in range(n_samples):
+        c = int(rng.integers(3))
+        T = int(rng.integers(min_length, max_length + 1))
+        t = np.arange(T)
+        x = 0.5 * rng.standard_normal((T, n_features))
+        phase = rng.uniform(0, 2 * np.pi)
+        if c == 0:
+            x[:, 0] += np.sin(2 * np.pi * t / rng.uniform(18, 26) + phase)
+        elif c == 1:
+            x[:, 0] += np.sin(2 * np.pi * t / rng.uniform(5, 8) + phase)
+        else:
+            x[:, 0] += 0.3 * np.cumsum(rng.standard_normal(T))
+        X.append(x)
+        y.append(c)
+    return X, np.array(y)

@@ -1,0 +1,344 @@
+"""GRURegressor / GRUClassifier: learning, sklearn compatibility, persistence, robustness."""
+
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import numgru
+from numgru import GRUClassifier, GRURegressor
+from numgru.datasets import make_sequence_classification
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def seq_data():
+    X, y = make_sequence_classification(n_samples=300, min_length=10, max_length=40,
+                                        random_state=0)
+    return X, y
+
+
+def adding_problem(n, T, rng):
+    """The adding problem: sum the two values marked in the second channel."""
+    X = np.zeros((n, T, 2))
+    X[:, :, 0] = rng.uniform(0, 1, (n, T))
+    for i in range(n):
+        a, b = rng.choice(T, 2, replace=False)
+        X[i, [a, b], 1] = 1
+    y = (X[:, :, 0] * X[:, :, 1]).sum(axis=1)
+    return X, y
+
+
+# ----------------------------------------------------------------------------- learning
+def test_classifier_learns_variable_length_sequences(seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=20,
+                        batch_size=32, random_state=0).fit(X[:240], y[:240])
+    assert clf.score(X[240:], y[240:]) > 0.85
+    assert clf.predict_proba(X[240:]).shape == (60, 3)
+    assert np.allclose(clf.predict_proba(X[:5]).sum(axis=1), 1)
+    assert clf.n_iter_ == 20 and len(clf.loss_curve_) == 20
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_regressor_solves_adding_problem():
+    rng = np.random.default_rng(0)
+    X, y = adding_problem(600, 20, rng)
+    reg = GRURegressor(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=40,
+                       batch_size=32, random_state=0).fit(X[:500], y[:500])
+    mse = np.mean((reg.predict(X[500:]) - y[500:]) ** 2)
+    assert mse < 0.05 < np.var(y[500:])   # predicting the mean would give var(y) ~ 0.17
+
+
+def test_stack_of_different_sizes_bidirectional_mean_pooling(seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(24, 16, 8), bidirectional=True, pooling="mean",
+                        dropout=0.1, learning_rate_init=0.01, max_iter=15, batch_size=32,
+                        random_state=0).fit(X[:240], y[:240])
+    assert [g.hidden_size for g in clf.grus_] == [24, 16, 8]
+    assert clf.grus_[1].input_size == 48
+    assert clf.score(X[240:], y[240:]) > 0.7
+
+
+def test_each_step_sequence_labelling_with_ragged_lists():
+    rng = np.random.default_rng(1)
+    X = [rng.standard_normal((int(rng.integers(5, 15)), 1)) for _ in range(200)]
+    Y = [(np.cumsum(x[:, 0]) > 0).astype(int) for x in X]     # label: running sum positive
+    clf = GRUClassifier(hidden_layer_sizes=(16,), output="each_step", learning_rate_init=0.02,
+                        max_iter=40, batch_size=32, random_state=0).fit(X[:160], Y[:160])
+    pred = clf.predict(X[160:])
+    assert isinstance(pred, list) and all(p.shape == y.shape for p, y in zip(pred, Y[160:]))
+    assert clf.score(X[160:], Y[160:]) > 0.9
+
+
+def test_each_step_regression_on_3d_arrays():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((200, 12, 1))
+    Y = np.cumsum(X[:, :, 0], axis=1) / 3
+    reg = GRURegressor(hidden_layer_sizes=(16,), output="each_step", learning_rate_init=0.01,
+                       max_iter=60, batch_size=32, random_state=0).fit(X[:160], Y[:160])
+    assert reg.predict(X[160:]).shape == (40, 12)
+    assert reg.score(X[160:], Y[160:]) > 0.8
+
+
+def test_univariate_2d_input_is_read_as_sequences():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((150, 8))
+    y = X.sum(axis=1)
+    reg = GRURegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=30,
+                       random_state=0).fit(X, y)
+    assert reg.n_features_in_ == 8 and reg.grus_[0].input_size == 1
+    np.testing.assert_allclose(reg.predict(X), reg.predict(X[:, :, None]), rtol=1e-6)
+
+
+def test_ragged_list_of_equal_lengths_equals_3d_array():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 6, 2))
+    y = rng.integers(0, 2, 40)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, shuffle=False)
+    a = GRUClassifier(**kw).fit(X, y)
+    b = GRUClassifier(**kw).fit(list(X), y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(list(X)))
+
+
+def test_padding_does_not_change_a_sequences_prediction():
+    rng = np.random.default_rng(5)
+    X = [rng.standard_normal((int(n), 2)) for n in rng.integers(3, 12, 30)]
+    y = rng.integers(0, 2, 30)
+    clf = GRUClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    together = clf.predict_proba(X)
+    alone = np.vstack([clf.predict_proba([x]) for x in X])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "rmsprop", "adam"])
+def test_every_solver_reduces_the_loss(solver, seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(16,), solver=solver, learning_rate_init=0.01,
+                        max_iter=8, batch_size=32, random_state=0, alpha=1e-3,
+                        clip_grad_norm=5.0).fit(X[:200], y[:200])
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_early_stopping_records_validation_and_restores_best(seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(16,), early_stopping=True, n_iter_no_change=3,
+                        learning_rate_init=0.01, max_iter=50, batch_size=32,
+                        random_state=0).fit(X, y)
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+# ----------------------------------------------------------------------------- sklearn API
+def test_check_estimator_classifier():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(GRUClassifier(hidden_layer_sizes=(16,), dtype="float64", random_state=0),
+                    expected_failed_checks=EXPECTED_FAILURES)
+
+
+def test_check_estimator_regressor():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(GRURegressor(dtype="float64", random_state=0),
+                    expected_failed_checks=EXPECTED_FAILURES)
+
+
+EXPECTED_FAILURES = {
+    # as for sklearn's own MLPClassifier/MLPRegressor: minibatch stochastic training with a
+    # weighted sample is not the same computation as training on a duplicated sample
+    "check_sample_weight_equivalence_on_dense_data":
+        "sample_weight is not equivalent to removing/repeating samples in minibatch training",
+}
+
+
+def test_pipeline_gridsearch_clone_cross_val(seq_data):
+    X = np.random.default_rng(0).standard_normal((60, 5, 2))
+    y = (X[:, :, 0].mean(axis=1) > 0).astype(int)
+    pipe = make_pipeline(FunctionTransformer(lambda a: a * 2.0),
+                         GRUClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0))
+    pipe.fit(X, y)
+    assert pipe.predict(X).shape == (60,)
+    gs = GridSearchCV(GRUClassifier(max_iter=2, random_state=0),
+                      {"hidden_layer_sizes": [(4,), (8,)]}, cv=2, n_jobs=2).fit(X, y)
+    assert gs.best_params_["hidden_layer_sizes"] in [(4,), (8,)]
+    scores = cross_val_score(GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
+                             X, y, cv=3)
+    assert scores.shape == (3,)
+    c = clone(gs.best_estimator_)
+    assert not hasattr(c, "grus_")
+
+
+def test_reproducible_under_random_state(seq_data):
+    X, y = seq_data
+    kw = dict(hidden_layer_sizes=(8,), dropout=0.2, max_iter=3, random_state=7)
+    a = GRUClassifier(**kw).fit(X[:100], y[:100])
+    b = GRUClassifier(**kw).fit(X[:100], y[:100])
+    for p, q in zip(a._params(), b._params()):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_concurrent_predict_is_safe_and_identical(seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(32,), max_iter=2, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    results, errors = [None] * 6, []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                results[i] = clf.predict_proba(X)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_verbose_prints_one_line_per_epoch(capsys, seq_data):
+    X, y = seq_data
+    GRUClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=1, random_state=0).fit(X[:50], y[:50])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Iteration")]
+    assert len(lines) == 3 and "loss = " in lines[0]
+
+
+# ----------------------------------------------------------------------------- persistence
+def test_pickle_and_save_load_round_trips_are_bit_identical(tmp_path, seq_data):
+    X, y = seq_data
+    labels = np.array(["slow", "fast", "walk"])[y]
+    clf = GRUClassifier(hidden_layer_sizes=(8, 4), bidirectional=True, max_iter=2,
+                        random_state=0).fit(X[:100], labels[:100])
+    p = clf.predict_proba(X)
+    clf2 = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clf2.predict_proba(X), p)
+    path = tmp_path / "model.npz"
+    clf.save(path)
+    with np.load(path, allow_pickle=False) as f:      # opening the file needs no pickle
+        assert "__meta__" in f.files
+    clf3 = numgru.load(path)
+    np.testing.assert_array_equal(clf3.predict_proba(X), p)
+    assert list(clf3.predict(X[:5])) == list(clf.predict(X[:5]))
+    reg = GRURegressor(hidden_layer_sizes=(4,), reset_after=False, max_iter=2,
+                       random_state=0).fit(X[:50], y[:50].astype(float))
+    reg.save(tmp_path / "reg.npz")
+    np.testing.assert_array_equal(numgru.load(tmp_path / "reg.npz").predict(X), reg.predict(X))
+
+
+def test_corrupt_or_foreign_model_files_raise(tmp_path, seq_data):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="not a readable numgru model file"):
+        numgru.load(bad)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a numgru model file"):
+        numgru.load(other)
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X[:30], y[:30])
+    path = tmp_path / "m.npz"
+    clf.save(path)
+    with np.load(path) as f:
+        arrays = dict(f)
+    import json
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["version"] = 999
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(ValueError, match="version"):
+        numgru.load(tmp_path / "future.npz")
+
+
+def test_save_before_fit_raises(tmp_path):
+    with pytest.raises(NotFittedError):
+        GRUClassifier().save(tmp_path / "x.npz")
+
+
+# ----------------------------------------------------------------------------- robustness
+def test_bad_input_errors(seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    Xn = np.zeros((10, 5, 3))
+    Xn[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.fit(Xn, np.arange(10) % 2)
+    with pytest.raises(ValueError, match="zero-length"):
+        clf.fit([np.zeros((3, 2)), np.zeros((0, 2))], [0, 1])
+    with pytest.raises(ValueError, match="same number of features"):
+        clf.fit([np.zeros((3, 2)), np.zeros((4, 3))], [0, 1])
+    with pytest.raises(ValueError, match="4-D"):
+        clf.fit(np.zeros((4, 2, 2, 2)), [0, 1, 0, 1])
+    clf.fit(X[:40], y[:40])
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.zeros((2, 5, 7)))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        GRURegressor(max_iter=1).fit(np.zeros((5, 3, 1)), np.zeros(4))
+
+
+def test_partial_fit_classes_and_unseen_labels(seq_data):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(4,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X[:20], y[:20])
+    clf.partial_fit(X[:20], y[:20], classes=[0, 1, 2])
+    clf.partial_fit(X[20:40], y[20:40])
+    assert clf.n_iter_ == 2
+    with pytest.raises(ValueError, match="not seen"):
+        clf.partial_fit(X[:5], np.array([0, 1, 2, 5, 0]))
+
+
+def test_divergence_restores_finite_weights_and_warns():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 5, 1)) * 1e3
+    y = rng.standard_normal(50) * 1e30
+    reg = GRURegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=1e6, max_iter=20,
+                       random_state=0)
+    with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+        reg.fit(X, y)
+    assert np.isfinite(reg.predict(X)).all()
+    assert all(np.isfinite(p).all() for p in reg._params())
+
+
+def test_keyboard_interrupt_keeps_a_usable_model(seq_data, monkeypatch):
+    X, y = seq_data
+    clf = GRUClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0)
+    from numgru import _optim
+
+    calls = {"n": 0}
+    original = _optim.AdamOptimizer.update_params
+
+    def interrupting(self, params, grads):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, params, grads)
+
+    monkeypatch.setattr(_optim.AdamOptimizer, "update_params", interrupting)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        clf.fit(X[:100], y[:100])
+    assert clf.n_iter_ < 50
+    assert clf.predict(X[:10]).shape == (10,)
+
+
+def test_convergence_warning_when_max_iter_reached(seq_data):
+    X, y = seq_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ConvergenceWarning):
+            GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X[:40], y[:40])
