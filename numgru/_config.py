@@ -51,12 +51,14 @@ def select_threading_layer():
 
 
 class _BlasSingleThreaded:
-    """Hold SciPy's BLAS (the one Numba's ``np.dot`` calls) to one thread while kernels run.
+    """Hold every loaded BLAS to one thread while numgru computes; restore it afterwards.
 
-    numgru calls BLAS from inside Numba's worker threads, each on its own block of rows; a
-    multi-threaded BLAS there would start a second thread pool that fights Numba's for the same
-    cores. The previous thread count is restored when the last concurrent user leaves, so the
-    rest of the program keeps its BLAS settings. Re-entrant and thread-safe.
+    numgru calls BLAS (SciPy's, through Numba's ``np.dot``) from inside Numba's worker threads,
+    each on its own block of rows. A multi-threaded BLAS there, or NumPy's BLAS threads still
+    spinning after a small product elsewhere in a training step, would fight Numba's pool for
+    the same cores: measured here, a float64 training epoch ran 20x slower that way. The previous
+    thread counts are restored when the last concurrent user leaves, so the rest of the program
+    keeps its BLAS settings. Re-entrant and thread-safe.
     """
 
     def __init__(self):
@@ -71,11 +73,8 @@ class _BlasSingleThreaded:
                 import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba uses)
                 from threadpoolctl import ThreadpoolController
 
-                blas = [c for c in ThreadpoolController().lib_controllers
-                        if getattr(c, "user_api", None) == "blas"]
-                scipy_blas = [c for c in blas if "scipy" in os.path.basename(
-                    os.path.dirname(c.filepath)).lower()]
-                self._libs = scipy_blas or blas
+                self._libs = [c for c in ThreadpoolController().lib_controllers
+                              if getattr(c, "user_api", None) == "blas"]
             except Exception:  # no threadpoolctl or an unknown BLAS: nothing to hold
                 self._libs = []
         return self._libs

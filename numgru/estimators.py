@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
+from ._config import blas_single_threaded
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
 from .gru import GRU
@@ -180,8 +181,9 @@ class _BaseGRUEstimator(BaseEstimator):
         return feats, masks, h
 
     def _forward_logits(self, X, lengths):
-        feats, _, _ = self._features(X, lengths, training=False)
-        return feats @ self.head_coef_.T + self.head_intercept_
+        with blas_single_threaded:
+            feats, _, _ = self._features(X, lengths, training=False)
+            return feats @ self.head_coef_.T + self.head_intercept_
 
     def _backward(self, X, lengths, feats, masks, top, dlogits):
         """Gradients of every parameter (order of ``_params``) given d loss / d logits."""
@@ -230,6 +232,10 @@ class _BaseGRUEstimator(BaseEstimator):
         return max(1, min(self.batch_size, n))
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        with blas_single_threaded:
+            return self._fit_inner(X, y, sample_weight, incremental, classes)
+
+    def _fit_inner(self, X, y, sample_weight, incremental, classes):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None")

@@ -40,7 +40,10 @@ def _check_float_array(a, name, dtype):
         raise TypeError(f"{name} has complex dtype {arr.dtype}; expected real floating-point numbers")
     if kind not in "fiu":
         raise TypeError(f"{name} has non-numeric dtype {arr.dtype}; expected real floating-point numbers")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not out.flags.writeable:  # a read-only array would make Numba compile another variant
+        out = out.copy()
+    return out
 
 
 def _check_finite(arr, name):
@@ -320,7 +323,7 @@ class GRU:
                 raise ValueError("lengths must be integers")
         elif arr.dtype.kind not in "iu":
             raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
+        arr = arr.astype(np.int64)  # always a fresh, writable copy
         if arr.min() < 1 or arr.max() > T:
             raise ValueError(f"lengths must lie in [1, {T}] (the number of timesteps), "
                              f"got values in [{arr.min()}, {arr.max()}]")
