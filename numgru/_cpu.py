@@ -345,9 +345,9 @@ def gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, nchunks,
     out      (B, T, D*H)   written: hidden states, direction d at columns d*H, 0 past the end
     h_n      (D, B, H)     written: state after each sequence's last valid step
     store    bool          save what backward needs (else the three below may be empty):
-    gates    (D, B, T, 3H) r, z, n after their activations
-    hn_s     (D, B, T, H)  W_hn h + b_hn (reset_after=True only)
-    hprev_s  (D, B, T, H)  the state each step started from
+    gates    (D, T, B, 3H) r, z, n after their activations (time-major)
+    hn_s     (D, T, B, H)  W_hn h + b_hn (reset_after=True only)
+    hprev_s  (D, T, B, H)  the state each step started from
     """
     D = whh.shape[0]
     B = gi.shape[0]
@@ -367,7 +367,9 @@ def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gate
     """All timesteps of direction d for batch rows b0..b1-1: one thread's share.
 
     A separate (non-parallel) function on purpose: compiled as the body of a prange loop, the
-    same loop nest came out markedly slower.
+    same loop nest came out markedly slower. The saved buffers are time-major, so one step of
+    this chunk is one contiguous (nb, .) block: the recurrent product is written straight into
+    the saved gate block and the activations overwrite it in place (no copies).
     """
     H = whh.shape[2]
     T = gi.shape[1]
@@ -382,17 +384,24 @@ def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gate
     goff = d * H3
     ooff = d * H
     h = np.empty((nb, H), dtype=dt)
-    gh = np.empty((nb, H3), dtype=dt)            # W_hh h            (reset_after)
+    g_scratch = np.empty((nb, H3), dtype=dt)     # gates when not storing
+    hn_scratch = np.empty((nb, H), dtype=dt)     # W_hn h + b_hn when not storing
     gh_rz = np.empty((nb, H2), dtype=dt)         # W_h[rz] h         (Cho)
     gh_n = np.empty((nb, H), dtype=dt)           # W_hn (r * h)      (Cho)
     rh = np.empty((nb, H), dtype=dt)             # r * h             (Cho)
-    hn_scratch = np.empty(H, dtype=dt)
     for i in range(nb):
         h[i, :] = h0[d, b0 + i]
     for s in range(T):
         t = T - 1 - s if d == 1 else s
+        if store:
+            G = gates[d, t, b0:b1]               # (nb, 3H)
+            HN = hn_s[d, t, b0:b1] if reset_after else hn_scratch
+            hprev_s[d, t, b0:b1] = h
+        else:
+            G = g_scratch
+            HN = hn_scratch
         if reset_after:
-            _mm(h, w.T, w, gh)
+            _mm(h, w.T, w, G)                    # W_hh h, activated in place below
         else:
             _mm(h, w_rz.T, w_rz, gh_rz)
             for i in range(nb):
@@ -407,27 +416,22 @@ def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gate
             b = b0 + i
             hi = h[i]
             o = out[b, t, ooff:ooff + H]
+            gr = G[i]
             if t >= lengths[b]:
                 o[:] = 0
-                if store:  # finite values where the weight-gradient products will read them
-                    hprev_s[d, b, t, :] = hi
-                    gates[d, b, t, :] = 0
+                gr[:] = 0                        # finite where the weight products read
                 continue
             gib = gi[b, t, goff:goff + H3]
-            ghi = gh[i]
             if reset_after:
-                _sigmoid_sum3(ghi[:H], gib[:H], bias[:H])                     # r
-                _sigmoid_sum3(ghi[H:H2], gib[H:H2], bias[H:H2])               # z
-                _n_gate_after(ghi[H2:], gib[H2:], ghi[:H], bias[H2:],
-                              hn_s[d, b, t] if store else hn_scratch)          # n
+                _sigmoid_sum3(gr[:H], gib[:H], bias[:H])                      # r
+                _sigmoid_sum3(gr[H:H2], gib[H:H2], bias[H:H2])                # z
+                _n_gate_after(gr[H2:], gib[H2:], gr[:H], bias[H2:], HN[i])    # n
             else:
-                ghi[:H2] = gh_rz[i]                                            # r, z
-                _tanh_sum2(gh_n[i], gib[H2:])                                  # n
-                ghi[H2:] = gh_n[i]
-            if store:
-                hprev_s[d, b, t, :] = hi
-                gates[d, b, t, :] = ghi
-            _h_update(ghi[H2:], ghi[H:H2], hi, o)
+                gr[:H2] = gh_rz[i]                                            # r, z
+                ghn = gh_n[i]
+                _tanh_sum2(ghn, gib[H2:])                                     # n
+                gr[H2:] = ghn
+            _h_update(gr[H2:], gr[H:H2], hi, o)
     for i in range(nb):
         h_n[d, b0 + i, :] = h[i]
 
@@ -442,7 +446,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     gates, hn_s, hprev_s   saved by gru_layer_forward(store=True)
     whh      (D, 3H, H)    recurrent weights
     dgi      (B, T, D*3H)  written: d loss / d (input-side pre-activations) — da_r, da_z, da_n
-    dgh      (D, B, T, 3H) written: d loss / d (W_hh h + b_hh) — da_r, da_z, and for the n gate
+    dgh      (D, T, B, 3H) written (time-major): d loss / d (W_hh h + b_hh) — da_r, da_z, and for the n gate
                            r*da_n (reset_after) or da_n (Cho: its weight gradient uses r*h)
     dh0      (D, B, H)     written: gradient of the initial states
     dbias    (D*nchunks, 2, 3H)  written: per-chunk sums over rows and steps of dgi (input
@@ -474,6 +478,7 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
         da_r = da_n (W_hn h + b_hn) r (1 - r)         dgh_n = r da_n
         dh = dh' z + [da_r, da_z, dgh_n] @ W_hh
     and (Cho) d(rh) = da_n @ W_hn, da_r = d(rh) h r (1 - r), dh = dh' z + d(rh) r + [da_r, da_z] @ W_h[rz].
+    dgh is time-major, so the (nb, 3H) block of one step feeds the product directly.
     """
     H = whh.shape[2]
     T = d_out.shape[1]
@@ -492,7 +497,6 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     dh = np.empty((nb, H), dtype=dt)             # gradient carried into the step
     dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
     drh = np.empty((nb, H), dtype=dt)            # Cho: d loss / d (r * h)
-    dg = np.empty((nb, H3), dtype=dt)            # this step's dgh rows (reset_after)
     dg_rz = np.empty((nb, H2), dtype=dt)         # Cho: r and z parts
     dg_n = np.empty((nb, H), dtype=dt)           # Cho: n part (da_n)
     gsum = np.empty(H, dtype=dt)                 # dh' of one row
@@ -504,21 +508,25 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
         dh[i, :] = d_h_n[d, b0 + i]
     for s in range(T):
         t = s if d == 1 else T - 1 - s
+        DG = dgh[d, t, b0:b1]                    # (nb, 3H)
+        G = gates[d, t, b0:b1]
+        HP = hprev_s[d, t, b0:b1]
         for i in range(nb):
             b = b0 + i
             dgib = dgi[b, t, goff:goff + H3]
             dhi = dh[i]
             ddi = dd[i]
+            dgr = DG[i]
             if t >= lengths[b]:
                 dgib[:] = 0
-                dg[i, :] = 0
+                dgr[:] = 0
                 dg_rz[i, :] = 0
                 dg_n[i, :] = 0
                 ddi[:] = dhi
                 continue
             do = d_out[b, t, ooff:ooff + H]
-            g = gates[d, b, t]
-            hp = hprev_s[d, b, t]
+            g = G[i]
+            hp = HP[i]
             r = g[:H]
             z = g[H:H2]
             n = g[H2:]
@@ -527,15 +535,14 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             _bw_z(gsum, hp, n, z, dgib[H:H2])                        # da_z
             _mul2(gsum, z, ddi)                                      # direct path z * dh'
             if reset_after:
-                _bw_r(dgib[H2:], hn_s[d, b, t], r, dgib[:H])         # da_r
-                dgr = dg[i]
+                _bw_r(dgib[H2:], hn_s[d, t, b], r, dgib[:H])         # da_r
                 dgr[:H2] = dgib[:H2]
                 _mul2(dgib[H2:], r, dgr[H2:])                        # r * da_n
             else:
                 dg_rz[i, H:] = dgib[H:H2]
                 dg_n[i, :] = dgib[H2:]
         if reset_after:
-            _mm(dg, w, wT, dh)
+            _mm(DG, w, wT, dh)
         else:
             # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
             _mm(dg_n, w_n, w_nT, drh)
@@ -543,24 +550,16 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
                 b = b0 + i
                 if t >= lengths[b]:
                     continue
-                g = gates[d, b, t]
                 dgib = dgi[b, t, goff:goff + H3]
-                _bw_r(drh[i], hprev_s[d, b, t], g[:H], dgib[:H])        # da_r
+                _bw_r(drh[i], HP[i], G[i, :H], dgib[:H])                 # da_r
                 dg_rz[i, :H] = dgib[:H]
-                _fma_into(drh[i], g[:H], dd[i])                          # + r * d(rh)
+                _fma_into(drh[i], G[i, :H], dd[i])                       # + r * d(rh)
             _mm(dg_rz, w_rz, w_rzT, dh)
+            DG[:, :H2] = dg_rz
+            DG[:, H2:] = dg_n
         for i in range(nb):
-            dhi = dh[i]
-            ddi = dd[i]
-            for j in range(H):
-                dhi[j] += ddi[j]
-            dghi = dgh[d, b0 + i, t]
-            if reset_after:
-                dghi[:] = dg[i]
-            else:
-                dghi[:H2] = dg_rz[i]
-                dghi[H2:] = dg_n[i]
-            _add_into(dghi, db_h)
+            _add_into(dd[i], dh[i])
+            _add_into(DG[i], db_h)
             _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
     for i in range(nb):
         dh0[d, b0 + i, :] = dh[i]

@@ -402,9 +402,9 @@ class GRU:
             hk = np.ascontiguousarray(h0[k * D:(k + 1) * D])
             hnk = self._work(("hn", k), (D, B, H))
             if training:
-                gates = self._work(("gates", k), (D, B, T, 3 * H))
-                hn_s = self._work(("hn_s", k), (D, B, T, H)) if self.reset_after else empty4
-                hprev = self._work(("hprev", k), (D, B, T, H))
+                gates = self._work(("gates", k), (D, T, B, 3 * H))   # time-major
+                hn_s = self._work(("hn_s", k), (D, T, B, H)) if self.reset_after else empty4
+                hprev = self._work(("hprev", k), (D, T, B, H))
             else:
                 gates = hn_s = hprev = empty4
             _cpu.gru_layer_forward(gi, lay["w_hh"], lay["b_hh"], hk, lengths, self.reset_after,
@@ -486,7 +486,7 @@ class GRU:
             inp, gates, hn_s, hprev = cache["layers"][k]
             in_k = inp.shape[2]
             dgi = self._work("dgi", (B, T, D * 3 * H))
-            dgh = self._work("dgh", (D, B, T, 3 * H))
+            dgh = self._work("dgh", (D, T, B, 3 * H))                # time-major
             dh0k = self._work("dh0", (D, B, H))
             dbias = self._work("dbias", (D * nchunks, 2, 3 * H))
             _cpu.gru_layer_backward(d_layer, np.ascontiguousarray(d_h_n[k * D:(k + 1) * D]),
