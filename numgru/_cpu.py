@@ -423,8 +423,7 @@ def _forward_chunk(gi, whh, bhh, h0, lengths, reset_after, out, h_n, store, gate
                 continue
             gib = gi[b, t, goff:goff + H3]
             if reset_after:
-                _sigmoid_sum3(gr[:H], gib[:H], bias[:H])                      # r
-                _sigmoid_sum3(gr[H:H2], gib[H:H2], bias[H:H2])                # z
+                _sigmoid_sum3(gr[:H2], gib[:H2], bias[:H2])                   # r, z
                 _n_gate_after(gr[H2:], gib[H2:], gr[:H], bias[H2:], HN[i])    # n
             else:
                 gr[:H2] = gh_rz[i]                                            # r, z
