@@ -1,0 +1,83 @@
+"""Numba's on-disk compile cache works from a read-only install of numgru.
+
+A copy of the package is made read-only (as in a system site-packages) and imported in a fresh
+interpreter with ``NUMBA_CACHE_DIR`` set: the first run must compile and write its cache there,
+the second must load the kernels from that cache instead of compiling them again.
+"""
+
+import glob
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+
+import numgru
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import numgru
+    from numgru import _cpu
+    assert os.path.dirname(os.path.abspath(numgru.__file__)) == os.path.abspath(sys.argv[1]), \\
+        numgru.__file__
+    y, h = numgru.GRU(2, 3, dtype="float64", random_state=0).forward(np.ones((2, 4, 2)))
+    assert np.isfinite(y).all() and y.shape == (2, 4, 3)
+    stats = _cpu.gru_layer_forward.stats
+    print(json.dumps({"hits": sum(stats.cache_hits.values()),
+                      "misses": sum(stats.cache_misses.values()),
+                      "seconds": time.perf_counter() - t0}))
+""")
+
+
+def _set_mode(root, dir_mode, file_mode):
+    for dirpath, _, filenames in os.walk(root):
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), file_mode)
+        os.chmod(dirpath, dir_mode)
+
+
+def _run(site, pkg, cache_dir, cwd):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMGRU_NO_CACHE", "NUMBA_DISABLE_JIT", "PYTHONPATH")}
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    env["PYTHONPATH"] = str(site)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(pkg)], env=env, cwd=str(cwd),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_compile_cache_from_read_only_install(tmp_path):
+    src = os.path.dirname(os.path.abspath(numgru.__file__))
+    site = tmp_path / "site"
+    pkg = site / "numgru"
+    cache_dir = tmp_path / "numba_cache"
+    work = tmp_path / "work"
+    work.mkdir()
+    cache_dir.mkdir()
+    shutil.copytree(src, pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi",
+                                                           "*.nbc"))
+    ro_dir = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+    ro_file = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+    _set_mode(pkg, ro_dir, ro_file)
+    try:
+        first = _run(site, pkg, cache_dir, work)
+        assert first["misses"] >= 1 and first["hits"] == 0, first
+        cached = (glob.glob(str(cache_dir / "**" / "*.nbi"), recursive=True)
+                  + glob.glob(str(cache_dir / "**" / "*.nbc"), recursive=True))
+        assert any(p.endswith(".nbi") for p in cached), cached
+        assert any(p.endswith(".nbc") for p in cached), cached
+        # nothing was written into the read-only package (root ignores the mode bits, so
+        # check it explicitly)
+        assert not os.path.exists(pkg / "__pycache__")
+
+        second = _run(site, pkg, cache_dir, work)
+        assert second["hits"] >= 1 and second["misses"] == 0, second
+        assert second["seconds"] < first["seconds"], (first, second)
+    finally:
+        _set_mode(pkg, stat.S_IRWXU, stat.S_IRUSR | stat.S_IWUSR)
