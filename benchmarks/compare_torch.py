@@ -3,6 +3,7 @@
 
     python benchmarks/compare_torch.py [--threads 2] [--repeat N] [--shapes small,mid,large]
                                        [--budget SECONDS] [--markdown]
+    python benchmarks/compare_torch.py --fit [--epochs 200] [--threads 2] [--markdown]
 
 For every shape (B, T, I, H, L) -- small (1, 100, 16, 64, 2), mid (32, 100, 32, 128, 2),
 large (128, 100, 64, 256, 2) -- the script
@@ -31,6 +32,17 @@ Both libraries get the same number of threads: ``torch.set_num_threads(threads)`
 ``numba.set_num_threads(threads)``.  Repetitions: ``--repeat N`` runs exactly N per shape and
 mode; by default each (shape, mode) runs for about ``--budget`` seconds (default 8; at least 5,
 at most 500 repetitions), i.e. about 1-2 minutes for the three shapes on 2 cores.
+
+``--fit`` instead compares a whole estimator fit (see ``run_fit``):
+``numgru.GRUClassifier(hidden_layer_sizes=(64, 64), solver="adam", batch_size=32, max_iter=E,
+learning_rate_init=1e-3, n_iter_no_change=E+1, random_state=0)`` against an equivalent PyTorch CPU
+training loop (two stacked layers ``nn.GRU(num_layers=2)`` of 64, packed variable-length
+sequences, the last layer's final hidden state -> ``nn.Linear`` -> cross-entropy, Adam lr 1e-3,
+batch 32, E epochs, reshuffled every epoch) on ``make_sequence_classification(n_samples=400,
+min_length=20, max_length=150, n_features=3, random_state=0)``: the first 320 sequences train,
+the last 80 test.  It reports the wall time of each whole fit (after an untimed one-epoch
+warm-up of each library on the same data, so Numba compilation and torch's first-call costs
+are not timed), the ratio torch / numgru and the test accuracy of each.
 """
 
 import argparse
@@ -221,6 +233,178 @@ def format_rows(rows, markdown):
         c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in body])
 
+# --------------------------------------------------------------------------- estimator fit
+FIT_DATA = dict(n_samples=400, min_length=20, max_length=150, n_features=3, random_state=0)
+FIT_N_TRAIN = 320
+FIT_HIDDEN = (64, 64)
+FIT_BATCH = 32
+FIT_LR = 1e-3
+
+
+def fit_data():
+    from numgru.datasets import make_sequence_classification
+
+    X, y = make_sequence_classification(**FIT_DATA)
+    return X[:FIT_N_TRAIN], y[:FIT_N_TRAIN], X[FIT_N_TRAIN:], y[FIT_N_TRAIN:]
+
+
+def numgru_classifier(numgru, epochs):
+    return numgru.GRUClassifier(hidden_layer_sizes=FIT_HIDDEN, solver="adam",
+                                batch_size=FIT_BATCH, max_iter=epochs, learning_rate_init=FIT_LR,
+                                n_iter_no_change=epochs + 1, random_state=0)
+
+
+def numgru_fit(numgru, epochs, X_train, y_train, X_test, y_test):
+    """Time ``GRUClassifier.fit``; return (seconds, test accuracy, final training loss, epochs)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    est = numgru_classifier(numgru, epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gc.collect()
+        t0 = time.perf_counter()
+        est.fit(X_train, y_train)
+        seconds = time.perf_counter() - t0
+    acc = float(np.mean(est.predict(X_test) == y_test))
+    return seconds, acc, float(est.loss_curve_[-1]), int(est.n_iter_)
+
+
+class TorchGRUClassifier:
+    """The PyTorch twin: ``nn.GRU(I, 64, num_layers=2)`` -> h_n[-1] -> ``nn.Linear(64, C)``."""
+
+    def __init__(self, torch, n_inputs, n_classes, hidden=FIT_HIDDEN):
+        if len(set(hidden)) != 1:
+            raise ValueError("the torch twin uses one nn.GRU(num_layers=L): equal sizes only")
+        self.torch = torch
+        self.gru = torch.nn.GRU(n_inputs, hidden[0], num_layers=len(hidden), batch_first=True)
+        self.head = torch.nn.Linear(hidden[0], n_classes)
+
+    def parameters(self):
+        return list(self.gru.parameters()) + list(self.head.parameters())
+
+    def logits(self, x, lengths):
+        packed = self.torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                              enforce_sorted=False)
+        _, h_n = self.gru(packed)  # h_n: (layers, B, H), each sequence's own last valid step
+        return self.head(h_n[-1])
+
+
+def pad(X, torch):
+    lengths = np.array([len(x) for x in X], dtype=np.int64)
+    out = np.zeros((len(X), lengths.max(), X[0].shape[1]), dtype=np.float32)
+    for i, x in enumerate(X):
+        out[i, :len(x)] = x
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def torch_fit(torch, epochs, X_train, y_train, X_test, y_test, seed=0):
+    """Time the PyTorch training loop; return (seconds, test accuracy, last epoch loss, epochs).
+
+    Timed: padding the training list into one tensor, building the model and the optimizer, and
+    E epochs of: a fresh random permutation, batches of 32 in that order, each cut to its own
+    longest sequence and packed (``pack_padded_sequence``, ``enforce_sorted=False``), forward,
+    mean cross-entropy, ``zero_grad`` / ``backward`` / ``Adam.step``.
+    """
+    F = torch.nn.functional
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n_classes = int(np.max(y_train)) + 1
+    gc.collect()
+    t0 = time.perf_counter()
+    x_all, len_all = pad(X_train, torch)
+    y_all = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+    model = TorchGRUClassifier(torch, x_all.shape[2], n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=FIT_LR, weight_decay=0.0)
+    n = len(X_train)
+    loss_epoch = float("nan")
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for b0 in range(0, n, FIT_BATCH):
+            idx = perm[b0:b0 + FIT_BATCH]
+            lb = len_all[idx]
+            xb = x_all[idx, :int(lb.max())]
+            loss = F.cross_entropy(model.logits(xb, lb), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        loss_epoch = total / n
+    seconds = time.perf_counter() - t0
+    with torch.inference_mode():
+        x_te, len_te = pad(X_test, torch)
+        pred = model.logits(x_te, len_te).argmax(dim=1).numpy()
+    return seconds, float(np.mean(pred == y_test)), loss_epoch, epochs
+
+
+def run_fit(args, numgru, numba, torch, threads):
+    X_train, y_train, X_test, y_test = fit_data()
+    load_at_start = load_average()
+    # Untimed warm-up: one epoch of each on the same data (Numba kernels compiled or loaded from
+    # the cache, torch's lazy initialisation), so that only steady-state training is timed.
+    numgru_fit(numgru, 1, X_train, y_train, X_test, y_test)
+    torch_fit(torch, 1, X_train, y_train, X_test, y_test)
+    print("  warm-up done", file=sys.stderr, flush=True)
+    E = args.epochs
+    n_res = numgru_fit(numgru, E, X_train, y_train, X_test, y_test)
+    print(f"  numgru fit done: {n_res[0]:.1f} s", file=sys.stderr, flush=True)
+    t_res = torch_fit(torch, E, X_train, y_train, X_test, y_test)
+    print(f"  torch fit done: {t_res[0]:.1f} s", file=sys.stderr, flush=True)
+
+    info = machine_info(threads, numgru, numba, torch, load_at_start)
+    lengths = [len(x) for x in X_train]
+    config = [
+        ("data", f"make_sequence_classification({', '.join(f'{k}={v}' for k, v in FIT_DATA.items())}); "
+                 f"{len(X_train)} train / {len(X_test)} test (first / last), train lengths "
+                 f"{min(lengths)}-{max(lengths)} (mean {np.mean(lengths):.0f}), 3 classes"),
+        ("numgru", f"GRUClassifier(hidden_layer_sizes={FIT_HIDDEN}, solver='adam', "
+                   f"batch_size={FIT_BATCH}, max_iter={E}, learning_rate_init={FIT_LR}, "
+                   f"n_iter_no_change={E + 1}, random_state=0); defaults otherwise (float32, "
+                   "alpha=1e-4 L2 on weights, shuffle=True with length-grouped batches)"),
+        ("torch", f"nn.GRU(3, 64, num_layers=2, batch_first=True) on packed sequences "
+                  f"(enforce_sorted=False) -> h_n[-1] -> nn.Linear(64, 3) -> cross_entropy; "
+                  f"Adam(lr={FIT_LR}, weight_decay=0, i.e. no L2); batch {FIT_BATCH}, random "
+                  f"permutation each epoch; float32; default torch init, torch.manual_seed(0)"),
+        ("epochs", f"{E} for both (numgru ran {n_res[3]}, torch {t_res[3]})"),
+    ]
+    header = ["library", "fit wall s", "s / epoch", "test accuracy", "final train loss"]
+    body = [[name, f"{r[0]:.2f}", f"{r[0] / max(r[3], 1):.3f}", f"{r[1]:.3f}", f"{r[2]:.4f}"]
+            for name, r in (("numgru", n_res), ("torch", t_res))]
+    ratio = t_res[0] / n_res[0]
+    target = ratio >= 3.0 and n_res[1] >= t_res[1]
+    verdict = (f"speed-up = torch s / numgru s = {ratio:.2f}x; test accuracy numgru "
+               f"{n_res[1]:.3f} vs torch {t_res[1]:.3f}. Target (numgru >= 3x faster at equal "
+               f"or better test accuracy): {'MET' if target else 'NOT met'}.")
+    notes = ("Wall time of one whole fit each, after an untimed one-epoch warm-up of each; numgru "
+             "first, then torch, in one process. numgru's loss includes its L2 term "
+             "(alpha=1e-4), torch's does not (weight_decay=0). Accuracy is on the 80 held-out "
+             "sequences.")
+    if args.markdown:
+        print("\n".join(f"- {k}: {v}" for k, v in info + config))
+        print()
+        print("| " + " | ".join(header) + " |")
+        print("|---|" + "|".join(["---:"] * (len(header) - 1)) + "|")
+        for r in body:
+            print("| " + " | ".join(r) + " |")
+        print()
+        print(verdict)
+        print()
+        print(notes)
+    else:
+        width = max(len(k) for k, _ in info + config)
+        print("\n".join(f"{k.ljust(width)} : {v}" for k, v in info + config))
+        print()
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+        fmt = lambda r: "  ".join(  # noqa: E731
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        print("\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in body]))
+        print()
+        print(textwrap.fill(verdict, width=100))
+        print(textwrap.fill(notes, width=100))
+    return 0
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -234,13 +418,17 @@ def parse_args(argv=None):
     p.add_argument("--shapes", default="small,mid,large",
                    help="comma-separated subset of " + ",".join(SHAPES))
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--fit", action="store_true",
+                   help="compare a whole GRUClassifier fit with an equivalent torch training loop")
+    p.add_argument("--epochs", type=int, default=200,
+                   help="epochs of the --fit comparison (default 200)")
     args = p.parse_args(argv)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = [s for s in args.shapes if s not in SHAPES]
     if unknown or not args.shapes:
         p.error(f"unknown shape(s) {unknown}; choose from {', '.join(SHAPES)}")
-    if args.threads < 1 or (args.repeat is not None and args.repeat < 1):
-        p.error("--threads and --repeat must be >= 1")
+    if args.threads < 1 or args.epochs < 1 or (args.repeat is not None and args.repeat < 1):
+        p.error("--threads, --epochs and --repeat must be >= 1")
     return args
 
 
@@ -257,6 +445,8 @@ def main(argv=None):
         threads = numba.config.NUMBA_NUM_THREADS
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
+    if args.fit:
+        return run_fit(args, numgru, numba, torch, threads)
 
     load_at_start = load_average()
     rows, check_errs = [], {}
