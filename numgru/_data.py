@@ -112,8 +112,10 @@ def valid_mask(lengths, T):
 def batches(lengths, batch_size, rng, shuffle):
     """Index batches grouped by similar length so that padding costs little.
 
-    Shuffled indices are cut into pools of 20 batches; each pool is sorted by length and cut
-    into batches; the batch order is then shuffled. Without ``shuffle`` the order is fixed.
+    Shuffled indices are cut into pools of 20 batches; each pool is sorted by length (with a
+    random +-10% jitter on the sort key, so that a small training set does not get the same
+    batches every epoch) and cut into batches; the batch order is then shuffled. Without
+    ``shuffle`` the order is fixed.
     """
     n = len(lengths)
     order = rng.permutation(n) if shuffle else np.arange(n)
@@ -121,7 +123,10 @@ def batches(lengths, batch_size, rng, shuffle):
     out = []
     for p0 in range(0, n, pool):
         idx = order[p0:p0 + pool]
-        idx = idx[np.argsort(lengths[idx], kind="stable")]
+        key = lengths[idx].astype(np.float64)
+        if shuffle:  # +-10% jitter: similar lengths stay together, batch contents still vary
+            key = key * rng.uniform(0.9, 1.1, len(idx))
+        idx = idx[np.argsort(key, kind="stable")]
         out.extend(idx[b0:b0 + batch_size] for b0 in range(0, len(idx), batch_size))
     if shuffle:
         out = [out[i] for i in rng.permutation(len(out))]
