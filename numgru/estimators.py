@@ -116,8 +116,9 @@ class _BaseGRUEstimator(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes}")
         return [int(s) for s in sizes]
 
-    def _input(self, X, reset):
-        Xp, lengths, kind = _data.as_sequences(X, np.dtype(self.dtype))
+    def _input(self, X, reset, lengths=None):
+        Xp, lengths_, kind = _data.as_sequences(X, np.dtype(self.dtype))
+        lengths = lengths_ if lengths is None else _data.check_lengths(lengths, Xp, kind)
         if reset:
             self._input_kind = kind
             self._n_inputs = Xp.shape[2]
@@ -231,16 +232,16 @@ class _BaseGRUEstimator(BaseEstimator):
                           "to be clipped")
         return max(1, min(self.batch_size, n))
 
-    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None, lengths=None):
         with blas_single_threaded:
-            return self._fit_inner(X, y, sample_weight, incremental, classes)
+            return self._fit_inner(X, y, sample_weight, incremental, classes, lengths)
 
-    def _fit_inner(self, X, y, sample_weight, incremental, classes):
+    def _fit_inner(self, X, y, sample_weight, incremental, classes, lengths):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None")
         first = not (hasattr(self, "grus_") and (self.warm_start or incremental))
-        Xp, lengths = self._input(X, reset=first)
+        Xp, lengths = self._input(X, reset=first, lengths=lengths)
         Y, w = self._encode_targets(y, lengths, sample_weight, first, classes)
         n = Xp.shape[0]
         if first:
@@ -395,9 +396,9 @@ class _BaseGRUEstimator(BaseEstimator):
     def _score_arrays(self, X, lengths, Y, w):
         raise NotImplementedError
 
-    def _predict_padded(self, X):
+    def _predict_padded(self, X, lengths=None):
         check_is_fitted(self, "grus_")
-        Xp, lengths = self._input(X, reset=False)
+        Xp, lengths = self._input(X, reset=False, lengths=lengths)
         out = self._forward_logits(Xp, lengths)
         return out, lengths
 
@@ -500,7 +501,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         return r2_score(Y, pred, sample_weight=w)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and targets ``y``.
 
         Parameters
@@ -510,21 +511,24 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         y : array of shape (n_samples,) or (n_samples, n_outputs); with ``output="each_step"``
             (n_samples, n_timesteps[, n_outputs]) or a list of per-sequence arrays
         sample_weight : array of shape (n_samples,), optional
+        lengths : array of int of shape (n_samples,), optional
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (padding is ignored,
+            as for a ragged list of the same sequences).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y, sample_weight=None, lengths=None):
         """One epoch over ``(X, y)``, continuing from the current weights."""
-        return self._fit(X, y, sample_weight, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True, lengths=lengths)
 
-    def predict(self, X):
+    def predict(self, X, lengths=None):
         """Predict targets: (n_samples,) or (n_samples, n_outputs); per step with each_step."""
-        out, lengths = self._predict_padded(X)
+        out, lengths = self._predict_padded(X, lengths)
         out = out.astype(np.float64)
         if self.output == "each_step":
             out = out[:, 0] if self._single_output else out
@@ -656,7 +660,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return accuracy_score(Y.argmax(axis=1), pred, sample_weight=w)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and labels ``y``.
 
         Parameters
@@ -666,15 +670,18 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         y : array of shape (n_samples,); with ``output="each_step"`` (n_samples, n_timesteps)
             or a list of per-sequence label arrays
         sample_weight : array of shape (n_samples,), optional
+        lengths : array of int of shape (n_samples,), optional
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (padding is ignored,
+            as for a ragged list of the same sequences).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None, lengths=None):
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
         if not hasattr(self, "grus_"):
             if classes is None:
@@ -682,26 +689,26 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"`classes={list(classes)}` is not the same as on the first call to "
                              f"partial_fit, which was {self.classes_.tolist()}")
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes, lengths=lengths)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, lengths=None):
         """Class probabilities: (n_samples, n_classes); per step with ``output="each_step"``."""
-        out, lengths = self._predict_padded(X)
+        out, lengths = self._predict_padded(X, lengths)
         proba = softmax(out.astype(np.float64))
         if self.output == "each_step":
             return self._unpad(proba, lengths, X)
         return proba
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X, lengths=None):
         """Logarithm of :meth:`predict_proba`."""
-        p = self.predict_proba(X)
+        p = self.predict_proba(X, lengths)
         if isinstance(p, list):
             return [np.log(np.maximum(q, np.finfo(np.float64).tiny)) for q in p]
         return np.log(np.maximum(p, np.finfo(np.float64).tiny))
 
-    def predict(self, X):
+    def predict(self, X, lengths=None):
         """Predicted labels: (n_samples,); (n_samples, n_timesteps) or a list with each_step."""
-        out, lengths = self._predict_padded(X)
+        out, lengths = self._predict_padded(X, lengths)
         labels = self.classes_[out.argmax(axis=1)]
         if self.output == "each_step":
             return self._unpad(labels, lengths, X)

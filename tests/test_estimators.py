@@ -342,3 +342,35 @@ def test_convergence_warning_when_max_iter_reached(seq_data):
         warnings.simplefilter("error", ConvergenceWarning)
         with pytest.raises(ConvergenceWarning):
             GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X[:40], y[:40])
+
+
+def test_ragged_list_and_padded_array_with_lengths_give_the_same_model():
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(3, 12, 50)
+    X = [rng.standard_normal((int(n), 2)) for n in lengths]
+    y = rng.integers(0, 3, 50)
+    padded = rng.standard_normal((50, int(lengths.max()), 2)) * 5   # garbage in the padding
+    for i, x in enumerate(X):
+        padded[i, : len(x)] = x
+    kw = dict(hidden_layer_sizes=(8, 6), bidirectional=True, max_iter=3, random_state=0)
+    a = GRUClassifier(**kw).fit(X, y)
+    b = GRUClassifier(**kw).fit(padded, y, lengths=lengths)
+    for p, q in zip(a._params(), b._params()):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(padded, lengths=lengths))
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        b.predict(padded, lengths=np.zeros(50, dtype=int))
+    with pytest.raises(ValueError, match="ragged list already carries"):
+        b.predict(X, lengths=lengths)
+
+
+def test_each_step_with_padded_array_and_lengths():
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(4, 10, 60)
+    X = rng.standard_normal((60, 9, 1))
+    Y = np.cumsum(X[:, :, 0], axis=1)
+    reg = GRURegressor(hidden_layer_sizes=(8,), output="each_step", max_iter=3,
+                       random_state=0).fit(X, Y, lengths=lengths)
+    pred = reg.predict(X, lengths=lengths)
+    assert pred.shape == (60, 9)
+    assert np.all(pred[np.arange(9)[None, :] >= lengths[:, None]] == 0)
