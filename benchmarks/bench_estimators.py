@@ -57,7 +57,7 @@ def _data():
 
 def _model():
     return numgru.GRUClassifier(hidden_layer_sizes=(32,), batch_size=32, max_iter=10,
-                                learning_rate_init=1e-2, random_state=0)
+                                learning_rate_init=1e-2, random_state=0, dtype="float32")
 
 
 class GRUClassifierSuite:

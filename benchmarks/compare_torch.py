@@ -34,7 +34,7 @@ mode; by default each (shape, mode) runs for about ``--budget`` seconds (default
 at most 500 repetitions), i.e. about 1-2 minutes for the three shapes on 2 cores.
 
 ``--fit`` instead compares a whole estimator fit (see ``run_fit``):
-``numgru.GRUClassifier(hidden_layer_sizes=(64, 64), solver="adam", batch_size=32, max_iter=E,
+``numgru.GRUClassifier(hidden_layer_sizes=(64, 64), solver="adam", batch_size=32, max_iter=E, dtype="float32",
 learning_rate_init=1e-3, n_iter_no_change=E+1, random_state=0)`` against an equivalent PyTorch CPU
 training loop (two stacked layers ``nn.GRU(num_layers=2)`` of 64, packed variable-length
 sequences, the last layer's final hidden state -> ``nn.Linear`` -> cross-entropy, Adam lr 1e-3,
@@ -251,7 +251,7 @@ def fit_data():
 def numgru_classifier(numgru, epochs):
     return numgru.GRUClassifier(hidden_layer_sizes=FIT_HIDDEN, solver="adam",
                                 batch_size=FIT_BATCH, max_iter=epochs, learning_rate_init=FIT_LR,
-                                n_iter_no_change=epochs + 1, random_state=0)
+                                n_iter_no_change=epochs + 1, random_state=0, dtype="float32")
 
 
 def numgru_fit(numgru, epochs, X_train, y_train, X_test, y_test):
@@ -361,8 +361,8 @@ def run_fit(args, numgru, numba, torch, threads):
                  f"{min(lengths)}-{max(lengths)} (mean {np.mean(lengths):.0f}), 3 classes"),
         ("numgru", f"GRUClassifier(hidden_layer_sizes={FIT_HIDDEN}, solver='adam', "
                    f"batch_size={FIT_BATCH}, max_iter={E}, learning_rate_init={FIT_LR}, "
-                   f"n_iter_no_change={E + 1}, random_state=0); defaults otherwise (float32, "
-                   "alpha=1e-4 L2 on weights, shuffle=True with length-grouped batches)"),
+                   f"n_iter_no_change={E + 1}, random_state=0, dtype='float32'); defaults "
+                   "otherwise (alpha=1e-4 L2 on weights, shuffle=True with length-grouped batches)"),
         ("torch", f"nn.GRU(3, 64, num_layers=2, batch_first=True) on packed sequences "
                   f"(enforce_sorted=False) -> h_n[-1] -> nn.Linear(64, 3) -> cross_entropy; "
                   f"Adam(lr={FIT_LR}, weight_decay=0, i.e. no L2); batch {FIT_BATCH}, random "

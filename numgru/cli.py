@@ -79,7 +79,8 @@ def _forecast_airline(out, verbose):
     X = np.stack([z[i:i + window] for i in range(len(z) - window)])
     target = z[window:]
     reg = GRURegressor(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=150,
-                       batch_size=32, random_state=0, verbose=verbose, n_iter_no_change=1000)
+                       batch_size=32, random_state=0, verbose=verbose, n_iter_no_change=1000,
+                       dtype="float32")
     t0 = time.perf_counter()
     reg.fit(X, target)
     fit_time = time.perf_counter() - t0
@@ -111,7 +112,7 @@ def _classify_sequences(out, verbose):
     X, y = make_sequence_classification(n_samples=500, random_state=0)
     Xtr, ytr, Xte, yte = X[:400], y[:400], X[400:], y[400:]
     clf = GRUClassifier(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=25,
-                        batch_size=32, random_state=0, verbose=verbose)
+                        batch_size=32, random_state=0, verbose=verbose, dtype="float32")
     t0 = time.perf_counter()
     clf.fit(Xtr, ytr)
     fit_time = time.perf_counter() - t0

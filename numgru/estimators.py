@@ -67,7 +67,7 @@ class _BaseGRUEstimator(BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "clip_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "device": [StrOptions({"cpu"})],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"auto", "float32", "float64"})],
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, bidirectional=False, dropout=0.0,
@@ -77,7 +77,7 @@ class _BaseGRUEstimator(BaseEstimator):
                  verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
-                 dtype="float32"):
+                 dtype="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.bidirectional = bidirectional
         self.dropout = dropout
@@ -116,8 +116,19 @@ class _BaseGRUEstimator(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes}")
         return [int(s) for s in sizes]
 
+    def _resolve_dtype(self, X):
+        """The compute dtype: ``dtype``, or with "auto" float32 for float32 input (as
+        MLPClassifier preserves float32) and float64 otherwise."""
+        if self.dtype != "auto":
+            return np.dtype(self.dtype)
+        first = X[0] if _data._is_ragged_list(X) else X
+        kind = getattr(first, "dtype", None)
+        return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
+
     def _input(self, X, reset, lengths=None):
-        Xp, lengths_, kind = _data.as_sequences(X, np.dtype(self.dtype))
+        if reset:
+            self._dtype = self._resolve_dtype(X)
+        Xp, lengths_, kind = _data.as_sequences(X, self._dtype)
         lengths = lengths_ if lengths is None else _data.check_lengths(lengths, Xp, kind)
         if reset:
             self._input_kind = kind
@@ -135,7 +146,7 @@ class _BaseGRUEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ network
     def _init_network(self, n_inputs, n_outputs, rng):
-        dt = np.dtype(self.dtype)
+        dt = self._dtype
         self.grus_ = []
         size_in = n_inputs
         for h in self._sizes():
@@ -488,7 +499,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
                              f"{self.n_outputs_}")
         w = _sample_weight(sample_weight, len(lengths))
-        return Y.astype(self.dtype), w
+        return Y.astype(self._dtype), w
 
     def _loss(self, logits, Y, w):
         return squared_error(logits.astype(np.float64), Y, w)
@@ -575,7 +586,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
-                 dtype="float32", class_weight=None):
+                 dtype="auto", class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, bidirectional=bidirectional, dropout=dropout,
             reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
@@ -629,7 +640,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             codes[m] = self._encoder.transform(valid)
         else:
             codes = self._encoder.transform(labels)
-        Y = np.zeros(codes.shape + (K,), dtype=self.dtype)
+        Y = np.zeros(codes.shape + (K,), dtype=self._dtype)
         np.put_along_axis(Y, codes[..., None], 1, axis=-1)
         w = _sample_weight(sample_weight, len(lengths))
         if self.class_weight is not None:

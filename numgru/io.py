@@ -62,6 +62,7 @@ def save(estimator, path):
     for name in _FITTED_SCALARS:
         if hasattr(estimator, name):
             meta["fitted"][name] = _jsonable(getattr(estimator, name))
+    meta["fitted"]["_dtype"] = np.dtype(estimator._dtype).name
     arrays = {}
     for i, gru in enumerate(estimator.grus_):
         for name, value in gru.state_dict().items():
@@ -126,19 +127,20 @@ def load(path):
         est = cls(**params)
         for name, value in meta["fitted"].items():
             setattr(est, name, value)
+        est._dtype = np.dtype(meta["fitted"].get("_dtype", est.dtype))
         sizes = est._sizes()
         D = 2 if est.bidirectional else 1
         size_in = est._n_inputs
         est.grus_ = []
         for i, h in enumerate(sizes):
             gru = GRU(size_in, h, 1, bidirectional=est.bidirectional, reset_after=est.reset_after,
-                      dtype=est.dtype)
+                      dtype=est._dtype)
             prefix = f"gru{i}."
             gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             est.grus_.append(gru)
             size_in = D * h
-        est.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=est.dtype)
-        est.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=est.dtype)
+        est.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=est._dtype)
+        est.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=est._dtype)
         if est.head_coef_.shape != (est.n_outputs_, size_in):
             raise ValueError(f"head weights have shape {est.head_coef_.shape}, expected "
                              f"{(est.n_outputs_, size_in)}")

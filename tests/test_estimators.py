@@ -141,14 +141,14 @@ def test_early_stopping_records_validation_and_restores_best(seq_data):
 def test_check_estimator_classifier():
     from sklearn.utils.estimator_checks import check_estimator
 
-    check_estimator(GRUClassifier(hidden_layer_sizes=(16,), dtype="float64", random_state=0),
+    check_estimator(GRUClassifier(hidden_layer_sizes=(16,), random_state=0),
                     expected_failed_checks=EXPECTED_FAILURES)
 
 
 def test_check_estimator_regressor():
     from sklearn.utils.estimator_checks import check_estimator
 
-    check_estimator(GRURegressor(dtype="float64", random_state=0),
+    check_estimator(GRURegressor(random_state=0),
                     expected_failed_checks=EXPECTED_FAILURES)
 
 
@@ -303,12 +303,13 @@ def test_partial_fit_classes_and_unseen_labels(seq_data):
         clf.partial_fit(X[:5], np.array([0, 1, 2, 5, 0]))
 
 
-def test_divergence_restores_finite_weights_and_warns():
+@pytest.mark.parametrize("dtype, scale", [("float32", 1e30), ("float64", 1e200)])
+def test_divergence_restores_finite_weights_and_warns(dtype, scale):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 5, 1)) * 1e3
-    y = rng.standard_normal(50) * 1e30
+    y = rng.standard_normal(50) * scale
     reg = GRURegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=1e6, max_iter=20,
-                       random_state=0)
+                       random_state=0, dtype=dtype)
     with pytest.warns(RuntimeWarning, match="NaN or infinite"):
         reg.fit(X, y)
     assert np.isfinite(reg.predict(X)).all()
@@ -374,3 +375,14 @@ def test_each_step_with_padded_array_and_lengths():
     pred = reg.predict(X, lengths=lengths)
     assert pred.shape == (60, 9)
     assert np.all(pred[np.arange(9)[None, :] >= lengths[:, None]] == 0)
+
+
+def test_dtype_auto_follows_the_input_like_mlp():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((30, 4, 2))
+    y = rng.integers(0, 2, 30)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
+    assert GRUClassifier(**kw).fit(X, y).grus_[0].dtype == np.float64
+    assert GRUClassifier(**kw).fit(X.astype(np.float32), y).grus_[0].dtype == np.float32
+    assert GRUClassifier(dtype="float32", **kw).fit(X, y).grus_[0].dtype == np.float32
+    assert GRUClassifier(**kw).fit([x.astype(np.float32) for x in X], y).grus_[0].dtype == np.float32
