@@ -44,30 +44,30 @@ _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
 
 @njit(inline="always", **_JIT)
-def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N, acc):
-    """C[i, c_off+j] (+)= sum_k A[i, a_off+k] * Bm[j, b_off+k] for i < M, j < N, k < K.
+def _mm_nt(A, Bm, C):
+    """C = A @ Bm^T: C[i, j] = sum_k A[i, k] * Bm[j, k].
 
-    With ``acc`` the sums are added to C, otherwise they overwrite it.
-
-    A (M, *), Bm (N, *), C (M, *) are C-contiguous. Blocks of 8 (then 4) rows x 2 columns keep
+    A (M, K), Bm (N, K), C (M, N) are C-contiguous. Blocks of 8 (then 4) rows x 2 columns keep
     sixteen (eight) vector accumulators in registers and load each row of Bm once per eight
     (four) rows of A; measured 10-25% faster than 4x2 blocks at 16 rows.
     """
+    M, K = A.shape
+    N = Bm.shape[0]
     zero = C.dtype.type(0)
     i = 0
     while i + 8 <= M and N >= 2:
-        a0 = A[i, a_off:a_off + K]
-        a1 = A[i + 1, a_off:a_off + K]
-        a2 = A[i + 2, a_off:a_off + K]
-        a3 = A[i + 3, a_off:a_off + K]
-        a4 = A[i + 4, a_off:a_off + K]
-        a5 = A[i + 5, a_off:a_off + K]
-        a6 = A[i + 6, a_off:a_off + K]
-        a7 = A[i + 7, a_off:a_off + K]
+        a0 = A[i]
+        a1 = A[i + 1]
+        a2 = A[i + 2]
+        a3 = A[i + 3]
+        a4 = A[i + 4]
+        a5 = A[i + 5]
+        a6 = A[i + 6]
+        a7 = A[i + 7]
         j = 0
         while j + 2 <= N:
-            b0 = Bm[j, b_off:b_off + K]
-            b1 = Bm[j + 1, b_off:b_off + K]
+            b0 = Bm[j]
+            b1 = Bm[j + 1]
             s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
             s40 = s41 = s50 = s51 = s60 = s61 = s70 = s71 = zero
             for k in range(K):
@@ -89,70 +89,42 @@ def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N, acc):
                 s61 += a6[k] * w1
                 s70 += a7[k] * w0
                 s71 += a7[k] * w1
-            c = c_off + j
-            if acc:
-                s00 += C[i, c]
-                s01 += C[i, c + 1]
-                s10 += C[i + 1, c]
-                s11 += C[i + 1, c + 1]
-                s20 += C[i + 2, c]
-                s21 += C[i + 2, c + 1]
-                s30 += C[i + 3, c]
-                s31 += C[i + 3, c + 1]
-                s40 += C[i + 4, c]
-                s41 += C[i + 4, c + 1]
-                s50 += C[i + 5, c]
-                s51 += C[i + 5, c + 1]
-                s60 += C[i + 6, c]
-                s61 += C[i + 6, c + 1]
-                s70 += C[i + 7, c]
-                s71 += C[i + 7, c + 1]
-            C[i, c] = s00
-            C[i, c + 1] = s01
-            C[i + 1, c] = s10
-            C[i + 1, c + 1] = s11
-            C[i + 2, c] = s20
-            C[i + 2, c + 1] = s21
-            C[i + 3, c] = s30
-            C[i + 3, c + 1] = s31
-            C[i + 4, c] = s40
-            C[i + 4, c + 1] = s41
-            C[i + 5, c] = s50
-            C[i + 5, c + 1] = s51
-            C[i + 6, c] = s60
-            C[i + 6, c + 1] = s61
-            C[i + 7, c] = s70
-            C[i + 7, c + 1] = s71
+            C[i, j] = s00
+            C[i, j + 1] = s01
+            C[i + 1, j] = s10
+            C[i + 1, j + 1] = s11
+            C[i + 2, j] = s20
+            C[i + 2, j + 1] = s21
+            C[i + 3, j] = s30
+            C[i + 3, j + 1] = s31
+            C[i + 4, j] = s40
+            C[i + 4, j + 1] = s41
+            C[i + 5, j] = s50
+            C[i + 5, j + 1] = s51
+            C[i + 6, j] = s60
+            C[i + 6, j + 1] = s61
+            C[i + 7, j] = s70
+            C[i + 7, j + 1] = s71
             j += 2
         if j < N:  # odd N: the last column for these eight rows
-            b0 = Bm[j, b_off:b_off + K]
+            b0 = Bm[j]
             for ii in range(i, i + 8):
-                ai = A[ii, a_off:a_off + K]
-                s0 = C[ii, c_off + j] if acc else zero
+                ai = A[ii]
+                s0 = zero
                 for k in range(K):
                     s0 += ai[k] * b0[k]
-                C[ii, c_off + j] = s0
+                C[ii, j] = s0
         i += 8
     while i + 4 <= M:
-        a0 = A[i, a_off:a_off + K]
-        a1 = A[i + 1, a_off:a_off + K]
-        a2 = A[i + 2, a_off:a_off + K]
-        a3 = A[i + 3, a_off:a_off + K]
+        a0 = A[i]
+        a1 = A[i + 1]
+        a2 = A[i + 2]
+        a3 = A[i + 3]
         j = 0
         while j + 2 <= N:
-            b0 = Bm[j, b_off:b_off + K]
-            b1 = Bm[j + 1, b_off:b_off + K]
+            b0 = Bm[j]
+            b1 = Bm[j + 1]
             s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
-            c = c_off + j
-            if acc:
-                s00 = C[i, c]
-                s01 = C[i, c + 1]
-                s10 = C[i + 1, c]
-                s11 = C[i + 1, c + 1]
-                s20 = C[i + 2, c]
-                s21 = C[i + 2, c + 1]
-                s30 = C[i + 3, c]
-                s31 = C[i + 3, c + 1]
             for k in range(K):
                 w0 = b0[k]
                 w1 = b1[k]
@@ -164,70 +136,55 @@ def _mm_nt(A, a_off, Bm, b_off, K, C, c_off, M, N, acc):
                 s21 += a2[k] * w1
                 s30 += a3[k] * w0
                 s31 += a3[k] * w1
-            c = c_off + j
-            C[i, c] = s00
-            C[i, c + 1] = s01
-            C[i + 1, c] = s10
-            C[i + 1, c + 1] = s11
-            C[i + 2, c] = s20
-            C[i + 2, c + 1] = s21
-            C[i + 3, c] = s30
-            C[i + 3, c + 1] = s31
+            C[i, j] = s00
+            C[i, j + 1] = s01
+            C[i + 1, j] = s10
+            C[i + 1, j + 1] = s11
+            C[i + 2, j] = s20
+            C[i + 2, j + 1] = s21
+            C[i + 3, j] = s30
+            C[i + 3, j + 1] = s31
             j += 2
         if j < N:
-            b0 = Bm[j, b_off:b_off + K]
+            b0 = Bm[j]
             s00 = s10 = s20 = s30 = zero
-            c = c_off + j
-            if acc:
-                s00 = C[i, c]
-                s10 = C[i + 1, c]
-                s20 = C[i + 2, c]
-                s30 = C[i + 3, c]
             for k in range(K):
                 w0 = b0[k]
                 s00 += a0[k] * w0
                 s10 += a1[k] * w0
                 s20 += a2[k] * w0
                 s30 += a3[k] * w0
-            c = c_off + j
-            C[i, c] = s00
-            C[i + 1, c] = s10
-            C[i + 2, c] = s20
-            C[i + 3, c] = s30
+            C[i, j] = s00
+            C[i + 1, j] = s10
+            C[i + 2, j] = s20
+            C[i + 3, j] = s30
         i += 4
     while i < M:
-        a0 = A[i, a_off:a_off + K]
+        a0 = A[i]
         j = 0
         while j + 4 <= N:
-            b0 = Bm[j, b_off:b_off + K]
-            b1 = Bm[j + 1, b_off:b_off + K]
-            b2 = Bm[j + 2, b_off:b_off + K]
-            b3 = Bm[j + 3, b_off:b_off + K]
+            b0 = Bm[j]
+            b1 = Bm[j + 1]
+            b2 = Bm[j + 2]
+            b3 = Bm[j + 3]
             s0 = s1 = s2 = s3 = zero
-            c = c_off + j
-            if acc:
-                s0 = C[i, c]
-                s1 = C[i, c + 1]
-                s2 = C[i, c + 2]
-                s3 = C[i, c + 3]
             for k in range(K):
                 x = a0[k]
                 s0 += x * b0[k]
                 s1 += x * b1[k]
                 s2 += x * b2[k]
                 s3 += x * b3[k]
-            c = c_off + j
-            C[i, c] = s0
-            C[i, c + 1] = s1
-            C[i, c + 2] = s2
-            C[i, c + 3] = s3
+            C[i, j] = s0
+            C[i, j + 1] = s1
+            C[i, j + 2] = s2
+            C[i, j + 3] = s3
             j += 4
         while j < N:
-            b0 = Bm[j, b_off:b_off + K]
-            s0 = C[i, c_off + j] if acc else zero
+            b0 = Bm[j]
+            s0 = zero
             for k in range(K):
                 s0 += a0[k] * b0[k]
-            C[i, c_off + j] = s0
+            C[i, j] = s0
             j += 1
         i += 1
 
@@ -328,7 +285,7 @@ def _mm(A, W, WT, C):
     if M >= BLAS_MIN_ROWS:
         np.dot(A, W, C)
     else:
-        _mm_nt(A, 0, WT, 0, A.shape[1], C, 0, M, C.shape[1], False)
+        _mm_nt(A, WT, C)
 
 
 @njit(parallel=True, **_JIT)

@@ -18,8 +18,8 @@ def _cuda_status():
             warnings.simplefilter("ignore")
             from numba import cuda
         if cuda.is_available():
-            return True, cuda.get_current_device().name.decode() if hasattr(
-                cuda.get_current_device().name, "decode") else str(cuda.get_current_device().name)
+            name = cuda.get_current_device().name
+            return True, name.decode() if isinstance(name, bytes) else str(name)
         return False, "no CUDA driver or device found"
     except Exception as exc:  # the CUDA target is not installed or fails to load
         return False, f"CUDA target unavailable ({type(exc).__name__}: {exc})"

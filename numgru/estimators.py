@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
@@ -385,10 +385,9 @@ class _BaseGRUEstimator(BaseEstimator):
                           "weights found so far.", RuntimeWarning)
         if self.verbose >= 2:
             print(flush=True)
-        if early or interrupted:
-            if early or self.loss_curve_:
-                for p, b in zip(params, best_params):
-                    p[...] = b
+        if early or (interrupted and self.loss_curve_):
+            for p, b in zip(params, best_params):
+                p[...] = b
         if not hasattr(self, "loss_"):
             self.loss_ = float("nan")
         return self
@@ -477,14 +476,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             if not np.isfinite(Y[_data.valid_mask(lengths, Y.shape[1])]).all():
                 raise ValueError("Input y contains NaN or infinity.")
         else:
-            y = np.asarray(y)
-            if y.ndim == 2 and y.shape[1] == 1:
-                warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
-                              "change the shape of y to (n_samples, ), for example using ravel().",
-                              _data_conversion_warning())
-                y = y.ravel()
-            from sklearn.utils import check_array as _ca
-            Y = _ca(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y")
+            y = _ravel_column_vector(np.asarray(y))
+            Y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True,
+                            input_name="y")
             if Y.shape[0] != len(lengths):
                 raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
                                  f"and {Y.shape[0]}")
@@ -608,11 +602,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             valid = labels[_data.valid_mask(lengths, labels.shape[1])]
         else:
             y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
-            if y.ndim == 2 and y.shape[1] == 1:
-                warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
-                              "change the shape of y to (n_samples, ), for example using ravel().",
-                              _data_conversion_warning())
-            labels = column_or_1d(y)
+            labels = column_or_1d(_ravel_column_vector(y))
             if labels.shape[0] != len(lengths):
                 raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
                                  f"and {labels.shape[0]}")
@@ -753,7 +743,8 @@ def _sample_weight(sample_weight, n):
     return w
 
 
-def _data_conversion_warning():
-    from sklearn.exceptions import DataConversionWarning
-
-    return DataConversionWarning
+def _ravel_column_vector(y):
+    """(n, 1) -> (n,) with sklearn's DataConversionWarning, as its own estimators do."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        return column_or_1d(y, warn=True)
+    return y
