@@ -66,7 +66,7 @@ class _BaseGRUEstimator(BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "clip_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
-        "device": [StrOptions({"cpu"})],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
         "dtype": [StrOptions({"auto", "float32", "float64"})],
     }
 
@@ -152,7 +152,8 @@ class _BaseGRUEstimator(BaseEstimator):
         for h in self._sizes():
             seed = int(rng.integers(2 ** 31)) if hasattr(rng, "integers") else int(rng.randint(2 ** 31))
             self.grus_.append(GRU(size_in, h, 1, bidirectional=self.bidirectional,
-                                  reset_after=self.reset_after, dtype=dt, random_state=seed))
+                                  reset_after=self.reset_after, dtype=dt, device=self.device,
+                                  random_state=seed))
             size_in = h * (2 if self.bidirectional else 1)
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
