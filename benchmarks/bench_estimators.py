@@ -1,4 +1,6 @@
-"""asv benchmarks for the scikit-learn estimator ``numgru.GRUClassifier`` (fit / predict / accuracy).
+"""asv benchmarks for the scikit-learn estimators (fit / predict / quality on a fixed task).
+
+:class:`GRUClassifierSuite` -- ``numgru.GRUClassifier``.
 
 Task: ``numgru.datasets.make_sequence_classification(n_samples=300, min_length=20,
 max_length=60, n_features=3, random_state=0)`` -- variable-length sequences (a list of
@@ -26,14 +28,31 @@ Benchmarks:
 * ``track_accuracy``: test accuracy of the fitted model (deterministic for a given
   ``random_state``), so that a speed change that breaks learning shows up in the history.
 
+
+:class:`GRURegressorSuite` -- ``numgru.GRURegressor`` on a fixed one-step-ahead forecasting task.
+
+Task: the series ``s_t = sin(2 pi t / 24) + 0.5 sin(2 pi t / 9 + 1) + 0.1 e_t`` for
+``t = 0..599`` with ``e_t`` standard normal from ``numpy.random.default_rng(0)``; inputs are the
+windows ``s[i:i+24]`` (shape ``(24, 1)``), the target is the next value ``s[i+24]``.  The first
+400 windows train, the remaining 176 (later in time) test.  The naive forecast "next value =
+last value of the window" scores R^2 ~0.83 on the test windows.
+
+Model: ``GRURegressor(hidden_layer_sizes=(32,), batch_size=32, max_iter=10,
+learning_rate_init=1e-2, random_state=0, dtype="float32")``, which reaches a test R^2 of ~0.96.
+``setup`` fits once (warm-up) and raises :class:`LearningError` unless the test R^2 is at least
+``MIN_R2`` = 0.9 *and* above the naive forecast's.  Benchmarks: ``time_fit``, ``time_predict``
+(the 176 test windows) and ``track_r2`` (test R^2, unit "R^2").
+
 Threads: Numba runs with ``NUMGRU_BENCH_THREADS`` threads (default 2), as in ``bench_gru.py``.
 """
 
 import warnings
 
 import numba
+import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
 
 import numgru
 from numgru.datasets import make_sequence_classification
@@ -97,3 +116,68 @@ class GRUClassifierSuite:
 
     track_accuracy.unit = "accuracy"
 
+
+
+# --- GRURegressor ---------------------------------------------------------------------------
+
+SERIES_LENGTH, WINDOW, N_TRAIN_WINDOWS = 600, 24, 400
+MIN_R2 = 0.9
+
+
+def forecasting_series(n=SERIES_LENGTH, seed=0):
+    """Two sines (periods 24 and 9) plus Gaussian noise of standard deviation 0.1."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return (np.sin(2 * np.pi * t / 24) + 0.5 * np.sin(2 * np.pi * t / 9 + 1.0)
+            + 0.1 * rng.standard_normal(n))
+
+
+def _forecasting_data():
+    s = forecasting_series()
+    X = np.stack([s[i:i + WINDOW] for i in range(len(s) - WINDOW)])[:, :, None]
+    y = s[WINDOW:]
+    n = N_TRAIN_WINDOWS
+    return X[:n], y[:n], X[n:], y[n:]
+
+
+def _regressor():
+    return numgru.GRURegressor(hidden_layer_sizes=(32,), batch_size=32, max_iter=10,
+                               learning_rate_init=1e-2, random_state=0, dtype="float32")
+
+
+class GRURegressorSuite:
+    """``GRURegressor`` fit / predict / R^2 on a fixed one-step-ahead forecasting task."""
+
+    timeout = 600
+    repeat = (2, 10, 20.0)
+    number = 1
+    warmup_time = 0.0
+
+    def setup(self):
+        numba.set_num_threads(bench_threads())
+        self.X_train, self.y_train, self.X_test, self.y_test = _forecasting_data()
+        self.model = self._fit(_regressor())
+        self.r2 = float(self.model.score(self.X_test, self.y_test))
+        naive = float(r2_score(self.y_test, self.X_test[:, -1, 0]))
+        if not (self.r2 >= MIN_R2 and self.r2 > naive):  # also catches NaN
+            raise LearningError(
+                f"GRURegressor test R^2 after the warm-up fit is {self.r2:.3f} (must be >= "
+                f"{MIN_R2} and above the naive last-value forecast's {naive:.3f}): fitting is "
+                f"broken, nothing is timed")
+        self.model.predict(self.X_test)  # warm-up of the inference path
+
+    def _fit(self, est):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return est.fit(self.X_train, self.y_train)
+
+    def time_fit(self):
+        self._fit(clone(self.model))
+
+    def time_predict(self):
+        self.model.predict(self.X_test)
+
+    def track_r2(self):
+        return self.r2
+
+    track_r2.unit = "R^2"

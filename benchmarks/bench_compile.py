@@ -1,0 +1,161 @@
+"""asv benchmark of numgru's cold start: Numba compile time of the first training step.
+
+numgru compiles its kernels on first use (and then keeps them in Numba's on-disk cache), so a
+new user's -- or a fresh CI runner's -- first call pays for the compilation.  This suite measures
+that cost in a **separate Python process** whose Numba cache is empty:
+
+* ``NUMBA_CACHE_DIR`` points at a fresh temporary directory, which Numba consults before the
+  cache files next to numgru's sources (``numgru/__pycache__``), so nothing cached by earlier
+  runs, tests or other processes is reused; Numba's cache stays *on*, as for a user, so the
+  measured time includes writing the new cache files;
+* ``NUMGRU_NO_CACHE`` is removed from the child's environment (it would disable the cache).
+
+The child imports numgru, builds ``numgru.GRU`` with the ``mid`` shape (B, T, I, H, L) =
+(32, 100, 32, 128, 2) and the benchmark's dtype, and times its first
+``forward(x, training=True)`` + ``backward(ones)``.  Benchmarks (``track_*``, unit "seconds",
+one measurement each -- the child runs once per dtype, in ``setup_cache``):
+
+* ``track_cold_train_step``: wall time of that first forward + backward (compilation of every
+  kernel the training step uses, plus one mid-size step, ~0.03 s of it);
+* ``track_import``: wall time of ``import numgru`` in the same child (nothing is compiled at
+  import).
+
+Before anything is reported, ``setup`` checks that
+
+* the child really started cold: it wrote Numba cache index files (``*.nbi``) into the fresh
+  ``NUMBA_CACHE_DIR``, which it would not have done had it loaded kernels from another cache;
+* the results of the cold call are right: forward output, ``h_n``, ``dx``, ``dh0`` (first 4
+  sequences) against the plain-NumPy float64 reference in ``_reference.py`` within 1e-4
+  (float32) / 1e-9 (float64), and every parameter gradient of a second, 4-sequence training step.
+  A mismatch raises ``CorrectnessError`` and asv reports the benchmark as failed.
+
+The numbers are single samples and depend heavily on the machine's load (two compiling processes
+on two cores take twice as long); read the history for jumps (a new kernel variant, a Numba
+upgrade), not for small changes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from ._reference import SHAPES, reference_backward, reference_forward
+from .bench_gru import CHECK_BATCH, CorrectnessError, _check, bench_threads
+
+SHAPE = "mid"
+DTYPES = ["float32", "float64"]
+CHILD_TIMEOUT = 1200  # seconds, per dtype
+
+# Runs in the child process: argv = dtype, shape as JSON, threads, output .npz path.
+_CHILD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+import numgru
+t_import = time.perf_counter() - t0
+import numba
+import numpy as np
+
+dtype, (B, T, I, H, L), threads, path = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+gru = numgru.GRU(I, H, num_layers=L, dtype=dtype, random_state=0)
+x = np.random.default_rng(1234).standard_normal((B, T, I)).astype(dtype)
+d_out = np.ones((B, T, H), dtype=dtype)
+
+t0 = time.perf_counter()
+out, h_n = gru.forward(x, training=True)
+dx, dh0, _ = gru.backward(d_out)
+t_cold = time.perf_counter() - t0
+
+t0 = time.perf_counter()
+gru.forward(x, training=True)
+gru.backward(d_out)
+t_warm = time.perf_counter() - t0
+
+b = min(B, 4)
+gru.forward(x[:b], training=True)
+_, _, grads = gru.backward(d_out[:b])
+arrays = {"x": x[:b], "out": out[:b], "h_n": h_n[:, :b], "dx": dx[:b], "dh0": dh0[:, :b]}
+arrays.update({"sd/" + k: v for k, v in gru.state_dict().items()})
+arrays.update({"grad/" + k: v for k, v in grads.items()})
+np.savez(path, **arrays)
+
+cache_dir = os.environ["NUMBA_CACHE_DIR"]
+nbi = sum(f.endswith(".nbi") for _, _, files in os.walk(cache_dir) for f in files)
+print("NUMGRU_COLD_RESULT " + json.dumps({"import": t_import, "cold": t_cold, "warm": t_warm,
+                                          "nbi_files": nbi, "numba": numba.__version__}))
+"""
+
+
+def run_cold_child(dtype, shape=SHAPE, threads=None, timeout=CHILD_TIMEOUT):
+    """Run the cold-start child for one dtype; return (timings dict, arrays dict)."""
+    threads = bench_threads() if threads is None else threads
+    with tempfile.TemporaryDirectory(prefix="numgru-cold-") as tmp:
+        cache_dir = os.path.join(tmp, "numba_cache")
+        os.mkdir(cache_dir)
+        npz = os.path.join(tmp, "result.npz")
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        env.pop("NUMGRU_NO_CACHE", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, dtype, json.dumps(SHAPES[shape]), str(threads), npz],
+            env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cold-start child ({dtype}) failed with exit status "
+                               f"{proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("NUMGRU_COLD_RESULT ")]
+        if not lines:
+            raise RuntimeError(f"cold-start child ({dtype}) printed no result:\n{proc.stdout}")
+        timings = json.loads(lines[-1].split(" ", 1)[1])
+        with np.load(npz) as f:
+            arrays = {k: f[k] for k in f.files}
+    return timings, arrays
+
+
+class ColdStart:
+    """First forward + backward of a ``mid`` ``numgru.GRU`` in a fresh process, empty Numba cache."""
+
+    params = [DTYPES]
+    param_names = ["dtype"]
+    # The children run in setup_cache (one per dtype, up to CHILD_TIMEOUT each); the track_
+    # methods only read the numbers.
+    timeout = 60
+
+    def setup_cache(self):
+        return {dtype: run_cold_child(dtype) for dtype in DTYPES}
+
+    setup_cache.timeout = 2 * CHILD_TIMEOUT + 60
+
+    def setup(self, results, dtype):
+        timings, a = results[dtype]
+        if not timings["nbi_files"] > 0:
+            raise CorrectnessError(
+                "the cold-start child wrote no Numba cache index into its fresh NUMBA_CACHE_DIR: "
+                "its kernels did not come from a cold compile, the time is meaningless")
+        L = SHAPES[SHAPE][4]
+        sd = {k[3:]: v for k, v in a.items() if k.startswith("sd/")}
+        ref_out, ref_hn, cache = reference_forward(sd, a["x"], L)
+        d_out = np.ones_like(ref_out)
+        ref_dx, ref_dh0, ref_grads = reference_backward(sd, cache, d_out)
+        b = min(SHAPES[SHAPE][0], CHECK_BATCH)
+        assert a["out"].shape[0] == b
+        _check("cold forward output", a["out"], ref_out, dtype, SHAPE)
+        _check("cold h_n", a["h_n"], ref_hn, dtype, SHAPE)
+        _check("cold dx", a["dx"], ref_dx, dtype, SHAPE)
+        _check("cold dh0", a["dh0"], ref_dh0, dtype, SHAPE)
+        for name, ref in ref_grads.items():
+            key = "grad/" + name
+            if key not in a:
+                raise CorrectnessError(f"cold-start child returned no gradient {name}")
+            _check(f"cold grad {name}", a[key], ref, dtype, SHAPE)
+
+    def track_cold_train_step(self, results, dtype):
+        return results[dtype][0]["cold"]
+
+    track_cold_train_step.unit = "seconds"
+
+    def track_import(self, results, dtype):
+        return results[dtype][0]["import"]
+
+    track_import.unit = "seconds"
