@@ -26,6 +26,17 @@ CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
 PARALLEL_MIN_WORK = 16384
 BLAS_MIN_ROWS = 24
 
+# CUDA launch geometry (numgru._cuda): threads per block of the recurrence and elementwise
+# kernels, batch rows each recurrence thread carries (its weight reads are shared by them), and
+# the tile edge of the shared-memory GEMM. Tests shrink them so that several blocks run under the
+# simulator; kernels are rebuilt per geometry.
+CUDA_THREADS_PER_BLOCK = 128
+CUDA_ROWS_PER_THREAD = 4
+CUDA_TILE = 16
+# Persistent recurrence kernels (one cooperative launch per layer) on a real GPU; set
+# NUMGRU_CUDA_PERSISTENT=0 to use one launch per step instead.
+CUDA_PERSISTENT = os.environ.get("NUMGRU_CUDA_PERSISTENT", "1") not in ("0", "false", "no")
+
 
 def select_threading_layer():
     """Prefer a thread-safe Numba threading layer (TBB, else OpenMP) unless the user chose one.

@@ -569,3 +569,26 @@ def gemm_tn(A, X, C, ntasks):
 def _gemm_tn_rows(A, X, P, r0, r1):
     if r1 > r0:
         np.dot(A[r0:r1].T, X[r0:r1], P)
+
+
+def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):
+    """dW_hh of one direction: dgh_d (M, 3H), hprev_d (M, H), gates_d (M, 3H) -> out (3H, H).
+
+    ``reset_after``: ``dgh^T h_prev``. Cho: the n rows multiply r * h, not h, so one product
+    over [h | r*h] columns is formed and its two diagonal blocks kept.
+    """
+    if reset_after:
+        gemm_tn(dgh_d, hprev_d, out, ntasks)
+        return
+    H = hprev_d.shape[1]
+    rh = gates_d[:, :H] * hprev_d
+    both = np.empty((3 * H, 2 * H), dtype=out.dtype)
+    gemm_tn(dgh_d, np.concatenate([hprev_d, rh], axis=1), both, ntasks)
+    out[: 2 * H] = both[: 2 * H, :H]
+    out[2 * H:] = both[2 * H:, H:]
+
+
+def mul(a, b, out):
+    """out = a * b (dropout masks)."""
+    np.multiply(a, b, out=out)
+    return out

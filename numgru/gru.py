@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from . import _cpu
+from . import _cpu, _cuda
 from ._config import PARALLEL_MIN_WORK, blas_single_threaded
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -61,6 +61,19 @@ def _holding_blas(method):
             return method(*args, **kwargs)
 
     return wrapper
+
+
+def _resolve_device(device):
+    """'cpu' or 'cuda' for a ``device`` argument; 'auto' takes a real GPU when there is one."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "auto":
+        return "cuda" if _cuda.gpu_present() else "cpu"
+    if device == "cuda":
+        reason = _cuda.unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"device='cuda' cannot be used: {reason}")
+    return device
 
 
 def _num_threads():
@@ -115,8 +128,7 @@ class GRU:
         if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) \
                 or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if device not in ("cpu",):
-            raise ValueError(f"device must be 'cpu', got {device!r}")
+        device = _resolve_device(device)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_layers = int(num_layers)
@@ -130,6 +142,8 @@ class GRU:
                     else np.random.default_rng(random_state))
         self.dropout_masks_ = []
         self._cache = None
+        self._dev_params = None        # device copies of the parameters (device="cuda")
+        self._host_mutable = False     # parameters handed out for in-place updates
         self._tls = threading.local()
         self._layers = []
         H, D = self.hidden_size, self.num_directions
@@ -164,13 +178,42 @@ class GRU:
         n = math.prod(shape)
         buf = bufs.get(key)
         if buf is None or buf.size < n:
-            buf = bufs[key] = np.empty(max(n, 1), dtype=self.dtype)
+            buf = bufs[key] = self._alloc(max(n, 1))
         return buf[:n].reshape(shape)
+
+    def _alloc(self, shape):
+        """A fresh uninitialised array on this GRU's device."""
+        if self.device == "cuda":
+            return _cuda.device_empty(shape, self.dtype)
+        return np.empty(shape, dtype=self.dtype)
+
+    @property
+    def _be(self):
+        """The kernel module of this GRU's device: :mod:`numgru._cpu` or :mod:`numgru._cuda`."""
+        return _cuda if self.device == "cuda" else _cpu
+
+    def _bparams(self):
+        """Per-layer parameters as the kernels take them, on this GRU's device.
+
+        ``w_ihT`` is ``w_ih`` transposed (a view on the CPU, a contiguous copy on the GPU). Device
+        copies are kept until the parameters change: :meth:`load_state_dict` drops them, and
+        once :meth:`_packed_params` has handed the arrays out for in-place updates every call
+        uploads afresh.
+        """
+        if self.device != "cuda":
+            return [dict(lay, w_ihT=lay["w_ih"].T) for lay in self._layers]
+        if self._dev_params is None or self._host_mutable:
+            self._dev_params = [
+                {"w_ih": _cuda.to_device(lay["w_ih"]), "w_ihT": _cuda.to_device(lay["w_ih"].T),
+                 "w_hh": _cuda.to_device(lay["w_hh"]), "b_ih": _cuda.to_device(lay["b_ih"]),
+                 "b_hh": _cuda.to_device(lay["b_hh"])} for lay in self._layers]
+        return self._dev_params
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_tls"] = None
         state["_cache"] = None
+        state["_dev_params"] = None
         return state
 
     def __setstate__(self, state):
@@ -246,6 +289,7 @@ class GRU:
         for name, (k, d, kind) in expected.items():
             self._view(self._layers, k, d, kind)[...] = converted[name]
         self._cache = None
+        self._dev_params = None
 
     @classmethod
     def from_keras_weights(cls, kernel, recurrent_kernel, bias, reset_after=True, dtype="float32"):
@@ -315,6 +359,8 @@ class GRU:
             return np.full(B, T, dtype=np.int64)
         if hasattr(lengths, "detach"):
             lengths = lengths.detach().cpu().numpy()
+        elif _cuda.is_device_array(lengths):
+            lengths = _cuda.as_device(lengths).copy_to_host()
         arr = np.asarray(lengths)
         if arr.ndim != 1 or arr.shape[0] != B:
             raise ValueError(f"lengths must have one entry per sequence: expected shape ({B},), got {arr.shape}")
@@ -329,8 +375,37 @@ class GRU:
                              f"got values in [{arr.min()}, {arr.max()}]")
         return np.ascontiguousarray(arr)
 
+    def _check_device_array(self, a, name, shape):
+        """Validate a CUDA array (no copy to the host): shape, dtype, contiguity, finiteness."""
+        a = _cuda.as_device(a)
+        if a.dtype != self.dtype:
+            raise TypeError(f"{name} is a device array of dtype {a.dtype}, but this GRU computes "
+                            f"in {self.dtype}; convert it on the device first")
+        if shape is not None and tuple(a.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(a.shape)}")
+        if not a.is_c_contiguous():
+            raise ValueError(f"{name} must be a C-contiguous device array")
+        if _cuda.has_nonfinite(a):
+            raise ValueError(f"{name} contains NaN or inf values; all values must be finite")
+        return a
+
+    def _check_x_device(self, x):
+        a = _cuda.as_device(x)
+        if a.ndim != 3:
+            raise ValueError(f"x must be 3-D (batch, time, input_size), got {a.ndim}-D with "
+                             f"shape {tuple(a.shape)}")
+        B, T, I = a.shape
+        if I != self.input_size:
+            raise ValueError(f"x has {I} features per timestep but this GRU has "
+                             f"input_size={self.input_size}")
+        if B == 0 or T == 0:
+            raise ValueError(f"x must have at least one sequence and one timestep, got shape {a.shape}")
+        return self._check_device_array(a, "x", None)
+
     def _check_state(self, h, name, B):
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if self.device == "cuda" and _cuda.is_device_array(h):
+            return self._check_device_array(h, name, shape)
         h = _check_float_array(h, name, self.dtype)
         if h.shape != shape:
             raise ValueError(f"{name} must have shape {shape} (num_layers*num_directions, batch, "
@@ -377,51 +452,68 @@ class GRU:
         TypeError
             Non-numeric, boolean or complex input.
         """
-        x = self._check_x(x)
+        dev = self.device == "cuda"
+        device_io = dev and _cuda.is_device_array(x)
+        x = self._check_x_device(x) if device_io else self._check_x(x)
         B, T, _ = x.shape
         lengths = self._check_lengths(lengths, B, T)
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         if h0 is None:
-            h0 = np.zeros((L * D, B, H), dtype=self.dtype)
+            h0 = self._alloc((L * D, B, H))
+            if dev:
+                _cuda.copy(_cuda.to_device(np.zeros((L * D, B, H), dtype=self.dtype)), h0)
+            else:
+                h0[...] = 0
         else:
             h0 = self._check_state(h0, "h0", B)
-        nchunks = self._nchunks(B)
-        empty4 = np.empty((D, 0, 0, 0), dtype=self.dtype)
-        h_n = np.empty((L * D, B, H), dtype=self.dtype)
+        be = self._be
+        params = self._bparams()
+        if dev:
+            x = x if device_io else _cuda.to_device(x)
+            h0 = h0 if _cuda.is_device_array(h0) else _cuda.to_device(h0)
+            lengths_k = _cuda.to_device(lengths)
+            nchunks = 1
+        else:
+            lengths_k = lengths
+            nchunks = self._nchunks(B)
+        empty4 = self._alloc((D, 0, 0, 0))
+        h_n = self._alloc((L * D, B, H))
+        mode = "train" if training else "infer"
         layer_caches = []
         masks = []
         inp = x
-        for k, lay in enumerate(self._layers):
+        for k, lay in enumerate(params):
             in_k = inp.shape[2]
             gi = self._work(("gi", k), (B, T, D * 3 * H))
-            _cpu.gemm(inp.reshape(B * T, in_k), lay["w_ih"].T, lay["b_ih"],
-                      gi.reshape(B * T, D * 3 * H), self._ntasks(B * T))
-            mode = "train" if training else "infer"
-            out = (np.empty((B, T, D * H), dtype=self.dtype) if k == L - 1
+            be.gemm(inp.reshape(B * T, in_k), lay["w_ihT"], lay["b_ih"],
+                    gi.reshape(B * T, D * 3 * H), self._ntasks(B * T))
+            out = (self._alloc((B, T, D * H)) if k == L - 1
                    else self._work((mode, "out", k), (B, T, D * H)))
-            hk = np.ascontiguousarray(h0[k * D:(k + 1) * D])
-            hnk = self._work(("hn", k), (D, B, H))
             if training:
                 gates = self._work(("gates", k), (D, T, B, 3 * H))   # time-major
                 hn_s = self._work(("hn_s", k), (D, T, B, H)) if self.reset_after else empty4
                 hprev = self._work(("hprev", k), (D, T, B, H))
             else:
                 gates = hn_s = hprev = empty4
-            _cpu.gru_layer_forward(gi, lay["w_hh"], lay["b_hh"], hk, lengths, self.reset_after,
-                                   nchunks, out, hnk, training, gates, hn_s, hprev)
-            h_n[k * D:(k + 1) * D] = hnk
+            be.gru_layer_forward(gi, lay["w_hh"], lay["b_hh"], h0[k * D:(k + 1) * D], lengths_k,
+                                 self.reset_after, nchunks, out, h_n[k * D:(k + 1) * D],
+                                 training, gates, hn_s, hprev)
             if training:
                 layer_caches.append((inp, gates, hn_s, hprev))
             if training and self.dropout > 0 and k < L - 1:
                 keep = self.rng.random((B, T, D * H)) >= self.dropout
                 mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
                 masks.append(mask)
-                out = out * mask
+                out = be.mul(out, _cuda.to_device(mask) if dev else mask,
+                             self._work(("drop", k), (B, T, D * H)))
             inp = out
         if training:  # an inference forward leaves the last training forward's state alone
             self.dropout_masks_ = masks
-            self._cache = {"B": B, "T": T, "lengths": lengths, "layers": layer_caches,
-                           "masks": masks, "nchunks": nchunks}
+            self._cache = {"B": B, "T": T, "lengths": lengths_k, "layers": layer_caches,
+                           "masks": masks, "nchunks": nchunks, "params": params,
+                           "device_io": device_io}
+        if dev and not device_io:
+            return inp.copy_to_host(), h_n.copy_to_host()
         return inp, h_n
 
     def backward(self, d_out, d_h_n=None):
@@ -453,6 +545,7 @@ class GRU:
 
     def _packed_params(self):
         """The parameter arrays themselves (packed per layer), for in-place optimizer updates."""
+        self._host_mutable = True
         return [lay[key] for lay in self._layers for key in ("w_ih", "w_hh", "b_ih", "b_hh")]
 
     @staticmethod
@@ -469,62 +562,72 @@ class GRU:
         cache = self._cache
         B, T, lengths = cache["B"], cache["T"], cache["lengths"]
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
-        d_out = _check_float_array(d_out, "d_out", self.dtype)
-        if d_out.shape != (B, T, D * H):
-            raise ValueError(f"d_out must have the shape of out, {(B, T, D * H)}, got {d_out.shape}")
-        _check_finite(d_out, "d_out")
+        dev = self.device == "cuda"
+        be = self._be
+        if dev and _cuda.is_device_array(d_out):
+            d_out = self._check_device_array(d_out, "d_out", (B, T, D * H))
+        else:
+            d_out = _check_float_array(d_out, "d_out", self.dtype)
+            if d_out.shape != (B, T, D * H):
+                raise ValueError(f"d_out must have the shape of out, {(B, T, D * H)}, "
+                                 f"got {d_out.shape}")
+            _check_finite(d_out, "d_out")
+            d_out = _cuda.to_device(d_out) if dev else d_out
         if d_h_n is None:
             d_h_n = np.zeros((L * D, B, H), dtype=self.dtype)
         else:
             d_h_n = self._check_state(d_h_n, "d_h_n", B)
+        if dev and not _cuda.is_device_array(d_h_n):
+            d_h_n = _cuda.to_device(d_h_n)
+        host = (lambda a: a.copy_to_host()) if dev else (lambda a: a)
         nchunks = cache["nchunks"]
-        dh0 = np.empty((L * D, B, H), dtype=self.dtype)
+        params = cache["params"]
+        no_bias = self._alloc(0)
+        dh0 = self._alloc((L * D, B, H))
         glayers = [None] * L
         d_layer = d_out
         for k in range(L - 1, -1, -1):
-            lay = self._layers[k]
+            lay = params[k]
             inp, gates, hn_s, hprev = cache["layers"][k]
             in_k = inp.shape[2]
             dgi = self._work("dgi", (B, T, D * 3 * H))
             dgh = self._work("dgh", (D, T, B, 3 * H))                # time-major
-            dh0k = self._work("dh0", (D, B, H))
             dbias = self._work("dbias", (D * nchunks, 2, 3 * H))
-            _cpu.gru_layer_backward(d_layer, np.ascontiguousarray(d_h_n[k * D:(k + 1) * D]),
-                                    gates, hn_s, hprev, lay["w_hh"], lengths, self.reset_after,
-                                    nchunks, dgi, dgh, dh0k, dbias)
-            dbias = dbias.reshape(D, nchunks, 2, 3 * H).sum(axis=1)   # (D, 2, 3H)
-            dh0[k * D:(k + 1) * D] = dh0k
+            be.gru_layer_backward(d_layer, d_h_n[k * D:(k + 1) * D], gates, hn_s, hprev,
+                                  lay["w_hh"], lengths, self.reset_after, nchunks,
+                                  dgi, dgh, dh0[k * D:(k + 1) * D], dbias)
+            dbias = host(dbias).reshape(D, nchunks, 2, 3 * H).sum(axis=1)   # (D, 2, 3H)
             dgi2 = dgi.reshape(B * T, D * 3 * H)
             ntasks = self._ntasks(B * T)
-            g = {"w_ih": np.empty_like(lay["w_ih"]), "b_ih": dbias[:, 0].reshape(-1).copy(),
-                 "w_hh": np.empty_like(lay["w_hh"]), "b_hh": np.zeros_like(lay["b_hh"])}
-            _cpu.gemm_tn(dgi2, inp.reshape(B * T, in_k), g["w_ih"], ntasks)
+            g_ih = self._alloc((D * 3 * H, in_k))
+            be.gemm_tn(dgi2, inp.reshape(B * T, in_k), g_ih, ntasks)
+            g_hh = self._alloc((D, 3 * H, H))
             for d in range(D):
-                dg2 = dgh[d].reshape(B * T, 3 * H)
-                hp2 = hprev[d].reshape(B * T, H)
+                be.hh_weight_grad(dgh[d].reshape(B * T, 3 * H), hprev[d].reshape(B * T, H),
+                                  gates[d].reshape(B * T, 3 * H), self.reset_after, g_hh[d],
+                                  ntasks)
+            g = {"w_ih": host(g_ih), "w_hh": host(g_hh), "b_ih": dbias[:, 0].reshape(-1).copy(),
+                 "b_hh": np.zeros((D, 3 * H), dtype=self.dtype)}
+            for d in range(D):
                 if self.reset_after:
-                    _cpu.gemm_tn(dg2, hp2, g["w_hh"][d], ntasks)
                     g["b_hh"][d] = dbias[d, 1]
                 else:
-                    # the n rows multiply r*h, not h: one product over [h | r*h] columns
-                    rh = gates[d, :, :, :H].reshape(B * T, H) * hp2
-                    both = np.empty((3 * H, 2 * H), dtype=self.dtype)
-                    _cpu.gemm_tn(dg2, np.concatenate([hp2, rh], axis=1), both, ntasks)
-                    g["w_hh"][d, : 2 * H] = both[: 2 * H, :H]
-                    g["w_hh"][d, 2 * H:] = both[2 * H:, H:]
                     g["b_hh"][d, : 2 * H] = dbias[d, 1, : 2 * H]
             glayers[k] = g
             if k == 0 and not need_dx:
                 d_layer = None
                 break
-            d_inp = (np.empty((B, T, in_k), dtype=self.dtype) if k == 0
+            d_inp = (self._alloc((B, T, in_k)) if k == 0
                      else self._work(("d_inp", k % 2), (B, T, in_k)))
-            _cpu.gemm(dgi2, lay["w_ih"], np.empty(0, dtype=self.dtype),
-                      d_inp.reshape(B * T, in_k), ntasks)
+            be.gemm(dgi2, lay["w_ih"], no_bias, d_inp.reshape(B * T, in_k), ntasks)
             if k > 0 and cache["masks"]:
-                d_inp *= cache["masks"][k - 1]
+                mask = cache["masks"][k - 1]
+                be.mul(d_inp, _cuda.to_device(mask) if dev else mask, d_inp)
             d_layer = d_inp
+        if dev and not cache["device_io"]:
+            return (None if d_layer is None else d_layer.copy_to_host()), dh0.copy_to_host(), glayers
         return d_layer, dh0, glayers
+
 
 
     __call__ = forward
