@@ -551,7 +551,7 @@ def _kernels(dtype_name, tpb, rows, tile):
     def k_nonfinite(a, flag):
         for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
             v = a[i]
-            if not (v - v == 0):       # NaN or inf
+            if math.isnan(v) or math.isinf(v):
                 flag[0] = 1
 
     return {name: obj for name, obj in locals().items() if name.startswith(("k_", "p_"))}

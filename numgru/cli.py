@@ -12,16 +12,18 @@ from sklearn.exceptions import ConvergenceWarning
 
 
 def _cuda_status():
-    """(available, reason) without ever raising: CUDA is optional."""
+    """(available, description) without ever raising: CUDA is optional."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from numba import cuda
-        if cuda.is_available():
-            name = cuda.get_current_device().name
-            return True, name.decode() if isinstance(name, bytes) else str(name)
-        return False, "no CUDA driver or device found"
-    except Exception as exc:  # the CUDA target is not installed or fails to load
+        from . import _cuda
+
+        reason = _cuda.unavailable_reason()
+        if reason is not None:
+            return False, reason
+        if _cuda.simulator_enabled():
+            return True, "Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1), no GPU"
+        name = _cuda.cuda.get_current_device().name
+        return True, name.decode() if isinstance(name, bytes) else str(name)
+    except Exception as exc:  # the CUDA target fails to load
         return False, f"CUDA target unavailable ({type(exc).__name__}: {exc})"
 
 
