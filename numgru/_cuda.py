@@ -579,7 +579,7 @@ def _blocks(n, tpb):
 PERSISTENT = None
 
 
-def _persistent_blocks(kernel, items, tpb):
+def _persistent_blocks(kernel, items, tpb, dtype):
     """Blocks for a persistent launch, or 0 when per-step launches must be used."""
     wanted = PERSISTENT
     if wanted is None:
@@ -588,12 +588,68 @@ def _persistent_blocks(kernel, items, tpb):
         return 0
     if simulator_enabled():
         return 1                                    # no grid barrier in the simulator
-    blocks = _blocks(items, tpb)
     try:
         limit = kernel.max_cooperative_grid_blocks(tpb)
     except Exception:  # pragma: no cover - needs a GPU
         return 0
-    return min(blocks, limit) if limit > 0 else 0
+    if limit <= 0 or (PERSISTENT is None and not _persistent_verified(dtype)):
+        return 0
+    return min(_blocks(items, tpb), limit)
+
+
+_VERIFIED = {}
+
+
+def _persistent_verified(dtype):
+    """On a real GPU, once per dtype and geometry: do the persistent kernels (multi-block grid
+    barrier) give the per-step kernels' results? If not, warn and keep to per-step launches."""
+    global PERSISTENT
+    key = (np.dtype(dtype).name, _geometry())
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+    _VERIFIED[key] = False                          # while checking: per-step
+    B, T, H, D = 5, 6, 3 * _config.CUDA_THREADS_PER_BLOCK + 7, 2   # several blocks, ragged
+    tol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-10
+    ok = True
+    saved = PERSISTENT
+    try:
+        for reset_after in (True, False):
+            res = []
+            for persistent in (False, True):
+                PERSISTENT = persistent
+                res.append(_run_layer(np.random.default_rng(0), B, T, H, D, dtype, reset_after))
+            ok = ok and all(np.allclose(a, b, rtol=tol, atol=tol) for a, b in zip(*res))
+    finally:
+        PERSISTENT = saved
+    if not ok:
+        import warnings
+
+        warnings.warn("numgru: the persistent CUDA recurrence kernel disagrees with the per-step "
+                      "kernels on this GPU; using per-step launches", RuntimeWarning, stacklevel=3)
+    _VERIFIED[key] = ok
+    return ok
+
+
+def _run_layer(rng, B, T, H, D, dtype, reset_after):
+    """One layer forward + backward on random data; the host copies of every result."""
+    dt = np.dtype(dtype)
+    gi = to_device(rng.standard_normal((B, T, D * 3 * H)).astype(dt))
+    whh = to_device((rng.standard_normal((D, 3 * H, H)) / np.sqrt(H)).astype(dt))
+    bhh = to_device(rng.standard_normal((D, 3 * H)).astype(dt))
+    h0 = to_device(rng.standard_normal((D, B, H)).astype(dt))
+    lengths = to_device(np.array([T, 1, T - 2, 2, T][:B], dtype=np.int64))
+    out, h_n = device_empty((B, T, D * H), dt), device_empty((D, B, H), dt)
+    gates, hn_s = device_empty((D, T, B, 3 * H), dt), device_empty((D, T, B, H), dt)
+    hprev = device_empty((D, T, B, H), dt)
+    gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, 1, out, h_n, True, gates, hn_s,
+                      hprev)
+    d_out = to_device(rng.standard_normal((B, T, D * H)).astype(dt))
+    d_h_n = to_device(rng.standard_normal((D, B, H)).astype(dt))
+    dgi, dgh = device_empty((B, T, D * 3 * H), dt), device_empty((D, T, B, 3 * H), dt)
+    dh0, dbias = device_empty((D, B, H), dt), device_empty((D, 2, 3 * H), dt)
+    gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, 1, dgi, dgh,
+                       dh0, dbias)
+    return [a.copy_to_host() for a in (out, h_n, dgi, dgh, dh0, dbias)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,7 +754,7 @@ def gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, nchunks,
     rz = device_empty((D, B, 2 * H), dt) if not reset_after else device_empty((1, 1, 1), dt)
     rh = device_empty((D, B, H), dt) if not reset_after else device_empty((1, 1, 1), dt)
     items = D * ((B + rows - 1) // rows) * H
-    pblocks = _persistent_blocks(K["p_forward"], items, tpb)
+    pblocks = _persistent_blocks(K["p_forward"], items, tpb, dt)
     if pblocks:
         K["p_forward"][pblocks, tpb](reset_after, gi, whhT, bhh, hbuf, lengths, out, store,
                                      g_, hn_, hp_, rz, rh)
@@ -735,7 +791,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
         hn_s = device_empty((D, 1, 1, 1), dt)
     items_gates = D * B * H
     items = D * ((B + rows - 1) // rows) * H
-    pblocks = _persistent_blocks(K["p_backward"], max(items, items_gates), tpb)
+    pblocks = _persistent_blocks(K["p_backward"], max(items, items_gates), tpb, dt)
     if pblocks:
         K["p_backward"][pblocks, tpb](reset_after, d_out, gates, hn_s, hprev_s, whh, lengths,
                                       dgi, dgh, dhbuf, direct)

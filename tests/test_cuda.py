@@ -252,3 +252,22 @@ def test_estimators_fit_and_predict_on_cuda_like_on_cpu(kind):
         assert_close(gpu.predict(X), cpu.predict(X))
     else:
         assert_close(gpu.predict_proba(X), cpu.predict_proba(X))
+
+
+def test_persistent_self_check_accepts_good_and_rejects_bad_kernels(monkeypatch):
+    """The once-per-GPU check that guards the persistent kernels (run here with one block)."""
+    monkeypatch.setattr(_cuda, "_VERIFIED", {})
+    assert _cuda._persistent_verified(np.float64)
+    assert _cuda.PERSISTENT is False                 # restored
+    monkeypatch.setattr(_cuda, "_VERIFIED", {})
+    real = _cuda._run_layer
+
+    def broken(*args):                               # a persistent kernel that gets it wrong
+        res = real(*args)
+        if _cuda.PERSISTENT:
+            res[0] = res[0] + 1.0
+        return res
+
+    monkeypatch.setattr(_cuda, "_run_layer", broken)
+    with pytest.warns(RuntimeWarning, match="persistent CUDA recurrence kernel disagrees"):
+        assert not _cuda._persistent_verified(np.float64)
