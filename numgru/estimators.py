@@ -426,7 +426,45 @@ class _BaseGRUEstimator(BaseEstimator):
     def save(self, path):
         """Save the fitted estimator to one ``.npz`` file that loads without pickle.
 
-        See :func:`numgru.load`.
+        The file holds the weights as plain arrays and the parameters as JSON; read it back
+        with :func:`numgru.load` (which never unpickles anything).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file, written exactly there (no extension is added).
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        TypeError
+            If a parameter or a class label cannot be stored without pickle.
+
+        See Also
+        --------
+        numgru.load : Load a saved estimator.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import numgru
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((20, 6, 2))
+        >>> y = X[:, -1, 0]
+        >>> reg = numgru.GRURegressor(hidden_layer_sizes=(4,), max_iter=2,
+        ...                           random_state=0).fit(X, y)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = os.path.join(tmp, "model.npz")
+        ...     reg.save(path)
+        ...     loaded = numgru.load(path)
+        >>> np.array_equal(loaded.predict(X), reg.predict(X))
+        True
         """
         from .io import save
 
@@ -450,9 +488,158 @@ def _progress(epoch, n_epochs, batch, n_batches, loss):
 class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     """Sequence regression with a GRU stack and a linear head (squared error).
 
-    Parameters mirror :class:`sklearn.neural_network.MLPRegressor`; see the module docstring
-    and ``docs/`` for the sequence-specific ones (``pooling``, ``output``, ``bidirectional``,
-    ``dropout``, ``reset_after``, ``clip_grad_norm``, ``dtype``, ``device``).
+    One GRU layer per entry of ``hidden_layer_sizes``, then a linear head on one feature vector
+    per sequence (or per timestep with ``output="each_step"``), trained by backpropagation
+    through time. Parameters mirror :class:`sklearn.neural_network.MLPRegressor` wherever one
+    exists. ``X`` is a 3-D array (n_samples, n_timesteps, n_features), a list of 2-D arrays of
+    different lengths, or a 2-D array of univariate sequences.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(64,)
+        Hidden size of each GRU layer, first to last; one layer per entry, sizes may differ.
+
+    bidirectional : bool, default=False
+        Give every GRU layer a second, time-reversed direction; the layer's output is then the
+        two directions' outputs concatenated (twice the size).
+
+    dropout : float in [0, 1), default=0.0
+        Dropout probability on the outputs of every GRU layer but the last, in training only.
+
+    reset_after : bool, default=True
+        Gate convention: True is PyTorch's / cuDNN's (reset gate applied after the recurrent
+        product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the math page
+        of the documentation.
+
+    pooling : {"last", "mean"}, default="last"
+        With ``output="last"``: the features the head reads, the final hidden state of each
+        sequence ("last") or the mean of the last layer's outputs over its valid steps ("mean").
+
+    output : {"last", "each_step"}, default="last"
+        "last": one target per sequence. "each_step": one target per timestep (sequence
+        labelling, next-step prediction); ``y`` and the predictions then have a time axis.
+
+    solver : {"adam", "rmsprop", "sgd"}, default="adam"
+        The optimiser.
+
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on the weight matrices (not the biases), as in
+        ``MLPRegressor``.
+
+    batch_size : int or "auto", default="auto"
+        Sequences per minibatch; "auto" is ``min(200, n_samples)``. Batches group sequences of
+        similar length.
+
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Step-size schedule of ``solver="sgd"``.
+
+    learning_rate_init : float, default=1e-3
+        Initial step size.
+
+    power_t : float, default=0.5
+        Exponent of the "invscaling" schedule (``solver="sgd"``).
+
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the training sequences).
+
+    shuffle : bool, default=True
+        Shuffle the sequences (and the length buckets) every epoch.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, batch shuffling, dropout masks and the early-stopping
+        split. Pass an int for reproducible fits.
+
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score) that counts as progress.
+
+    verbose : int, default=0
+        0 silent, 1 one line per epoch, 2 a progress bar.
+
+    warm_start : bool, default=False
+        Continue from the previous fit's weights instead of reinitialising.
+
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``.
+
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for ``solver="sgd"``.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the sequences, stop when the validation score has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
+        best epoch.
+
+    validation_fraction : float, default=0.1
+        Fraction of the training sequences held out with ``early_stopping=True``.
+
+    beta_1 : float, default=0.9
+        Adam's decay rate of the first-moment estimate.
+
+    beta_2 : float, default=0.999
+        Adam's decay rate of the second-moment estimate (RMSprop's ``rho``).
+
+    epsilon : float, default=1e-8
+        Numerical-stability term of Adam and RMSprop.
+
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of at least ``tol`` before stopping.
+
+    clip_grad_norm : float or None, default=None
+        Rescale the gradient of each minibatch to at most this global L2 norm.
+
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the GRU layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
+        ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
+        when there is none. "auto": the GPU when one is usable, the CPU otherwise.
+
+    dtype : {"auto", "float32", "float64"}, default="auto"
+        Compute dtype: "auto" uses float32 for float32 input and float64 otherwise.
+
+    Attributes
+    ----------
+    loss_ : float
+        Training loss (including the L2 term) of the last epoch.
+
+    best_loss_ : float
+        Lowest training loss seen (without early stopping).
+
+    loss_curve_ : list of float
+        Training loss of every epoch.
+
+    validation_scores_ : list of float or None
+        Validation score of every epoch with ``early_stopping=True``, else None.
+
+    best_validation_score_ : float or None
+        Best validation score (early stopping), else None.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    t_ : int
+        Number of training sequences seen.
+
+    n_features_in_ : int
+        Features per timestep of a 3-D or ragged ``X``; timesteps of a 2-D ``X``.
+
+    n_outputs_ : int
+        Number of outputs of the head.
+
+    out_activation_ : str
+        Output activation of the head.
+
+    grus_ : list of numgru.GRU
+        The fitted GRU layers, one per entry of ``hidden_layer_sizes``.
+
+    head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
+        Weights of the linear head.
+
+    head_intercept_ : ndarray of shape (n_outputs,)
+        Bias of the linear head.
+
+    See Also
+    --------
+    GRUClassifier : The same network with a softmax head, for labels.
+    numgru.GRU : The GRU engine the layers are made of.
 
     Examples
     --------
@@ -464,6 +651,8 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     >>> reg = GRURegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y)
     >>> reg.predict(X[:3]).shape
     (3,)
+    >>> len(reg.loss_curve_), reg.n_features_in_
+    (5, 2)
     """
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
@@ -512,28 +701,144 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_timesteps, n_features), list of 2-D arrays, or
-            array of shape (n_samples, n_timesteps) for univariate sequences
-        y : array of shape (n_samples,) or (n_samples, n_outputs); with ``output="each_step"``
-            (n_samples, n_timesteps[, n_outputs]) or a list of per-sequence arrays
-        sample_weight : array of shape (n_samples,), optional
-        lengths : array of int of shape (n_samples,), optional
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (padding is ignored,
-            as for a ragged list of the same sequences).
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets; with ``output="each_step"`` an array (n_samples, n_timesteps[, n_outputs])
+            or a list of per-sequence arrays matching a ragged ``X``.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
 
         Returns
         -------
-        self
+        self : GRURegressor
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid, or ``X``, ``y``, ``sample_weight`` or ``lengths`` have
+            wrong shapes or non-finite values.
+        RuntimeError
+            If ``device="cuda"`` and no usable CUDA GPU is available.
+
+        Examples
+        --------
+        A 2-D ``X`` holds univariate sequences (here sliding windows of a sine):
+
+        >>> import numpy as np
+        >>> from numgru import GRURegressor
+        >>> s = np.sin(np.arange(120) / 4)
+        >>> X = np.stack([s[i:i + 12] for i in range(100)])
+        >>> y = s[12:112]
+        >>> reg = GRURegressor(hidden_layer_sizes=(8,), learning_rate_init=0.01, max_iter=5,
+        ...                    random_state=0).fit(X, y)
+        >>> reg.n_iter_, reg.n_features_in_
+        (5, 12)
         """
         return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, lengths=None):
-        """One epoch over ``(X, y)``, continuing from the current weights."""
+        """Run one epoch over ``(X, y)``, continuing from the current weights.
+
+        The first call initialises the network; later calls keep the weights and the state of
+        the optimiser. Early stopping does not apply.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets, as in :meth:`fit`.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+
+        Returns
+        -------
+        self : GRURegressor
+            The updated estimator.
+
+        Raises
+        ------
+        ValueError
+            If the input is invalid or does not match the data of earlier calls.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRURegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((32, 8, 2))
+        >>> y = X[:, :, 1].mean(axis=1)
+        >>> reg = GRURegressor(hidden_layer_sizes=(4,), random_state=0)
+        >>> for _ in range(3):
+        ...     reg = reg.partial_fit(X, y)
+        >>> reg.n_iter_
+        3
+        """
         return self._fit(X, y, sample_weight, incremental=True, lengths=lengths)
 
     def predict(self, X, lengths=None):
-        """Predict targets: (n_samples,) or (n_samples, n_outputs); per step with each_step."""
+        """Predict targets of sequences.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs), or per step
+            With ``output="each_step"``: an array (n_samples, n_timesteps[, n_outputs]) for
+            array input (0 past each sequence's length), a list of per-sequence arrays for a
+            ragged list.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``X`` does not have the number of features the model was fitted with.
+
+        Examples
+        --------
+        One target per timestep with ``output="each_step"`` (a running mean):
+
+        >>> import numpy as np
+        >>> from numgru import GRURegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((40, 10, 1))
+        >>> y = np.cumsum(X[:, :, 0], axis=1) / np.arange(1, 11)
+        >>> reg = GRURegressor(hidden_layer_sizes=(8,), output="each_step", max_iter=3,
+        ...                    random_state=0).fit(X, y)
+        >>> reg.predict(X[:2]).shape
+        (2, 10)
+        >>> [p.shape for p in reg.predict([X[0, :4], X[1, :7]])]
+        [(4,), (7,)]
+        """
         out, lengths = self._predict_padded(X, lengths)
         out = out.astype(np.float64)
         if self.output == "each_step":
@@ -542,7 +847,43 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         return out[:, 0] if self._single_output else out
 
     def score(self, X, y, sample_weight=None):
-        """R^2 of the predictions (over all valid timesteps with ``output="each_step"``)."""
+        """Coefficient of determination R^2 of the predictions.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            True targets (per step with ``output="each_step"``).
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence.
+
+        Returns
+        -------
+        score : float
+            R^2, over all valid timesteps with ``output="each_step"``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRURegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((100, 8, 1))
+        >>> y = X[:, -1, 0]
+        >>> reg = GRURegressor(hidden_layer_sizes=(8,), learning_rate_init=0.02, max_iter=40,
+        ...                    random_state=0).fit(X, y)
+        >>> reg.score(X, y) > 0.9
+        True
+        """
         if self.output == "each_step":
             Xp, lengths = self._input(X, reset=False)
             Y = _data.step_targets(y, lengths).astype(np.float64)
@@ -554,8 +895,166 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     """Sequence classification with a GRU stack and a softmax head (cross-entropy).
 
-    Parameters mirror :class:`sklearn.neural_network.MLPClassifier`, plus ``class_weight``
-    ({class: weight}, "balanced" or None) and the sequence-specific ones.
+    One GRU layer per entry of ``hidden_layer_sizes``, then a linear head and softmax on one
+    feature vector per sequence (or per timestep with ``output="each_step"``), trained by
+    backpropagation through time. Parameters mirror
+    :class:`sklearn.neural_network.MLPClassifier` wherever one exists. ``X`` is a 3-D array
+    (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
+    array of univariate sequences.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(64,)
+        Hidden size of each GRU layer, first to last; one layer per entry, sizes may differ.
+
+    bidirectional : bool, default=False
+        Give every GRU layer a second, time-reversed direction; the layer's output is then the
+        two directions' outputs concatenated (twice the size).
+
+    dropout : float in [0, 1), default=0.0
+        Dropout probability on the outputs of every GRU layer but the last, in training only.
+
+    reset_after : bool, default=True
+        Gate convention: True is PyTorch's / cuDNN's (reset gate applied after the recurrent
+        product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the math page
+        of the documentation.
+
+    pooling : {"last", "mean"}, default="last"
+        With ``output="last"``: the features the head reads, the final hidden state of each
+        sequence ("last") or the mean of the last layer's outputs over its valid steps ("mean").
+
+    output : {"last", "each_step"}, default="last"
+        "last": one target per sequence. "each_step": one target per timestep (sequence
+        labelling, next-step prediction); ``y`` and the predictions then have a time axis.
+
+    solver : {"adam", "rmsprop", "sgd"}, default="adam"
+        The optimiser.
+
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on the weight matrices (not the biases), as in
+        ``MLPRegressor``.
+
+    batch_size : int or "auto", default="auto"
+        Sequences per minibatch; "auto" is ``min(200, n_samples)``. Batches group sequences of
+        similar length.
+
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Step-size schedule of ``solver="sgd"``.
+
+    learning_rate_init : float, default=1e-3
+        Initial step size.
+
+    power_t : float, default=0.5
+        Exponent of the "invscaling" schedule (``solver="sgd"``).
+
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the training sequences).
+
+    shuffle : bool, default=True
+        Shuffle the sequences (and the length buckets) every epoch.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, batch shuffling, dropout masks and the early-stopping
+        split. Pass an int for reproducible fits.
+
+    tol : float, default=1e-4
+        Minimum improvement of the loss (or validation score) that counts as progress.
+
+    verbose : int, default=0
+        0 silent, 1 one line per epoch, 2 a progress bar.
+
+    warm_start : bool, default=False
+        Continue from the previous fit's weights instead of reinitialising.
+
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``.
+
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for ``solver="sgd"``.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the sequences, stop when the validation score has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
+        best epoch.
+
+    validation_fraction : float, default=0.1
+        Fraction of the training sequences held out with ``early_stopping=True``.
+
+    beta_1 : float, default=0.9
+        Adam's decay rate of the first-moment estimate.
+
+    beta_2 : float, default=0.999
+        Adam's decay rate of the second-moment estimate (RMSprop's ``rho``).
+
+    epsilon : float, default=1e-8
+        Numerical-stability term of Adam and RMSprop.
+
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of at least ``tol`` before stopping.
+
+    clip_grad_norm : float or None, default=None
+        Rescale the gradient of each minibatch to at most this global L2 norm.
+
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the GRU layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
+        ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
+        when there is none. "auto": the GPU when one is usable, the CPU otherwise.
+
+    dtype : {"auto", "float32", "float64"}, default="auto"
+        Compute dtype: "auto" uses float32 for float32 input and float64 otherwise.
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss: ``{label: weight}``, "balanced" (inversely
+        proportional to the class frequencies, as in scikit-learn) or None (all 1).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+
+    loss_ : float
+        Training loss (including the L2 term) of the last epoch.
+
+    best_loss_ : float
+        Lowest training loss seen (without early stopping).
+
+    loss_curve_ : list of float
+        Training loss of every epoch.
+
+    validation_scores_ : list of float or None
+        Validation score of every epoch with ``early_stopping=True``, else None.
+
+    best_validation_score_ : float or None
+        Best validation score (early stopping), else None.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    t_ : int
+        Number of training sequences seen.
+
+    n_features_in_ : int
+        Features per timestep of a 3-D or ragged ``X``; timesteps of a 2-D ``X``.
+
+    n_outputs_ : int
+        Number of outputs of the head.
+
+    out_activation_ : str
+        Output activation of the head.
+
+    grus_ : list of numgru.GRU
+        The fitted GRU layers, one per entry of ``hidden_layer_sizes``.
+
+    head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
+        Weights of the linear head.
+
+    head_intercept_ : ndarray of shape (n_outputs,)
+        Bias of the linear head.
+
+    See Also
+    --------
+    GRURegressor : The same network with a linear output, for real-valued targets.
+    numgru.GRU : The GRU engine the layers are made of.
 
     Examples
     --------
@@ -567,6 +1066,18 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     >>> clf = GRUClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y)
     >>> clf.predict_proba(X[:3]).shape
     (3, 2)
+    >>> clf.classes_
+    array([0, 1])
+
+    Sequences of different lengths are passed as a list of 2-D arrays:
+
+    >>> from numgru.datasets import make_sequence_classification
+    >>> X, y = make_sequence_classification(n_samples=60, max_length=30, random_state=0)
+    >>> [x.shape for x in X[:3]]
+    [(27, 3), (27, 3), (26, 3)]
+    >>> clf = GRUClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    >>> clf.predict(X[:4]).shape
+    (4,)
     """
 
     _parameter_constraints = {
@@ -667,24 +1178,103 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_timesteps, n_features), list of 2-D arrays, or
-            array of shape (n_samples, n_timesteps) for univariate sequences
-        y : array of shape (n_samples,); with ``output="each_step"`` (n_samples, n_timesteps)
-            or a list of per-sequence label arrays
-        sample_weight : array of shape (n_samples,), optional
-        lengths : array of int of shape (n_samples,), optional
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (padding is ignored,
-            as for a ragged list of the same sequences).
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        y : array-like of shape (n_samples,)
+            Class labels; with ``output="each_step"`` an array (n_samples, n_timesteps) or a
+            list of per-sequence label arrays matching a ragged ``X``.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
 
         Returns
         -------
-        self
+        self : GRUClassifier
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid, the targets are not binary or multiclass labels, or
+            ``X``, ``y``, ``sample_weight`` or ``lengths`` have wrong shapes or non-finite
+            values.
+        RuntimeError
+            If ``device="cuda"`` and no usable CUDA GPU is available.
+
+        Examples
+        --------
+        Right-padded sequences in a 3-D array, with their true lengths:
+
+        >>> import numpy as np
+        >>> from numgru import GRUClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((40, 12, 2))
+        >>> lengths = rng.integers(4, 13, size=40)
+        >>> X[np.arange(12) >= lengths[:, None]] = 0.0
+        >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+        >>> clf = GRUClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+        >>> clf = clf.fit(X, y, lengths=lengths)
+        >>> clf.classes_
+        array(['down', 'up'], dtype='<U4')
         """
         return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None, lengths=None):
-        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
+        """Run one epoch over ``(X, y)``, continuing from the current weights.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        y : array-like of shape (n_samples,)
+            Class labels, as in :meth:`fit`.
+
+        classes : array-like of shape (n_classes,), default=None
+            Every label that will ever appear. Required on the first call, ignored (but
+            checked) afterwards.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+
+        Returns
+        -------
+        self : GRUClassifier
+            The updated estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is missing on the first call or differs from the first call's, or
+            ``y`` holds labels not in ``classes``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRUClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((30, 6, 2))
+        >>> y = (X[:, :, 0].mean(axis=1) > 0).astype(int)
+        >>> clf = GRUClassifier(hidden_layer_sizes=(4,), random_state=0)
+        >>> clf = clf.partial_fit(X[:15], y[:15], classes=[0, 1])
+        >>> clf = clf.partial_fit(X[15:], y[15:])
+        >>> clf.n_iter_, clf.classes_
+        (2, array([0, 1]))
+        """
         if not hasattr(self, "grus_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -694,7 +1284,43 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes, lengths=lengths)
 
     def predict_proba(self, X, lengths=None):
-        """Class probabilities: (n_samples, n_classes); per step with ``output="each_step"``."""
+        """Class probabilities of sequences.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), or per step
+            Columns in the order of ``classes_``. With ``output="each_step"``: an array
+            (n_samples, n_timesteps, n_classes) for array input, a list of
+            (n_timesteps_i, n_classes) arrays for a ragged list.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRUClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((30, 6, 2))
+        >>> y = rng.integers(3, size=30)
+        >>> clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+        >>> proba = clf.predict_proba(X[:5])
+        >>> proba.shape, np.allclose(proba.sum(axis=1), 1.0)
+        ((5, 3), True)
+        """
         out, lengths = self._predict_padded(X, lengths)
         proba = softmax(out.astype(np.float64))
         if self.output == "each_step":
@@ -702,14 +1328,86 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return proba
 
     def predict_log_proba(self, X, lengths=None):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of the class probabilities of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), or per step
+            As :meth:`predict_proba`, element-wise logarithm.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRUClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((30, 6, 2))
+        >>> y = rng.integers(2, size=30)
+        >>> clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+        >>> np.allclose(np.exp(clf.predict_log_proba(X[:5])), clf.predict_proba(X[:5]))
+        True
+        """
         p = self.predict_proba(X, lengths)
         if isinstance(p, list):
             return [np.log(np.maximum(q, np.finfo(np.float64).tiny)) for q in p]
         return np.log(np.maximum(p, np.finfo(np.float64).tiny))
 
     def predict(self, X, lengths=None):
-        """Predicted labels: (n_samples,); (n_samples, n_timesteps) or a list with each_step."""
+        """Predict class labels of sequences.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,), or per step
+            With ``output="each_step"``: an array (n_samples, n_timesteps) for array input, a
+            list of per-sequence label arrays for a ragged list.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        Sequence labelling with ``output="each_step"``: is the running sum positive?
+
+        >>> import numpy as np
+        >>> from numgru import GRUClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((40, 10, 1))
+        >>> y = (np.cumsum(X[:, :, 0], axis=1) > 0).astype(int)
+        >>> clf = GRUClassifier(hidden_layer_sizes=(8,), output="each_step", max_iter=3,
+        ...                     random_state=0).fit(X, y)
+        >>> clf.predict(X[:2]).shape
+        (2, 10)
+        >>> [p.shape for p in clf.predict([X[0, :3], X[1, :6]])]
+        [(3,), (6,)]
+        """
         out, lengths = self._predict_padded(X, lengths)
         labels = self.classes_[out.argmax(axis=1)]
         if self.output == "each_step":
@@ -717,7 +1415,41 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return labels
 
     def score(self, X, y, sample_weight=None):
-        """Mean accuracy (over all valid timesteps with ``output="each_step"``)."""
+        """Mean accuracy of the predictions.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+
+        y : array-like of shape (n_samples,)
+            True labels (per step with ``output="each_step"``).
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence.
+
+        Returns
+        -------
+        score : float
+            Accuracy, over all valid timesteps with ``output="each_step"``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> from numgru import GRUClassifier
+        >>> from numgru.datasets import make_sequence_classification
+        >>> X, y = make_sequence_classification(n_samples=200, max_length=40, random_state=0)
+        >>> clf = GRUClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=25,
+        ...                     random_state=0).fit(X[:150], y[:150])
+        >>> clf.score(X[150:], y[150:]) > 0.5     # three classes: chance is 1/3
+        True
+        """
         if self.output == "each_step":
             pred = self.predict(X)
             if isinstance(pred, list):

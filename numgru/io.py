@@ -46,12 +46,42 @@ def save(estimator, path):
     path : str or path-like
         Destination; written exactly there (no extension is added).
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
     TypeError
         If a parameter or a class label cannot be stored without pickle.
+
+    See Also
+    --------
+    load : Read the file back.
+
+    Notes
+    -----
+    ``est.save(path)`` is the same as ``numgru.io.save(est, path)``. A ``random_state`` that is
+    a ``RandomState`` or ``Generator`` object is stored as None.
+
+    Examples
+    --------
+    >>> import os, tempfile, zipfile
+    >>> import numpy as np
+    >>> from numgru import GRUClassifier
+    >>> from numgru.io import save
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((20, 5, 2))
+    >>> y = np.array(["a", "b"] * 10)
+    >>> clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "clf.npz")
+    ...     save(clf, path)
+    ...     names = sorted(zipfile.ZipFile(path).namelist())
+    >>> names
+    ['__meta__.npy', 'classes.npy', 'gru0.bias_hh_l0.npy', 'gru0.bias_ih_l0.npy', 'gru0.weight_hh_l0.npy', 'gru0.weight_ih_l0.npy', 'head_coef.npy', 'head_intercept.npy']
     """
     check_is_fitted(estimator, "grus_")
     params = estimator.get_params(deep=False)
@@ -86,15 +116,57 @@ def save(estimator, path):
 def load(path):
     """Load an estimator saved by ``est.save(path)``; never unpickles anything.
 
+    The file is opened with ``numpy.load(path, allow_pickle=False)``, so loading a model file,
+    even one from an untrusted source, never runs code.
+
+    Parameters
+    ----------
+    path : str, path-like or file-like
+        A file written by :meth:`GRURegressor.save <numgru.GRURegressor.save>`,
+        :meth:`GRUClassifier.save <numgru.GRUClassifier.save>` or :func:`numgru.io.save`.
+
     Returns
     -------
-    GRURegressor or GRUClassifier
+    estimator : GRURegressor or GRUClassifier
         The fitted estimator; its predictions are bit-identical to the saved one's.
 
     Raises
     ------
     ValueError
         If the file is not a numgru model file, is corrupt, or has an unsupported version.
+
+    See Also
+    --------
+    save : Write a fitted estimator to a file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import numgru
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((20, 5, 2))
+    >>> y = X[:, :, 0].sum(axis=1) > 0
+    >>> clf = numgru.GRUClassifier(hidden_layer_sizes=(4,), max_iter=2,
+    ...                            random_state=0).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "clf.npz")
+    ...     clf.save(path)
+    ...     loaded = numgru.load(path)
+    >>> loaded
+    GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    >>> np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    True
+
+    A file that is not a numgru model is refused:
+
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "other.npz")
+    ...     np.savez(path, a=np.zeros(3))
+    ...     numgru.load(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: ... is not a numgru model file (no metadata)
     """
     from . import estimators
     from .gru import GRU

@@ -83,12 +83,17 @@ class LossCurveDisplay:
     >>> X = rng.normal(size=(40, 5, 2))
     >>> y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
     >>> clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=3, early_stopping=True,
-    ...                     random_state=0).fit(X, y)  # doctest: +SKIP
-    >>> disp = LossCurveDisplay.from_estimator(clf)  # doctest: +SKIP
+    ...                     validation_fraction=0.25, random_state=0).fit(X, y)
+    >>> disp = LossCurveDisplay.from_estimator(clf)
+    >>> len(disp.lines_), disp.validation_ax_ is not None
+    (2, True)
+
+    A display can also be made from recorded numbers:
+
     >>> disp = LossCurveDisplay([0.9, 0.6, 0.5], validation_scores=[0.5, 0.7, 0.8])
     >>> disp = disp.plot()
-    >>> len(disp.lines_)
-    2
+    >>> [line.get_label() for line in disp.lines_]
+    ['training loss', 'validation score']
     """
 
     def __init__(self, loss_curve, *, validation_scores=None, estimator_name=None):
@@ -120,6 +125,11 @@ class LossCurveDisplay:
         -------
         display : LossCurveDisplay
             Object that stores the computed values (``self``).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
 
         Examples
         --------
@@ -199,6 +209,8 @@ class LossCurveDisplay:
 
         Raises
         ------
+        ImportError
+            If matplotlib is not installed.
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
 
@@ -212,9 +224,12 @@ class LossCurveDisplay:
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(30, 6, 1))
         >>> y = X[:, -1, 0]
-        >>> reg = GRURegressor(hidden_layer_sizes=(4,), max_iter=3,
-        ...                    random_state=0).fit(X, y)  # doctest: +SKIP
-        >>> disp = LossCurveDisplay.from_estimator(reg)  # doctest: +SKIP
+        >>> reg = GRURegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+        >>> disp = LossCurveDisplay.from_estimator(reg)
+        >>> disp.line_.get_label(), disp.validation_line_ is None
+        ('GRURegressor training loss', True)
+        >>> len(disp.line_.get_xdata())
+        3
         """
         _check_matplotlib_support(f"{cls.__name__}.from_estimator")
         check_is_fitted(estimator, "loss_curve_")

@@ -10,18 +10,28 @@ def load_airline_passengers():
 
     The Box-Jenkins "Series G" classic (public domain), 144 values.
 
+    The file ships with the package (``numgru/datasets/airline_passengers.csv``); nothing is
+    downloaded.
+
     Returns
     -------
     months : ndarray of str, shape (144,)
         "YYYY-MM" labels.
     passengers : ndarray of float64, shape (144,)
+        Passengers per month, in thousands.
+
+    See Also
+    --------
+    make_sequence_classification : A synthetic sequence-classification task.
 
     Examples
     --------
     >>> from numgru.datasets import load_airline_passengers
     >>> months, y = load_airline_passengers()
-    >>> months[0], y[0], y.shape
+    >>> str(months[0]), float(y[0]), y.shape
     ('1949-01', 112.0, (144,))
+    >>> print(months[-1], y[-1])
+    1960-12 432.0
     """
     text = resources.files(__package__).joinpath("airline_passengers.csv").read_text()
     rows = [line.split(",") for line in text.splitlines()
@@ -37,10 +47,45 @@ def make_sequence_classification(n_samples=400, min_length=20, max_length=80, n_
     Class 0: noisy slow sine in feature 0; class 1: noisy fast sine; class 2: a noisy random
     walk. Lengths are uniform in [min_length, max_length]; other features are noise.
 
+    Parameters
+    ----------
+    n_samples : int, default=400
+        Number of sequences.
+    min_length : int, default=20
+        Shortest sequence length.
+    max_length : int, default=80
+        Longest sequence length.
+    n_features : int, default=3
+        Features per timestep (feature 0 carries the class, the others are noise).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the generator; the same seed gives the same data.
+
     Returns
     -------
     X : list of ndarray of shape (length_i, n_features)
+        The sequences (float64), a ragged list as the estimators accept it.
     y : ndarray of int, shape (n_samples,)
+        Class labels 0, 1, 2.
+
+    Raises
+    ------
+    ValueError
+        If ``min_length > max_length`` (from ``numpy.random.Generator.integers``).
+
+    See Also
+    --------
+    load_airline_passengers : A real univariate time series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numgru.datasets import make_sequence_classification
+    >>> X, y = make_sequence_classification(n_samples=5, min_length=10, max_length=15,
+    ...                                     random_state=0)
+    >>> [x.shape for x in X]
+    [(13, 3), (12, 3), (12, 3), (10, 3), (13, 3)]
+    >>> y
+    array([2, 2, 1, 2, 1])
     """
     rng = np.random.default_rng(random_state)
     X, y = [], []
