@@ -7,6 +7,7 @@ file never runs code.
 """
 
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -113,6 +114,20 @@ def save(estimator, path):
         np.savez(fh, **arrays)
 
 
+def _loadable_device(device):
+    """The device a loaded model runs on: its own, or the CPU (with a warning) when a model
+    saved with device='cuda' is loaded where CUDA cannot be used."""
+    if device == "cuda":
+        from . import _cuda
+
+        reason = _cuda.unavailable_reason()
+        if reason is not None:
+            warnings.warn(f"this model was saved with device='cuda', which cannot be used here "
+                          f"({reason}); it runs on the CPU instead", RuntimeWarning, stacklevel=3)
+            return "cpu"
+    return device
+
+
 def load(path):
     """Load an estimator saved by ``est.save(path)``; never unpickles anything.
 
@@ -201,12 +216,13 @@ def load(path):
             setattr(est, name, value)
         est._dtype = np.dtype(meta["fitted"].get("_dtype", est.dtype))
         sizes = est._sizes()
+        device = _loadable_device(est.device)
         D = 2 if est.bidirectional else 1
         size_in = est._n_inputs
         est.grus_ = []
         for i, h in enumerate(sizes):
             gru = GRU(size_in, h, 1, bidirectional=est.bidirectional, reset_after=est.reset_after,
-                      dtype=est._dtype)
+                      dtype=est._dtype, device=device)
             prefix = f"gru{i}."
             gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             est.grus_.append(gru)

@@ -271,3 +271,21 @@ def test_persistent_self_check_accepts_good_and_rejects_bad_kernels(monkeypatch)
     monkeypatch.setattr(_cuda, "_run_layer", broken)
     with pytest.warns(RuntimeWarning, match="persistent CUDA recurrence kernel disagrees"):
         assert not _cuda._persistent_verified(np.float64)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_saved_cuda_model_loads_on_cuda_or_falls_back_to_cpu(tmp_path, monkeypatch):
+    rng = np.random.default_rng(9)
+    X, y = rng.standard_normal((6, 3, 2)), rng.standard_normal(6)
+    est = numgru.GRURegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0,
+                              dtype="float64", device="cuda").fit(X, y)
+    path = tmp_path / "model.npz"
+    est.save(path)
+    again = numgru.load(path)
+    assert again.grus_[0].device == "cuda"
+    assert_close(again.predict(X), est.predict(X))
+    monkeypatch.setattr(_cuda, "unavailable_reason", lambda: "no GPU (test)")
+    with pytest.warns(RuntimeWarning, match="runs on the CPU instead"):
+        cpu = numgru.load(path)
+    assert cpu.grus_[0].device == "cpu"
+    assert_close(cpu.predict(X), est.predict(X))
