@@ -23,7 +23,10 @@ def test_sphinx_build_without_warnings(tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
            "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    # cwd: not the checkout, so that ``python -m`` does not put the source tree on sys.path and
+    # the build documents (and runs) the numgru that the tests import
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900,
+                          cwd=tmp_path)
     assert proc.returncode == 0, (
         f"sphinx-build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
     html = tmp_path / "html"
