@@ -104,8 +104,10 @@ class GRU:
         and holds the r and z recurrent biases only.
     dtype : {"float32", "float64"}, default="float32"
         Dtype of parameters, computation and outputs.
-    device : {"cpu"}, default="cpu"
-        Where the kernels run.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the kernels run: Numba CPU kernels, or their CUDA twins (``pip install
+        "numgru[cuda]"`` and an NVIDIA GPU; device arrays in give device arrays out). "auto"
+        takes a GPU when there is one. ``RuntimeError`` if "cuda" cannot be used here.
     random_state : int, numpy.random.Generator or None
         Seeds initialisation and dropout masks (``self.rng``).
 
