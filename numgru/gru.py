@@ -256,7 +256,16 @@ class GRU:
         dict of str to numpy.ndarray
             ``weight_ih_l{k}[_reverse]`` (3H, I_k), ``weight_hh_l{k}[_reverse]`` (3H, H),
             ``bias_ih_l{k}[_reverse]`` (3H,), ``bias_hh_l{k}[_reverse]`` (3H,), or (2H,) when
-            ``reset_after=False``.
+            ``reset_after=False``. Gate blocks along the first axis are ordered r, z, n.
+
+        Examples
+        --------
+        >>> import numgru
+        >>> sd = numgru.GRU(3, 4, bidirectional=True, random_state=0).state_dict()
+        >>> {name: value.shape for name, value in sd.items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'weight_ih_l0': (12, 3), 'weight_hh_l0': (12, 4), 'bias_ih_l0': (12,),
+         'bias_hh_l0': (12,), 'weight_ih_l0_reverse': (12, 3), 'weight_hh_l0_reverse': (12, 4),
+         'bias_ih_l0_reverse': (12,), 'bias_hh_l0_reverse': (12,)}
         """
         return {name: self._view(self._layers, k, d, kind).copy()
                 for name, k, d, kind in self._names()}
@@ -264,10 +273,37 @@ class GRU:
     def load_state_dict(self, state_dict):
         """Load parameters (any array-likes, e.g. torch tensors) with strict name and shape checks.
 
+        Parameters
+        ----------
+        state_dict : mapping of str to array-like
+            Exactly the names and shapes of :meth:`state_dict` (a PyTorch ``nn.GRU``'s
+            ``state_dict()`` of the same configuration fits as it is). Values are converted to
+            this GRU's dtype.
+
+        Returns
+        -------
+        None
+
         Raises
         ------
+        TypeError
+            If ``state_dict`` is not a mapping or a value is not real numbers.
         ValueError
             If a name is missing or unexpected, a shape differs, or a value is not finite.
+
+        Examples
+        --------
+        >>> import numpy as np, numgru
+        >>> a = numgru.GRU(2, 3, random_state=0)
+        >>> b = numgru.GRU(2, 3, random_state=1)
+        >>> b.load_state_dict(a.state_dict())
+        >>> x = np.ones((1, 4, 2), dtype=np.float32)
+        >>> bool(np.array_equal(a.forward(x)[0], b.forward(x)[0]))
+        True
+        >>> b.load_state_dict({"weight_ih_l0": np.zeros((9, 2))})
+        Traceback (most recent call last):
+        ...
+        ValueError: state_dict does not match this GRU: missing keys [...], unexpected keys []
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
@@ -304,14 +340,37 @@ class GRU:
         Parameters
         ----------
         kernel : array-like of shape (I, 3H)
+            Keras ``kernel`` (input weights, gate blocks z, r, h along the columns).
         recurrent_kernel : array-like of shape (H, 3H)
+            Keras ``recurrent_kernel``.
         bias : array-like of shape (2, 3H) if reset_after else (3H,), or None for no bias
+            Keras ``bias`` (input bias in row 0, recurrent bias in row 1 when ``reset_after``).
         reset_after : bool, default=True
+            The Keras layer's ``reset_after`` (Keras 2.x / TF2 default True).
         dtype : {"float32", "float64"}, default="float32"
 
         Returns
         -------
         GRU
+            A one-layer GRU computing what the Keras layer computes.
+
+        Raises
+        ------
+        ValueError
+            If the shapes do not fit together.
+
+        Examples
+        --------
+        >>> import numpy as np, numgru
+        >>> rng = np.random.default_rng(0)
+        >>> I, H = 3, 4
+        >>> gru = numgru.GRU.from_keras_weights(rng.standard_normal((I, 3 * H)),
+        ...                                     rng.standard_normal((H, 3 * H)),
+        ...                                     rng.standard_normal((2, 3 * H)))
+        >>> gru
+        GRU(3, 4, dtype='float32')
+        >>> gru.state_dict()["weight_ih_l0"].shape
+        (12, 3)
         """
         kernel = _check_float_array(kernel, "kernel", np.float64)
         recurrent_kernel = _check_float_array(recurrent_kernel, "recurrent_kernel", np.float64)
@@ -452,7 +511,22 @@ class GRU:
         ValueError
             Wrong shapes, input size, lengths, or non-finite values.
         TypeError
-            Non-numeric, boolean or complex input.
+            Non-numeric, boolean or complex input (or, on CUDA, a device array of another dtype).
+
+        Examples
+        --------
+        >>> import numpy as np, numgru
+        >>> gru = numgru.GRU(2, 3, num_layers=2, bidirectional=True, random_state=0)
+        >>> x = np.zeros((4, 5, 2), dtype=np.float32)
+        >>> out, h_n = gru.forward(x, lengths=[5, 5, 3, 1])
+        >>> out.shape, h_n.shape, out.dtype
+        ((4, 5, 6), (4, 4, 3), dtype('float32'))
+        >>> bool((out[3, 1:] == 0).all())      # zero past each sequence's length
+        True
+        >>> gru.forward(np.zeros((4, 5, 3)))
+        Traceback (most recent call last):
+        ...
+        ValueError: x has 3 features per timestep but this GRU has input_size=2
         """
         dev = self.device == "cuda"
         device_io = dev and _cuda.is_device_array(x)
@@ -538,6 +612,20 @@ class GRU:
         ------
         RuntimeError
             If no ``forward(..., training=True)`` preceded this call.
+        ValueError
+            If ``d_out`` or ``d_h_n`` has the wrong shape or non-finite values.
+
+        Examples
+        --------
+        >>> import numpy as np, numgru
+        >>> gru = numgru.GRU(2, 3, num_layers=2, dtype="float64", random_state=0)
+        >>> x = np.random.default_rng(0).standard_normal((4, 5, 2))
+        >>> out, h_n = gru.forward(x, training=True)
+        >>> dx, dh0, grads = gru.backward(np.ones_like(out))   # loss = out.sum()
+        >>> dx.shape, dh0.shape, grads["weight_hh_l1"].shape
+        ((4, 5, 2), (2, 4, 3), (9, 3))
+        >>> list(grads) == list(gru.state_dict())
+        True
         """
         d_in, dh0, glayers = self._backward(d_out, d_h_n, need_dx=True)
         packed = [{"w_ih": g["w_ih"], "w_hh": g["w_hh"], "b_ih": g["b_ih"], "b_hh": g["b_hh"]}
