@@ -579,8 +579,12 @@ def _blocks(n, tpb):
 PERSISTENT = None
 
 
-def _persistent_blocks(kernel, items, tpb, dtype):
-    """Blocks for a persistent launch, or 0 when per-step launches must be used."""
+def _persistent_blocks(dispatcher, args, items, tpb, dtype):
+    """Blocks for a persistent launch of ``dispatcher(*args)``, or 0 for per-step launches.
+
+    On a GPU the grid is capped at what can be co-resident (a cooperative launch requires it);
+    the kernel is compiled for ``args`` first, since occupancy is a property of the binary.
+    """
     wanted = PERSISTENT
     if wanted is None:
         wanted = not simulator_enabled() and _config.CUDA_PERSISTENT
@@ -589,8 +593,14 @@ def _persistent_blocks(kernel, items, tpb, dtype):
     if simulator_enabled():
         return 1                                    # no grid barrier in the simulator
     try:
+        kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
         limit = kernel.max_cooperative_grid_blocks(tpb)
-    except Exception:  # pragma: no cover - needs a GPU
+    except Exception as exc:  # pragma: no cover - needs a GPU
+        import warnings
+
+        warnings.warn(f"numgru: no cooperative launch for the persistent CUDA kernel "
+                      f"({type(exc).__name__}: {exc}); using per-step launches", RuntimeWarning,
+                      stacklevel=3)
         return 0
     if limit <= 0 or (PERSISTENT is None and not _persistent_verified(dtype)):
         return 0
@@ -745,19 +755,16 @@ def gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, nchunks,
     whhT = transpose_last2(whh)                       # (D, H, 3H): coalesced reads over units
     hbuf = device_empty((2, D, B, H), dt)
     copy(h0, hbuf[0])
-    if store:
-        g_, hn_, hp_ = gates, hn_s, hprev_s
-    else:
-        g_ = hn_ = hp_ = device_empty((D, 1, 1, 1), dt)
-    if not reset_after or not store:
-        hn_ = hn_ if (reset_after and store) else device_empty((D, 1, 1, 1), dt)
+    dummy = device_empty((D, 1, 1, 1), dt)            # stands in for buffers not written
+    g_, hp_ = (gates, hprev_s) if store else (dummy, dummy)
+    hn_ = hn_s if (store and reset_after) else dummy
     rz = device_empty((D, B, 2 * H), dt) if not reset_after else device_empty((1, 1, 1), dt)
     rh = device_empty((D, B, H), dt) if not reset_after else device_empty((1, 1, 1), dt)
     items = D * ((B + rows - 1) // rows) * H
-    pblocks = _persistent_blocks(K["p_forward"], items, tpb, dt)
+    args = (reset_after, gi, whhT, bhh, hbuf, lengths, out, store, g_, hn_, hp_, rz, rh)
+    pblocks = _persistent_blocks(K["p_forward"], args, items, tpb, dt)
     if pblocks:
-        K["p_forward"][pblocks, tpb](reset_after, gi, whhT, bhh, hbuf, lengths, out, store,
-                                     g_, hn_, hp_, rz, rh)
+        K["p_forward"][pblocks, tpb](*args)
     else:
         grid = _blocks(items, tpb)
         for s in range(T):
@@ -791,10 +798,10 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
         hn_s = device_empty((D, 1, 1, 1), dt)
     items_gates = D * B * H
     items = D * ((B + rows - 1) // rows) * H
-    pblocks = _persistent_blocks(K["p_backward"], max(items, items_gates), tpb, dt)
+    args = (reset_after, d_out, gates, hn_s, hprev_s, whh, lengths, dgi, dgh, dhbuf, direct)
+    pblocks = _persistent_blocks(K["p_backward"], args, max(items, items_gates), tpb, dt)
     if pblocks:
-        K["p_backward"][pblocks, tpb](reset_after, d_out, gates, hn_s, hprev_s, whh, lengths,
-                                      dgi, dgh, dhbuf, direct)
+        K["p_backward"][pblocks, tpb](*args)
     else:
         g_el = _blocks(items_gates, tpb)
         g_mm = _blocks(items, tpb)
