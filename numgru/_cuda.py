@@ -43,16 +43,24 @@ import numpy as np
 
 from . import _config
 
-try:  # numba-cuda is optional: ``pip install "numgru[cuda]"``
-    import warnings as _warnings
+cuda = None              # numba.cuda, imported on first use (it costs ~0.2 s): see _load()
+_IMPORT_ERROR = None
 
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")
-        from numba import cuda
-    _IMPORT_ERROR = None
-except Exception as exc:  # pragma: no cover - depends on the installation
-    cuda = None
-    _IMPORT_ERROR = exc
+
+def _load():
+    """Import the CUDA target (NVIDIA's numba-cuda: ``pip install "numgru[cuda]"``) once."""
+    global cuda, _IMPORT_ERROR
+    if cuda is None and _IMPORT_ERROR is None:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from numba import cuda as target
+            cuda = target
+        except Exception as exc:  # pragma: no cover - depends on the installation
+            _IMPORT_ERROR = exc
+    return cuda
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,16 +70,14 @@ except Exception as exc:  # pragma: no cover - depends on the installation
 
 def simulator_enabled():
     """True when Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) stands in for a GPU."""
-    if cuda is None:
-        return False
     from numba import config
 
-    return bool(getattr(config, "ENABLE_CUDASIM", False))
+    return bool(getattr(config, "ENABLE_CUDASIM", False)) and _load() is not None
 
 
 def unavailable_reason():
     """None when CUDA kernels can run here (a GPU or the simulator), else why not."""
-    if cuda is None:
+    if _load() is None:
         return ("the CUDA target is not installed (pip install \"numgru[cuda]\" installs "
                 f"numba-cuda): {type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}")
     try:
@@ -89,23 +95,24 @@ def gpu_present():
 
 def is_device_array(a):
     """Anything exposing ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays)."""
-    return hasattr(a, "__cuda_array_interface__") or (
-        cuda is not None and simulator_enabled() and hasattr(a, "copy_to_host"))
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    return hasattr(a, "copy_to_host") and simulator_enabled()   # the simulator's fake arrays
 
 
 def as_device(a):
     """A Numba view of a CUDA array (no copy)."""
     if hasattr(a, "copy_to_host"):           # already a Numba device array
         return a
-    return cuda.as_cuda_array(a)
+    return _load().as_cuda_array(a)
 
 
 def to_device(a):
-    return cuda.to_device(np.ascontiguousarray(a))
+    return _load().to_device(np.ascontiguousarray(a))
 
 
 def device_empty(shape, dtype):
-    return cuda.device_array(shape, dtype=dtype)
+    return _load().device_array(shape, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +125,7 @@ def _kernels(dtype_name, tpb, rows, tile):
     """Compile-on-first-use set of kernels for one dtype and launch geometry."""
     from numba import types
 
+    _load()
     nbt = {"float32": types.float32, "float64": types.float64}[dtype_name]
     R = rows
     R3 = 3 * rows
@@ -694,7 +702,7 @@ def mul(a, b, out):
 def has_nonfinite(a):
     """True when a device array holds NaN or inf."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
-    flag = cuda.to_device(np.zeros(1, dtype=np.int32))
+    flag = to_device(np.zeros(1, dtype=np.int32))
     _k(a.dtype)["k_nonfinite"][_blocks(a.size, tpb), tpb](_flat(a), flag)
     return bool(flag.copy_to_host()[0])
 
