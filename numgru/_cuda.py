@@ -651,7 +651,10 @@ def _persistent_verified(dtype):
 def _run_layer(rng, B, T, H, D, dtype, reset_after):
     """One layer forward + backward on random data; the host copies of every result."""
     dt = np.dtype(dtype)
-    gi = to_device(rng.standard_normal((B, T, D * 3 * H)).astype(dt))
+    I = 5
+    x = to_device(rng.standard_normal((B, T, I)).astype(dt))
+    w_ih = to_device(rng.standard_normal((D * 3 * H, I)).astype(dt))
+    b_ih = to_device(rng.standard_normal(D * 3 * H).astype(dt))
     whh = to_device((rng.standard_normal((D, 3 * H, H)) / np.sqrt(H)).astype(dt))
     bhh = to_device(rng.standard_normal((D, 3 * H)).astype(dt))
     h0 = to_device(rng.standard_normal((D, B, H)).astype(dt))
@@ -659,8 +662,8 @@ def _run_layer(rng, B, T, H, D, dtype, reset_after):
     out, h_n = device_empty((B, T, D * H), dt), device_empty((D, B, H), dt)
     gates, hn_s = device_empty((D, T, B, 3 * H), dt), device_empty((D, T, B, H), dt)
     hprev = device_empty((D, T, B, H), dt)
-    gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, 1, out, h_n, True, gates, hn_s,
-                      hprev)
+    gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, 1, out, h_n, True,
+                      gates, hn_s, hprev)
     d_out = to_device(rng.standard_normal((B, T, D * H)).astype(dt))
     d_h_n = to_device(rng.standard_normal((D, B, H)).astype(dt))
     dgi, dgh = device_empty((B, T, D * 3 * H), dt), device_empty((D, T, B, 3 * H), dt)
@@ -748,18 +751,21 @@ def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks=1):
     out.copy_to_device(res)
 
 
-def gru_layer_forward(gi, whh, bhh, h0, lengths, reset_after, nchunks,
+def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
                       out, h_n, store, gates, hn_s, hprev_s):
-    """Forward recurrence of one layer, all directions: the twin of ``_cpu.gru_layer_forward``.
+    """Forward of one layer, all directions: the twin of ``_cpu.gru_layer_forward``.
 
     Same arrays and layouts (device arrays); ``nchunks`` is accepted for the common signature
-    and unused (the grid covers every (direction, row group, unit)).
+    and unused (the grid covers every (direction, row group, unit)). The input projection of
+    all timesteps is one tiled GEMM into a (B, T, D*3H) buffer, then the recurrence runs.
     """
-    dt = gi.dtype
+    dt = x.dtype
     K = _k(dt)
     tpb, rows, _ = _geometry()
     D, B, H = h0.shape
-    T = gi.shape[1]
+    T = x.shape[1]
+    gi = device_empty((B, T, D * 3 * H), dt)
+    _gemm_any(x.reshape(B * T, x.shape[2]), w_ih, b_ih, gi.reshape(B * T, D * 3 * H), False, True)
     whhT = transpose_last2(whh)                       # (D, H, 3H): coalesced reads over units
     hbuf = device_empty((2, D, B, H), dt)
     copy(h0, hbuf[0])

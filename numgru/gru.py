@@ -197,18 +197,15 @@ class GRU:
     def _bparams(self):
         """Per-layer parameters as the kernels take them, on this GRU's device.
 
-        ``w_ihT`` is ``w_ih`` transposed (a view on the CPU, a contiguous copy on the GPU). Device
-        copies are kept until the parameters change: :meth:`load_state_dict` drops them, and
-        once :meth:`_packed_params` has handed the arrays out for in-place updates every call
-        uploads afresh.
+        Device copies are kept until the parameters change: :meth:`load_state_dict` drops them,
+        and once :meth:`_packed_params` has handed the arrays out for in-place updates every
+        call uploads afresh.
         """
         if self.device != "cuda":
-            return [dict(lay, w_ihT=lay["w_ih"].T) for lay in self._layers]
+            return self._layers
         if self._dev_params is None or self._host_mutable:
-            self._dev_params = [
-                {"w_ih": _cuda.to_device(lay["w_ih"]), "w_ihT": _cuda.to_device(lay["w_ih"].T),
-                 "w_hh": _cuda.to_device(lay["w_hh"]), "b_ih": _cuda.to_device(lay["b_ih"]),
-                 "b_hh": _cuda.to_device(lay["b_hh"])} for lay in self._layers]
+            self._dev_params = [{key: _cuda.to_device(value) for key, value in lay.items()}
+                                for lay in self._layers]
         return self._dev_params
 
     def __getstate__(self):
@@ -559,10 +556,6 @@ class GRU:
         masks = []
         inp = x
         for k, lay in enumerate(params):
-            in_k = inp.shape[2]
-            gi = self._work(("gi", k), (B, T, D * 3 * H))
-            be.gemm(inp.reshape(B * T, in_k), lay["w_ihT"], lay["b_ih"],
-                    gi.reshape(B * T, D * 3 * H), self._ntasks(B * T))
             out = (self._alloc((B, T, D * H)) if k == L - 1
                    else self._work((mode, "out", k), (B, T, D * H)))
             if training:
@@ -571,9 +564,9 @@ class GRU:
                 hprev = self._work(("hprev", k), (D, T, B, H))
             else:
                 gates = hn_s = hprev = empty4
-            be.gru_layer_forward(gi, lay["w_hh"], lay["b_hh"], h0[k * D:(k + 1) * D], lengths_k,
-                                 self.reset_after, nchunks, out, h_n[k * D:(k + 1) * D],
-                                 training, gates, hn_s, hprev)
+            be.gru_layer_forward(inp, lay["w_ih"], lay["b_ih"], lay["w_hh"], lay["b_hh"],
+                                 h0[k * D:(k + 1) * D], lengths_k, self.reset_after, nchunks,
+                                 out, h_n[k * D:(k + 1) * D], training, gates, hn_s, hprev)
             if training:
                 layer_caches.append((inp, gates, hn_s, hprev))
             if training and self.dropout > 0 and k < L - 1:

@@ -70,14 +70,17 @@ def test_gemm_and_gemm_tn_match_numpy(dtype):
 
 
 def _layer_inputs(rng, B, T, H, D, dtype, reset_after):
-    gi = rng.standard_normal((B, T, D * 3 * H)).astype(dtype)
+    I = 2
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    w_ih = rng.standard_normal((D * 3 * H, I)).astype(dtype)
+    b_ih = rng.standard_normal(D * 3 * H).astype(dtype)
     whh = (0.5 * rng.standard_normal((D, 3 * H, H))).astype(dtype)
     bhh = rng.standard_normal((D, 3 * H)).astype(dtype)
     if not reset_after:
         bhh[:, 2 * H:] = 0
     h0 = rng.standard_normal((D, B, H)).astype(dtype)
     lengths = np.array([T, 1, max(1, T - 2)][:B], dtype=np.int64)
-    return gi, whh, bhh, h0, lengths
+    return x, w_ih, b_ih, whh, bhh, h0, lengths
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -88,7 +91,7 @@ def test_layer_kernels_match_cpu_twins(reset_after, persistent, monkeypatch):
     monkeypatch.setattr(_cuda, "PERSISTENT", persistent)
     rng = np.random.default_rng(1)
     B, T, H, D, dt = 3, 4, 3, 2, np.float64
-    gi, whh, bhh, h0, lengths = _layer_inputs(rng, B, T, H, D, dt, reset_after)
+    x, w_ih, b_ih, whh, bhh, h0, lengths = _layer_inputs(rng, B, T, H, D, dt, reset_after)
     outs = {}
     for name, be, put in (("cpu", _cpu, lambda a: a), ("cuda", _cuda, dev)):
         out = put(np.zeros((B, T, D * H), dt))
@@ -96,8 +99,8 @@ def test_layer_kernels_match_cpu_twins(reset_after, persistent, monkeypatch):
         gates = put(np.zeros((D, T, B, 3 * H), dt))
         hn_s = put(np.zeros((D, T, B, H), dt))
         hprev = put(np.zeros((D, T, B, H), dt))
-        be.gru_layer_forward(put(gi), put(whh), put(bhh), put(h0), put(lengths), reset_after, 1,
-                             out, h_n, True, gates, hn_s, hprev)
+        be.gru_layer_forward(put(x), put(w_ih), put(b_ih), put(whh), put(bhh), put(h0),
+                             put(lengths), reset_after, 1, out, h_n, True, gates, hn_s, hprev)
         d_out = put(rng.standard_normal((B, T, D * H)) if name == "cpu" else outs["d_out"])
         d_h_n = put(rng.standard_normal((D, B, H)) if name == "cpu" else outs["d_h_n"])
         dgi = put(np.zeros((B, T, D * 3 * H), dt))
