@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._config import BLAS_MIN_ROWS, CACHE, FASTMATH
+from ._gemm import mm_packed, pack_nt, padded_rows
 from ._math import sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -48,6 +49,9 @@ _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 # Rows of one blocked input projection in the forward recurrence (tb timesteps x nb batch rows):
 # enough for an efficient product, small enough that its (rows, 3H) result stays in cache.
 _PROJ_ROWS = 256
+# From this many batch rows per thread on, the forward's recurrent product uses the packed
+# micro-kernel of numgru._gemm (rows are padded to a multiple of 8); below, _mm_nt.
+_PACK_MIN_ROWS = 8
 
 
 @njit(inline="always", **_JIT)
@@ -359,19 +363,26 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
     w_n = np.ascontiguousarray(w[H2:])           # (H, H)   Cho form: n rows
     goff = d * H3
     ooff = d * H
-    wi = w_ih[goff:goff + H3]                    # (3H, I)
+    wi = np.ascontiguousarray(w_ih[goff:goff + H3])   # (3H, I)
     b_rz = b_ih[goff:goff + H2] + bhh[d, :H2]    # input + recurrent biases of r and z
     b_in = b_ih[goff + H2:goff + H3]
     b_hn = bhh[d, H2:]
+    # weights packed once for all T steps (numgru._gemm); products then write padded rows
+    packed = nb >= _PACK_MIN_ROWS
+    mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
+    wi_p = pack_nt(wi)
+    wh_p = pack_nt(w if reset_after else w_rz)
+    wn_p = pack_nt(w_n if not reset_after else w_n[:0])
     tb = min(T, max(1, _PROJ_ROWS // nb))
-    xblk = np.empty((tb * nb, I), dtype=dt)      # inputs of a time block, time-major
-    gblk = np.empty((tb * nb, H3), dtype=dt)     # their projections x @ W_ih^T
-    h = np.empty((nb, H), dtype=dt)
-    g_scratch = np.empty((nb, H3), dtype=dt)     # gates when not storing
+    xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
+    gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
+    h = np.zeros((mp, H), dtype=dt)
+    # recurrent products: packed ones write whole panels (widths rounded up), _mm exact widths
+    gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else (H3 if reset_after else H2)),
+                  dtype=dt)                      # W_hh h (Cho: W_h[rz] h)
+    gh_n = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
     hn_scratch = np.empty((nb, H), dtype=dt)     # W_hn h + b_hn when not storing
-    gh_rz = np.empty((nb, H2), dtype=dt)         # W_h[rz] h         (Cho)
-    gh_n = np.empty((nb, H), dtype=dt)           # W_hn (r * h)      (Cho)
-    rh = np.empty((nb, H), dtype=dt)             # r * h             (Cho)
+    rh = np.zeros((mp, H), dtype=dt)             # r * h             (Cho)
     for i in range(nb):
         h[i, :] = h0[d, b0 + i]
     for s0 in range(0, T, tb):
@@ -381,48 +392,60 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
             t = T - 1 - s if d == 1 else s
             for i in range(nb):
                 xblk[q * nb + i, :] = x[b0 + i, t]
-        _mm(xblk[:ns * nb], wi.T, wi, gblk[:ns * nb])
+        mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
         for q in range(ns):
             s = s0 + q
             t = T - 1 - s if d == 1 else s
-            GI = gblk[q * nb:(q + 1) * nb]       # (nb, 3H) this step's input projections
+            GI = gblk[q * nb:(q + 1) * nb]       # (nb, >= 3H) this step's input projections
             if store:
-                G = gates[d, t, b0:b1]           # (nb, 3H)
-                HN = hn_s[d, t, b0:b1] if reset_after else hn_scratch
-                hprev_s[d, t, b0:b1] = h
-            else:
-                G = g_scratch
-                HN = hn_scratch
+                hprev_s[d, t, b0:b1] = h[:nb]
+            # G: pre-activations in, gate activations out (in place), rows of >= 3H columns
             if reset_after:
-                _mm(h, w.T, w, G)                # W_hh h, activated in place below
+                if packed:
+                    mm_packed(h, wh_p, gh)       # W_hh h
+                else:
+                    _mm(h, w.T, w, gh)
+                HN = hn_s[d, t, b0:b1] if store else hn_scratch
             else:
-                _mm(h, w_rz.T, w_rz, gh_rz)
+                if packed:
+                    mm_packed(h, wh_p, gh)       # W_h[rz] h
+                else:
+                    _mm(h, w_rz.T, w_rz, gh)
                 for i in range(nb):
-                    grz = gh_rz[i]
+                    grz = gh[i, :H2]
                     _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
                     rhi = rh[i]
                     rhi[:] = grz[:H]
                     rhi *= h[i]                                               # r * h
-                _mm(rh, w_n.T, w_n, gh_n)
+                if packed:
+                    mm_packed(rh, wn_p, gh_n)    # W_hn (r * h)
+                else:
+                    _mm(rh, w_n.T, w_n, gh_n)
+                HN = hn_scratch
             for i in range(nb):
                 b = b0 + i
                 hi = h[i]
                 o = out[b, t, ooff:ooff + H]
-                gr = G[i]
                 if t >= lengths[b]:
                     o[:] = 0
-                    gr[:] = 0                    # finite where the weight products read
+                    if store:
+                        gates[d, t, b, :] = 0    # finite where the weight products read
                     continue
                 gib = GI[i]
                 if reset_after:
+                    gr = gh[i, :H3]
                     _sigmoid_sum3(gr[:H2], gib[:H2], b_rz)                        # r, z
-                    _n_gate_after(gr[H2:], gib[H2:], b_in, gr[:H], b_hn, HN[i])   # n
+                    _n_gate_after(gr[H2:], gib[H2:H3], b_in, gr[:H], b_hn, HN[i])  # n
+                    if store:
+                        gates[d, t, b, :] = gr
+                    _h_update(gr[H2:], gr[H:H2], hi, o)
                 else:
-                    gr[:H2] = gh_rz[i]                                            # r, z
-                    ghn = gh_n[i]
-                    _tanh_sum3(ghn, gib[H2:], b_in)                               # n
-                    gr[H2:] = ghn
-                _h_update(gr[H2:], gr[H:H2], hi, o)
+                    ghn = gh_n[i, :H]
+                    _tanh_sum3(ghn, gib[H2:H3], b_in)                             # n
+                    if store:
+                        gates[d, t, b, :H2] = gh[i, :H2]
+                        gates[d, t, b, H2:] = ghn
+                    _h_update(ghn, gh[i, H:H2], hi, o)
     for i in range(nb):
         h_n[d, b0 + i, :] = h[i]
 
