@@ -371,8 +371,8 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
     packed = nb >= _PACK_MIN_ROWS
     mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
     wi_p = pack_nt(wi)
-    wh_p = pack_nt(w if reset_after else w_rz)
-    wn_p = pack_nt(w_n if not reset_after else w_n[:0])
+    wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
+    wn_p = pack_nt(w_n if packed and not reset_after else w_n[:0])
     tb = min(T, max(1, _PROJ_ROWS // nb))
     xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
     gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
@@ -492,7 +492,8 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
         da_r = da_n (W_hn h + b_hn) r (1 - r)         dgh_n = r da_n
         dh = dh' z + [da_r, da_z, dgh_n] @ W_hh
     and (Cho) d(rh) = da_n @ W_hn, da_r = d(rh) h r (1 - r), dh = dh' z + d(rh) r + [da_r, da_z] @ W_h[rz].
-    dgh is time-major, so the (nb, 3H) block of one step feeds the product directly.
+    One step's dgh rows are formed in a padded scratch block (the packed product reads whole
+    tiles of 8 rows) and then copied into the time-major dgh.
     """
     H = whh.shape[2]
     T = d_out.shape[1]
@@ -506,29 +507,37 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     w_rzT = np.ascontiguousarray(w_rz.T)         # (H, 2H)
     w_n = np.ascontiguousarray(w[H2:])           # (H, H)
     w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
+    # products with the packed micro-kernel (numgru._gemm) from _PACK_MIN_ROWS rows on: their
+    # operands get rows padded to a multiple of 8 and outputs whole panels of columns
+    packed = nb >= _PACK_MIN_ROWS
+    mp = padded_rows(nb) if packed else nb
+    # dh = dgh @ W_hh (Cho: [da_r, da_z] @ W_h[rz]); Cho: d(rh) = da_n @ W_hn
+    wh_p = pack_nt((wT if reset_after else w_rzT) if packed else wT[:0])
+    wn_p = pack_nt(w_nT if packed and not reset_after else w_nT[:0])
     goff = d * H3
     ooff = d * H
-    dh = np.empty((nb, H), dtype=dt)             # gradient carried into the step
+    dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # carried
     dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
-    drh = np.empty((nb, H), dtype=dt)            # Cho: d loss / d (r * h)
-    dg_rz = np.empty((nb, H2), dtype=dt)         # Cho: r and z parts
-    dg_n = np.empty((nb, H), dtype=dt)           # Cho: n part (da_n)
+    drh = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
+    dgp = np.zeros((mp, H3), dtype=dt)           # this step's dgh rows (copied to dgh after)
+    dg_rz = np.zeros((mp, H2), dtype=dt)         # Cho: r and z parts
+    dg_n = np.zeros((mp, H), dtype=dt)           # Cho: n part (da_n)
     gsum = np.empty(H, dtype=dt)                 # dh' of one row
     db_i = dbias[0]                              # (3H,) running sum of dgi rows
     db_h = dbias[1]                              # (3H,) running sum of dgh rows
     db_i[:] = 0
     db_h[:] = 0
     for i in range(nb):
-        dh[i, :] = d_h_n[d, b0 + i]
+        dh[i, :H] = d_h_n[d, b0 + i]
     for s in range(T):
         t = s if d == 1 else T - 1 - s
-        DG = dgh[d, t, b0:b1]                    # (nb, 3H)
+        DG = dgp[:nb]                            # (nb, 3H)
         G = gates[d, t, b0:b1]
         HP = hprev_s[d, t, b0:b1]
         for i in range(nb):
             b = b0 + i
             dgib = dgi[b, t, goff:goff + H3]
-            dhi = dh[i]
+            dhi = dh[i, :H]
             ddi = dd[i]
             dgr = DG[i]
             if t >= lengths[b]:
@@ -556,27 +565,37 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
                 dg_rz[i, H:] = dgib[H:H2]
                 dg_n[i, :] = dgib[H2:]
         if reset_after:
-            _mm(DG, w, wT, dh)
+            if packed:
+                mm_packed(dgp, wh_p, dh)
+            else:
+                _mm(dgp, w, wT, dh)
         else:
             # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
-            _mm(dg_n, w_n, w_nT, drh)
+            if packed:
+                mm_packed(dg_n, wn_p, drh)
+            else:
+                _mm(dg_n, w_n, w_nT, drh)
             for i in range(nb):
                 b = b0 + i
                 if t >= lengths[b]:
                     continue
                 dgib = dgi[b, t, goff:goff + H3]
-                _bw_r(drh[i], HP[i], G[i, :H], dgib[:H])                 # da_r
+                _bw_r(drh[i, :H], HP[i], G[i, :H], dgib[:H])             # da_r
                 dg_rz[i, :H] = dgib[:H]
-                _fma_into(drh[i], G[i, :H], dd[i])                       # + r * d(rh)
-            _mm(dg_rz, w_rz, w_rzT, dh)
-            DG[:, :H2] = dg_rz
-            DG[:, H2:] = dg_n
+                _fma_into(drh[i, :H], G[i, :H], dd[i])                   # + r * d(rh)
+            if packed:
+                mm_packed(dg_rz, wh_p, dh)
+            else:
+                _mm(dg_rz, w_rz, w_rzT, dh)
+            DG[:, :H2] = dg_rz[:nb]
+            DG[:, H2:] = dg_n[:nb]
+        dgh[d, t, b0:b1] = DG
         for i in range(nb):
-            _add_into(dd[i], dh[i])
+            _add_into(dd[i], dh[i, :H])
             _add_into(DG[i], db_h)
             _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
     for i in range(nb):
-        dh0[d, b0 + i, :] = dh[i]
+        dh0[d, b0 + i, :] = dh[i, :H]
 
 
 # ---------------------------------------------------------------------------------------------
