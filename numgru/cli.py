@@ -36,7 +36,7 @@ def _cache_dir():
         return "unknown (caching disabled)"
 
 
-def info(out=sys.stdout):
+def info(out=None):
     """Print versions, the Numba threading layer and thread count, CUDA and the compile cache.
 
     This is ``numgru info``. It runs one tiny forward pass first, so that Numba has loaded (and
@@ -44,7 +44,7 @@ def info(out=sys.stdout):
 
     Parameters
     ----------
-    out : file-like, default=sys.stdout
+    out : file-like, default=None (sys.stdout at call time)
         Where to write the table (one "name  value" row per line).
 
     Returns
@@ -71,6 +71,7 @@ def info(out=sys.stdout):
 
     import numgru
 
+    out = sys.stdout if out is None else out
     # a tiny parallel call so that Numba loads (and reports) its threading layer
     numgru.GRU(1, 1).forward(np.zeros((1, 1, 1), dtype=np.float32))
     cuda_ok, cuda_msg = _cuda_status()
@@ -173,7 +174,7 @@ def _plot(models, path, out):
     print(f"\nloss curves saved to {path}", file=out)
 
 
-def demo(out=sys.stdout, plot_path="numgru_demo_loss.png"):
+def demo(out=None, plot_path="numgru_demo_loss.png"):
     """The main job: a forecast and a classification on small data, each against a baseline.
 
     This is ``numgru demo``. It forecasts the last year of the airline-passengers series with a
@@ -185,7 +186,7 @@ def demo(out=sys.stdout, plot_path="numgru_demo_loss.png"):
 
     Parameters
     ----------
-    out : file-like, default=sys.stdout
+    out : file-like, default=None (sys.stdout at call time)
         Where to write the report.
     plot_path : str or path-like, default="numgru_demo_loss.png"
         Where to save the loss curves (PNG).
@@ -218,6 +219,7 @@ def demo(out=sys.stdout, plot_path="numgru_demo_loss.png"):
     """
     import numgru
 
+    out = sys.stdout if out is None else out
     print(f"numgru {numgru.__version__} demo (first run compiles the kernels: ~30 s)", file=out)
     verbose = 2 if out is sys.stdout and sys.stdout.isatty() else 0
     with warnings.catch_warnings():  # fixed epoch budgets: convergence warnings are expected
@@ -259,6 +261,7 @@ def main(argv=None):
     ...
     SystemExit: 0
     >>> main(["info"])            # prints the table of numgru.cli.info, then returns 0
+    numgru ...
     0
     """
     parser = argparse.ArgumentParser(prog="numgru", description=__doc__)
