@@ -274,7 +274,9 @@ def test_estimators_fit_and_predict_on_cuda_like_on_cpu(kind):
 
 
 def test_persistent_self_check_accepts_good_and_rejects_bad_kernels(monkeypatch):
-    """The once-per-GPU check that guards the persistent kernels (run here with one block)."""
+    """The once-per-GPU check that guards the persistent kernels (run here with one block, on
+    a smaller problem than on a GPU: the simulator runs every thread in Python)."""
+    monkeypatch.setattr(_cuda, "SELF_CHECK_SHAPE", (3, 4, 5, 2))
     monkeypatch.setattr(_cuda, "_VERIFIED", {})
     assert _cuda._persistent_verified(np.float64)
     assert _cuda.PERSISTENT is False                 # restored
