@@ -363,14 +363,13 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
     w_n = np.ascontiguousarray(w[H2:])           # (H, H)   Cho form: n rows
     goff = d * H3
     ooff = d * H
-    wi = np.ascontiguousarray(w_ih[goff:goff + H3])   # (3H, I)
     b_rz = b_ih[goff:goff + H2] + bhh[d, :H2]    # input + recurrent biases of r and z
     b_in = b_ih[goff + H2:goff + H3]
     b_hn = bhh[d, H2:]
     # weights packed once for all T steps (numgru._gemm); products then write padded rows
     packed = nb >= _PACK_MIN_ROWS
     mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
-    wi_p = pack_nt(wi)
+    wi_p = pack_nt(w_ih[goff:goff + H3])       # W_ih of direction d, (3H, I)
     wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
     wn_p = pack_nt(w_n if packed and not reset_after else w_n[:0])
     tb = min(T, max(1, _PROJ_ROWS // nb))

@@ -532,11 +532,7 @@ class GRU:
         lengths = self._check_lengths(lengths, B, T)
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         if h0 is None:
-            h0 = self._alloc((L * D, B, H))
-            if dev:
-                _cuda.copy(_cuda.to_device(np.zeros((L * D, B, H), dtype=self.dtype)), h0)
-            else:
-                h0[...] = 0
+            h0 = np.zeros((L * D, B, H), dtype=self.dtype)   # uploaded below on CUDA
         else:
             h0 = self._check_state(h0, "h0", B)
         be = self._be
