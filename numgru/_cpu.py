@@ -40,7 +40,8 @@ Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 import numpy as np
 from numba import njit, prange
 
-from ._config import BLAS_MIN_ROWS, CACHE, FASTMATH
+from ._backend import Backend
+from ._config import BLAS_MIN_ROWS, CACHE, FASTMATH, PARALLEL_MIN_WORK
 from ._gemm import mm_packed, pack_nt, padded_rows
 from ._math import sigmoid, tanh
 
@@ -668,3 +669,90 @@ def mul(a, b, out):
     """out = a * b (dropout masks)."""
     np.multiply(a, b, out=out)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The CPU backend object (the contract is in numgru._backend)
+# ---------------------------------------------------------------------------------------------
+
+
+def _num_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+class CPUBackend(Backend):
+    """The Numba CPU kernels on NumPy arrays; how rows are shared among threads is decided here.
+
+    Recurrences: one chunk of batch rows per thread and direction, or a single chunk when a step
+    has fewer than ``PARALLEL_MIN_WORK`` multiply-adds (waking a second thread costs more).
+    Products over all timesteps: one block of at least 64 rows per thread.
+    """
+
+    name = "cpu"
+
+    # memory: NumPy arrays are native, uploads and downloads are no-ops
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    def upload(self, a):
+        return a
+
+    def to_host(self, a):
+        return a
+
+    def is_native(self, a):
+        return False
+
+    def as_native(self, a):
+        return np.asarray(a)
+
+    def is_contiguous(self, a):
+        return a.flags.c_contiguous
+
+    def has_nonfinite(self, a):
+        return not np.isfinite(a).all()
+
+    def mul(self, a, b, out):
+        return mul(a, b, out)
+
+    @staticmethod
+    def _ntasks(M):
+        return max(1, min(_num_threads(), M // 64))
+
+    @staticmethod
+    def _nchunks(B, H):
+        if B * 3 * H * H < PARALLEL_MIN_WORK:
+            return 1
+        return max(1, min(_num_threads(), B))
+
+    def gemm(self, A, W, bias, C):
+        gemm(A, W, bias, C, self._ntasks(A.shape[0]))
+
+    def gemm_tn(self, A, X, C):
+        gemm_tn(A, X, C, self._ntasks(A.shape[0]))
+
+    def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
+                          store, gates, hn_s, hprev):
+        nchunks = self._nchunks(x.shape[0], whh.shape[2])
+        gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks, out, h_n,
+                          store, gates, hn_s, hprev)
+
+    def gru_layer_backward(self, d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
+                           dgi, dgh, dh0):
+        D, B, H = d_h_n.shape
+        nchunks = self._nchunks(B, H)
+        dbias = np.empty((D * nchunks, 2, 3 * H), dtype=dgi.dtype)
+        gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, nchunks,
+                           dgi, dgh, dh0, dbias)
+        return dbias.reshape(D, nchunks, 2, 3 * H).sum(axis=1)
+
+    def gru_hh_weight_grad(self, dgh_d, hprev_d, gates_d, reset_after, out):
+        hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, self._ntasks(dgh_d.shape[0]))
+
+
+backend = CPUBackend()

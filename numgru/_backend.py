@@ -1,0 +1,84 @@
+"""Backends: one object per device that owns memory and the layer kernels.
+
+The engine (:mod:`numgru._stack`, :mod:`numgru._cells`) never asks which device it runs on: it
+calls the methods below on a backend object, and both backends honour the same contract with
+the same array layouts. ``numgru._cpu.backend`` runs Numba CPU kernels on NumPy arrays;
+``numgru._cuda.backend()`` runs their ``@cuda.jit`` twins on device arrays.
+
+Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2).
+"native" means an array of the backend's own kind: a NumPy array on the CPU, a Numba device
+array on CUDA. Every array handed to a kernel method is native and C-contiguous.
+
+Memory
+    ``empty(shape, dtype)``, ``zeros(shape, dtype)``: fresh native arrays.
+    ``upload(a)``: a host (NumPy, C-contiguous) array as a native array (the CPU returns ``a``).
+    ``to_host(a)``: a native array as NumPy (the CPU returns ``a``).
+    ``is_native(a)``: True when a *caller* handed in an array that already lives on this device
+    (CUDA: anything with ``__cuda_array_interface__``); always False on the CPU, whose input is
+    validated and converted on the host like any array-like.
+    ``as_native(a)``: a view of such an array without a copy.
+    ``is_contiguous(a)``, ``has_nonfinite(a)``: checks the engine's validators need on the
+    device (no copy to the host).
+
+Elementwise
+    ``mul(a, b, out) -> out``: ``out = a * b`` (dropout masks).
+
+Products over all timesteps (the large ones; the recurrences' own products live in the layer
+kernels)
+    ``gemm(A, W, bias, C)``: ``C = A @ W + bias``; A (M, K), W (K, N), bias (N,) or (0,) for none.
+    ``gemm_tn(A, X, C)``: ``C = A^T @ X``; A (M, N1), X (M, N2), C (N1, N2) (weight gradients).
+
+GRU cell (one layer, all directions; gate order r, z, n; documented in full on the CPU kernels)
+    ``gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
+    gates, hn_s, hprev)``: x (B, T, I), w_ih (D*3H, I), b_ih (D*3H,), whh (D, 3H, H),
+    bhh (D, 3H), h0 (D, B, H), lengths (B,) int64; writes out (B, T, D*H), h_n (D, B, H) and,
+    when ``store``, gates (D, T, B, 3H), hn_s (D, T, B, H) (reset_after only), hprev (D, T, B, H).
+    ``gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, dgi, dgh,
+    dh0) -> dbias``: writes dgi (B, T, D*3H), dgh (D, T, B, 3H), dh0 (D, B, H) and returns the
+    bias gradients already reduced over rows and steps, a NumPy array (D, 2, 3H): [d, 0] of
+    ``b_ih``, [d, 1] of ``b_hh`` (n part unused with reset_after=False).
+    ``gru_hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out)``: dW_hh of one direction,
+    dgh_d (M, 3H), hprev_d (M, H), gates_d (M, 3H) -> out (3H, H) native.
+
+How the work is shared out among threads (CPU) or blocks (CUDA) is each backend's own business.
+"""
+
+_DEVICES = ("cpu", "cuda", "auto")
+
+
+def get_backend(device):
+    """The backend object for a ``device`` argument: "cpu", "cuda" or "auto".
+
+    "auto" takes a real GPU when there is one (never the simulator), else the CPU. "cuda" raises
+    ``RuntimeError`` naming the reason when CUDA cannot be used here.
+    """
+    from . import _cpu, _cuda
+
+    if isinstance(device, Backend):
+        return device
+    if device not in _DEVICES:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "auto":
+        device = "cuda" if _cuda.gpu_present() else "cpu"
+    if device == "cuda":
+        reason = _cuda.unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"device='cuda' cannot be used: {reason}")
+        return _cuda.backend()
+    return _cpu.backend
+
+
+class Backend:
+    """Base class of the backends: the contract is the module docstring above.
+
+    Subclasses implement every method; a backend pickles as its device name, so that a pickled
+    model finds the backend of the process that unpickles it.
+    """
+
+    name = None
+
+    def __reduce__(self):
+        return (get_backend, (self.name,))
+
+    def __repr__(self):
+        return f"<numgru backend {self.name!r}>"
