@@ -2,54 +2,23 @@
 
 Shape legend: B batch, T time, I input size, H hidden size, L layers, D directions (1 or 2).
 
-Parameters are held per layer in packed form (both directions stacked) so that the input
-projection of all timesteps and both directions is one GEMM; :meth:`GRU.state_dict` exposes them
-under PyTorch's names and shapes. The recurrences run in :mod:`numgru._cpu`.
+The facade of the engine with PyTorch's API: it validates input and runs a
+:class:`numgru._stack.Stack` of GRU layers (:mod:`numgru._cells`) on the backend of its device
+(:mod:`numgru._backend`). Parameter names, shapes and the Keras import are in
+:mod:`numgru._layout`.
 """
 
 import functools
-import math
 import numbers
-import threading
 
 import numpy as np
 
-from . import _cpu, _cuda
-from ._config import PARALLEL_MIN_WORK, blas_single_threaded
-
-_DTYPES = {"float32": np.float32, "float64": np.float64}
-
-
-def _as_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return dt
-
-
-def _check_float_array(a, name, dtype):
-    """Convert an array-like to a C-contiguous array of ``dtype``; reject non-real-number data."""
-    arr = np.asarray(a)
-    kind = arr.dtype.kind
-    if kind == "b":
-        raise TypeError(f"{name} has boolean dtype; expected real floating-point numbers")
-    if kind == "c":
-        raise TypeError(f"{name} has complex dtype {arr.dtype}; expected real floating-point numbers")
-    if kind not in "fiu":
-        raise TypeError(f"{name} has non-numeric dtype {arr.dtype}; expected real floating-point numbers")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not out.flags.writeable:  # a read-only array would make Numba compile another variant
-        out = out.copy()
-    return out
-
-
-def _check_finite(arr, name):
-    if not np.isfinite(arr).all():
-        bad = "NaN" if np.isnan(arr).any() else "inf"
-        raise ValueError(f"{name} contains {bad} values; all values must be finite")
+from . import _layout
+from ._backend import get_backend
+from ._config import blas_single_threaded
+from ._stack import Stack
+from ._validation import as_dtype, check_float_array, check_finite, check_lengths, \
+    check_native, check_sequences, check_state
 
 
 def _holding_blas(method):
@@ -61,25 +30,6 @@ def _holding_blas(method):
             return method(*args, **kwargs)
 
     return wrapper
-
-
-def _resolve_device(device):
-    """'cpu' or 'cuda' for a ``device`` argument; 'auto' takes a real GPU when there is one."""
-    if device not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    if device == "auto":
-        return "cuda" if _cuda.gpu_present() else "cpu"
-    if device == "cuda":
-        reason = _cuda.unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"device='cuda' cannot be used: {reason}")
-    return device
-
-
-def _num_threads():
-    import numba
-
-    return numba.get_num_threads()
 
 
 class GRU:
@@ -130,7 +80,7 @@ class GRU:
         if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) \
                 or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        device = _resolve_device(device)
+        be = get_backend(device)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_layers = int(num_layers)
@@ -138,113 +88,42 @@ class GRU:
         self.num_directions = 2 if self.bidirectional else 1
         self.dropout = float(dropout)
         self.reset_after = bool(reset_after)
-        self.dtype = _as_dtype(dtype)
-        self.device = device
+        self.dtype = as_dtype(dtype)
         self.rng = (random_state if isinstance(random_state, np.random.Generator)
                     else np.random.default_rng(random_state))
         self.dropout_masks_ = []
-        self._cache = None
-        self._dev_params = None        # device copies of the parameters (device="cuda")
-        self._host_mutable = False     # parameters handed out for in-place updates
-        self._tls = threading.local()
-        self._layers = []
-        H, D = self.hidden_size, self.num_directions
-        bound = 1.0 / np.sqrt(H)
-        for k in range(self.num_layers):
-            in_k = self.input_size if k == 0 else D * H
-            layer = {}
-            # draw per direction in state_dict order so that the stream matches the names
-            w_ih, w_hh, b_ih, b_hh = [], [], [], []
-            for _ in range(D):
-                w_ih.append(self.rng.uniform(-bound, bound, (3 * H, in_k)))
-                w_hh.append(self.rng.uniform(-bound, bound, (3 * H, H)))
-                b_ih.append(self.rng.uniform(-bound, bound, 3 * H))
-                bh = self.rng.uniform(-bound, bound, 3 * H if self.reset_after else 2 * H)
-                b_hh.append(np.concatenate([bh, np.zeros(3 * H - bh.size)]))
-            layer["w_ih"] = np.ascontiguousarray(np.concatenate(w_ih), dtype=self.dtype)
-            layer["w_hh"] = np.ascontiguousarray(np.stack(w_hh), dtype=self.dtype)
-            layer["b_ih"] = np.ascontiguousarray(np.concatenate(b_ih), dtype=self.dtype)
-            layer["b_hh"] = np.ascontiguousarray(np.stack(b_hh), dtype=self.dtype)
-            self._layers.append(layer)
+        self._device_io = False
+        self._stack = Stack.recurrent(self.input_size, [self.hidden_size] * self.num_layers,
+                                      cell="gru", bidirectional=self.bidirectional,
+                                      dropout=self.dropout, dtype=self.dtype, backend=be,
+                                      rngs=self.rng, reset_after=self.reset_after)
 
-    # ------------------------------------------------------------------ workspace
-    def _work(self, key, shape):
-        """A scratch array of ``shape`` kept between calls (per thread, grown as needed).
-
-        Large fresh arrays come from the OS and every page faults on first touch; reusing them
-        saved a third of a large training step. Never used for arrays handed to the caller.
-        """
-        bufs = getattr(self._tls, "buffers", None)
-        if bufs is None:
-            bufs = self._tls.buffers = {}
-        n = math.prod(shape)
-        buf = bufs.get(key)
-        if buf is None or buf.size < n:
-            buf = bufs[key] = self._alloc(max(n, 1))
-        return buf[:n].reshape(shape)
-
-    def _alloc(self, shape):
-        """A fresh uninitialised array on this GRU's device."""
-        if self.device == "cuda":
-            return _cuda.device_empty(shape, self.dtype)
-        return np.empty(shape, dtype=self.dtype)
+    @classmethod
+    def _from_stack(cls, stack, rng=None):
+        """A GRU facade over an existing stack of equal-size GRU layers (parameters shared)."""
+        rec = stack.recurrent_layers
+        first = rec[0]
+        gru = cls.__new__(cls)
+        gru.input_size = first.input_size
+        gru.hidden_size = first.hidden_size
+        gru.num_layers = len(rec)
+        gru.num_directions = first.num_directions
+        gru.bidirectional = first.num_directions == 2
+        gru.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
+        gru.reset_after = first.reset_after
+        gru.dtype = stack.dtype
+        gru.rng = rng if rng is not None else np.random.default_rng()
+        gru.dropout_masks_ = []
+        gru._device_io = False
+        gru._stack = stack
+        return gru
 
     @property
-    def _be(self):
-        """The kernel module of this GRU's device: :mod:`numgru._cpu` or :mod:`numgru._cuda`."""
-        return _cuda if self.device == "cuda" else _cpu
-
-    def _bparams(self):
-        """Per-layer parameters as the kernels take them, on this GRU's device.
-
-        Device copies are kept until the parameters change: :meth:`load_state_dict` drops them,
-        and once :meth:`_packed_params` has handed the arrays out for in-place updates every
-        call uploads afresh.
-        """
-        if self.device != "cuda":
-            return self._layers
-        if self._dev_params is None or self._host_mutable:
-            self._dev_params = [{key: _cuda.to_device(value) for key, value in lay.items()}
-                                for lay in self._layers]
-        return self._dev_params
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_tls"] = None
-        state["_cache"] = None
-        state["_dev_params"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._tls = threading.local()
+    def device(self):
+        """"cpu" or "cuda": where the kernels run."""
+        return self._stack.backend.name
 
     # ------------------------------------------------------------------ parameters
-    def _names(self):
-        suffixes = ["", "_reverse"][: self.num_directions]
-        for k in range(self.num_layers):
-            for d, s in enumerate(suffixes):
-                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    yield f"{kind}_l{k}{s}", k, d, kind
-
-    def _shape(self, k, kind):
-        H, D = self.hidden_size, self.num_directions
-        in_k = self.input_size if k == 0 else D * H
-        return {"weight_ih": (3 * H, in_k), "weight_hh": (3 * H, H), "bias_ih": (3 * H,),
-                "bias_hh": (3 * H,) if self.reset_after else (2 * H,)}[kind]
-
-    def _view(self, layers, k, d, kind):
-        """The (writable) view of one direction's parameter inside packed per-layer arrays."""
-        H = self.hidden_size
-        lay = layers[k]
-        if kind == "weight_ih":
-            return lay["w_ih"][d * 3 * H:(d + 1) * 3 * H]
-        if kind == "weight_hh":
-            return lay["w_hh"][d]
-        if kind == "bias_ih":
-            return lay["b_ih"][d * 3 * H:(d + 1) * 3 * H]
-        return lay["b_hh"][d] if self.reset_after else lay["b_hh"][d, : 2 * H]
-
     def state_dict(self):
         """Copies of all parameters under PyTorch's names, in PyTorch's order.
 
@@ -264,8 +143,7 @@ class GRU:
          'bias_hh_l0': (12,), 'weight_ih_l0_reverse': (12, 3), 'weight_hh_l0_reverse': (12, 4),
          'bias_ih_l0_reverse': (12,), 'bias_hh_l0_reverse': (12,)}
         """
-        return {name: self._view(self._layers, k, d, kind).copy()
-                for name, k, d, kind in self._names()}
+        return _layout.state_dict(self._stack)
 
     def load_state_dict(self, state_dict):
         """Load parameters (any array-likes, e.g. torch tensors) with strict name and shape checks.
@@ -302,29 +180,7 @@ class GRU:
         ...
         ValueError: state_dict does not match this GRU: missing keys [...], unexpected keys []
         """
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        expected = {name: (k, d, kind) for name, k, d, kind in self._names()}
-        missing = [n for n in expected if n not in state_dict]
-        unexpected = [n for n in state_dict if n not in expected]
-        if missing or unexpected:
-            raise ValueError(f"state_dict does not match this GRU: missing keys {missing}, "
-                             f"unexpected keys {unexpected}")
-        converted = {}
-        for name, (k, d, kind) in expected.items():
-            value = state_dict[name]
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
-            arr = _check_float_array(value, f"state_dict[{name!r}]", self.dtype)
-            shape = self._shape(k, kind)
-            if arr.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
-            _check_finite(arr, f"state_dict[{name!r}]")
-            converted[name] = arr
-        for name, (k, d, kind) in expected.items():
-            self._view(self._layers, k, d, kind)[...] = converted[name]
-        self._cache = None
-        self._dev_params = None
+        _layout.load_state_dict(self._stack, state_dict)
 
     @classmethod
     def from_keras_weights(cls, kernel, recurrent_kernel, bias, reset_after=True, dtype="float32"):
@@ -369,117 +225,15 @@ class GRU:
         >>> gru.state_dict()["weight_ih_l0"].shape
         (12, 3)
         """
-        kernel = _check_float_array(kernel, "kernel", np.float64)
-        recurrent_kernel = _check_float_array(recurrent_kernel, "recurrent_kernel", np.float64)
-        if kernel.ndim != 2 or kernel.shape[1] % 3:
-            raise ValueError(f"kernel must have shape (input_size, 3*units), got {kernel.shape}")
-        I, H3 = kernel.shape
-        H = H3 // 3
-        if recurrent_kernel.shape != (H, H3):
-            raise ValueError(f"recurrent_kernel must have shape {(H, H3)}, got {recurrent_kernel.shape}")
-        if bias is None:
-            bias = np.zeros((2, H3) if reset_after else (H3,))
-        bias = _check_float_array(bias, "bias", np.float64)
-        want = (2, H3) if reset_after else (H3,)
-        if bias.shape != want:
-            raise ValueError(f"bias must have shape {want} for reset_after={reset_after}, got {bias.shape}")
-
-        def reorder(a):  # Keras (z, r, h) blocks along the last axis -> PyTorch (r, z, n)
-            z, r, h = a[..., :H], a[..., H:2 * H], a[..., 2 * H:]
-            return np.concatenate([r, z, h], axis=-1)
-
+        I, H, sd = _layout.keras_gru_to_torch(kernel, recurrent_kernel, bias, reset_after)
         gru = cls(I, H, 1, reset_after=reset_after, dtype=dtype)
-        sd = {"weight_ih_l0": reorder(kernel).T, "weight_hh_l0": reorder(recurrent_kernel).T}
-        if reset_after:
-            sd["bias_ih_l0"] = reorder(bias[0])
-            sd["bias_hh_l0"] = reorder(bias[1])
-        else:
-            sd["bias_ih_l0"] = reorder(bias)
-            sd["bias_hh_l0"] = np.zeros(2 * H)
         gru.load_state_dict(sd)
         return gru
 
-    # ------------------------------------------------------------------ validation
-    def _check_x(self, x):
-        x = _check_float_array(x, "x", self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"x must be 3-D (batch, time, input_size), got {x.ndim}-D with shape {x.shape}")
-        B, T, I = x.shape
-        if I != self.input_size:
-            raise ValueError(f"x has {I} features per timestep but this GRU has input_size={self.input_size}")
-        if B == 0 or T == 0:
-            raise ValueError(f"x must have at least one sequence and one timestep, got shape {x.shape}")
-        _check_finite(x, "x")
-        return x
-
-    def _check_lengths(self, lengths, B, T):
-        if lengths is None:
-            return np.full(B, T, dtype=np.int64)
-        if hasattr(lengths, "detach"):
-            lengths = lengths.detach().cpu().numpy()
-        elif _cuda.is_device_array(lengths):
-            lengths = _cuda.as_device(lengths).copy_to_host()
-        arr = np.asarray(lengths)
-        if arr.ndim != 1 or arr.shape[0] != B:
-            raise ValueError(f"lengths must have one entry per sequence: expected shape ({B},), got {arr.shape}")
-        if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError("lengths must be integers")
-        elif arr.dtype.kind not in "iu":
-            raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)  # always a fresh, writable copy
-        if arr.min() < 1 or arr.max() > T:
-            raise ValueError(f"lengths must lie in [1, {T}] (the number of timesteps), "
-                             f"got values in [{arr.min()}, {arr.max()}]")
-        return np.ascontiguousarray(arr)
-
-    def _check_device_array(self, a, name, shape):
-        """Validate a CUDA array (no copy to the host): shape, dtype, contiguity, finiteness."""
-        a = _cuda.as_device(a)
-        if a.dtype != self.dtype:
-            raise TypeError(f"{name} is a device array of dtype {a.dtype}, but this GRU computes "
-                            f"in {self.dtype}; convert it on the device first")
-        if shape is not None and tuple(a.shape) != tuple(shape):
-            raise ValueError(f"{name} must have shape {shape}, got {tuple(a.shape)}")
-        if not a.is_c_contiguous():
-            raise ValueError(f"{name} must be a C-contiguous device array")
-        if _cuda.has_nonfinite(a):
-            raise ValueError(f"{name} contains NaN or inf values; all values must be finite")
-        return a
-
-    def _check_x_device(self, x):
-        a = _cuda.as_device(x)
-        if a.ndim != 3:
-            raise ValueError(f"x must be 3-D (batch, time, input_size), got {a.ndim}-D with "
-                             f"shape {tuple(a.shape)}")
-        B, T, I = a.shape
-        if I != self.input_size:
-            raise ValueError(f"x has {I} features per timestep but this GRU has "
-                             f"input_size={self.input_size}")
-        if B == 0 or T == 0:
-            raise ValueError(f"x must have at least one sequence and one timestep, got shape {a.shape}")
-        return self._check_device_array(a, "x", None)
-
-    def _check_state(self, h, name, B):
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        if self.device == "cuda" and _cuda.is_device_array(h):
-            return self._check_device_array(h, name, shape)
-        h = _check_float_array(h, name, self.dtype)
-        if h.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} (num_layers*num_directions, batch, "
-                             f"hidden_size), got {h.shape}")
-        _check_finite(h, name)
-        return h
-
-    @staticmethod
-    def _ntasks(M):
-        """Blocks of rows for the large products: one per thread, at least 64 rows each."""
-        return max(1, min(_num_threads(), M // 64))
-
-    def _nchunks(self, B):
-        if B * 3 * self.hidden_size * self.hidden_size < PARALLEL_MIN_WORK:
-            return 1
-        return max(1, min(_num_threads(), B))
+    def _split(self, h):
+        """A (L*D, B, H) state as the stack's list of per-layer (D, B, H) views."""
+        D = self.num_directions
+        return [h[k * D:(k + 1) * D] for k in range(self.num_layers)]
 
     # ------------------------------------------------------------------ forward / backward
     @_holding_blas
@@ -525,62 +279,25 @@ class GRU:
         ...
         ValueError: x has 3 features per timestep but this GRU has input_size=2
         """
-        dev = self.device == "cuda"
-        device_io = dev and _cuda.is_device_array(x)
-        x = self._check_x_device(x) if device_io else self._check_x(x)
+        be = self._stack.backend
+        x, device_io = check_sequences(be, x, self.input_size, self.dtype)
         B, T, _ = x.shape
-        lengths = self._check_lengths(lengths, B, T)
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        lengths = check_lengths(lengths, B, T, be)
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         if h0 is None:
-            h0 = np.zeros((L * D, B, H), dtype=self.dtype)   # uploaded below on CUDA
-        else:
-            h0 = self._check_state(h0, "h0", B)
-        be = self._be
-        params = self._bparams()
-        if dev:
-            x = x if device_io else _cuda.to_device(x)
-            h0 = h0 if _cuda.is_device_array(h0) else _cuda.to_device(h0)
-            lengths_k = _cuda.to_device(lengths)
-            nchunks = 1
-        else:
-            lengths_k = lengths
-            nchunks = self._nchunks(B)
-        empty4 = self._alloc((D, 0, 0, 0))
-        h_n = self._alloc((L * D, B, H))
-        mode = "train" if training else "infer"
-        layer_caches = []
-        masks = []
-        inp = x
-        for k, lay in enumerate(params):
-            out = (self._alloc((B, T, D * H)) if k == L - 1
-                   else self._work((mode, "out", k), (B, T, D * H)))
-            if training:
-                gates = self._work(("gates", k), (D, T, B, 3 * H))   # time-major
-                hn_s = self._work(("hn_s", k), (D, T, B, H)) if self.reset_after else empty4
-                hprev = self._work(("hprev", k), (D, T, B, H))
-            else:
-                gates = hn_s = hprev = empty4
-            be.gru_layer_forward(inp, lay["w_ih"], lay["b_ih"], lay["w_hh"], lay["b_hh"],
-                                 h0[k * D:(k + 1) * D], lengths_k, self.reset_after, nchunks,
-                                 out, h_n[k * D:(k + 1) * D], training, gates, hn_s, hprev)
-            if training:
-                layer_caches.append((inp, gates, hn_s, hprev))
-            if training and self.dropout > 0 and k < L - 1:
-                keep = self.rng.random((B, T, D * H)) >= self.dropout
-                mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
-                masks.append(mask)
-                out = be.mul(out, _cuda.to_device(mask) if dev else mask,
-                             self._work(("drop", k), (B, T, D * H)))
-            inp = out
-        if training:  # an inference forward leaves the last training forward's state alone
-            self.dropout_masks_ = masks
-            self._cache = {"B": B, "T": T, "lengths": lengths_k, "layers": layer_caches,
-                           "masks": masks, "nchunks": nchunks, "params": params,
-                           "device_io": device_io}
-        if dev and not device_io:
-            return inp.copy_to_host(), h_n.copy_to_host()
-        return inp, h_n
+            h0 = np.zeros(shape, dtype=self.dtype)
+        h0 = check_state(be, h0, "h0", shape, self.dtype)
+        h_n = be.empty(shape, self.dtype)
+        out, _ = self._stack.forward(x, lengths, self._split(h0), self._split(h_n),
+                                     training=training, rng=self.rng)
+        if training:
+            self.dropout_masks_ = self._stack.dropout_masks()
+            self._device_io = device_io
+        if device_io:
+            return out, h_n
+        return be.to_host(out), be.to_host(h_n)
 
+    @_holding_blas
     def backward(self, d_out, d_h_n=None):
         """Backpropagate through the last training forward.
 
@@ -616,98 +333,34 @@ class GRU:
         >>> list(grads) == list(gru.state_dict())
         True
         """
-        d_in, dh0, glayers = self._backward(d_out, d_h_n, need_dx=True)
-        packed = [{"w_ih": g["w_ih"], "w_hh": g["w_hh"], "b_ih": g["b_ih"], "b_hh": g["b_hh"]}
-                  for g in glayers]
-        grads = {name: self._view(packed, k, d, kind).copy() for name, k, d, kind in self._names()}
-        return d_in, dh0, grads
+        dx, dh0, grads = self._backward(d_out, d_h_n, need_dx=True)
+        return dx, dh0, _layout.named_grads(self._stack, grads)
 
-    def _packed_params(self):
-        """The parameter arrays themselves (packed per layer), for in-place optimizer updates."""
-        self._host_mutable = True
-        return [lay[key] for lay in self._layers for key in ("w_ih", "w_hh", "b_ih", "b_hh")]
-
-    @staticmethod
-    def _packed_grads(glayers):
-        """Gradients from :meth:`_backward` in the order of :meth:`_packed_params`."""
-        return [g[key] for g in glayers for key in ("w_ih", "w_hh", "b_ih", "b_hh")]
-
-    @_holding_blas
     def _backward(self, d_out, d_h_n=None, need_dx=True):
-        """Backward pass returning packed per-layer gradients; ``dx`` is None unless need_dx."""
-        if self._cache is None:
+        stack = self._stack
+        if stack._tape is None:
             raise RuntimeError("backward() needs a preceding forward(..., training=True); "
                                "call forward with training=True first")
-        cache = self._cache
-        B, T, lengths = cache["B"], cache["T"], cache["lengths"]
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
-        dev = self.device == "cuda"
-        be = self._be
-        if dev and _cuda.is_device_array(d_out):
-            d_out = self._check_device_array(d_out, "d_out", (B, T, D * H))
+        be = stack.backend
+        B = stack._tape["B"]
+        out_shape = (B, stack._tape["T"], self.num_directions * self.hidden_size)
+        if be.is_native(d_out):
+            d_out = check_native(be, d_out, "d_out", out_shape, self.dtype)
         else:
-            d_out = _check_float_array(d_out, "d_out", self.dtype)
-            if d_out.shape != (B, T, D * H):
-                raise ValueError(f"d_out must have the shape of out, {(B, T, D * H)}, "
+            d_out = check_float_array(d_out, "d_out", self.dtype)
+            if d_out.shape != out_shape:
+                raise ValueError(f"d_out must have the shape of out, {out_shape}, "
                                  f"got {d_out.shape}")
-            _check_finite(d_out, "d_out")
-            d_out = _cuda.to_device(d_out) if dev else d_out
-        if d_h_n is None:
-            d_h_n = np.zeros((L * D, B, H), dtype=self.dtype)
-        else:
-            d_h_n = self._check_state(d_h_n, "d_h_n", B)
-        if dev and not _cuda.is_device_array(d_h_n):
-            d_h_n = _cuda.to_device(d_h_n)
-        host = (lambda a: a.copy_to_host()) if dev else (lambda a: a)
-        nchunks = cache["nchunks"]
-        params = cache["params"]
-        no_bias = self._alloc(0)
-        dh0 = self._alloc((L * D, B, H))
-        glayers = [None] * L
-        d_layer = d_out
-        for k in range(L - 1, -1, -1):
-            lay = params[k]
-            inp, gates, hn_s, hprev = cache["layers"][k]
-            in_k = inp.shape[2]
-            dgi = self._work("dgi", (B, T, D * 3 * H))
-            dgh = self._work("dgh", (D, T, B, 3 * H))                # time-major
-            dbias = self._work("dbias", (D * nchunks, 2, 3 * H))
-            be.gru_layer_backward(d_layer, d_h_n[k * D:(k + 1) * D], gates, hn_s, hprev,
-                                  lay["w_hh"], lengths, self.reset_after, nchunks,
-                                  dgi, dgh, dh0[k * D:(k + 1) * D], dbias)
-            dbias = host(dbias).reshape(D, nchunks, 2, 3 * H).sum(axis=1)   # (D, 2, 3H)
-            dgi2 = dgi.reshape(B * T, D * 3 * H)
-            ntasks = self._ntasks(B * T)
-            g_ih = self._alloc((D * 3 * H, in_k))
-            be.gemm_tn(dgi2, inp.reshape(B * T, in_k), g_ih, ntasks)
-            g_hh = self._alloc((D, 3 * H, H))
-            for d in range(D):
-                be.hh_weight_grad(dgh[d].reshape(B * T, 3 * H), hprev[d].reshape(B * T, H),
-                                  gates[d].reshape(B * T, 3 * H), self.reset_after, g_hh[d],
-                                  ntasks)
-            g = {"w_ih": host(g_ih), "w_hh": host(g_hh), "b_ih": dbias[:, 0].reshape(-1).copy(),
-                 "b_hh": np.zeros((D, 3 * H), dtype=self.dtype)}
-            for d in range(D):
-                if self.reset_after:
-                    g["b_hh"][d] = dbias[d, 1]
-                else:
-                    g["b_hh"][d, : 2 * H] = dbias[d, 1, : 2 * H]
-            glayers[k] = g
-            if k == 0 and not need_dx:
-                d_layer = None
-                break
-            d_inp = (self._alloc((B, T, in_k)) if k == 0
-                     else self._work(("d_inp", k % 2), (B, T, in_k)))
-            be.gemm(dgi2, lay["w_ih"], no_bias, d_inp.reshape(B * T, in_k), ntasks)
-            if k > 0 and cache["masks"]:
-                mask = cache["masks"][k - 1]
-                be.mul(d_inp, _cuda.to_device(mask) if dev else mask, d_inp)
-            d_layer = d_inp
-        if dev and not cache["device_io"]:
-            return (None if d_layer is None else d_layer.copy_to_host()), dh0.copy_to_host(), glayers
-        return d_layer, dh0, glayers
-
-
+            check_finite(d_out, "d_out")
+            d_out = be.upload(d_out)
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if d_h_n is not None:
+            d_h_n = self._split(check_state(be, d_h_n, "d_h_n", shape, self.dtype))
+        dh0 = be.empty(shape, self.dtype)
+        dx, _, grads = stack.backward(d_out, d_h_n, self._split(dh0), need_dx=need_dx)
+        if self._device_io:
+            return dx, dh0, grads
+        return (None if dx is None else be.to_host(dx)), be.to_host(dh0), grads
 
     __call__ = forward
 

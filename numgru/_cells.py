@@ -1,0 +1,232 @@
+"""Layers of the engine's stack: recurrent cells and the layers between them.
+
+Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2).
+
+Every layer has the same small interface, which :class:`numgru._stack.Stack` drives:
+
+``input_size``, ``output_size``
+    Features per timestep in and out.
+``num_states``, ``state_size``
+    Recurrent states the layer takes in ``h0`` / gives back in ``h_n``: ``num_states`` arrays
+    of (B, ``state_size``) stacked as (num_states, B, state_size) (0 for stateless layers).
+``params``
+    dict of the layer's parameter arrays (host, the source of truth), in ``param_keys`` order;
+    ``is_weight`` flags those the L2 penalty applies to.
+``forward(ctx, params, inp, h0, h_n, fresh) -> (out, saved)``
+    ``params``: the native copies of ``self.params``; ``inp`` (B, T, input_size) native;
+    ``h0``/``h_n``: (num_states, B, state_size) native (read / written), None if stateless;
+    ``fresh``: the output is handed to the caller (allocate it, don't use the workspace).
+    ``saved`` is what backward needs (None for an inference forward).
+``backward(ctx, params, saved, d_out, d_h_n, dh0, need_dx) -> (d_inp, grads)``
+    Writes dh0 (if stateful); returns the input gradient (None if not ``need_dx``) and a dict
+    of host gradient arrays keyed like ``params``.
+
+A new recurrent cell is one kernel pair in each backend (see :mod:`numgru._backend`) plus a
+class here registered with :func:`register_cell`; a new layer between cells (residual add,
+embedding, a head) is a class with this interface.
+"""
+
+import numpy as np
+
+CELLS = {}
+
+
+def register_cell(name):
+    """Class decorator: make a recurrent layer class available as ``cell=name``."""
+
+    def deco(cls):
+        cls.cell = name
+        CELLS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_cell(name):
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}; known cells: {sorted(CELLS)}") from None
+
+
+class Context:
+    """What one forward or backward call shares with its layers.
+
+    be        the backend
+    lengths   (B,) native valid lengths
+    training  keep what backward needs, apply dropout
+    rng       numpy Generator for dropout masks (training forwards)
+    work      ``work(key, shape)``: a scratch array kept between calls (never handed out)
+    """
+
+    def __init__(self, be, dtype, lengths, training, rng, work):
+        self.be = be
+        self.dtype = dtype
+        self.lengths = lengths
+        self.training = training
+        self.rng = rng
+        self.work = work
+
+
+@register_cell("gru")
+class GRULayer:
+    """One GRU layer with D directions (gate order r, z, n; PyTorch's layout).
+
+    Packed parameters (both directions in one array, so that the input projection of all
+    directions is one product):
+
+    w_ih (D*3H, I)   input weights, direction d at rows d*3H
+    w_hh (D, 3H, H)  recurrent weights
+    b_ih (D*3H,)     input biases
+    b_hh (D, 3H)     recurrent biases; with reset_after=False the n part is 0 and unused
+
+    ``reset_after``: True is PyTorch's / cuDNN's form, False Cho et al. 2014's.
+    """
+
+    gates = 3
+    param_keys = ("w_ih", "w_hh", "b_ih", "b_hh")
+    is_weight = (True, True, False, False)
+    torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+    def __init__(self, input_size, hidden_size, num_directions, dtype, reset_after=True):
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_directions = int(num_directions)
+        self.dtype = np.dtype(dtype)
+        self.reset_after = bool(reset_after)
+        H, D, G = self.hidden_size, self.num_directions, self.gates * self.hidden_size
+        self.params = {"w_ih": np.zeros((D * G, self.input_size), self.dtype),
+                       "w_hh": np.zeros((D, G, H), self.dtype),
+                       "b_ih": np.zeros(D * G, self.dtype),
+                       "b_hh": np.zeros((D, G), self.dtype)}
+
+    # ------------------------------------------------------------------ sizes and layout
+    @property
+    def output_size(self):
+        return self.num_directions * self.hidden_size
+
+    @property
+    def num_states(self):
+        return self.num_directions
+
+    @property
+    def state_size(self):
+        return self.hidden_size
+
+    def torch_shape(self, kind):
+        """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
+        H, G = self.hidden_size, self.gates * self.hidden_size
+        return {"weight_ih": (G, self.input_size), "weight_hh": (G, H), "bias_ih": (G,),
+                "bias_hh": (G,) if self.reset_after else (2 * H,)}[kind]
+
+    def view(self, arrays, kind, d):
+        """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
+        G = self.gates * self.hidden_size
+        if kind == "weight_ih":
+            return arrays["w_ih"][d * G:(d + 1) * G]
+        if kind == "weight_hh":
+            return arrays["w_hh"][d]
+        if kind == "bias_ih":
+            return arrays["b_ih"][d * G:(d + 1) * G]
+        return arrays["b_hh"][d] if self.reset_after else arrays["b_hh"][d, : 2 * self.hidden_size]
+
+    def init_params(self, rng):
+        """PyTorch's initialisation: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)],
+        drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for d in range(self.num_directions):
+            for kind in self.torch_kinds:
+                self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
+                                                                   self.torch_shape(kind))
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, ctx, p, inp, h0, h_n, fresh):
+        be, work = ctx.be, ctx.work
+        B, T = inp.shape[0], inp.shape[1]
+        H, D = self.hidden_size, self.num_directions
+        key = id(self)
+        out = (be.empty((B, T, D * H), ctx.dtype) if fresh
+               else work((key, "infer" if not ctx.training else "train", "out"), (B, T, D * H)))
+        if ctx.training:
+            gates = work((key, "gates"), (D, T, B, 3 * H))            # time-major
+            hn_s = (work((key, "hn_s"), (D, T, B, H)) if self.reset_after
+                    else be.empty((D, 0, 0, 0), ctx.dtype))
+            hprev = work((key, "hprev"), (D, T, B, H))
+        else:
+            gates = hn_s = hprev = be.empty((D, 0, 0, 0), ctx.dtype)
+        be.gru_layer_forward(inp, p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], h0, ctx.lengths,
+                             self.reset_after, out, h_n, ctx.training, gates, hn_s, hprev)
+        saved = (inp, gates, hn_s, hprev) if ctx.training else None
+        return out, saved
+
+    def backward(self, ctx, p, saved, d_out, d_h_n, dh0, need_dx, fresh_dx):
+        """dgi / dgh from the backward recurrence, then every weight gradient as one product
+        over all timesteps (``dW_ih = dgi^T x``, ``dW_hh = dgh^T h_prev``) and
+        ``dx = dgi @ W_ih``."""
+        be, work = ctx.be, ctx.work
+        inp, gates, hn_s, hprev = saved
+        B, T, in_k = inp.shape
+        H, D = self.hidden_size, self.num_directions
+        dgi = work("dgi", (B, T, D * 3 * H))
+        dgh = work("dgh", (D, T, B, 3 * H))                       # time-major
+        dbias = be.gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, p["w_hh"], ctx.lengths,
+                                      self.reset_after, dgi, dgh, dh0)     # (D, 2, 3H) host
+        dgi2 = dgi.reshape(B * T, D * 3 * H)
+        g_ih = be.empty((D * 3 * H, in_k), ctx.dtype)
+        be.gemm_tn(dgi2, inp.reshape(B * T, in_k), g_ih)
+        g_hh = be.empty((D, 3 * H, H), ctx.dtype)
+        for d in range(D):
+            be.gru_hh_weight_grad(dgh[d].reshape(B * T, 3 * H), hprev[d].reshape(B * T, H),
+                                  gates[d].reshape(B * T, 3 * H), self.reset_after, g_hh[d])
+        b_hh = np.zeros((D, 3 * H), dtype=ctx.dtype)
+        b_hh[:, : 3 * H if self.reset_after else 2 * H] = \
+            dbias[:, 1, : 3 * H if self.reset_after else 2 * H]
+        grads = {"w_ih": be.to_host(g_ih), "w_hh": be.to_host(g_hh),
+                 "b_ih": dbias[:, 0].reshape(-1).copy(), "b_hh": b_hh}
+        if not need_dx:
+            return None, grads
+        d_inp = (be.empty((B, T, in_k), ctx.dtype) if fresh_dx
+                 else work((id(self), "d_inp"), (B, T, in_k)))
+        be.gemm(dgi2, p["w_ih"], be.empty(0, ctx.dtype), d_inp.reshape(B * T, in_k))
+        return d_inp, grads
+
+
+class Dropout:
+    """Inverted dropout between layers (training forwards only).
+
+    mask = (rng.random((B, T, F)) >= p) / (1 - p), drawn from the context's rng; the host mask
+    is kept in ``saved`` (the engine reports it) and its native copy multiplies the gradient.
+    """
+
+    num_states = 0
+    state_size = 0
+    param_keys = ()
+    is_weight = ()
+
+    def __init__(self, size, p, dtype):
+        self.input_size = self.output_size = int(size)
+        self.p = float(p)
+        self.dtype = np.dtype(dtype)
+        self.params = {}
+
+    def forward(self, ctx, p, inp, h0, h_n, fresh):
+        if not ctx.training or self.p == 0:
+            return inp, None
+        be = ctx.be
+        keep = ctx.rng.random(tuple(inp.shape)) >= self.p
+        mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.p)
+        mask_n = be.upload(mask)
+        out = be.empty(inp.shape, self.dtype) if fresh else ctx.work((id(self), "out"), inp.shape)
+        be.mul(inp, mask_n, out)
+        return out, (mask, mask_n)
+
+    def backward(self, ctx, p, saved, d_out, d_h_n, dh0, need_dx, fresh_dx):
+        if not need_dx:
+            return None, {}
+        if saved is None:
+            return d_out, {}
+        be = ctx.be
+        d_inp = (be.empty(d_out.shape, self.dtype) if fresh_dx
+                 else ctx.work((id(self), "d_inp"), d_out.shape))
+        be.mul(d_out, saved[1], d_inp)
+        return d_inp, {}
