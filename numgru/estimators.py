@@ -32,6 +32,8 @@ from . import _data
 from ._config import blas_single_threaded
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
+from ._backend import get_backend
+from ._stack import Stack
 from .gru import GRU
 
 
@@ -146,49 +148,51 @@ class _BaseGRUEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ network
     def _init_network(self, n_inputs, n_outputs, rng):
+        """The recurrent stack (one engine for all layers, sizes may differ, dropout between
+        them) and the linear head; every layer is seeded from ``rng`` in turn, then the head."""
         dt = self._dtype
-        self.grus_ = []
-        size_in = n_inputs
-        for h in self._sizes():
-            seed = int(rng.integers(2 ** 31)) if hasattr(rng, "integers") else int(rng.randint(2 ** 31))
-            self.grus_.append(GRU(size_in, h, 1, bidirectional=self.bidirectional,
-                                  reset_after=self.reset_after, dtype=dt, device=self.device,
-                                  random_state=seed))
-            size_in = h * (2 if self.bidirectional else 1)
+        sizes = self._sizes()
+        seeds = [int(rng.integers(2 ** 31)) if hasattr(rng, "integers") else int(rng.randint(2 ** 31))
+                 for _ in sizes]
+        self.stack_ = Stack.recurrent(n_inputs, sizes, cell="gru", bidirectional=self.bidirectional,
+                                      dropout=self.dropout, dtype=dt,
+                                      backend=get_backend(self.device),
+                                      rngs=[np.random.default_rng(s) for s in seeds],
+                                      reset_after=self.reset_after)
+        size_in = self.stack_.output_size
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
 
+    @property
+    def grus_(self):
+        """The fitted recurrent layers as one-layer ``numgru.GRU`` objects sharing the
+        estimator's parameters (a view of ``stack_``)."""
+        stack = self.stack_
+        views = []
+        for lay in stack.recurrent_layers:
+            sub = Stack([lay], stack.backend, stack.dtype)
+            sub._host_mutable = True          # the estimator updates the arrays in place
+            views.append(GRU._from_stack(sub))
+        return views
+
     def _params(self):
-        out = []
-        for g in self.grus_:
-            out.extend(g._packed_params())
-        return out + [self.head_coef_, self.head_intercept_]
+        return [a for a, _ in self.stack_.parameters()] + [self.head_coef_, self.head_intercept_]
 
     def _is_weight(self):
-        flags = []
-        for _ in self.grus_:
-            flags.extend([True, True, False, False])
-        return flags + [True, False]
+        return [flag for _, flag in self.stack_.parameters()] + [True, False]
 
     def _features(self, X, lengths, training, rng=None):
-        """Run the GRU stack; return (features, per-layer dropout masks, last layer outputs)."""
-        h = X
-        masks = []
-        last = len(self.grus_) - 1
-        for i, g in enumerate(self.grus_):
-            out, h_n = g.forward(h, lengths=lengths, training=training)
-            if training and self.dropout > 0 and i < last:
-                keep = rng.random(out.shape) >= self.dropout
-                mask = keep.astype(out.dtype) / out.dtype.type(1 - self.dropout)
-                masks.append(mask)
-                out = out * mask
-            h = out
+        """Run the recurrent stack; return (features, dropout masks, last layer's outputs)."""
+        be = self.stack_.backend
+        out, h_n = self.stack_.forward(be.upload(X), lengths, training=training, rng=rng)
+        h = be.to_host(out)
+        masks = self.stack_.dropout_masks() if training else []
         B = X.shape[0]
         if self.output == "each_step":
             feats = h[_data.valid_mask(lengths, h.shape[1])]
         elif self.pooling == "last":
-            feats = np.ascontiguousarray(h_n.transpose(1, 0, 2).reshape(B, -1))
+            feats = np.ascontiguousarray(be.to_host(h_n[-1]).transpose(1, 0, 2).reshape(B, -1))
         else:
             feats = h.sum(axis=1) / lengths[:, None].astype(h.dtype)
         return feats, masks, h
@@ -206,24 +210,22 @@ class _BaseGRUEstimator(BaseEstimator):
         if not (np.isfinite(d_feats).all() and np.isfinite(g_head[0]).all()):
             raise FloatingPointError
         B, T = top.shape[0], top.shape[1]
-        d_h_n = None
+        stack = self.stack_
+        be = stack.backend
+        d_h_n = [None] * len(stack.recurrent_layers)
         if self.output == "each_step":
             d_out = np.zeros_like(top)
             d_out[_data.valid_mask(lengths, T)] = d_feats
         elif self.pooling == "last":
             d_out = np.zeros_like(top)
             D = 2 if self.bidirectional else 1
-            d_h_n = np.ascontiguousarray(d_feats.reshape(B, D, -1).transpose(1, 0, 2))
+            d_h_n[-1] = be.upload(np.ascontiguousarray(d_feats.reshape(B, D, -1).transpose(1, 0, 2)))
         else:
             d_out = np.repeat((d_feats / lengths[:, None].astype(top.dtype))[:, None, :], T, axis=1)
-        grads = []
-        for i in range(len(self.grus_) - 1, -1, -1):
-            d_in, _, glayers = self.grus_[i]._backward(d_out, d_h_n, need_dx=i > 0)
-            grads = GRU._packed_grads(glayers) + grads
-            d_h_n = None
-            if i > 0:
-                d_out = d_in * masks[i - 1] if masks else d_in
-        return grads + g_head
+        with blas_single_threaded:
+            _, _, grads = stack.backward(be.upload(np.ascontiguousarray(d_out, dtype=stack.dtype)),
+                                         d_h_n, need_dx=False)
+        return stack.flat_grads(grads) + g_head
 
     # ------------------------------------------------------------------ training
     def _make_optimizer(self, params):
