@@ -9,9 +9,9 @@
   user cache directory. ``NUMGRU_NO_CACHE=1`` turns it off.
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
   thread, because waking a second thread costs more than it saves.
-- ``BLAS_MIN_ROWS``: matrix products with at least this many rows call BLAS; smaller ones use
-  numgru's own register-blocked kernel, which measured faster than a BLAS call up to ~16 rows
-  (per thread) of the recurrent product here.
+- Matrix products: which kernel computes which product is one rule, documented in
+  :mod:`numgru._gemm` (packed micro-kernel or small register-blocked kernel for the per-step
+  recurrent products, BLAS per thread block for the products over all timesteps).
 
 The kernels read these values at compile time and Numba's cache does not notice when they
 change: after editing this file, clear the cache (``find numgru -name "*.nbi" -delete``) or run
@@ -24,7 +24,6 @@ import threading
 FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
 PARALLEL_MIN_WORK = 16384
-BLAS_MIN_ROWS = 24
 
 # CUDA launch geometry (numgru._cuda): threads per block of the recurrence and elementwise
 # kernels, batch rows each recurrence thread carries (its weight reads are shared by them), and

@@ -1,31 +1,32 @@
-"""CPU kernels: one GRU layer (both directions) forward and backward through time.
+"""CPU kernels: one GRU layer (both directions) forward and backward through time, and the CPU
+backend object (:class:`CPUBackend`, the contract is in :mod:`numgru._backend`).
 
 Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2),
 G = D*3H (the width of the input projections of all directions), O = D*H (the layer's output).
 
 The layer is computed the way cuDNN does it:
 
-1. ``gi = x @ W_ih^T + b_ih``: the input projections, independent of the recurrence, as large
-   matrix products -- one per block of ~``_PROJ_ROWS`` (timestep, batch row) pairs inside each
-   thread's share, so that the (rows, 3H) result is consumed from cache by the next few steps
-   instead of being written to memory for all T steps first (measured: 4-8% faster at the
-   benchmark's mid and large shapes than one product over all B*T rows).
+1. ``gi = x @ W_ih^T + b_ih``: the input projections, independent of the recurrence, as
+   products over blocks of ~``_PROJ_ROWS`` (timestep, batch row) pairs inside each thread's
+   share, so that the (rows, 3H) result is consumed from cache by the next few steps instead of
+   being written to memory for all T steps first (measured: 4-8% faster at the benchmark's mid
+   and large shapes than one product over all B*T rows).
 2. :func:`gru_layer_forward`: the recurrence. Only the recurrent product ``h @ W_hh^T`` is per
    step. Batch rows are independent, so the batch is split into one chunk per thread (times the
    two directions) and each thread runs *all* timesteps of its chunk: one parallel launch per
    layer, no barrier per step. The gate loop is vectorised (see ``_math``).
 3. :func:`gru_layer_backward`: the backward recurrence; it writes the pre-activation gradients
-   ``dgi`` (input side) and ``dgh`` (recurrent side) for every step. The caller then forms every
-   weight gradient as one large GEMM over all timesteps (:func:`gemm_tn`: ``dW_ih = dgi^T x``,
-   ``dW_hh = dgh^T h_prev``) and ``dx = dgi @ W_ih`` (:func:`gemm`).
+   ``dgi`` (input side) and ``dgh`` (recurrent side) for every step and per-chunk bias sums.
+   The engine (:class:`numgru._cells.GRULayer`) then forms every weight gradient as one large
+   product over all timesteps (``dW_ih = dgi^T x``, ``dW_hh = dgh^T h_prev``) and
+   ``dx = dgi @ W_ih``.
 
-Matrix products. Every product runs on Numba's thread pool: BLAS's own pool and Numba's spin
-against each other at each hand-over on a small machine (measured here: a (1, 100, 16, 64, 2)
-forward took 13 ms with both pools active, 0.2 ms with one). Products of at least
-``BLAS_MIN_ROWS`` rows call BLAS (``np.dot``, SciPy's BLAS) from inside the Numba threads, each
-thread on its own block of rows, with that BLAS held to one thread
-(:func:`numgru._config.blas_single_threaded`); smaller ones (up to ~16 batch rows per thread in the
-recurrence) use :func:`_mm_nt`, a register-blocked kernel that beats a BLAS call at that size.
+Matrix products: every product runs on Numba's thread pool (BLAS's own pool and Numba's spin
+against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
+13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
+one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
+of a thread with at least ``_PACK_MIN_ROWS`` rows, the small register-blocked ``mm_nt``
+below that, BLAS per block of rows for the products over all timesteps.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 
@@ -41,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._backend import Backend
-from ._config import BLAS_MIN_ROWS, CACHE, FASTMATH, PARALLEL_MIN_WORK
+from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
 from ._gemm import mm_packed, pack_nt, padded_rows
 from ._math import sigmoid, tanh
 
@@ -290,16 +291,6 @@ def _bw_r(dr, v, r, out):
         out[j] = dr[j] * v[j] * r[j] * (one - r[j])
 
 
-@njit(inline="always", **_JIT)
-def _mm(A, W, WT, C):
-    """C = A @ W, with A (M, K), W (K, N) (any layout np.dot takes), WT = W^T C-contiguous."""
-    M = A.shape[0]
-    if M >= BLAS_MIN_ROWS:
-        np.dot(A, W, C)
-    else:
-        _mm_nt(A, WT, C)
-
-
 @njit(parallel=True, **_JIT)
 def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
                       out, h_n, store, gates, hn_s, hprev_s):
@@ -404,13 +395,13 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
                 if packed:
                     mm_packed(h, wh_p, gh)       # W_hh h
                 else:
-                    _mm(h, w.T, w, gh)
+                    _mm_nt(h, w, gh)
                 HN = hn_s[d, t, b0:b1] if store else hn_scratch
             else:
                 if packed:
                     mm_packed(h, wh_p, gh)       # W_h[rz] h
                 else:
-                    _mm(h, w_rz.T, w_rz, gh)
+                    _mm_nt(h, w_rz, gh)
                 for i in range(nb):
                     grz = gh[i, :H2]
                     _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
@@ -420,7 +411,7 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
                 if packed:
                     mm_packed(rh, wn_p, gh_n)    # W_hn (r * h)
                 else:
-                    _mm(rh, w_n.T, w_n, gh_n)
+                    _mm_nt(rh, w_n, gh_n)
                 HN = hn_scratch
             for i in range(nb):
                 b = b0 + i
@@ -568,13 +559,13 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             if packed:
                 mm_packed(dgp, wh_p, dh)
             else:
-                _mm(dgp, w, wT, dh)
+                _mm_nt(dgp, wT, dh)
         else:
             # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
             if packed:
                 mm_packed(dg_n, wn_p, drh)
             else:
-                _mm(dg_n, w_n, w_nT, drh)
+                _mm_nt(dg_n, w_nT, drh)
             for i in range(nb):
                 b = b0 + i
                 if t >= lengths[b]:
@@ -586,7 +577,7 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             if packed:
                 mm_packed(dg_rz, wh_p, dh)
             else:
-                _mm(dg_rz, w_rz, w_rzT, dh)
+                _mm_nt(dg_rz, w_rzT, dh)
             DG[:, :H2] = dg_rz[:nb]
             DG[:, H2:] = dg_n[:nb]
         dgh[d, t, b0:b1] = DG

@@ -15,11 +15,6 @@ def softmax(z):
     return z
 
 
-def logistic(z):
-    """Elementwise logistic sigmoid, stable for large |z|."""
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 def squared_error(logits, y, w):
     """Half mean squared error (MLPRegressor's loss) and its gradient.
 
@@ -38,20 +33,3 @@ def softmax_cross_entropy(logits, y_onehot, w):
     wsum = w.sum()
     loss = float(-np.sum(w[:, None] * y_onehot * np.log(np.maximum(p, eps))) / wsum)
     return loss, ((w[:, None] * (p - y_onehot)) / wsum).astype(logits.dtype)
-
-
-def binary_cross_entropy(logits, y, w):
-    """Mean binary cross-entropy of logistic(logits) against 0/1 targets (one column per label)."""
-    z = logits.astype(np.float64)
-    # log(1 + exp(-|z|)) formulation: stable for any z
-    loss_el = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-    wsum = w.sum()
-    loss = float(np.sum(w[:, None] * loss_el) / wsum)
-    return loss, ((w[:, None] * (logistic(z) - y)) / wsum).astype(logits.dtype)
-
-
-LOSS_FUNCTIONS = {
-    "squared_error": squared_error,
-    "softmax_cross_entropy": softmax_cross_entropy,
-    "binary_cross_entropy": binary_cross_entropy,
-}
