@@ -25,16 +25,27 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
 PARALLEL_MIN_WORK = 16384
 
-# CUDA launch geometry (numgru._cuda): threads per block of the recurrence and elementwise
-# kernels, batch rows each recurrence thread carries (its weight reads are shared by them), and
-# the tile edge of the shared-memory GEMM. Tests shrink them so that several blocks run under the
-# simulator; kernels are rebuilt per geometry.
+# CUDA (numgru._cuda). The kernels are rebuilt per geometry, and every value is read when a
+# kernel is launched, so tests shrink them (monkeypatch) to make several blocks run under the
+# simulator.
+# Launch geometry: threads per block of the recurrence and elementwise kernels, batch rows each
+# recurrence thread carries (its weight reads are shared by them), the tile edge of the
+# shared-memory GEMM, and the most blocks of a one-dimensional launch (grid-stride loops cover
+# the rest).
 CUDA_THREADS_PER_BLOCK = 128
 CUDA_ROWS_PER_THREAD = 4
 CUDA_TILE = 16
-# Persistent recurrence kernels (one cooperative launch per layer) on a real GPU; set
-# NUMGRU_CUDA_PERSISTENT=0 to use one launch per step instead.
+CUDA_MAX_GRID_BLOCKS = 65535
+# Persistent recurrence kernels (one cooperative launch per layer) on a real GPU: the default of
+# CUDABackend(persistent=None). NUMGRU_CUDA_PERSISTENT=0 keeps to one launch per step; a backend
+# made with persistent=True or False ignores this.
 CUDA_PERSISTENT = os.environ.get("NUMGRU_CUDA_PERSISTENT", "1") not in ("0", "false", "no")
+# The self-check each CUDABackend(persistent=None) runs once per dtype and geometry before using
+# the persistent kernels: (B, T, H, D) of a random layer run both ways (None: (5, 6,
+# 3 * CUDA_THREADS_PER_BLOCK + 7, 2), several blocks), and the tolerance (rtol = atol) by dtype
+# within which persistent and per-step results must agree.
+CUDA_SELF_CHECK_SHAPE = None
+CUDA_SELF_CHECK_TOL = {"float32": 1e-4, "float64": 1e-10}
 
 
 def select_threading_layer():

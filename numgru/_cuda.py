@@ -1,15 +1,17 @@
-"""CUDA kernels: the @cuda.jit twins of :mod:`numgru._cpu`, with the same launcher signatures.
+"""CUDA backend: the @cuda.jit twins of :mod:`numgru._cpu` behind the contract of
+:mod:`numgru._backend` (:class:`CUDABackend`; :func:`backend` returns the default instance).
 
 Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2),
 G = D*3H (the width of the input projections of all directions), O = D*H (the layer's output).
-Every array handed to a launcher is a device array with the layout documented on the CPU twin.
+Every array handed to a kernel method is a C-contiguous device array with the layout documented
+on the CPU twin.
 
 The layer is computed as on the CPU (and as cuDNN does it):
 
 1. ``gi = x @ W_ih^T + b_ih`` for all timesteps and directions: one tiled shared-memory GEMM
-   (:func:`gemm`; Numba has no cuBLAS binding).
-2. :func:`gru_layer_forward`: the recurrence. Each step is split into *phases* separated by a
-   barrier, because a step needs the whole previous state of its row:
+   (``K.gemm``; Numba has no cuBLAS binding).
+2. The forward recurrence. Each step is split into *phases* separated by a barrier, because a
+   step needs the whole previous state of its row:
 
    - ``reset_after=True``: one phase per step. A thread owns hidden unit ``j`` of a group of
      ``ROWS`` batch rows: it forms the three recurrent dot products ``W_h{r,z,n}[j] . h`` for
@@ -20,28 +22,37 @@ The layer is computed as on the CPU (and as cuDNN does it):
 
    Two launch strategies share these phase device functions:
 
-   - *per step* (:func:`_phase_kernels`): one kernel launch per phase and step. Runs under
-     Numba's CUDA simulator and is the reference for the persistent kernel.
-   - *persistent* (:func:`_persistent_kernels`, Diamos et al. 2016): one launch per layer; all
-     blocks stay resident for all timesteps and a grid-wide barrier (cooperative launch,
+   - *per step* (``K.fwd_after`` ...): one kernel launch per phase and step. Runs under Numba's
+     CUDA simulator and is the reference for the persistent kernel.
+   - *persistent* (``K.forward`` / ``K.backward``, Diamos et al. 2016): one launch per layer;
+     all blocks stay resident for all timesteps and a grid-wide barrier (cooperative launch,
      ``cuda.cg.this_grid().sync()``) separates the phases; with a single block the barrier is
      ``syncthreads`` so that the simulator can run it too. The state is double-buffered in
      global memory (L2-resident for the sizes this is used at).
-3. :func:`gru_layer_backward`: the backward recurrence with the same phase structure (one
-   barrier per step, two for Cho), then the bias gradients as column sums; the weight
-   gradients are one tiled GEMM over all timesteps each (:func:`gemm_tn`), as on the CPU.
 
-Kernels are built per (dtype, threads per block, rows per thread, tile) by :func:`_kernels`, so
-that tests can make blocks tiny (several blocks really run under the simulator) by changing
-``_config.CUDA_THREADS_PER_BLOCK`` / ``CUDA_ROWS_PER_THREAD`` / ``CUDA_TILE``.
+   Which one runs is a property of the backend object (``CUDABackend(persistent=...)``), passed
+   down explicitly to the launchers; nothing module-wide changes at run time.
+3. The backward recurrence with the same phase structure (one barrier per step, two for Cho),
+   then the bias gradients as column sums, returned reduced; the weight gradients are one tiled
+   GEMM over all timesteps each (``gemm_tn``), as on the CPU.
+
+Kernels are built per (dtype, threads per block, rows per thread, tile) by :func:`_kernels` and
+reached as attributes of the object it returns (``K.fwd_after[grid, tpb](...)``). The launch
+geometry and the persistent-kernel knobs live in :mod:`numgru._config` (``CUDA_*``); tests make
+blocks tiny (several blocks really run under the simulator) by changing them there.
+
+Importing this module does not import ``numba.cuda`` (~0.2 s): that happens on first use.
 """
 
 import functools
 import math
+import threading
+import warnings
 
 import numpy as np
 
 from . import _config
+from ._backend import Backend
 
 cuda = None              # numba.cuda, imported on first use (it costs ~0.2 s): see _load()
 _IMPORT_ERROR = None
@@ -51,8 +62,6 @@ def _load():
     """Import the CUDA target (NVIDIA's numba-cuda: ``pip install "numgru[cuda]"``) once."""
     global cuda, _IMPORT_ERROR
     if cuda is None and _IMPORT_ERROR is None:
-        import warnings
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -93,40 +102,40 @@ def gpu_present():
     return unavailable_reason() is None and not simulator_enabled()
 
 
-def is_device_array(a):
-    """Anything exposing ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays)."""
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
-    return hasattr(a, "copy_to_host") and simulator_enabled()   # the simulator's fake arrays
-
-
-def as_device(a):
-    """A Numba view of a CUDA array (no copy)."""
-    if hasattr(a, "copy_to_host"):           # already a Numba device array
-        return a
-    return _load().as_cuda_array(a)
-
-
-def to_device(a):
-    return _load().to_device(np.ascontiguousarray(a))
-
-
-def device_empty(shape, dtype):
-    return _load().device_array(shape, dtype=dtype)
-
-
 # ---------------------------------------------------------------------------------------------
 # Kernels, built per configuration
 # ---------------------------------------------------------------------------------------------
 
 
+class _Kernels:
+    """The kernels of one dtype and launch geometry, as attributes (``K.gemm[grid, tpb](...)``).
+
+    Per-step recurrence phases: ``fwd_after``, ``fwd_cho_rz``, ``fwd_cho_n`` (forward),
+    ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward). Persistent (one launch per layer):
+    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``copy``, ``fill``,
+    ``transpose_last2``, ``rh``, ``nonfinite``.
+    """
+
+    def __init__(self, dtype_name, geometry, **kernels):
+        self.dtype_name = dtype_name
+        self.geometry = geometry
+        self.__dict__.update(kernels)
+
+    def __repr__(self):
+        return f"<numgru CUDA kernels {self.dtype_name} geometry={self.geometry}>"
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype_name, tpb, rows, tile):
-    """Compile-on-first-use set of kernels for one dtype and launch geometry."""
-    from numba import types
+    """Compile-on-first-use set of kernels for one dtype and launch geometry (a :class:`_Kernels`).
+
+    ``tpb`` is not compiled in (the launchers use it); it is part of the key so that each
+    geometry gets its own dispatchers.
+    """
+    import numba
 
     _load()
-    nbt = {"float32": types.float32, "float64": types.float64}[dtype_name]
+    nbt = numba.from_dtype(np.dtype(dtype_name))
     R = rows
     R3 = 3 * rows
 
@@ -148,6 +157,22 @@ def _kernels(dtype_name, tpb, rows, tile):
     def step_time(s, d, T):
         return T - 1 - s if d == 1 else s
 
+    @cuda.jit(device=True, inline=True)
+    def work_item(item, H, ngroups, s, T, backward):
+        """The work item of a recurrence phase: ``item`` (< D * ngroups * H) -> (unit, row
+        group, direction, time, first row). Unit is the fastest index, so that neighbouring
+        threads own neighbouring units of the same rows. Step ``s`` runs forward in time for
+        direction 0 and backward for direction 1; ``backward`` reverses both (the backward
+        pass runs the forward order reversed)."""
+        u = item % H
+        rest = item // H
+        g = rest % ngroups
+        d = rest // ngroups
+        t = step_time(s, d, T)
+        if backward:
+            t = T - 1 - t
+        return u, g, d, t, g * R
+
     # ----------------------------------------------------------------- forward phases
     @cuda.jit(device=True)
     def fwd_after(gid, gstride, s, gi, whhT, bhh, hsrc, hdst, lengths, out, store, gates,
@@ -160,12 +185,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         ngroups = (B + R - 1) // R
         acc = cuda.local.array(R3, nbt)
         for item in range(gid, D * ngroups * H, gstride):
-            j = item % H
-            rest = item // H
-            g = rest % ngroups
-            d = rest // ngroups
-            t = step_time(s, d, T)
-            b0 = g * R
+            j, g, d, t, b0 = work_item(item, H, ngroups, s, T, False)
             for i in range(R):
                 acc[3 * i] = bhh[d, j]
                 acc[3 * i + 1] = bhh[d, H + j]
@@ -218,12 +238,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         ngroups = (B + R - 1) // R
         acc = cuda.local.array(R3, nbt)
         for item in range(gid, D * ngroups * H, gstride):
-            j = item % H
-            rest = item // H
-            g = rest % ngroups
-            d = rest // ngroups
-            t = step_time(s, d, T)
-            b0 = g * R
+            j, g, d, t, b0 = work_item(item, H, ngroups, s, T, False)
             for i in range(R):
                 acc[3 * i] = bhh[d, j]
                 acc[3 * i + 1] = bhh[d, H + j]
@@ -260,12 +275,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         ngroups = (B + R - 1) // R
         acc = cuda.local.array(R3, nbt)
         for item in range(gid, D * ngroups * H, gstride):
-            j = item % H
-            rest = item // H
-            g = rest % ngroups
-            d = rest // ngroups
-            t = step_time(s, d, T)
-            b0 = g * R
+            j, g, d, t, b0 = work_item(item, H, ngroups, s, T, False)
             for i in range(R):
                 acc[i] = 0
             for k in range(H):
@@ -357,12 +367,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         ngroups = (B + R - 1) // R
         acc = cuda.local.array(R3, nbt)
         for item in range(gid, D * ngroups * H, gstride):
-            k = item % H
-            rest = item // H
-            g = rest % ngroups
-            d = rest // ngroups
-            t = T - 1 - step_time(s, d, T)
-            b0 = g * R
+            k, g, d, t, b0 = work_item(item, H, ngroups, s, T, True)
             for i in range(R):
                 acc[i] = 0
             for jj in range(H):
@@ -388,12 +393,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         ngroups = (B + R - 1) // R
         acc = cuda.local.array(R3, nbt)
         for item in range(gid, D * ngroups * H, gstride):
-            k = item % H
-            rest = item // H
-            g = rest % ngroups
-            d = rest // ngroups
-            t = T - 1 - step_time(s, d, T)
-            b0 = g * R
+            k, g, d, t, b0 = work_item(item, H, ngroups, s, T, True)
             for i in range(R):
                 if b0 + i < B:
                     acc[i] = direct[d, b0 + i, k]
@@ -516,8 +516,7 @@ def _kernels(dtype_name, tpb, rows, tile):
     @cuda.jit
     def k_colsum(A, out):
         """out[j] = sum_i A[i, j] (A (M, N))."""
-        j = cuda.grid(1)
-        if j < A.shape[1]:
+        for j in range(cuda.grid(1), A.shape[1], cuda.gridsize(1)):
             acc = nbt(0)
             for i in range(A.shape[0]):
                 acc += A[i, j]
@@ -535,6 +534,11 @@ def _kernels(dtype_name, tpb, rows, tile):
             out[i] = a[i]
 
     @cuda.jit
+    def k_fill(out, value):
+        for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+            out[i] = value
+
+    @cuda.jit
     def k_transpose_last2(a, out):
         """out[d, j, i] = a[d, i, j]."""
         n1 = a.shape[1]
@@ -546,14 +550,13 @@ def _kernels(dtype_name, tpb, rows, tile):
             out[d, j, i] = a[d, i, j]
 
     @cuda.jit
-    def k_rh(gates_d, hprev_d, H, out):
-        """out (M, 2H) = [h_prev | r * h_prev] from gates_d (M, 3H), hprev_d (M, H)."""
+    def k_rh(gates_d, hprev_d, out):
+        """out (M, H) = r * h_prev from gates_d (M, 3H) (r in the first H columns), hprev_d."""
+        H = hprev_d.shape[1]
         for idx in range(cuda.grid(1), hprev_d.shape[0] * H, cuda.gridsize(1)):
             j = idx % H
             m = idx // H
-            hp = hprev_d[m, j]
-            out[m, j] = hp
-            out[m, H + j] = gates_d[m, j] * hp
+            out[m, j] = gates_d[m, j] * hprev_d[m, j]
 
     @cuda.jit
     def k_nonfinite(a, flag):
@@ -562,122 +565,57 @@ def _kernels(dtype_name, tpb, rows, tile):
             if math.isnan(v) or math.isinf(v):
                 flag[0] = 1
 
-    return {name: obj for name, obj in locals().items() if name.startswith(("k_", "p_"))}
+    return _Kernels(
+        dtype_name, (tpb, rows, tile),
+        fwd_after=k_fwd_after, fwd_cho_rz=k_fwd_cho_rz, fwd_cho_n=k_fwd_cho_n,
+        bwd_gates=k_bwd_gates, bwd_cho_r=k_bwd_cho_r, bwd_dh=k_bwd_dh,
+        forward=p_forward, backward=p_backward,
+        gemm=k_gemm, colsum=k_colsum, mul=k_mul, copy=k_copy, fill=k_fill,
+        transpose_last2=k_transpose_last2, rh=k_rh, nonfinite=k_nonfinite)
 
 
 def _geometry():
+    """(threads per block, rows per thread, GEMM tile) from :mod:`numgru._config`, read per call."""
     return (_config.CUDA_THREADS_PER_BLOCK, _config.CUDA_ROWS_PER_THREAD, _config.CUDA_TILE)
 
 
 def _k(dtype):
+    """The kernels for ``dtype`` at the current geometry."""
     return _kernels(np.dtype(dtype).name, *_geometry())
 
 
 def _blocks(n, tpb):
-    return max(1, min((n + tpb - 1) // tpb, 65535))
+    """Blocks of ``tpb`` threads covering ``n`` work items (grid-stride loops cover the rest)."""
+    return max(1, min((n + tpb - 1) // tpb, _config.CUDA_MAX_GRID_BLOCKS))
 
 
 # ---------------------------------------------------------------------------------------------
-# Persistent-kernel policy
+# Device memory and small helpers
 # ---------------------------------------------------------------------------------------------
 
-#: None: persistent kernels on a real GPU when the grid fits (cooperative launch), per-step
-#: launches otherwise and under the simulator. True / False force the choice (tests; True under
-#: the simulator runs the persistent kernel with one block).
-PERSISTENT = None
+
+def is_device_array(a):
+    """Anything exposing ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays)."""
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    return hasattr(a, "copy_to_host") and simulator_enabled()   # the simulator's fake arrays
 
 
-def _persistent_blocks(dispatcher, args, items, tpb, dtype):
-    """Blocks for a persistent launch of ``dispatcher(*args)``, or 0 for per-step launches.
-
-    On a GPU the grid is capped at what can be co-resident (a cooperative launch requires it);
-    the kernel is compiled for ``args`` first, since occupancy is a property of the binary.
-    """
-    wanted = PERSISTENT
-    if wanted is None:
-        wanted = not simulator_enabled() and _config.CUDA_PERSISTENT
-    if not wanted:
-        return 0
-    if simulator_enabled():
-        return 1                                    # no grid barrier in the simulator
-    try:
-        kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
-        limit = kernel.max_cooperative_grid_blocks(tpb)
-    except Exception as exc:  # pragma: no cover - needs a GPU
-        import warnings
-
-        warnings.warn(f"numgru: no cooperative launch for the persistent CUDA kernel "
-                      f"({type(exc).__name__}: {exc}); using per-step launches", RuntimeWarning,
-                      stacklevel=3)
-        return 0
-    if limit <= 0 or (PERSISTENT is None and not _persistent_verified(dtype)):
-        return 0
-    return min(_blocks(items, tpb), limit)
+def as_device(a):
+    """A Numba view of a CUDA array (no copy)."""
+    if hasattr(a, "copy_to_host"):           # already a Numba device array
+        return a
+    return _load().as_cuda_array(a)
 
 
-_VERIFIED = {}
-#: (B, T, H, D) of the self-check; None: (5, 6, 3 * threads per block + 7, 2), several blocks.
-SELF_CHECK_SHAPE = None
+def to_device(a):
+    """A host array as a new C-contiguous device array."""
+    return _load().to_device(np.ascontiguousarray(a))
 
 
-def _persistent_verified(dtype):
-    """On a real GPU, once per dtype and geometry: do the persistent kernels (multi-block grid
-    barrier) give the per-step kernels' results? If not, warn and keep to per-step launches."""
-    global PERSISTENT
-    key = (np.dtype(dtype).name, _geometry())
-    if key in _VERIFIED:
-        return _VERIFIED[key]
-    _VERIFIED[key] = False                          # while checking: per-step
-    B, T, H, D = SELF_CHECK_SHAPE or (5, 6, 3 * _config.CUDA_THREADS_PER_BLOCK + 7, 2)
-    tol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-10
-    ok = True
-    saved = PERSISTENT
-    try:
-        for reset_after in (True, False):
-            res = []
-            for persistent in (False, True):
-                PERSISTENT = persistent
-                res.append(_run_layer(np.random.default_rng(0), B, T, H, D, dtype, reset_after))
-            ok = ok and all(np.allclose(a, b, rtol=tol, atol=tol) for a, b in zip(*res))
-    finally:
-        PERSISTENT = saved
-    if not ok:
-        import warnings
-
-        warnings.warn("numgru: the persistent CUDA recurrence kernel disagrees with the per-step "
-                      "kernels on this GPU; using per-step launches", RuntimeWarning, stacklevel=3)
-    _VERIFIED[key] = ok
-    return ok
-
-
-def _run_layer(rng, B, T, H, D, dtype, reset_after):
-    """One layer forward + backward on random data; the host copies of every result."""
-    dt = np.dtype(dtype)
-    I = 5
-    x = to_device(rng.standard_normal((B, T, I)).astype(dt))
-    w_ih = to_device(rng.standard_normal((D * 3 * H, I)).astype(dt))
-    b_ih = to_device(rng.standard_normal(D * 3 * H).astype(dt))
-    whh = to_device((rng.standard_normal((D, 3 * H, H)) / np.sqrt(H)).astype(dt))
-    bhh = to_device(rng.standard_normal((D, 3 * H)).astype(dt))
-    h0 = to_device(rng.standard_normal((D, B, H)).astype(dt))
-    lengths = to_device(np.array([T, 1, max(1, T - 2), min(2, T), T][:B], dtype=np.int64))
-    out, h_n = device_empty((B, T, D * H), dt), device_empty((D, B, H), dt)
-    gates, hn_s = device_empty((D, T, B, 3 * H), dt), device_empty((D, T, B, H), dt)
-    hprev = device_empty((D, T, B, H), dt)
-    gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, 1, out, h_n, True,
-                      gates, hn_s, hprev)
-    d_out = to_device(rng.standard_normal((B, T, D * H)).astype(dt))
-    d_h_n = to_device(rng.standard_normal((D, B, H)).astype(dt))
-    dgi, dgh = device_empty((B, T, D * 3 * H), dt), device_empty((D, T, B, 3 * H), dt)
-    dh0, dbias = device_empty((D, B, H), dt), device_empty((D, 2, 3 * H), dt)
-    gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, 1, dgi, dgh,
-                       dh0, dbias)
-    return [a.copy_to_host() for a in (out, h_n, dgi, dgh, dh0, dbias)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Launchers: the same signatures as the CPU twins in numgru._cpu
-# ---------------------------------------------------------------------------------------------
+def device_empty(shape, dtype):
+    """A new uninitialised device array."""
+    return _load().device_array(shape, dtype=dtype)
 
 
 def _flat(a):
@@ -688,78 +626,114 @@ def transpose_last2(a):
     """(D, M, N) device array -> (D, N, M) contiguous copy."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
     out = device_empty((a.shape[0], a.shape[2], a.shape[1]), a.dtype)
-    _k(a.dtype)["k_transpose_last2"][_blocks(a.size, tpb), tpb](a, out)
+    _k(a.dtype).transpose_last2[_blocks(a.size, tpb), tpb](a, out)
     return out
 
 
 def copy(a, out):
+    """out[...] = a (same shapes, contiguous)."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype)["k_copy"][_blocks(a.size, tpb), tpb](_flat(a), _flat(out))
+    _k(a.dtype).copy[_blocks(a.size, tpb), tpb](_flat(a), _flat(out))
+
+
+def fill(out, value):
+    """out[...] = value (contiguous)."""
+    if out.size:
+        tpb = _config.CUDA_THREADS_PER_BLOCK
+        _k(out.dtype).fill[_blocks(out.size, tpb), tpb](_flat(out), out.dtype.type(value))
+    return out
 
 
 def mul(a, b, out):
     """out = a * b (same shapes, contiguous): dropout masks."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype)["k_mul"][_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
+    _k(a.dtype).mul[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
     return out
 
 
 def has_nonfinite(a):
-    """True when a device array holds NaN or inf."""
+    """True when a (contiguous) device array holds NaN or inf."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
     flag = to_device(np.zeros(1, dtype=np.int32))
-    _k(a.dtype)["k_nonfinite"][_blocks(a.size, tpb), tpb](_flat(a), flag)
+    _k(a.dtype).nonfinite[_blocks(a.size, tpb), tpb](_flat(a), flag)
     return bool(flag.copy_to_host()[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Products over all timesteps
+# ---------------------------------------------------------------------------------------------
 
 
 def _gemm_any(A, Bm, bias, C, ta, tb):
     tile = _config.CUDA_TILE
     M, N = C.shape
     grid = ((N + tile - 1) // tile, (M + tile - 1) // tile)
-    _k(C.dtype)["k_gemm"][grid, (tile, tile)](A, Bm, bias, C, ta, tb)
+    _k(C.dtype).gemm[grid, (tile, tile)](A, Bm, bias, C, ta, tb)
 
 
-def gemm(A, W, bias, C, ntasks=1):
-    """C = A @ W + bias: A (M, K), W (K, N) contiguous device arrays, bias (N,) or (0,)."""
+def _gemm(A, W, bias, C):
+    """C = A @ W + bias: A (M, K), W (K, N) (any strides, e.g. ``w.T``), bias (N,) or (0,)."""
     _gemm_any(A, W, bias, C, False, False)
 
 
-def gemm_tn(A, X, C, ntasks=1):
+def _gemm_tn(A, X, C):
     """C = A^T @ X: A (M, N1), X (M, N2), C (N1, N2): weight gradients over all timesteps."""
-    empty = device_empty(0, C.dtype)
-    _gemm_any(A, X, empty, C, True, False)
+    _gemm_any(A, X, device_empty(0, C.dtype), C, True, False)
 
 
-def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks=1):
+def _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out):
     """dW_hh of one direction: dgh_d (M, 3H), hprev_d (M, H), gates_d (M, 3H) -> out (3H, H).
 
-    Cho: the n rows multiply r * h, not h, so one product over [h | r*h] columns is formed and
-    its two diagonal blocks kept.
+    Cho: the n rows multiply r * h, not h: ``out[:2H] = dgh[:, :2H]^T h``,
+    ``out[2H:] = dgh[:, 2H:]^T (r * h)``, all on the device.
     """
-    H = hprev_d.shape[1]
     if reset_after:
-        gemm_tn(dgh_d, hprev_d, out)
+        _gemm_tn(dgh_d, hprev_d, out)
         return
     tpb = _config.CUDA_THREADS_PER_BLOCK
-    M = hprev_d.shape[0]
-    both_in = device_empty((M, 2 * H), out.dtype)
-    _k(out.dtype)["k_rh"][_blocks(M * H, tpb), tpb](gates_d, hprev_d, H, both_in)
-    both = device_empty((3 * H, 2 * H), out.dtype)
-    gemm_tn(dgh_d, both_in, both)
-    host = both.copy_to_host()
-    res = np.empty((3 * H, H), dtype=host.dtype)
-    res[: 2 * H] = host[: 2 * H, :H]
-    res[2 * H:] = host[2 * H:, H:]
-    out.copy_to_device(res)
+    M, H = hprev_d.shape
+    rh = device_empty((M, H), out.dtype)
+    _k(out.dtype).rh[_blocks(M * H, tpb), tpb](gates_d, hprev_d, rh)
+    _gemm_tn(dgh_d[:, : 2 * H], hprev_d, out[: 2 * H])
+    _gemm_tn(dgh_d[:, 2 * H:], rh, out[2 * H:])
 
 
-def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
-                      out, h_n, store, gates, hn_s, hprev_s):
-    """Forward of one layer, all directions: the twin of ``_cpu.gru_layer_forward``.
+# ---------------------------------------------------------------------------------------------
+# Layer launchers; ``persistent`` (True/False) is decided by the caller (the backend object)
+# ---------------------------------------------------------------------------------------------
 
-    Same arrays and layouts (device arrays); ``nchunks`` is accepted for the common signature
-    and unused (the grid covers every (direction, row group, unit)). The input projection of
-    all timesteps is one tiled GEMM into a (B, T, D*3H) buffer, then the recurrence runs.
+
+def _persistent_blocks(dispatcher, args, items, tpb, persistent):
+    """Blocks for a persistent launch of ``dispatcher(*args)``, or 0 for per-step launches.
+
+    ``persistent`` False: 0. True: one block under the simulator (it has no grid barrier); on
+    a GPU the grid capped at what can be co-resident (a cooperative launch requires it), or 0
+    when the kernel cannot be launched cooperatively. The kernel is compiled for ``args``
+    first, since occupancy is a property of the binary.
+    """
+    if not persistent:
+        return 0
+    if simulator_enabled():
+        return 1
+    try:
+        kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
+        limit = kernel.max_cooperative_grid_blocks(tpb)
+    except Exception as exc:  # pragma: no cover - needs a GPU
+        warnings.warn(f"numgru: no cooperative launch for the persistent CUDA kernel "
+                      f"({type(exc).__name__}: {exc}); using per-step launches", RuntimeWarning,
+                      stacklevel=4)
+        return 0
+    if limit <= 0:
+        return 0
+    return min(_blocks(items, tpb), limit)
+
+
+def _layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store, gates,
+                   hn_s, hprev_s, persistent):
+    """Forward of one layer, all directions (arrays and layouts as ``_cpu.gru_layer_forward``).
+
+    The input projection of all timesteps is one tiled GEMM into a (B, T, D*3H) buffer, then
+    the recurrence runs: one persistent launch when ``persistent`` and it can, else per step.
     """
     dt = x.dtype
     K = _k(dt)
@@ -778,29 +752,29 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     rh = device_empty((D, B, H), dt) if not reset_after else device_empty((1, 1, 1), dt)
     items = D * ((B + rows - 1) // rows) * H
     args = (reset_after, gi, whhT, bhh, hbuf, lengths, out, store, g_, hn_, hp_, rz, rh)
-    pblocks = _persistent_blocks(K["p_forward"], args, items, tpb, dt)
+    pblocks = _persistent_blocks(K.forward, args, items, tpb, persistent)
     if pblocks:
-        K["p_forward"][pblocks, tpb](*args)
+        K.forward[pblocks, tpb](*args)
     else:
         grid = _blocks(items, tpb)
         for s in range(T):
             src, dst = hbuf[s % 2], hbuf[(s + 1) % 2]
             if reset_after:
-                K["k_fwd_after"][grid, tpb](s, gi, whhT, bhh, src, dst, lengths, out, store,
-                                            g_, hn_, hp_)
+                K.fwd_after[grid, tpb](s, gi, whhT, bhh, src, dst, lengths, out, store, g_, hn_,
+                                       hp_)
             else:
-                K["k_fwd_cho_rz"][grid, tpb](s, gi, whhT, bhh, src, lengths, rz, rh)
-                K["k_fwd_cho_n"][grid, tpb](s, gi, whhT, src, dst, lengths, rz, rh, out, store,
-                                            g_, hp_)
+                K.fwd_cho_rz[grid, tpb](s, gi, whhT, bhh, src, lengths, rz, rh)
+                K.fwd_cho_n[grid, tpb](s, gi, whhT, src, dst, lengths, rz, rh, out, store, g_,
+                                       hp_)
     copy(hbuf[T % 2], h_n)
 
 
-def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
-                       dgi, dgh, dh0, dbias):
-    """Backward recurrence of one layer: the twin of ``_cpu.gru_layer_backward``.
+def _layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, dgi, dgh,
+                    dh0, persistent):
+    """Backward recurrence of one layer (arrays and layouts as ``_cpu.gru_layer_backward``).
 
-    dbias (D*nchunks, 2, 3H): the launcher writes the full sums into chunk 0 of each direction
-    and zeros into the others, so that the caller's sum over chunks is the same as on the CPU.
+    Returns the bias gradients reduced over rows and steps: a NumPy array (D, 2, 3H), [d, 0]
+    of ``b_ih`` and [d, 1] of ``b_hh`` (column sums of dgi and dgh on the device).
     """
     dt = d_out.dtype
     K = _k(dt)
@@ -815,31 +789,240 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     items_gates = D * B * H
     items = D * ((B + rows - 1) // rows) * H
     args = (reset_after, d_out, gates, hn_s, hprev_s, whh, lengths, dgi, dgh, dhbuf, direct)
-    pblocks = _persistent_blocks(K["p_backward"], args, max(items, items_gates), tpb, dt)
+    pblocks = _persistent_blocks(K.backward, args, max(items, items_gates), tpb, persistent)
     if pblocks:
-        K["p_backward"][pblocks, tpb](*args)
+        K.backward[pblocks, tpb](*args)
     else:
         g_el = _blocks(items_gates, tpb)
         g_mm = _blocks(items, tpb)
         for s in range(T):
             src, dst = dhbuf[s % 2], dhbuf[(s + 1) % 2]
-            K["k_bwd_gates"][g_el, tpb](s, reset_after, d_out, gates, hn_s, hprev_s, lengths,
-                                        src, dgi, dgh, direct)
+            K.bwd_gates[g_el, tpb](s, reset_after, d_out, gates, hn_s, hprev_s, lengths, src,
+                                   dgi, dgh, direct)
             if reset_after:
-                K["k_bwd_dh"][g_mm, tpb](s, 3 * H, whh, dgh, direct, T, dst)
+                K.bwd_dh[g_mm, tpb](s, 3 * H, whh, dgh, direct, T, dst)
             else:
-                K["k_bwd_cho_r"][g_mm, tpb](s, whh, gates, hprev_s, lengths, dgi, dgh, direct)
-                K["k_bwd_dh"][g_mm, tpb](s, 2 * H, whh, dgh, direct, T, dst)
+                K.bwd_cho_r[g_mm, tpb](s, whh, gates, hprev_s, lengths, dgi, dgh, direct)
+                K.bwd_dh[g_mm, tpb](s, 2 * H, whh, dgh, direct, T, dst)
     copy(dhbuf[T % 2], dh0)
-    # bias gradients: column sums of dgi (per direction) and dgh over all rows and steps
+    # bias gradients: column sums of dgi (all directions at once) and dgh (per direction)
     sums_i = device_empty(D * 3 * H, dt)
-    K["k_colsum"][_blocks(D * 3 * H, tpb), tpb](dgi.reshape(B * T, D * 3 * H), sums_i)
-    sums_h = device_empty(3 * H, dt)
-    host = np.zeros(dbias.shape, dtype=dt)
-    host_i = sums_i.copy_to_host()
-    nch = dbias.shape[0] // D
+    K.colsum[_blocks(D * 3 * H, tpb), tpb](dgi.reshape(B * T, D * 3 * H), sums_i)
+    sums_h = device_empty((D, 3 * H), dt)
     for d in range(D):
-        K["k_colsum"][_blocks(3 * H, tpb), tpb](dgh[d].reshape(T * B, 3 * H), sums_h)
-        host[d * nch, 0] = host_i[d * 3 * H:(d + 1) * 3 * H]
-        host[d * nch, 1] = sums_h.copy_to_host()
+        K.colsum[_blocks(3 * H, tpb), tpb](dgh[d].reshape(T * B, 3 * H), sums_h[d])
+    dbias = np.empty((D, 2, 3 * H), dtype=dt)
+    dbias[:, 0] = sums_i.copy_to_host().reshape(D, 3 * H)
+    dbias[:, 1] = sums_h.copy_to_host()
+    return dbias
+
+
+def _run_layer(rng, B, T, H, D, dtype, reset_after, persistent):
+    """One layer forward + backward on random data with the given launch strategy; the host
+    copies of every result (the persistent-kernel self-check)."""
+    dt = np.dtype(dtype)
+    I = 5
+    x = to_device(rng.standard_normal((B, T, I)).astype(dt))
+    w_ih = to_device(rng.standard_normal((D * 3 * H, I)).astype(dt))
+    b_ih = to_device(rng.standard_normal(D * 3 * H).astype(dt))
+    whh = to_device((rng.standard_normal((D, 3 * H, H)) / np.sqrt(H)).astype(dt))
+    bhh = to_device(rng.standard_normal((D, 3 * H)).astype(dt))
+    h0 = to_device(rng.standard_normal((D, B, H)).astype(dt))
+    lengths = to_device(np.array([T, 1, max(1, T - 2), min(2, T), T][:B], dtype=np.int64))
+    out, h_n = device_empty((B, T, D * H), dt), device_empty((D, B, H), dt)
+    gates, hn_s = device_empty((D, T, B, 3 * H), dt), device_empty((D, T, B, H), dt)
+    hprev = device_empty((D, T, B, H), dt)
+    _layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, True, gates,
+                   hn_s, hprev, persistent)
+    d_out = to_device(rng.standard_normal((B, T, D * H)).astype(dt))
+    d_h_n = to_device(rng.standard_normal((D, B, H)).astype(dt))
+    dgi, dgh = device_empty((B, T, D * 3 * H), dt), device_empty((D, T, B, 3 * H), dt)
+    dh0 = device_empty((D, B, H), dt)
+    dbias = _layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, dgi,
+                            dgh, dh0, persistent)
+    return [a.copy_to_host() for a in (out, h_n, dgi, dgh, dh0)] + [dbias]
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend object (the contract is in numgru._backend)
+# ---------------------------------------------------------------------------------------------
+
+
+class CUDABackend(Backend):
+    """The ``@cuda.jit`` kernels on Numba device arrays.
+
+    Parameters
+    ----------
+    persistent : None, True or False
+        How the recurrences are launched. ``None`` (the policy): one persistent cooperative
+        launch per layer on a real GPU when ``_config.CUDA_PERSISTENT`` allows it (environment
+        ``NUMGRU_CUDA_PERSISTENT``), the once-per-dtype-and-geometry self-check of this backend
+        passes and the kernel can be launched cooperatively; one launch per phase and step
+        under the simulator and otherwise. ``True`` forces the persistent kernel (under the
+        simulator: one block, whose barrier is ``syncthreads``), ``False`` per-step launches.
+
+    A backend pickles as its name: unpickled, it is the default backend of that process
+    (:func:`backend`), whatever ``persistent`` was.
+    """
+
+    name = "cuda"
+
+    def __init__(self, persistent=None):
+        if persistent is not None and not isinstance(persistent, (bool, np.bool_)):
+            raise TypeError(f"persistent must be None, True or False, got {persistent!r}")
+        self._persistent = None if persistent is None else bool(persistent)
+        self._verified = {}                 # (dtype name, geometry) -> self-check result
+        self._lock = threading.Lock()
+
+    @property
+    def persistent(self):
+        """The launch choice this backend was made with: None (policy), True or False."""
+        return self._persistent
+
+    def __repr__(self):
+        return f"<numgru backend 'cuda' persistent={self._persistent!r}>"
+
+    # launch policy
+    def uses_persistent(self, dtype):
+        """Whether this backend's recurrences in ``dtype`` ask for the persistent kernel (it
+        still falls back to per-step launches where a cooperative launch is impossible)."""
+        if self._persistent is not None:
+            return self._persistent
+        if simulator_enabled() or not _config.CUDA_PERSISTENT:
+            return False
+        return self._persistent_verified(dtype)
+
+    def _persistent_verified(self, dtype):
+        """Once per dtype and geometry, for this backend: do the persistent kernels (a grid
+        barrier across several blocks) give the per-step kernels' results? If not, warn; the
+        policy then keeps to per-step launches. Changes nothing but this backend's record."""
+        key = (np.dtype(dtype).name, _geometry())
+        with self._lock:
+            if key not in self._verified:
+                self._verified[key] = _self_check(dtype)
+            return self._verified[key]
+
+    # memory
+    def empty(self, shape, dtype):
+        return device_empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return fill(device_empty(shape, dtype), 0)
+
+    def upload(self, a):
+        return to_device(a)
+
+    def to_host(self, a):
+        return a.copy_to_host()
+
+    def is_native(self, a):
+        return is_device_array(a)
+
+    def as_native(self, a):
+        return as_device(a)
+
+    def is_contiguous(self, a):
+        return as_device(a).is_c_contiguous()
+
+    def has_nonfinite(self, a):
+        return has_nonfinite(a)
+
+    # elementwise and products
+    def mul(self, a, b, out):
+        return mul(a, b, out)
+
+    def gemm(self, A, W, bias, C):
+        _gemm(A, W, bias, C)
+
+    def gemm_tn(self, A, X, C):
+        _gemm_tn(A, X, C)
+
+    # GRU layer
+    def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
+                          store, gates, hn_s, hprev):
+        _layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
+                       gates, hn_s, hprev, self.uses_persistent(x.dtype))
+
+    def gru_layer_backward(self, d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
+                           dgi, dgh, dh0):
+        return _layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
+                               dgi, dgh, dh0, self.uses_persistent(d_out.dtype))
+
+    def gru_hh_weight_grad(self, dgh_d, hprev_d, gates_d, reset_after, out):
+        _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out)
+
+
+def _self_check(dtype):
+    """Persistent vs per-step launches of one layer, forward and backward, both cell variants,
+    at ``_config.CUDA_SELF_CHECK_SHAPE`` (several blocks by default). True when they agree to
+    ``_config.CUDA_SELF_CHECK_TOL``; otherwise a warning and False."""
+    dt = np.dtype(dtype)
+    B, T, H, D = (_config.CUDA_SELF_CHECK_SHAPE
+                  or (5, 6, 3 * _config.CUDA_THREADS_PER_BLOCK + 7, 2))
+    tol = _config.CUDA_SELF_CHECK_TOL[dt.name]
+    ok = True
+    for reset_after in (True, False):
+        res = [_run_layer(np.random.default_rng(0), B, T, H, D, dt, reset_after, persistent)
+               for persistent in (False, True)]
+        ok = ok and all(np.allclose(a, b, rtol=tol, atol=tol) for a, b in zip(*res))
+    if not ok:
+        warnings.warn("numgru: the persistent CUDA recurrence kernel disagrees with the per-step "
+                      "kernels on this GPU; using per-step launches", RuntimeWarning, stacklevel=4)
+    return ok
+
+
+_default = None
+_default_lock = threading.Lock()
+
+
+def backend():
+    """The default CUDA backend (``CUDABackend()``, the launch policy), created on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = CUDABackend()
+    return _default
+
+
+# ---------------------------------------------------------------------------------------------
+# Module-level launchers kept for numgru.gru as it stands (it calls the module, not the backend
+# object): the signatures of the CPU twins in numgru._cpu, on the default backend. An engine that
+# uses the backend object needs none of them.
+# ---------------------------------------------------------------------------------------------
+
+
+def gemm(A, W, bias, C, ntasks=1):
+    """C = A @ W + bias (``ntasks`` accepted for the CPU twin's signature, unused)."""
+    _gemm(A, W, bias, C)
+
+
+def gemm_tn(A, X, C, ntasks=1):
+    """C = A^T @ X (``ntasks`` accepted for the CPU twin's signature, unused)."""
+    _gemm_tn(A, X, C)
+
+
+def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks=1):
+    """dW_hh of one direction (``ntasks`` accepted for the CPU twin's signature, unused)."""
+    _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out)
+
+
+def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
+                      out, h_n, store, gates, hn_s, hprev_s):
+    """``backend().gru_layer_forward`` with the CPU twin's signature (``nchunks`` unused)."""
+    backend().gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
+                                store, gates, hn_s, hprev_s)
+
+
+def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
+                       dgi, dgh, dh0, dbias):
+    """``backend().gru_layer_backward`` with the CPU twin's signature: dbias (D*nchunks, 2, 3H)
+    device array gets the reduced sums in chunk 0 of each direction and zeros in the others,
+    so that the caller's sum over chunks is the same as on the CPU."""
+    red = backend().gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
+                                       reset_after, dgi, dgh, dh0)
+    D = red.shape[0]
+    nch = dbias.shape[0] // D
+    host = np.zeros(dbias.shape, dtype=red.dtype)
+    host[::nch] = red
     dbias.copy_to_device(host)

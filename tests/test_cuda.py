@@ -1,10 +1,15 @@
-"""The CUDA backend (numgru._cuda) against its CPU twins and the NumPy reference.
+"""The CUDA backend (numgru._cuda) against the CPU backend and the NumPy reference.
 
 Runs on a real GPU when there is one, otherwise under Numba's CUDA simulator (tests/conftest.py
 turns it on when no NVIDIA driver is present); skips when neither is usable (numba-cuda missing).
 Shapes are tiny (the simulator runs every thread in Python) and the launch geometry is shrunk so
 that several blocks, ragged row groups and the GEMM's partial tiles really occur.
 """
+
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,7 +29,6 @@ def tiny_geometry(monkeypatch):
     monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 8)
     monkeypatch.setattr(_config, "CUDA_ROWS_PER_THREAD", 2)
     monkeypatch.setattr(_config, "CUDA_TILE", 4)
-    monkeypatch.setattr(_cuda, "PERSISTENT", False)
 
 
 def assert_close(actual, expected, dtype=np.float64, err_msg=""):
@@ -52,21 +56,133 @@ def host(a):
 
 
 # ----------------------------------------------------------------------------------------------
-# kernels, one by one, against their CPU twins
+# the backend object: its contract, method by method, against the CPU backend
 # ----------------------------------------------------------------------------------------------
+CPU = _cpu.backend
+
+
+@pytest.fixture(params=[False, True], ids=["per-step", "persistent"])
+def be(request):
+    """A CUDA backend with the launch strategy forced (persistent: one block in the simulator)."""
+    return _cuda.CUDABackend(persistent=request.param)
+
+
+def test_backend_object_default_pickle_and_policy(monkeypatch):
+    from numgru._backend import Backend, get_backend
+
+    default = _cuda.backend()
+    assert isinstance(default, Backend) and default.name == "cuda"
+    assert _cuda.backend() is default and get_backend("cuda") is default
+    assert default.persistent is None
+    # pickles by name: the unpickling process's default backend, whatever ``persistent`` was
+    for obj in (default, _cuda.CUDABackend(persistent=True)):
+        assert pickle.loads(pickle.dumps(obj)) is default
+    with pytest.raises(TypeError, match="persistent must be"):
+        _cuda.CUDABackend(persistent="yes")
+    # the policy: per-step under the simulator; on a GPU persistent when _config allows it and
+    # the self-check passes; forced choices ignore both
+    assert _cuda.CUDABackend(persistent=True).uses_persistent(np.float64)
+    assert not _cuda.CUDABackend(persistent=False).uses_persistent(np.float64)
+    policy = _cuda.CUDABackend()
+    if _cuda.simulator_enabled():
+        assert not policy.uses_persistent(np.float64)
+    monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)     # pretend a GPU
+    monkeypatch.setattr(policy, "_persistent_verified", lambda dtype: True)
+    assert policy.uses_persistent(np.float32)
+    monkeypatch.setattr(_config, "CUDA_PERSISTENT", False)
+    assert not policy.uses_persistent(np.float32)
+    assert _cuda.CUDABackend(persistent=True).uses_persistent(np.float32)
+
+
+def test_import_does_not_load_numba_cuda():
+    """``import numgru._cuda`` stays cheap: numba.cuda (~0.2 s) is imported on first use."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(_cuda.__file__)))
+    code = ("import sys, numgru._cuda as m; assert m.__file__.startswith(sys.argv[1]), m.__file__; "
+            "print(sorted(k for k in sys.modules if k == 'numba.cuda' or "
+            "k.startswith('numba.cuda.')))")
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code, root], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_kernels_are_attributes_of_one_object_per_geometry():
+    K = _cuda._k(np.float64)
+    assert K is _cuda._kernels("float64", 8, 2, 4)           # the tiny geometry of the fixture
+    for name in ("fwd_after", "fwd_cho_rz", "fwd_cho_n", "bwd_gates", "bwd_cho_r", "bwd_dh",
+                 "forward", "backward", "gemm", "colsum", "mul", "copy", "fill",
+                 "transpose_last2", "rh", "nonfinite"):
+        assert callable(getattr(K, name).__getitem__), name
+    assert _cuda._k(np.float32) is not K
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gemm_and_gemm_tn_match_numpy(dtype):
+def test_memory_methods(dtype):
+    be = _cuda.backend()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3, 5)).astype(dtype)
+    d = be.upload(a)
+    assert be.is_native(d) and not CPU.is_native(a) and not be.is_native(a)
+    assert be.as_native(d) is d
+    got = be.to_host(d)
+    assert isinstance(got, np.ndarray) and got.dtype == dtype
+    np.testing.assert_array_equal(got, a)
+    e = be.empty((4, 3), dtype)
+    assert be.is_native(e) and tuple(e.shape) == (4, 3) and e.dtype == dtype
+    z = be.zeros((3, 7), dtype)
+    np.testing.assert_array_equal(be.to_host(z), CPU.zeros((3, 7), dtype))
+    assert be.to_host(be.zeros((0, 2), dtype)).shape == (0, 2)
+    assert be.to_host(be.zeros(4, np.int64)).tolist() == [0, 0, 0, 0]
+    assert be.is_contiguous(d) and CPU.is_contiguous(a)
+    assert not be.is_contiguous(d[:, :, ::2]) and not CPU.is_contiguous(a[:, :, ::2])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mul_and_has_nonfinite_match_cpu(dtype):
+    be = _cuda.backend()
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((2, 3, 5)).astype(dtype)
+    b = rng.standard_normal((2, 3, 5)).astype(dtype)
+    out = be.empty(a.shape, dtype)
+    assert be.mul(be.upload(a), be.upload(b), out) is out
+    np.testing.assert_array_equal(be.to_host(out), CPU.mul(a, b, np.empty_like(a)))
+    for value in (None, np.nan, np.inf, -np.inf):
+        c = a.copy()
+        if value is not None:
+            c[1, 2, 3] = value
+        assert be.has_nonfinite(be.upload(c)) == CPU.has_nonfinite(c) == (value is not None)
+
+
+def test_transpose_last2_helper():
+    a = np.random.default_rng(2).standard_normal((2, 3, 5))
+    np.testing.assert_array_equal(host(_cuda.transpose_last2(dev(a))), a.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_and_gemm_tn_match_cpu(dtype):
+    """Partial 4x4 tiles; with and without bias; W as a transposed (non-contiguous) view."""
+    be = _cuda.backend()
     rng = np.random.default_rng(0)
     A = rng.standard_normal((9, 6)).astype(dtype)
     W = rng.standard_normal((6, 7)).astype(dtype)
+    Wt = np.ascontiguousarray(W.T)
     bias = rng.standard_normal(7).astype(dtype)
-    C = _cuda.device_empty((9, 7), dtype)
-    _cuda.gemm(dev(A), dev(W), dev(bias), C)
-    assert_close(host(C), A.astype(np.float64) @ W + bias, dtype)
+    no_bias = np.zeros(0, dtype)
+    for w_host, w_dev, b in ((W, be.upload(W), bias), (Wt.T, be.upload(Wt).T, no_bias)):
+        C = be.empty((9, 7), dtype)
+        be.gemm(be.upload(A), w_dev, be.upload(b), C)
+        want = np.empty((9, 7), dtype)
+        CPU.gemm(A, w_host, b, want)
+        assert_close(be.to_host(C), want, dtype)
+        assert_close(be.to_host(C), A.astype(np.float64) @ W + (bias if b.size else 0), dtype)
     X = rng.standard_normal((9, 5)).astype(dtype)
-    G = _cuda.device_empty((6, 5), dtype)
-    _cuda.gemm_tn(dev(A), dev(X), G)
-    assert_close(host(G), A.T.astype(np.float64) @ X, dtype)
+    G = be.empty((6, 5), dtype)
+    be.gemm_tn(be.upload(A), be.upload(X), G)
+    want = np.empty((6, 5), dtype)
+    CPU.gemm_tn(A, X, want)
+    assert_close(be.to_host(G), want, dtype)
+    assert_close(be.to_host(G), A.T.astype(np.float64) @ X, dtype)
 
 
 def _layer_inputs(rng, B, T, H, D, dtype, reset_after):
@@ -83,56 +199,74 @@ def _layer_inputs(rng, B, T, H, D, dtype, reset_after):
     return x, w_ih, b_ih, whh, bhh, h0, lengths
 
 
-@pytest.mark.parametrize("reset_after", [True, False])
-@pytest.mark.parametrize("persistent", [False, True])
-def test_layer_kernels_match_cpu_twins(reset_after, persistent, monkeypatch):
-    """gru_layer_forward / gru_layer_backward: same signature, same results on both targets.
-    persistent=True runs the one-launch kernel (one block under the simulator)."""
-    monkeypatch.setattr(_cuda, "PERSISTENT", persistent)
+def _run_layer_methods(backend, inputs, d_out, d_h_n, reset_after, store=True):
+    """gru_layer_forward (+ gru_layer_backward and gru_hh_weight_grad when ``store``) through
+    the contract; host copies of everything written, the reduced dbias included."""
+    x, w_ih, b_ih, whh, bhh, h0, lengths = inputs
+    B, T, _ = x.shape
+    D, _, H = h0.shape
+    dt = x.dtype
+    put, get = backend.upload, backend.to_host
+    out, h_n = backend.empty((B, T, D * H), dt), backend.empty((D, B, H), dt)
+    if store:
+        gates = backend.empty((D, T, B, 3 * H), dt)
+        hn_s = backend.empty((D, T, B, H), dt) if reset_after else backend.empty((D, 0, 0, 0), dt)
+        hprev = backend.empty((D, T, B, H), dt)
+    else:
+        gates = hn_s = hprev = backend.empty((D, 0, 0, 0), dt)
+    whh_n = put(whh)
+    lengths_n = put(lengths)
+    backend.gru_layer_forward(put(x), put(w_ih), put(b_ih), whh_n, put(bhh), put(h0), lengths_n,
+                              reset_after, out, h_n, store, gates, hn_s, hprev)
+    res = {"out": get(out), "h_n": get(h_n)}
+    if not store:
+        return res
+    res.update(gates=get(gates), hprev=get(hprev))
+    if reset_after:
+        res["hn_s"] = get(hn_s)
+    dgi = backend.empty((B, T, D * 3 * H), dt)
+    dgh = backend.empty((D, T, B, 3 * H), dt)
+    dh0 = backend.empty((D, B, H), dt)
+    dbias = backend.gru_layer_backward(put(d_out), put(d_h_n), gates, hn_s, hprev, whh_n,
+                                       lengths_n, reset_after, dgi, dgh, dh0)
+    assert isinstance(dbias, np.ndarray) and dbias.shape == (D, 2, 3 * H) and dbias.dtype == dt
+    res.update(dgi=get(dgi), dgh=get(dgh), dh0=get(dh0), dbias=dbias)
+    dw = backend.empty((D, 3 * H, H), dt)
+    for d in range(D):
+        backend.gru_hh_weight_grad(dgh[d].reshape(B * T, 3 * H), hprev[d].reshape(B * T, H),
+                                   gates[d].reshape(B * T, 3 * H), reset_after, dw[d])
+    res["dw_hh"] = get(dw)
+    return res
+
+
+@pytest.mark.parametrize("reset_after", [True, False], ids=["after", "cho"])
+def test_layer_methods_match_cpu_backend(be, reset_after):
+    """gru_layer_forward / gru_layer_backward (dbias returned reduced) / gru_hh_weight_grad:
+    the same arrays from the CUDA backend as from the CPU backend, per-step and persistent."""
     rng = np.random.default_rng(1)
     B, T, H, D, dt = 3, 4, 3, 2, np.float64
-    x, w_ih, b_ih, whh, bhh, h0, lengths = _layer_inputs(rng, B, T, H, D, dt, reset_after)
-    outs = {}
-    for name, be, put in (("cpu", _cpu, lambda a: a), ("cuda", _cuda, dev)):
-        out = put(np.zeros((B, T, D * H), dt))
-        h_n = put(np.zeros((D, B, H), dt))
-        gates = put(np.zeros((D, T, B, 3 * H), dt))
-        hn_s = put(np.zeros((D, T, B, H), dt))
-        hprev = put(np.zeros((D, T, B, H), dt))
-        be.gru_layer_forward(put(x), put(w_ih), put(b_ih), put(whh), put(bhh), put(h0),
-                             put(lengths), reset_after, 1, out, h_n, True, gates, hn_s, hprev)
-        d_out = put(rng.standard_normal((B, T, D * H)) if name == "cpu" else outs["d_out"])
-        d_h_n = put(rng.standard_normal((D, B, H)) if name == "cpu" else outs["d_h_n"])
-        dgi = put(np.zeros((B, T, D * 3 * H), dt))
-        dgh = put(np.zeros((D, T, B, 3 * H), dt))
-        dh0 = put(np.zeros((D, B, H), dt))
-        dbias = put(np.zeros((D, 2, 3 * H), dt))
-        be.gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, put(whh), put(lengths),
-                              reset_after, 1, dgi, dgh, dh0, dbias)
-        get = (lambda a: a) if name == "cpu" else host
-        res = {k: get(v) for k, v in dict(out=out, h_n=h_n, gates=gates, hprev=hprev, dgi=dgi,
-                                           dgh=dgh, dh0=dh0, dbias=dbias).items()}
-        if reset_after:
-            res["hn_s"] = get(hn_s)
-        if name == "cpu":
-            outs.update(d_out=d_out, d_h_n=d_h_n)
-        outs[name] = res
-    for key, want in outs["cpu"].items():
-        assert_close(outs["cuda"][key], want, dt, err_msg=key)
+    inputs = _layer_inputs(rng, B, T, H, D, dt, reset_after)
+    d_out = rng.standard_normal((B, T, D * H))
+    d_h_n = rng.standard_normal((D, B, H))
+    want = _run_layer_methods(CPU, inputs, d_out, d_h_n, reset_after)
+    got = _run_layer_methods(be, inputs, d_out, d_h_n, reset_after)
+    assert sorted(got) == sorted(want)
+    if reset_after:          # hn_s past a sequence's end is not written (nothing reads it there)
+        valid = np.arange(T)[:, None] < inputs[-1][None, :]          # (T, B)
+        for res in (got, want):
+            res["hn_s"] = res["hn_s"][:, valid]
+    for key in want:
+        assert_close(got[key], want[key], dt, err_msg=key)
 
 
-def test_transpose_mul_and_nonfinite_helpers():
-    rng = np.random.default_rng(2)
-    a = rng.standard_normal((2, 3, 5))
-    np.testing.assert_array_equal(host(_cuda.transpose_last2(dev(a))), a.transpose(0, 2, 1))
-    b = rng.standard_normal((2, 3, 5))
-    out = _cuda.device_empty(a.shape, a.dtype)
-    np.testing.assert_array_equal(host(_cuda.mul(dev(a), dev(b), out)), a * b)
-    assert not _cuda.has_nonfinite(dev(a))
-    a[1, 2, 3] = np.nan
-    assert _cuda.has_nonfinite(dev(a))
-    a[1, 2, 3] = -np.inf
-    assert _cuda.has_nonfinite(dev(a))
+def test_layer_forward_without_store_float32(be):
+    """Inference (store=False: no buffers for backward), one direction, float32."""
+    rng = np.random.default_rng(5)
+    inputs = _layer_inputs(rng, 3, 3, 2, 1, np.float32, True)
+    want = _run_layer_methods(CPU, inputs, None, None, True, store=False)
+    got = _run_layer_methods(be, inputs, None, None, True, store=False)
+    for key in want:
+        assert_close(got[key], want[key], np.float32, err_msg=key)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,25 +407,46 @@ def test_estimators_fit_and_predict_on_cuda_like_on_cpu(kind):
         assert_close(gpu.predict_proba(X), cpu.predict_proba(X))
 
 
+def _module_state():
+    return {k: v for k, v in vars(_cuda).items() if not k.startswith("__")}
+
+
 def test_persistent_self_check_accepts_good_and_rejects_bad_kernels(monkeypatch):
     """The once-per-GPU check that guards the persistent kernels (run here with one block, on
-    a smaller problem than on a GPU: the simulator runs every thread in Python)."""
-    monkeypatch.setattr(_cuda, "SELF_CHECK_SHAPE", (3, 4, 5, 2))
-    monkeypatch.setattr(_cuda, "_VERIFIED", {})
-    assert _cuda._persistent_verified(np.float64)
-    assert _cuda.PERSISTENT is False                 # restored
-    monkeypatch.setattr(_cuda, "_VERIFIED", {})
+    a smaller problem than on a GPU: the simulator runs every thread in Python). It records its
+    result on the backend object and changes no module global."""
+    monkeypatch.setattr(_config, "CUDA_SELF_CHECK_SHAPE", (3, 4, 5, 2))
+    config_before = dict(vars(_config))
+    be = _cuda.CUDABackend()
+    before = _module_state()
+    assert be._persistent_verified(np.float64)
+    assert be._verified == {("float64", _cuda._geometry()): True}
+    assert be.persistent is None
+    after = _module_state()
+    assert after.keys() == before.keys()
+    assert [k for k in before if after[k] is not before[k]] == []
+    assert dict(vars(_config)) == config_before
     real = _cuda._run_layer
+    calls = []
 
     def broken(*args):                               # a persistent kernel that gets it wrong
+        persistent = args[-1]
+        calls.append(persistent)
         res = real(*args)
-        if _cuda.PERSISTENT:
+        if persistent:
             res[0] = res[0] + 1.0
         return res
 
     monkeypatch.setattr(_cuda, "_run_layer", broken)
+    assert be._persistent_verified(np.float64)       # recorded once per dtype and geometry
+    assert calls == []
+    other = _cuda.CUDABackend()
+    before = _module_state()
     with pytest.warns(RuntimeWarning, match="persistent CUDA recurrence kernel disagrees"):
-        assert not _cuda._persistent_verified(np.float64)
+        assert not other._persistent_verified(np.float64)
+    assert sorted(set(calls)) == [False, True]       # the choice is passed down, not set globally
+    assert [k for k in before if _module_state()[k] is not before[k]] == []
+    assert be._verified[("float64", _cuda._geometry())] is True
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
