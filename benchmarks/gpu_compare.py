@@ -147,8 +147,7 @@ def main(argv=None):
                     if key == "tt":
                         tg.zero_grad(set_to_none=True)
             med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-            path = "persistent" if (_cuda.PERSISTENT is not False and _cuda._VERIFIED.get(
-                (np.dtype(dt).name, _cuda._geometry()))) else "per-step"
+            path = "persistent" if _cuda.backend().uses_persistent(dt) else "per-step"
             rows.append((B, H, med["ni"], med["ti"], med["ti"] / med["ni"], med["nt"], med["tt"],
                          med["tt"] / med["nt"], path, errs[worst]))
             print(f"B={B:4d} H={H:4d}  infer {med['ni']:8.3f} ms vs {med['ti']:8.3f} ms "
