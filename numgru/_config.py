@@ -7,6 +7,11 @@
 - ``CACHE``: Numba's on-disk compile cache (``cache=True``). Numba writes it next to the module's
   source (``__pycache__``) or, if that directory is read-only, to ``NUMBA_CACHE_DIR`` or the
   user cache directory. ``NUMGRU_NO_CACHE=1`` turns it off.
+- ``GEMM_REFERENCE``: ``NUMGRU_GEMM_REFERENCE=1`` makes ``numgru._gemm.mm_packed`` the plain
+  Numba reference product instead of the LLVM-IR micro-kernel (same contract and results, much
+  slower): a fallback, and a way to rule the micro-kernel out when results look wrong. Read once
+  at import; the kernels that call ``mm_packed`` are compiled with it, so switch it together
+  with ``NUMGRU_NO_CACHE=1`` or a cleared cache (see below).
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
   thread, because waking a second thread costs more than it saves.
 - Matrix products: which kernel computes which product is one rule, documented in
@@ -22,6 +27,8 @@ import os
 import threading
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
+# NUMGRU_GEMM_REFERENCE=1: numgru._gemm.mm_packed is the plain Numba reference, not the IR kernel
+GEMM_REFERENCE = os.environ.get("NUMGRU_GEMM_REFERENCE", "") in ("1", "true", "yes")
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
 PARALLEL_MIN_WORK = 16384
 

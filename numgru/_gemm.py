@@ -1,12 +1,22 @@
-"""A packed, register-blocked matrix product for the recurrence: ``C = A @ W^T``.
+"""Every matrix product of the CPU kernels, and the one rule that picks the kernel for each.
 
 Shape legend: M rows of A (a thread's batch rows, or timesteps x rows), K the reduction, N the
-output width (3H for the gates). ``W`` (N, K) is constant for all T steps of a layer, so it is
-packed once per call into panels of ``NC`` output columns (:func:`pack_nt`), and every step runs
-:func:`mm_packed` over them.
+output width (3H for the gates).
 
-Why not BLAS: SciPy's OpenBLAS repacks ``W`` on every call and is tuned for large products; at
-the recurrence's shapes a single thread measured (this machine, float32, AVX-512):
+Dispatch rule. A product that reuses one weight for every timestep *inside a thread's share of
+the recurrence* (``C = A @ W^T``: the recurrent products, forward and backward, and the
+forward's input projection by blocks of timesteps) runs :func:`mm_packed` over ``W`` packed once
+per layer call (:func:`pack_nt`) when the thread has at least ``PACK_MIN_ROWS`` = 8 rows, its
+row count padded to a multiple of 8 (:func:`padded_rows`); with fewer rows it runs
+:func:`mm_nt` (register-blocked, no packing, no padding). A product *over all timesteps at once*
+(input gradients ``dx = dgi @ W_ih``: :func:`gemm`; weight gradients ``dgi^T x``:
+:func:`gemm_tn`) is one BLAS call (``np.dot`` inside Numba, SciPy's BLAS) per block of rows per
+Numba thread, with that BLAS held to one thread (:func:`numgru._config.blas_single_threaded`).
+(The forward's input projection blocks have ~256 rows, so they always take :func:`mm_packed`.)
+
+Why not BLAS in the recurrence: SciPy's OpenBLAS repacks ``W`` on every call and is tuned for
+large products; at the recurrence's shapes a single thread measured (this machine, float32,
+AVX-512):
 
 =======================  ===========  ==============
 (M, K, N)                OpenBLAS     mm_packed
@@ -19,23 +29,45 @@ the recurrence's shapes a single thread measured (this machine, float32, AVX-512
 The micro-kernel (:func:`_tile`) is emitted as LLVM IR: a tile of ``ROWS`` = 8 rows by ``NC`` =
 2 vectors of columns keeps its 16 vector accumulators in registers for the whole K loop; each
 step of the loop loads two vectors of the packed panel, broadcasts one element of each of the 8
-rows of A and issues 16 fused multiply-adds. The vector width is the machine's (16 float32 with
-AVX-512, else 8), so ``NC`` is 32 (AVX-512) or 16 float32 columns, half that for float64.
+rows of A and issues 16 fused multiply-adds. The vector width is the machine's by default
+(``VECTOR_BYTES``: 64 with AVX-512, else 32), so ``NC`` is 32 (AVX-512) or 16 float32 columns,
+half that for float64. :func:`make_packed_gemm` builds :func:`pack_nt`, :func:`panel_width` and
+:func:`mm_packed` for either width on any machine (LLVM splits 512-bit vectors on an AVX2-only
+machine: slower, same results), which is how the tests cover both.
 
-Contract of :func:`mm_packed`: A is C-contiguous with a multiple of ``ROWS`` rows (callers pad
-with rows they ignore), C is C-contiguous (at least A's rows, P * NC columns); columns of C past
-N receive zeros (the packed panels are zero-padded).
+Contract of :func:`mm_packed`: A (M, K) and C are C-contiguous, Wp = ``pack_nt(W)`` of the same
+dtype (float32 or float64) and vector width, M a multiple of ``ROWS`` (callers pad with rows they
+ignore), C at least M rows by P * NC columns (``Wp.shape[0] * Wp.shape[2]``); columns of C past N
+receive zeros (the packed panels are zero-padded). Types are checked when it compiles (a
+``TypingError`` naming the argument), shapes on every call (``ValueError``, a few comparisons).
+
+``NUMGRU_GEMM_REFERENCE=1`` (:data:`numgru._config.GEMM_REFERENCE`, read at import) makes
+:func:`mm_packed` a plain Numba loop nest with the same contract and the same results up to
+rounding, about 5x slower (``MM_PACKED_IMPL`` says which is active): a fallback, and a way to
+rule the IR kernel out. The kernels of :mod:`numgru._cpu` compile whichever is active into
+themselves and Numba's on-disk cache does not notice the flag: switch it together with
+``NUMGRU_NO_CACHE=1`` or a cleared cache.
 """
+
+import functools
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from ._config import CACHE
+from ._config import CACHE, FASTMATH, GEMM_REFERENCE
+
+_JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
 ROWS = 8
+# The dispatch rule's threshold: from this many rows per thread, mm_packed; below, mm_nt.
+PACK_MIN_ROWS = ROWS
+# Vector widths the micro-kernel can be built for, in bytes: AVX2 and AVX-512.
+VECTOR_WIDTHS = (32, 64)
 
 
 def _host_vector_bytes():
@@ -52,22 +84,79 @@ def _host_vector_bytes():
 VECTOR_BYTES = _host_vector_bytes()
 
 
+# ---------------------------------------------------------------------------------------------
+# The packed micro-kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def _operand_type_error(A, Wp, C):
+    """Why the operand types of a packed product are refused (a message), or None if fine."""
+    if not isinstance(A, types.Array) or A.ndim != 2:
+        return f"A must be a 2-D array, got {A}"
+    if A.dtype not in (types.float32, types.float64):
+        return f"A must be float32 or float64, got {A.dtype}"
+    if A.layout != "C":
+        return (f"A must be C-contiguous (Numba layout 'C'), got layout '{A.layout}': "
+                f"pass np.ascontiguousarray(A)")
+    for name, arr, ndim in (("Wp", Wp, 3), ("C", C, 2)):
+        if not isinstance(arr, types.Array) or arr.ndim != ndim:
+            return f"{name} must be a {ndim}-D array, got {arr}"
+        if arr.dtype != A.dtype:
+            return f"{name} must have A's dtype {A.dtype}, got {arr.dtype}"
+        if arr.layout != "C":
+            return f"{name} must be C-contiguous (Numba layout 'C'), got layout '{arr.layout}'"
+    if not C.mutable:
+        return "C must be writable, got a read-only array"
+    return None
+
+
 @intrinsic
-def _tile(typingctx, A, i0, Wp, p, C):
-    """C[i0:i0+8, p*NC:(p+1)*NC] = A[i0:i0+8, :] @ Wp[p] for Wp[p] of shape (K, NC)."""
-    if not (isinstance(A, types.Array) and isinstance(Wp, types.Array)
-            and isinstance(C, types.Array)):
-        return None
-    sig = types.void(A, i0, Wp, p, C)
+def _check_operands(typingctx, A, Wp, C):
+    """Refuse, when the caller compiles, operand types a packed product cannot take.
+
+    Generates no code. The first statement of :func:`mm_packed` and its reference, so that the
+    error names the argument instead of failing later on ``A.shape[1]`` or inside the kernel.
+    """
+    why = _operand_type_error(A, Wp, C)
+    if why is not None:
+        raise TypingError(f"mm_packed: {why}")
 
     def codegen(context, builder, signature, args):
-        a_arg, i0_arg, w_arg, p_arg, c_arg = args
+        return context.get_dummy_value()
+
+    return types.void(A, Wp, C), codegen
+
+
+@intrinsic(prefer_literal=True)
+def _tile(typingctx, A, i0, Wp, p, C, vector_bytes):
+    """C[i0:i0+8, p*NC:(p+1)*NC] = A[i0:i0+8, :] @ Wp[p] for Wp[p] of shape (K, NC).
+
+    ``vector_bytes`` must be a compile-time integer constant, 32 or 64; NC is two vectors of
+    that width. No bounds checks: :func:`mm_packed` checks the shapes before the first tile.
+    """
+    why = _operand_type_error(A, Wp, C)
+    if why is None:
+        for name, value in (("i0", i0), ("p", p)):
+            if not isinstance(value, types.Integer):
+                why = f"{name} must be an integer, got {value}"
+                break
+    if why is None and not (isinstance(vector_bytes, types.IntegerLiteral)
+                            and vector_bytes.literal_value in VECTOR_WIDTHS):
+        why = (f"vector_bytes must be a compile-time constant in {VECTOR_WIDTHS}, "
+               f"got {vector_bytes}")
+    if why is not None:
+        raise TypingError(f"_tile: {why}")
+    sig = types.void(A, i0, Wp, p, C, vector_bytes)
+    vbytes = vector_bytes.literal_value
+
+    def codegen(context, builder, signature, args):
+        a_arg, i0_arg, w_arg, p_arg, c_arg, _ = args
         a_arr = context.make_array(signature.args[0])(context, builder, a_arg)
         w_arr = context.make_array(signature.args[2])(context, builder, w_arg)
         c_arr = context.make_array(signature.args[4])(context, builder, c_arg)
         fty = context.get_value_type(signature.args[0].dtype)
         is32 = signature.args[0].dtype == types.float32
-        vw = VECTOR_BYTES // (4 if is32 else 8)
+        vw = vbytes // (4 if is32 else 8)
         vty = ir.VectorType(fty, vw)
         vptr = vty.as_pointer()
         i64 = ir.IntType(64)
@@ -140,26 +229,121 @@ def _tile(typingctx, A, i0, Wp, p, C):
     return sig, codegen
 
 
-@njit(cache=CACHE, nogil=True)
-def panel_width(dtype_itemsize):
-    """Columns per packed panel: two vectors of the machine's width."""
-    return 2 * VECTOR_BYTES // dtype_itemsize
+@njit(inline="always", nogil=True)
+def _check_contract(A, Wp, C, nc):
+    """The shape part of mm_packed's contract: a few comparisons per call, ValueError if broken."""
+    M = A.shape[0]
+    if M % ROWS != 0:
+        raise ValueError("mm_packed: A.shape[0] must be a multiple of ROWS (8): pad A's rows "
+                         "(padded_rows)")
+    if Wp.shape[1] != A.shape[1]:
+        raise ValueError("mm_packed: A.shape[1] must equal Wp.shape[1] (K, the reduction)")
+    if Wp.shape[2] != nc:
+        raise ValueError("mm_packed: Wp.shape[2] must be the panel width for A's dtype and this "
+                         "vector width (panel_width(itemsize)): Wp was packed for another one")
+    if C.shape[0] < M:
+        raise ValueError("mm_packed: C must have at least as many rows as A")
+    if C.shape[1] < Wp.shape[0] * nc:
+        raise ValueError("mm_packed: C must have at least Wp.shape[0] * Wp.shape[2] (P * NC) "
+                         "columns")
 
 
-@njit(cache=CACHE, nogil=True)
-def pack_nt(W):
-    """Pack W (N, K) for ``A @ W^T``: panels Wp[p, k, c] = W[p*NC + c, k], zero past N."""
-    N, K = W.shape
-    nc = panel_width(W.itemsize)
-    P = (N + nc - 1) // nc
-    Wp = np.zeros((P, K, nc), dtype=W.dtype)
-    for p in range(P):
-        for c in range(nc):
-            j = p * nc + c
-            if j < N:
+class PackedGemm(NamedTuple):
+    """The packed product for one vector width (see :func:`make_packed_gemm`)."""
+
+    vector_bytes: int
+    panel_width: object        # panel_width(dtype_itemsize) -> NC
+    pack_nt: object            # pack_nt(W) -> Wp
+    mm_packed: object          # the active one: mm_packed_kernel, or the reference if selected
+    mm_packed_kernel: object   # the LLVM-IR micro-kernel
+    mm_packed_reference: object  # the plain Numba loop nest: same contract, results to rounding
+
+
+@functools.lru_cache(maxsize=None)
+def make_packed_gemm(vector_bytes):
+    """Build :func:`panel_width`, :func:`pack_nt` and :func:`mm_packed` for a vector width.
+
+    ``vector_bytes``: 32 (AVX2) or 64 (AVX-512); any machine runs both. Built once per width.
+    The compiled functions are closures over the width alone (an int), so Numba's on-disk cache
+    keeps one entry per width and loads it in the next process; keep it that way (a closure
+    over another dispatcher or an intrinsic would hash differently in every process and never
+    hit the cache). Other functions and helpers are module globals.
+    """
+    if vector_bytes not in VECTOR_WIDTHS:
+        raise ValueError(f"vector_bytes must be one of {VECTOR_WIDTHS}, got {vector_bytes!r}")
+    vb = int(vector_bytes)
+
+    @njit(cache=CACHE, nogil=True)
+    def panel_width(dtype_itemsize):
+        """Columns per packed panel: two vectors of this width."""
+        return 2 * vb // dtype_itemsize
+
+    @njit(cache=CACHE, nogil=True)
+    def pack_nt(W):
+        """Pack W (N, K) for ``A @ W^T``: panels Wp[p, k, c] = W[p*NC + c, k], zero past N."""
+        N, K = W.shape
+        nc = 2 * vb // W.itemsize
+        P = (N + nc - 1) // nc
+        Wp = np.zeros((P, K, nc), dtype=W.dtype)
+        for p in range(P):
+            for c in range(nc):
+                j = p * nc + c
+                if j < N:
+                    for k in range(K):
+                        Wp[p, k, c] = W[j, k]
+        return Wp
+
+    @njit(cache=CACHE, nogil=True)
+    def mm_packed_kernel(A, Wp, C):
+        """C = A @ W^T for Wp = pack_nt(W): A (M, K) with M a multiple of 8, C (>= M, >= P*NC).
+
+        Panel-major order: one panel of W (K x NC, ~32 KB at K = 256) stays in L1 while every
+        row tile of A streams past it.
+        """
+        _check_operands(A, Wp, C)
+        _check_contract(A, Wp, C, 2 * vb // A.itemsize)
+        P = Wp.shape[0]
+        M = A.shape[0]
+        for p in range(P):
+            for i0 in range(0, M, ROWS):
+                _tile(A, i0, Wp, p, C, vb)
+
+    # Flags set explicitly: a callee that leaves fastmath unset inherits its caller's (the
+    # fastmath kernels of numgru._cpu would let LLVM fuse it into FMAs), and the on-disk cache
+    # keeps whichever variant compiled first. Unfused, it checks the kernel independently.
+    @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+    def mm_packed_reference(A, Wp, C):
+        """mm_packed as a plain loop nest: same contract, same packed layout, same results up
+        to rounding (each output summed over k in order, a multiply then an add; the kernel
+        fuses each step into one FMA)."""
+        _check_operands(A, Wp, C)
+        nc = 2 * vb // A.itemsize
+        _check_contract(A, Wp, C, nc)
+        P, K = Wp.shape[0], Wp.shape[1]
+        zero = A.dtype.type(0)
+        for i in range(A.shape[0]):
+            for p in range(P):
+                c0 = p * nc
+                for c in range(nc):
+                    C[i, c0 + c] = zero
                 for k in range(K):
-                    Wp[p, k, c] = W[j, k]
-    return Wp
+                    a = A[i, k]
+                    for c in range(nc):
+                        C[i, c0 + c] += a * Wp[p, k, c]
+
+    active = mm_packed_reference if GEMM_REFERENCE else mm_packed_kernel
+    return PackedGemm(vb, panel_width, pack_nt, active, mm_packed_kernel, mm_packed_reference)
+
+
+_host = make_packed_gemm(VECTOR_BYTES)
+#: Which product :func:`mm_packed` is: ``"reference"`` under ``NUMGRU_GEMM_REFERENCE=1``, else
+#: ``"kernel"`` (the LLVM-IR micro-kernel).
+MM_PACKED_IMPL = "reference" if GEMM_REFERENCE else "kernel"
+panel_width = _host.panel_width
+pack_nt = _host.pack_nt
+mm_packed = _host.mm_packed
+_mm_packed_kernel = _host.mm_packed_kernel
+_mm_packed_reference = _host.mm_packed_reference
 
 
 @njit(cache=CACHE, nogil=True)
@@ -168,15 +352,202 @@ def padded_rows(m):
     return ((m + ROWS - 1) // ROWS) * ROWS
 
 
-@njit(cache=CACHE, nogil=True)
-def mm_packed(A, Wp, C):
-    """C = A @ W^T for Wp = pack_nt(W): A (M, K) with M a multiple of 8, C (M, >= P*NC).
+# ---------------------------------------------------------------------------------------------
+# The unpacked register-blocked product (fewer than PACK_MIN_ROWS rows per thread)
+# ---------------------------------------------------------------------------------------------
 
-    Panel-major order: one panel of W (K x NC, ~32 KB at K = 256) stays in L1 while every row
-    tile of A streams past it.
+
+@njit(inline="always", **_JIT)
+def mm_nt(A, Bm, C):
+    """C = A @ Bm^T: C[i, j] = sum_k A[i, k] * Bm[j, k].
+
+    A (M, K), Bm (N, K), C (M, N) are C-contiguous. Blocks of 8 (then 4) rows x 2 columns keep
+    sixteen (eight) vector accumulators in registers and load each row of Bm once per eight
+    (four) rows of A; measured 10-25% faster than 4x2 blocks at 16 rows.
     """
-    P = Wp.shape[0]
+    M, K = A.shape
+    N = Bm.shape[0]
+    zero = C.dtype.type(0)
+    i = 0
+    while i + 8 <= M and N >= 2:
+        a0 = A[i]
+        a1 = A[i + 1]
+        a2 = A[i + 2]
+        a3 = A[i + 3]
+        a4 = A[i + 4]
+        a5 = A[i + 5]
+        a6 = A[i + 6]
+        a7 = A[i + 7]
+        j = 0
+        while j + 2 <= N:
+            b0 = Bm[j]
+            b1 = Bm[j + 1]
+            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
+            s40 = s41 = s50 = s51 = s60 = s61 = s70 = s71 = zero
+            for k in range(K):
+                w0 = b0[k]
+                w1 = b1[k]
+                s00 += a0[k] * w0
+                s01 += a0[k] * w1
+                s10 += a1[k] * w0
+                s11 += a1[k] * w1
+                s20 += a2[k] * w0
+                s21 += a2[k] * w1
+                s30 += a3[k] * w0
+                s31 += a3[k] * w1
+                s40 += a4[k] * w0
+                s41 += a4[k] * w1
+                s50 += a5[k] * w0
+                s51 += a5[k] * w1
+                s60 += a6[k] * w0
+                s61 += a6[k] * w1
+                s70 += a7[k] * w0
+                s71 += a7[k] * w1
+            C[i, j] = s00
+            C[i, j + 1] = s01
+            C[i + 1, j] = s10
+            C[i + 1, j + 1] = s11
+            C[i + 2, j] = s20
+            C[i + 2, j + 1] = s21
+            C[i + 3, j] = s30
+            C[i + 3, j + 1] = s31
+            C[i + 4, j] = s40
+            C[i + 4, j + 1] = s41
+            C[i + 5, j] = s50
+            C[i + 5, j + 1] = s51
+            C[i + 6, j] = s60
+            C[i + 6, j + 1] = s61
+            C[i + 7, j] = s70
+            C[i + 7, j + 1] = s71
+            j += 2
+        if j < N:  # odd N: the last column for these eight rows
+            b0 = Bm[j]
+            for ii in range(i, i + 8):
+                ai = A[ii]
+                s0 = zero
+                for k in range(K):
+                    s0 += ai[k] * b0[k]
+                C[ii, j] = s0
+        i += 8
+    while i + 4 <= M:
+        a0 = A[i]
+        a1 = A[i + 1]
+        a2 = A[i + 2]
+        a3 = A[i + 3]
+        j = 0
+        while j + 2 <= N:
+            b0 = Bm[j]
+            b1 = Bm[j + 1]
+            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
+            for k in range(K):
+                w0 = b0[k]
+                w1 = b1[k]
+                s00 += a0[k] * w0
+                s01 += a0[k] * w1
+                s10 += a1[k] * w0
+                s11 += a1[k] * w1
+                s20 += a2[k] * w0
+                s21 += a2[k] * w1
+                s30 += a3[k] * w0
+                s31 += a3[k] * w1
+            C[i, j] = s00
+            C[i, j + 1] = s01
+            C[i + 1, j] = s10
+            C[i + 1, j + 1] = s11
+            C[i + 2, j] = s20
+            C[i + 2, j + 1] = s21
+            C[i + 3, j] = s30
+            C[i + 3, j + 1] = s31
+            j += 2
+        if j < N:
+            b0 = Bm[j]
+            s00 = s10 = s20 = s30 = zero
+            for k in range(K):
+                w0 = b0[k]
+                s00 += a0[k] * w0
+                s10 += a1[k] * w0
+                s20 += a2[k] * w0
+                s30 += a3[k] * w0
+            C[i, j] = s00
+            C[i + 1, j] = s10
+            C[i + 2, j] = s20
+            C[i + 3, j] = s30
+        i += 4
+    while i < M:
+        a0 = A[i]
+        j = 0
+        while j + 4 <= N:
+            b0 = Bm[j]
+            b1 = Bm[j + 1]
+            b2 = Bm[j + 2]
+            b3 = Bm[j + 3]
+            s0 = s1 = s2 = s3 = zero
+            for k in range(K):
+                x = a0[k]
+                s0 += x * b0[k]
+                s1 += x * b1[k]
+                s2 += x * b2[k]
+                s3 += x * b3[k]
+            C[i, j] = s0
+            C[i, j + 1] = s1
+            C[i, j + 2] = s2
+            C[i, j + 3] = s3
+            j += 4
+        while j < N:
+            b0 = Bm[j]
+            s0 = zero
+            for k in range(K):
+                s0 += a0[k] * b0[k]
+            C[i, j] = s0
+            j += 1
+        i += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Large matrix products over all timesteps: BLAS per block of rows, on Numba's thread pool
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(parallel=True, **_JIT)
+def gemm(A, W, bias, C, ntasks):
+    """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
+    weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
+    in ``ntasks`` blocks."""
     M = A.shape[0]
-    for p in range(P):
-        for i0 in range(0, M, ROWS):
-            _tile(A, i0, Wp, p, C)
+    for task in prange(ntasks):
+        _gemm_rows(A, W, bias, C, (task * M) // ntasks, ((task + 1) * M) // ntasks)
+
+
+@njit(**_JIT)
+def _gemm_rows(A, W, bias, C, r0, r1):
+    if r1 <= r0:
+        return
+    np.dot(A[r0:r1], W, C[r0:r1])
+    N = C.shape[1]
+    if bias.shape[0] == N:
+        for i in range(r0, r1):
+            c = C[i]
+            for j in range(N):
+                c[j] += bias[j]
+
+
+@njit(parallel=True, **_JIT)
+def gemm_tn(A, X, C, ntasks):
+    """C = A^T @ X, reducing over the M rows of A (M, N1) and X (M, N2): C (N1, N2).
+
+    Weight gradients: the reduction runs over all B*T timesteps. Each task reduces its own
+    block of rows into a private partial product; the partials are then added.
+    """
+    M = A.shape[0]
+    parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
+    for task in prange(ntasks):
+        _gemm_tn_rows(A, X, parts[task], (task * M) // ntasks, ((task + 1) * M) // ntasks)
+    C[:] = parts[0]
+    for task in range(1, ntasks):
+        C += parts[task]
+
+
+@njit(**_JIT)
+def _gemm_tn_rows(A, X, P, r0, r1):
+    if r1 > r0:
+        np.dot(A[r0:r1].T, X[r0:r1], P)
