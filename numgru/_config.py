@@ -10,8 +10,8 @@
 - ``GEMM_REFERENCE``: ``NUMGRU_GEMM_REFERENCE=1`` makes ``numgru._gemm.mm_packed`` the plain
   Numba reference product instead of the LLVM-IR micro-kernel (same contract and results, much
   slower): a fallback, and a way to rule the micro-kernel out when results look wrong. Read once
-  at import; the kernels that call ``mm_packed`` are compiled with it, so switch it together
-  with ``NUMGRU_NO_CACHE=1`` or a cleared cache (see below).
+  at import. The kernels that call ``mm_packed`` are compiled with it, so while it is set the
+  on-disk cache is off (a cached build would keep the other product).
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
   thread, because waking a second thread costs more than it saves.
 - Matrix products: which kernel computes which product is one rule, documented in
@@ -29,7 +29,8 @@ import threading
 FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 # NUMGRU_GEMM_REFERENCE=1: numgru._gemm.mm_packed is the plain Numba reference, not the IR kernel
 GEMM_REFERENCE = os.environ.get("NUMGRU_GEMM_REFERENCE", "") in ("1", "true", "yes")
-CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes")
+# the cache is off with the reference product: cached kernels would keep the micro-kernel
+CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes") and not GEMM_REFERENCE
 PARALLEL_MIN_WORK = 16384
 
 # CUDA (numgru._cuda). The kernels are rebuilt per geometry, and every value is read when a

@@ -25,7 +25,7 @@ Matrix products: every product runs on Numba's thread pool (BLAS's own pool and 
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
 13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
-of a thread with at least ``_PACK_MIN_ROWS`` rows, the small register-blocked ``mm_nt``
+of a thread with at least ``PACK_MIN_ROWS`` rows, the small register-blocked ``mm_nt``
 below that, BLAS per block of rows for the products over all timesteps.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
@@ -43,7 +43,7 @@ from numba import njit, prange
 
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
-from ._gemm import mm_packed, pack_nt, padded_rows
+from ._gemm import PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed, pack_nt, padded_rows
 from ._math import sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -51,155 +51,6 @@ _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 # Rows of one blocked input projection in the forward recurrence (tb timesteps x nb batch rows):
 # enough for an efficient product, small enough that its (rows, 3H) result stays in cache.
 _PROJ_ROWS = 256
-# From this many batch rows per thread on, the forward's recurrent product uses the packed
-# micro-kernel of numgru._gemm (rows are padded to a multiple of 8); below, _mm_nt.
-_PACK_MIN_ROWS = 8
-
-
-@njit(inline="always", **_JIT)
-def _mm_nt(A, Bm, C):
-    """C = A @ Bm^T: C[i, j] = sum_k A[i, k] * Bm[j, k].
-
-    A (M, K), Bm (N, K), C (M, N) are C-contiguous. Blocks of 8 (then 4) rows x 2 columns keep
-    sixteen (eight) vector accumulators in registers and load each row of Bm once per eight
-    (four) rows of A; measured 10-25% faster than 4x2 blocks at 16 rows.
-    """
-    M, K = A.shape
-    N = Bm.shape[0]
-    zero = C.dtype.type(0)
-    i = 0
-    while i + 8 <= M and N >= 2:
-        a0 = A[i]
-        a1 = A[i + 1]
-        a2 = A[i + 2]
-        a3 = A[i + 3]
-        a4 = A[i + 4]
-        a5 = A[i + 5]
-        a6 = A[i + 6]
-        a7 = A[i + 7]
-        j = 0
-        while j + 2 <= N:
-            b0 = Bm[j]
-            b1 = Bm[j + 1]
-            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
-            s40 = s41 = s50 = s51 = s60 = s61 = s70 = s71 = zero
-            for k in range(K):
-                w0 = b0[k]
-                w1 = b1[k]
-                s00 += a0[k] * w0
-                s01 += a0[k] * w1
-                s10 += a1[k] * w0
-                s11 += a1[k] * w1
-                s20 += a2[k] * w0
-                s21 += a2[k] * w1
-                s30 += a3[k] * w0
-                s31 += a3[k] * w1
-                s40 += a4[k] * w0
-                s41 += a4[k] * w1
-                s50 += a5[k] * w0
-                s51 += a5[k] * w1
-                s60 += a6[k] * w0
-                s61 += a6[k] * w1
-                s70 += a7[k] * w0
-                s71 += a7[k] * w1
-            C[i, j] = s00
-            C[i, j + 1] = s01
-            C[i + 1, j] = s10
-            C[i + 1, j + 1] = s11
-            C[i + 2, j] = s20
-            C[i + 2, j + 1] = s21
-            C[i + 3, j] = s30
-            C[i + 3, j + 1] = s31
-            C[i + 4, j] = s40
-            C[i + 4, j + 1] = s41
-            C[i + 5, j] = s50
-            C[i + 5, j + 1] = s51
-            C[i + 6, j] = s60
-            C[i + 6, j + 1] = s61
-            C[i + 7, j] = s70
-            C[i + 7, j + 1] = s71
-            j += 2
-        if j < N:  # odd N: the last column for these eight rows
-            b0 = Bm[j]
-            for ii in range(i, i + 8):
-                ai = A[ii]
-                s0 = zero
-                for k in range(K):
-                    s0 += ai[k] * b0[k]
-                C[ii, j] = s0
-        i += 8
-    while i + 4 <= M:
-        a0 = A[i]
-        a1 = A[i + 1]
-        a2 = A[i + 2]
-        a3 = A[i + 3]
-        j = 0
-        while j + 2 <= N:
-            b0 = Bm[j]
-            b1 = Bm[j + 1]
-            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
-            for k in range(K):
-                w0 = b0[k]
-                w1 = b1[k]
-                s00 += a0[k] * w0
-                s01 += a0[k] * w1
-                s10 += a1[k] * w0
-                s11 += a1[k] * w1
-                s20 += a2[k] * w0
-                s21 += a2[k] * w1
-                s30 += a3[k] * w0
-                s31 += a3[k] * w1
-            C[i, j] = s00
-            C[i, j + 1] = s01
-            C[i + 1, j] = s10
-            C[i + 1, j + 1] = s11
-            C[i + 2, j] = s20
-            C[i + 2, j + 1] = s21
-            C[i + 3, j] = s30
-            C[i + 3, j + 1] = s31
-            j += 2
-        if j < N:
-            b0 = Bm[j]
-            s00 = s10 = s20 = s30 = zero
-            for k in range(K):
-                w0 = b0[k]
-                s00 += a0[k] * w0
-                s10 += a1[k] * w0
-                s20 += a2[k] * w0
-                s30 += a3[k] * w0
-            C[i, j] = s00
-            C[i + 1, j] = s10
-            C[i + 2, j] = s20
-            C[i + 3, j] = s30
-        i += 4
-    while i < M:
-        a0 = A[i]
-        j = 0
-        while j + 4 <= N:
-            b0 = Bm[j]
-            b1 = Bm[j + 1]
-            b2 = Bm[j + 2]
-            b3 = Bm[j + 3]
-            s0 = s1 = s2 = s3 = zero
-            for k in range(K):
-                x = a0[k]
-                s0 += x * b0[k]
-                s1 += x * b1[k]
-                s2 += x * b2[k]
-                s3 += x * b3[k]
-            C[i, j] = s0
-            C[i, j + 1] = s1
-            C[i, j + 2] = s2
-            C[i, j + 3] = s3
-            j += 4
-        while j < N:
-            b0 = Bm[j]
-            s0 = zero
-            for k in range(K):
-                s0 += a0[k] * b0[k]
-            C[i, j] = s0
-            j += 1
-        i += 1
 
 
 # Gate loops. Each is its own small function over at most five arrays: LLVM vectorises a loop
@@ -359,7 +210,7 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
     b_in = b_ih[goff + H2:goff + H3]
     b_hn = bhh[d, H2:]
     # weights packed once for all T steps (numgru._gemm); products then write padded rows
-    packed = nb >= _PACK_MIN_ROWS
+    packed = nb >= PACK_MIN_ROWS
     mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
     wi_p = pack_nt(w_ih[goff:goff + H3])       # W_ih of direction d, (3H, I)
     wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
@@ -395,13 +246,13 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
                 if packed:
                     mm_packed(h, wh_p, gh)       # W_hh h
                 else:
-                    _mm_nt(h, w, gh)
+                    mm_nt(h, w, gh)
                 HN = hn_s[d, t, b0:b1] if store else hn_scratch
             else:
                 if packed:
                     mm_packed(h, wh_p, gh)       # W_h[rz] h
                 else:
-                    _mm_nt(h, w_rz, gh)
+                    mm_nt(h, w_rz, gh)
                 for i in range(nb):
                     grz = gh[i, :H2]
                     _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
@@ -411,7 +262,7 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
                 if packed:
                     mm_packed(rh, wn_p, gh_n)    # W_hn (r * h)
                 else:
-                    _mm_nt(rh, w_n, gh_n)
+                    mm_nt(rh, w_n, gh_n)
                 HN = hn_scratch
             for i in range(nb):
                 b = b0 + i
@@ -498,9 +349,9 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     w_rzT = np.ascontiguousarray(w_rz.T)         # (H, 2H)
     w_n = np.ascontiguousarray(w[H2:])           # (H, H)
     w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
-    # products with the packed micro-kernel (numgru._gemm) from _PACK_MIN_ROWS rows on: their
+    # products with the packed micro-kernel (numgru._gemm) from PACK_MIN_ROWS rows on: their
     # operands get rows padded to a multiple of 8 and outputs whole panels of columns
-    packed = nb >= _PACK_MIN_ROWS
+    packed = nb >= PACK_MIN_ROWS
     mp = padded_rows(nb) if packed else nb
     # dh = dgh @ W_hh (Cho: [da_r, da_z] @ W_h[rz]); Cho: d(rh) = da_n @ W_hn
     wh_p = pack_nt((wT if reset_after else w_rzT) if packed else wT[:0])
@@ -559,13 +410,13 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             if packed:
                 mm_packed(dgp, wh_p, dh)
             else:
-                _mm_nt(dgp, wT, dh)
+                mm_nt(dgp, wT, dh)
         else:
             # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
             if packed:
                 mm_packed(dg_n, wn_p, drh)
             else:
-                _mm_nt(dg_n, w_nT, drh)
+                mm_nt(dg_n, w_nT, drh)
             for i in range(nb):
                 b = b0 + i
                 if t >= lengths[b]:
@@ -577,7 +428,7 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             if packed:
                 mm_packed(dg_rz, wh_p, dh)
             else:
-                _mm_nt(dg_rz, w_rzT, dh)
+                mm_nt(dg_rz, w_rzT, dh)
             DG[:, :H2] = dg_rz[:nb]
             DG[:, H2:] = dg_n[:nb]
         dgh[d, t, b0:b1] = DG
@@ -587,56 +438,6 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
             _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
     for i in range(nb):
         dh0[d, b0 + i, :] = dh[i, :H]
-
-
-# ---------------------------------------------------------------------------------------------
-# Large matrix products over all timesteps, on Numba's thread pool (see the module docstring).
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(parallel=True, **_JIT)
-def gemm(A, W, bias, C, ntasks):
-    """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
-    weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
-    in ``ntasks`` blocks."""
-    M = A.shape[0]
-    for task in prange(ntasks):
-        _gemm_rows(A, W, bias, C, (task * M) // ntasks, ((task + 1) * M) // ntasks)
-
-
-@njit(**_JIT)
-def _gemm_rows(A, W, bias, C, r0, r1):
-    if r1 <= r0:
-        return
-    np.dot(A[r0:r1], W, C[r0:r1])
-    N = C.shape[1]
-    if bias.shape[0] == N:
-        for i in range(r0, r1):
-            c = C[i]
-            for j in range(N):
-                c[j] += bias[j]
-
-
-@njit(parallel=True, **_JIT)
-def gemm_tn(A, X, C, ntasks):
-    """C = A^T @ X, reducing over the M rows of A (M, N1) and X (M, N2): C (N1, N2).
-
-    Weight gradients: the reduction runs over all B*T timesteps. Each task reduces its own
-    block of rows into a private partial product; the partials are then added.
-    """
-    M = A.shape[0]
-    parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
-    for task in prange(ntasks):
-        _gemm_tn_rows(A, X, parts[task], (task * M) // ntasks, ((task + 1) * M) // ntasks)
-    C[:] = parts[0]
-    for task in range(1, ntasks):
-        C += parts[task]
-
-
-@njit(**_JIT)
-def _gemm_tn_rows(A, X, P, r0, r1):
-    if r1 > r0:
-        np.dot(A[r0:r1].T, X[r0:r1], P)
 
 
 def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):

@@ -45,8 +45,7 @@ receive zeros (the packed panels are zero-padded). Types are checked when it com
 :func:`mm_packed` a plain Numba loop nest with the same contract and the same results up to
 rounding, about 5x slower (``MM_PACKED_IMPL`` says which is active): a fallback, and a way to
 rule the IR kernel out. The kernels of :mod:`numgru._cpu` compile whichever is active into
-themselves and Numba's on-disk cache does not notice the flag: switch it together with
-``NUMGRU_NO_CACHE=1`` or a cleared cache.
+themselves, so the on-disk cache is off while the flag is set (:data:`numgru._config.CACHE`).
 """
 
 import functools
