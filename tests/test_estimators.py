@@ -386,3 +386,31 @@ def test_dtype_auto_follows_the_input_like_mlp():
     assert GRUClassifier(**kw).fit(X.astype(np.float32), y).grus_[0].dtype == np.float32
     assert GRUClassifier(dtype="float32", **kw).fit(X, y).grus_[0].dtype == np.float32
     assert GRUClassifier(**kw).fit([x.astype(np.float32) for x in X], y).grus_[0].dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- fit structure
+def test_fit_leaves_no_training_scratch_state(seq_data):
+    X, y = seq_data
+    for early in (False, True):
+        clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=3, early_stopping=early,
+                            random_state=0).fit(X[:60], y[:60])
+        assert not hasattr(clf, "_best_params")
+        assert len(clf.loss_curve_) == clf.n_iter_ == 3
+
+
+def test_partial_fit_epochs_continue_a_fit_like_warm_start_epochs():
+    """fit + partial_fit == fit with warm_start + one more epoch when neither shuffles:
+    both continue from the same weights with the state of the same random streams."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((30, 5, 2))
+    y = X[:, :, 0].sum(axis=1)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0, solver="sgd",
+              momentum=0.0, shuffle=False, dropout=0.0)
+    a = GRURegressor(**kw).fit(X, y)
+    a.partial_fit(X, y)
+    b = GRURegressor(warm_start=True, **kw).fit(X, y)
+    b.set_params(max_iter=1)
+    b.fit(X, y)
+    assert a.loss_curve_ == b.loss_curve_ and a.n_iter_ == b.n_iter_ == 3
+    for p, q in zip(a._params(), b._params()):
+        np.testing.assert_array_equal(p, q)
