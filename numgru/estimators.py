@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
+from . import io as _io
 from ._config import blas_single_threaded
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
@@ -519,9 +520,97 @@ class _BaseGRUEstimator(BaseEstimator):
         >>> np.array_equal(loaded.predict(X), reg.predict(X))
         True
         """
-        from .io import save
+        _io.save(self, path)
 
-        save(self, path)
+    # fitted attributes that a model file keeps (besides the network's arrays); the required
+    # ones are those that predicting needs
+    _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
+                          "best_loss_", "validation_scores_", "best_validation_score_",
+                          "out_activation_", "_input_kind", "_n_inputs", "_single_output")
+    _FITTED_REQUIRED = ("n_features_in_", "n_outputs_", "_input_kind", "_n_inputs")
+
+    def _get_fitted_state(self):
+        """What a model file keeps of a fitted estimator: ``(fitted, arrays)``.
+
+        ``fitted`` is a JSON-able dict of the fitted scalars (``_FITTED_ATTRIBUTES`` and the
+        compute dtype as ``"_dtype"``), ``arrays`` a dict of name -> ndarray (the network's,
+        from :meth:`_network_arrays`). :meth:`_set_fitted_state` is the inverse; ``numgru.io``
+        writes and reads them.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        """
+        check_is_fitted(self, "grus_")
+        fitted = {name: _io._jsonable(getattr(self, name))
+                  for name in self._FITTED_ATTRIBUTES if hasattr(self, name)}
+        fitted["_dtype"] = np.dtype(self._dtype).name
+        return fitted, self._network_arrays()
+
+    def _set_fitted_state(self, fitted, arrays, device=None):
+        """Make this (new) estimator the fitted one described by :meth:`_get_fitted_state`'s
+        ``fitted`` and ``arrays``, with the network on ``device`` (default: ``self.device``).
+
+        Names in ``fitted`` that are not fitted attributes are ignored. The random streams are
+        seeded afresh from ``random_state`` and there is no optimiser state: a ``partial_fit``
+        or a warm-started ``fit`` continues from the loaded weights with a new optimiser.
+
+        Raises
+        ------
+        ValueError
+            If a required fitted attribute or a network array is missing or has the wrong shape.
+        """
+        fitted = dict(fitted)
+        missing = [name for name in self._FITTED_REQUIRED + ("_dtype",) if name not in fitted]
+        if missing:
+            raise ValueError(f"fitted attributes {missing} are missing")
+        for name in self._FITTED_ATTRIBUTES:
+            if name in fitted:
+                setattr(self, name, fitted[name])
+        self._dtype = np.dtype(fitted["_dtype"])
+        self._load_network_arrays(arrays, self.device if device is None else device)
+        self._random_state = check_random_state(self.random_state)
+        self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
+        self._optimizer = None
+        self._no_improvement_count = 0
+
+    # The two methods below are the network's side of persistence (like _init_network and
+    # _params for training): they know how the network holds its weights.
+    def _network_arrays(self):
+        """The network's weights by file name: ``"gru{i}.{name}"`` for each GRU layer ``i``
+        (PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``."""
+        arrays = {}
+        for i, gru in enumerate(self.grus_):
+            for name, value in gru.state_dict().items():
+                arrays[f"gru{i}.{name}"] = value
+        arrays["head_coef"] = self.head_coef_
+        arrays["head_intercept"] = self.head_intercept_
+        return arrays
+
+    def _load_network_arrays(self, arrays, device):
+        """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
+        names are ignored), for the parameters, ``_n_inputs``, ``n_outputs_`` and ``_dtype``
+        already set. Raises ValueError (KeyError for a missing head) if the arrays do not fit."""
+        D = 2 if self.bidirectional else 1
+        size_in = self._n_inputs
+        self.grus_ = []
+        for i, h in enumerate(self._sizes()):
+            gru = GRU(size_in, h, 1, bidirectional=self.bidirectional,
+                      reset_after=self.reset_after, dtype=self._dtype, device=device)
+            prefix = f"gru{i}."
+            gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
+                                 if k.startswith(prefix)})
+            self.grus_.append(gru)
+            size_in = D * h
+        self.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=self._dtype)
+        self.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=self._dtype)
+        if self.head_coef_.shape != (self.n_outputs_, size_in):
+            raise ValueError(f"head weights have shape {self.head_coef_.shape}, expected "
+                             f"{(self.n_outputs_, size_in)}")
+        if self.head_intercept_.shape != (self.n_outputs_,):
+            raise ValueError(f"head bias has shape {self.head_intercept_.shape}, expected "
+                             f"{(self.n_outputs_,)}")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -538,6 +627,7 @@ def _progress(epoch, n_epochs, batch, n_batches, loss):
           f"batch {batch}/{n_batches} loss {loss:.5f}", end="", flush=True)
 
 
+@_io._register_estimator
 class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     """Sequence regression with a GRU stack and a linear head (squared error).
 
@@ -707,6 +797,8 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     >>> len(reg.loss_curve_), reg.n_features_in_
     (5, 2)
     """
+
+    _FITTED_REQUIRED = _BaseGRUEstimator._FITTED_REQUIRED + ("_single_output",)
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
         if self.output == "each_step":
@@ -945,6 +1037,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         return r2_score(y, self.predict(X), sample_weight=sample_weight)
 
 
+@_io._register_estimator
 class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     """Sequence classification with a GRU stack and a softmax head (cross-entropy).
 
@@ -1224,6 +1317,24 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             wr = w[m] if w.ndim == 2 else np.broadcast_to(w[:, None], m.shape)[m]
             return accuracy_score(Y[m].argmax(axis=1), pred, sample_weight=wr)
         return accuracy_score(Y.argmax(axis=1), pred, sample_weight=w)
+
+    def _get_fitted_state(self):
+        fitted, arrays = super()._get_fitted_state()
+        classes = np.asarray(self.classes_)
+        if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
+            raise TypeError("class labels of mixed or object types cannot be saved without "
+                            "pickle; use numbers or strings")
+        arrays["classes"] = classes
+        return fitted, arrays
+
+    def _set_fitted_state(self, fitted, arrays, device=None):
+        super()._set_fitted_state(fitted, arrays, device)
+        classes = arrays["classes"]
+        if classes.shape != (self.n_outputs_,):
+            raise ValueError(f"classes have shape {classes.shape}, expected ({self.n_outputs_},)")
+        self._encoder = LabelEncoder()
+        self._encoder.classes_ = classes
+        self.classes_ = classes
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, lengths=None):

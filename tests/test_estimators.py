@@ -414,3 +414,141 @@ def test_partial_fit_epochs_continue_a_fit_like_warm_start_epochs():
     assert a.loss_curve_ == b.loss_curve_ and a.n_iter_ == b.n_iter_ == 3
     for p, q in zip(a._params(), b._params()):
         np.testing.assert_array_equal(p, q)
+
+
+# ----------------------------------------------------------------------------- fitted state
+def test_fitted_state_round_trips_without_a_file(seq_data):
+    X, y = seq_data
+    labels = np.array(["slow", "fast", "walk"], dtype=object)[y]
+    clf = GRUClassifier(hidden_layer_sizes=(5, 3), bidirectional=True, max_iter=2,
+                        early_stopping=True, random_state=0).fit(X[:80], labels[:80])
+    fitted, arrays = clf._get_fitted_state()
+    import json
+    assert json.loads(json.dumps(fitted)) == fitted             # JSON-able as it is
+    assert fitted["_dtype"] == "float64" and fitted["loss_curve_"] == clf.loss_curve_
+    assert sorted(arrays) == sorted(
+        [f"gru{i}.{k}{s}" for i in range(2) for k in ("weight_ih_l0", "weight_hh_l0",
+                                                     "bias_ih_l0", "bias_hh_l0")
+         for s in ("", "_reverse")] + ["head_coef", "head_intercept", "classes"])
+    other = GRUClassifier(**clf.get_params())
+    other._set_fitted_state(fitted, arrays)
+    np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+    assert list(other.predict(X[:5])) == list(clf.predict(X[:5]))
+    assert other.validation_scores_ == clf.validation_scores_
+    with pytest.raises(ValueError, match="missing"):
+        GRUClassifier(**clf.get_params())._set_fitted_state(
+            {k: v for k, v in fitted.items() if k != "_n_inputs"}, arrays)
+    with pytest.raises(NotFittedError):
+        GRUClassifier()._get_fitted_state()
+
+
+def test_io_module_does_not_import_the_estimators():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(numgru.io))
+    imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for a in node.names]
+    imported += [f"{node.module}.{a.name}" if node.module else a.name
+                 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names]
+    assert not [m for m in imported if "estimators" in m or m in ("gru", "GRU")]
+    assert numgru.io._ESTIMATOR_CLASSES == {"GRURegressor": GRURegressor,
+                                            "GRUClassifier": GRUClassifier}
+
+
+def _old_format_file(path, est, classes=None, classes_object=False):
+    """A model file laid out by hand as numgru's first save() wrote it (format version 1)."""
+    import json
+
+    params = est.get_params()
+    params["hidden_layer_sizes"] = list(params["hidden_layer_sizes"])
+    fitted = {name: getattr(est, name) for name in (
+        "n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",
+        "validation_scores_", "best_validation_score_", "out_activation_", "_input_kind",
+        "_n_inputs", "_single_output") if hasattr(est, name)}
+    fitted["_dtype"] = est._dtype.name
+    meta = {"format": "numgru-estimator", "version": 1, "class": type(est).__name__,
+            "params": params, "fitted": fitted}
+    arrays = {}
+    for i, gru in enumerate(est.grus_):
+        for name, value in gru.state_dict().items():
+            arrays[f"gru{i}.{name}"] = value
+    arrays["head_coef"], arrays["head_intercept"] = est.head_coef_, est.head_intercept_
+    if classes is not None:
+        arrays["classes"] = classes
+        if classes_object:
+            meta["classes_object"] = True
+    arrays["__meta__"] = np.array(json.dumps(meta, default=float))
+    np.savez(path, **arrays)
+
+
+def test_files_in_the_first_format_load(tmp_path):
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((30, 6, 2))
+    labels = np.array(["ab", "c", "de"], dtype=object)[rng.integers(0, 3, 30)]
+    clf = GRUClassifier(hidden_layer_sizes=(4, 3), bidirectional=True, max_iter=2,
+                        random_state=0).fit(X, labels)
+    _old_format_file(tmp_path / "clf.npz", clf, clf.classes_.astype(str), classes_object=True)
+    loaded = numgru.load(tmp_path / "clf.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.classes_.dtype == object and list(loaded.classes_) == ["ab", "c", "de"]
+    reg = GRURegressor(hidden_layer_sizes=(3,), output="each_step", reset_after=False,
+                       max_iter=2, random_state=0, dtype="float32").fit(X, np.cumsum(X, axis=1))
+    _old_format_file(tmp_path / "reg.npz", reg)
+    loaded = numgru.load(tmp_path / "reg.npz")
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
+    assert loaded.predict(X).shape == (30, 6, 2) and loaded.loss_curve_ == reg.loss_curve_
+    # and save() still writes that layout: the same arrays and metadata
+    reg.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "reg.npz") as old, np.load(tmp_path / "new.npz") as new:
+        assert sorted(old.files) == sorted(new.files)
+        import json
+        assert json.loads(str(old["__meta__"])) == json.loads(str(new["__meta__"]))
+        for k in old.files:
+            np.testing.assert_array_equal(old[k], new[k])
+
+
+def test_corrupt_network_arrays_raise_value_error(tmp_path):
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((20, 4, 2))
+    y = rng.integers(0, 2, 20)
+    clf = GRUClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        good = dict(f)
+
+    def broken(change):
+        arrays = dict(good)
+        change(arrays)
+        path = tmp_path / "bad.npz"
+        np.savez(path, **arrays)
+        return path
+
+    cases = [lambda a: a.pop("gru0.weight_hh_l0"),
+             lambda a: a.update({"gru0.weight_ih_l0": np.zeros((9, 5))}),
+             lambda a: a.update({"head_coef": np.zeros((2, 4))}),
+             lambda a: a.update({"head_intercept": np.zeros(3)}),
+             lambda a: a.pop("head_intercept"),
+             lambda a: a.pop("classes"),
+             lambda a: a.update({"classes": np.array([0, 1, 2])})]
+    for change in cases:
+        with pytest.raises(ValueError, match="corrupt numgru model file"):
+            numgru.load(broken(change))
+    import json
+    meta = json.loads(str(good["__meta__"]))
+    for edit in ({"class": "MLPClassifier"}, {"fitted": {}}, {"params": {"no_such": 1}}):
+        arrays = dict(good)
+        arrays["__meta__"] = np.array(json.dumps({**meta, **edit}))
+        np.savez(tmp_path / "meta.npz", **arrays)
+        with pytest.raises(ValueError, match="corrupt|unknown estimator class"):
+            numgru.load(tmp_path / "meta.npz")
+
+
+def test_saving_object_labels_that_are_not_strings_raises(tmp_path):
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((20, 4, 2))
+    clf = GRUClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0)
+    clf.fit(X, np.array(["a", "b"] * 10, dtype=object))
+    clf.classes_ = clf._encoder.classes_ = np.array([1, "a"], dtype=object)  # as sklearn allows
+    with pytest.raises(TypeError, match="class labels of mixed or object types"):
+        clf.save(tmp_path / "x.npz")
