@@ -836,8 +836,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     def _score_arrays(self, X, lengths, Y, w):
         pred = self._forward_logits(X, lengths)
         if self.output == "each_step":
+            Y = Y[:, : X.shape[1]]
             m = _data.valid_mask(lengths, Y.shape[1])
-            return r2_score(Y[:, : X.shape[1]][m], pred, sample_weight=np.broadcast_to(w[:, None], m.shape)[m])
+            return r2_score(Y[m], pred, sample_weight=np.broadcast_to(w[:, None], m.shape)[m])
         return r2_score(Y, pred, sample_weight=w)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1005,12 +1006,14 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             True targets (per step with ``output="each_step"``).
 
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence.
+            Weight of each sequence; with ``output="each_step"`` the weight of each of its
+            timesteps.
 
         Returns
         -------
         score : float
-            R^2, over all valid timesteps with ``output="each_step"``.
+            R^2, over all valid timesteps with ``output="each_step"`` (as ``r2_score`` of the
+            targets and predictions of every valid step, averaged uniformly over outputs).
 
         Raises
         ------
@@ -1030,10 +1033,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         True
         """
         if self.output == "each_step":
-            Xp, lengths = self._input(X, reset=False)
-            Y = _data.step_targets(y, lengths).astype(np.float64)
-            Y = Y[:, :, None] if Y.ndim == 2 else Y
-            return self._score_arrays(Xp, lengths, Y, _sample_weight(sample_weight, len(lengths)))
+            pred, lengths = self._predict_padded(X)
+            Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
+            return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
         return r2_score(y, self.predict(X), sample_weight=sample_weight)
 
 
@@ -1592,7 +1594,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             True labels (per step with ``output="each_step"``).
 
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence.
+            Weight of each sequence; with ``output="each_step"`` the weight of each of its
+            timesteps.
 
         Returns
         -------
@@ -1615,13 +1618,14 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         True
         """
         if self.output == "each_step":
-            pred = self.predict(X)
-            if isinstance(pred, list):
-                yt = np.concatenate([np.asarray(v) for v in y])
-                yp = np.concatenate(pred)
-            else:
-                yt, yp = np.asarray(y).ravel(), pred.ravel()
-            return accuracy_score(yt, yp)
+            out, lengths = self._predict_padded(X)
+            y_true = _step_values(y, lengths)
+            if y_true.ndim != 1:
+                raise ValueError(f"with output='each_step', y must hold one label per timestep; "
+                                 f"got {y_true.shape[1:]} values per timestep")
+            y_pred = self.classes_[out.argmax(axis=1)]
+            return accuracy_score(y_true, y_pred,
+                                  sample_weight=_step_weights(sample_weight, lengths))
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
 
@@ -1638,6 +1642,26 @@ def _sample_weight(sample_weight, n):
     if w.sum() <= 0:
         raise ValueError("sample_weight must not sum to zero")
     return w
+
+
+def _step_weights(sample_weight, lengths):
+    """Per-step weights for the valid steps of each sequence (in the order of the model's
+    per-step outputs): each sequence's ``sample_weight`` repeated over its steps; None stays
+    None."""
+    if sample_weight is None:
+        return None
+    return np.repeat(_sample_weight(sample_weight, len(lengths)), lengths)
+
+
+def _step_values(y, lengths):
+    """Per-step targets (an (n, T[, k]) array or a ragged list of per-sequence arrays) at the
+    valid steps of each sequence, in the order of the model's per-step outputs."""
+    Y = _data.step_targets(y, lengths)   # checks the shapes against lengths
+    if isinstance(y, (list, tuple)):
+        # a list of per-sequence arrays (step_targets refuses any other list): join the
+        # sequences themselves, since the padded copy takes its dtype from the first one
+        return np.concatenate([np.asarray(v) for v in y])
+    return Y[_data.valid_mask(lengths, Y.shape[1])]
 
 
 def _ravel_column_vector(y):

@@ -388,6 +388,83 @@ def test_dtype_auto_follows_the_input_like_mlp():
     assert GRUClassifier(**kw).fit([x.astype(np.float32) for x in X], y).grus_[0].dtype == np.float32
 
 
+# ----------------------------------------------------------------------------- score per step
+def _each_step_data(seed=11, n=40, T=8):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, T + 1, n)
+    X = [rng.standard_normal((int(k), 1)) for k in lengths]
+    y_clf = [(np.cumsum(x[:, 0]) > 0).astype(int) for x in X]
+    y_reg = [np.cumsum(x[:, 0]) / 3 for x in X]
+    return X, lengths, y_clf, y_reg, rng.uniform(0.1, 3.0, n)
+
+
+def test_classifier_each_step_score_honours_sample_weight():
+    X, lengths, y, _, w = _each_step_data()
+    clf = GRUClassifier(hidden_layer_sizes=(4,), output="each_step", max_iter=2,
+                        random_state=0).fit(X, y)
+    pred = np.concatenate(clf.predict(X))
+    truth = np.concatenate(y)
+    per_step = np.repeat(w, lengths)                 # each sequence's weight on each of its steps
+    expected = np.sum(per_step * (pred == truth)) / per_step.sum()
+    assert clf.score(X, y, sample_weight=w) == pytest.approx(expected, rel=1e-12)
+    assert clf.score(X, y) == np.mean(pred == truth)
+    assert clf.score(X, y, sample_weight=np.ones(len(X))) == clf.score(X, y)
+    assert clf.score(X, y, sample_weight=w) != clf.score(X, y)
+    # weight only on the sequences that are predicted right at every step: accuracy 1
+    right = np.array([np.array_equal(p, t) for p, t in zip(clf.predict(X), y)])
+    assert right.any() and not right.all()
+    assert clf.score(X, y, sample_weight=right.astype(float)) == 1.0
+    # a 3-D array with per-step labels (n, T) gives the same as the list of its rows
+    Xa = np.stack([np.resize(x, (8, 1)) for x in X])
+    ya = (np.cumsum(Xa[:, :, 0], axis=1) > 0).astype(int)
+    pa = clf.predict(Xa)
+    wa = np.repeat(w[:, None], 8, axis=1)
+    assert clf.score(Xa, ya, sample_weight=w) == pytest.approx(
+        np.sum(wa * (pa == ya)) / wa.sum(), rel=1e-12)
+    assert clf.score(Xa, ya, sample_weight=w) == clf.score(list(Xa), list(ya), sample_weight=w)
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.score(X, y, sample_weight=w[:-1])
+
+
+def test_regressor_each_step_score_is_weighted_r2_over_valid_steps():
+    from sklearn.metrics import r2_score
+
+    X, lengths, _, y, w = _each_step_data()
+    reg = GRURegressor(hidden_layer_sizes=(4,), output="each_step", learning_rate_init=0.01,
+                       max_iter=5, random_state=0).fit(X, y)
+    pred = np.concatenate(reg.predict(X))
+    truth = np.concatenate(y)
+    per_step = np.repeat(w, lengths)
+    assert reg.score(X, y) == pytest.approx(r2_score(truth, pred), rel=1e-12)
+    assert reg.score(X, y, sample_weight=w) == pytest.approx(
+        r2_score(truth, pred, sample_weight=per_step), rel=1e-12)
+    assert reg.score(X, y, sample_weight=w) != pytest.approx(reg.score(X, y), rel=1e-6)
+    assert reg.score(X, y, sample_weight=np.ones(len(X))) == reg.score(X, y)
+    # as the validation score of early stopping computes it
+    Xp, Lp = reg._input(X, reset=False)
+    Yp = numgru._data.step_targets(y, Lp)[:, :, None]
+    assert reg.score(X, y, sample_weight=w) == pytest.approx(
+        reg._score_arrays(Xp, Lp, Yp, w), rel=1e-6)
+    # padded 3-D targets (the padding is ignored) and targets with more columns than X
+    Ya = np.zeros((len(X), 8))
+    for i, t in enumerate(y):
+        Ya[i, : len(t)] = t
+    Xa = np.stack([np.resize(x, (8, 1)) for x in X])
+    assert reg.score(Xa, np.hstack([Ya, np.ones((len(X), 3))])) == reg.score(Xa, Ya)
+    # a ragged list whose first sequence is integer-valued keeps the others' fractions
+    yi = [np.round(y[0]).astype(int)] + y[1:]
+    truth_i = np.concatenate([np.asarray(t, dtype=float) for t in yi])
+    assert reg.score(X, yi) == pytest.approx(r2_score(truth_i, pred), rel=1e-12)
+
+
+def test_each_step_score_of_an_unfitted_model_raises_not_fitted():
+    X, _, yc, yr, _ = _each_step_data()
+    with pytest.raises(NotFittedError):
+        GRURegressor(output="each_step").score(X, yr)
+    with pytest.raises(NotFittedError):
+        GRUClassifier(output="each_step").score(X, yc)
+
+
 # ----------------------------------------------------------------------------- fit structure
 def test_fit_leaves_no_training_scratch_state(seq_data):
     X, y = seq_data
