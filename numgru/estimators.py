@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
+from . import io as _io
 from ._config import blas_single_threaded
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
@@ -247,153 +248,206 @@ class _BaseGRUEstimator(BaseEstimator):
         return max(1, min(self.batch_size, n))
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None, lengths=None):
-        with blas_single_threaded:
-            return self._fit_inner(X, y, sample_weight, incremental, classes, lengths)
+        """Validate the data, initialise on a first fit, then train (``fit``, ``partial_fit``).
 
-    def _fit_inner(self, X, y, sample_weight, incremental, classes, lengths):
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             "is None")
-        first = not (hasattr(self, "grus_") and (self.warm_start or incremental))
-        Xp, lengths = self._input(X, reset=first, lengths=lengths)
-        Y, w = self._encode_targets(y, lengths, sample_weight, first, classes)
-        n = Xp.shape[0]
-        if first:
-            self._random_state = check_random_state(self.random_state)
-            self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
-            self._init_network(self._n_inputs, Y.shape[-1], self._random_state)
-            self.n_iter_ = 0
-            self.t_ = 0
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            self.best_loss_ = np.inf
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-            self._optimizer = None
+        As ``BaseMultilayerPerceptron._fit``: a first pass (no network yet, or neither
+        ``warm_start`` nor ``incremental``) resets the input checks and the fitted attributes
+        (:meth:`_initialize`); the epochs run in :meth:`_fit_stochastic`.
+        """
+        with blas_single_threaded:
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                                 "y is None")
+            first_pass = not (hasattr(self, "grus_") and (self.warm_start or incremental))
+            X, lengths = self._input(X, reset=first_pass, lengths=lengths)
+            # the subclass's target encoding sets n_outputs_ and out_activation_ (and classes_)
+            # on a first pass
+            Y, sample_weight = self._encode_targets(y, lengths, sample_weight, first_pass, classes)
+            if first_pass:
+                self._initialize(Y.shape[-1])
+            self._fit_stochastic(X, lengths, Y, sample_weight, incremental)
+        return self
+
+    def _initialize(self, n_outputs):
+        """First-pass state: the random streams, a new network, empty training history.
+
+        ``_random_state`` (a ``RandomState`` from ``random_state``) draws the network's
+        initialisation and the early-stopping split; ``_rng`` (a ``Generator`` seeded from it)
+        the batch shuffling and the dropout masks.
+        """
+        self._random_state = check_random_state(self.random_state)
+        self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
+        self._init_network(self._n_inputs, n_outputs, self._random_state)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self.best_loss_ = np.inf
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+        self._optimizer = None
+
+    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental):
+        """Run the epochs of minibatch training: ``max_iter`` for ``fit``, one for
+        ``partial_fit``.
+
+        ``X`` (n, T, F) padded sequences with their ``lengths``, ``Y`` the encoded targets and
+        ``sample_weight`` the weights from ``_encode_targets``. As in
+        ``BaseMultilayerPerceptron._fit_stochastic``: a new optimiser unless continuing a
+        ``partial_fit``, the early-stopping split, one :meth:`_train_step` per minibatch, the
+        epoch bookkeeping in :meth:`_update_no_improvement_count`, and on the way out the best
+        weights restored (early stopping, or an interrupted fit). A non-finite loss, gradient
+        or weight stops training with a warning and the weights from the start of that epoch;
+        ``KeyboardInterrupt`` stops it with a warning and the best weights so far.
+        """
         if self._optimizer is None or not incremental:
             self._optimizer = self._make_optimizer(self._params())
-        early = self.early_stopping and not incremental
-        if early:
-            idx = np.arange(n)
-            strat = self._stratify(Y, lengths) if self.output == "last" else None
-            tr, va = train_test_split(idx, test_size=self.validation_fraction,
-                                      random_state=self._random_state, stratify=strat)
-            if len(va) < 2:
+        early_stopping = self.early_stopping and not incremental
+        n_samples = X.shape[0]
+        if early_stopping:
+            stratify = self._stratify(Y, lengths) if self.output == "last" else None
+            train, val = train_test_split(np.arange(n_samples),
+                                          test_size=self.validation_fraction,
+                                          random_state=self._random_state, stratify=stratify)
+            if len(val) < 2:
                 raise ValueError("The validation set is too small: increase validation_fraction "
-                                 f"or the number of samples (got {len(va)} validation samples).")
-            Xv, Lv, Yv, wv = Xp[va], lengths[va], Y[va], w[va]
-            Xp, lengths, Y, w = Xp[tr], lengths[tr], Y[tr], w[tr]
-            n = len(tr)
+                                 f"or the number of samples (got {len(val)} validation samples).")
+            X_val, lengths_val = X[val], lengths[val]
+            Y_val, sample_weight_val = Y[val], sample_weight[val]
+            X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
+            n_samples = len(train)
             if self.validation_scores_ is None:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
-        bs = self._batch_size(n)
+        else:
+            X_val = lengths_val = Y_val = sample_weight_val = None
+        batch_size = self._batch_size(n_samples)
         params = self._params()
-        is_w = self._is_weight()
-        best_params = [p.copy() for p in params]
-        epochs = 1 if incremental else self.max_iter
+        is_weight = self._is_weight()
+        self._best_params = [p.copy() for p in params]
+        n_epochs = 1 if incremental else self.max_iter
         interrupted = False
         try:
-            for _ in range(epochs):
-                t0 = time.perf_counter()
-                accum = 0.0
-                finite = [p.copy() for p in params]
-                batches = _data.batches(lengths, bs, self._rng, self.shuffle)
-                for bi, idx in enumerate(batches):
-                    Lb = lengths[idx]
-                    Tb = int(Lb.max())
-                    Xb = np.ascontiguousarray(Xp[idx, :Tb])
-                    feats, masks, top = self._features(Xb, Lb, True, self._rng)
-                    Yb, wb = self._rows(Y[idx], w[idx], Lb, Tb)
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        logits = feats @ self.head_coef_.T + self.head_intercept_
-                        loss, dlogits = self._loss(logits, Yb, wb)
-                    if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
-                        raise FloatingPointError
-                    grads = self._backward(Xb, Lb, feats, masks, top, dlogits.astype(Xb.dtype))
-                    if not all(np.isfinite(g).all() for g in grads):
-                        raise FloatingPointError
-                    if self.alpha:
-                        wsum = float(wb.sum())
-                        sq = 0.0
-                        for p, g, flag in zip(params, grads, is_w):
-                            if flag:
-                                g += (self.alpha / wsum) * p
-                                sq += float(np.vdot(p, p))
-                        loss += 0.5 * self.alpha * sq / wsum
-                    if not np.isfinite(loss):
-                        raise FloatingPointError
-                    if self.clip_grad_norm is not None:
-                        clip_grad_norm(grads, self.clip_grad_norm)
-                    self._optimizer.update_params(params, grads)
-                    if not all(np.isfinite(p).all() for p in params):
-                        raise FloatingPointError
-                    accum += loss * len(idx)
-                    if self.verbose >= 2:
-                        _progress(self.n_iter_, epochs, bi + 1, len(batches), loss)
-                self.n_iter_ += 1
-                self.t_ += n
-                self.loss_ = accum / n
-                self.loss_curve_.append(self.loss_)
-                self._optimizer.iteration_ends(self.t_)
-                stop = False
-                if early:
-                    score = self._score_arrays(Xv, Lv, Yv, wv)
-                    self.validation_scores_.append(score)
-                    if score < self.best_validation_score_ + self.tol:
-                        self._no_improvement_count += 1
-                    else:
+            try:
+                for _ in range(n_epochs):
+                    t0 = time.perf_counter()
+                    accumulated_loss = 0.0
+                    epoch_start = [p.copy() for p in params]
+                    batches = _data.batches(lengths, batch_size, self._rng, self.shuffle)
+                    for batch, idx in enumerate(batches):
+                        Lb = lengths[idx]
+                        Xb = np.ascontiguousarray(X[idx, :int(Lb.max())])
+                        loss = self._train_step(Xb, Lb, Y[idx], sample_weight[idx], params,
+                                                is_weight)
+                        accumulated_loss += loss * len(idx)
+                        if self.verbose >= 2:
+                            _progress(self.n_iter_, n_epochs, batch + 1, len(batches), loss)
+                    self.n_iter_ += 1
+                    self.t_ += n_samples
+                    self.loss_ = accumulated_loss / n_samples
+                    self.loss_curve_.append(self.loss_)
+                    self._optimizer.iteration_ends(self.t_)
+                    self._update_no_improvement_count(early_stopping, X_val, lengths_val, Y_val,
+                                                      sample_weight_val)
+                    if self.verbose == 1:
+                        msg = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
+                        if early_stopping:
+                            msg += f", validation score = {self.validation_scores_[-1]:.6f}"
+                        msg += f", time = {time.perf_counter() - t0:.2f}s"
+                        print(msg, flush=True)
+                    if self._no_improvement_count > self.n_iter_no_change and not incremental:
+                        what = "Validation score" if early_stopping else "Training loss"
+                        msg = (f"{what} did not improve more than tol={self.tol} for "
+                               f"{self.n_iter_no_change} consecutive epochs.")
+                        if self._optimizer.trigger_stopping(msg, self.verbose):
+                            break
                         self._no_improvement_count = 0
-                    if score > self.best_validation_score_:
-                        self.best_validation_score_ = score
-                        best_params = [p.copy() for p in params]
                 else:
-                    if self.loss_ > self.best_loss_ - self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    if self.loss_ < self.best_loss_:
-                        self.best_loss_ = self.loss_
-                        best_params = [p.copy() for p in params]
-                if self.verbose == 1:
-                    msg = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
-                    if early:
-                        msg += f", validation score = {self.validation_scores_[-1]:.6f}"
-                    msg += f", time = {time.perf_counter() - t0:.2f}s"
-                    print(msg, flush=True)
-                if self._no_improvement_count > self.n_iter_no_change and not incremental:
-                    what = "Validation score" if early else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    stop = self._optimizer.trigger_stopping(msg, self.verbose)
-                    if stop:
-                        break
-                    self._no_improvement_count = 0
-            else:
-                if not incremental and self.n_iter_ >= self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning)
-        except FloatingPointError:
-            for p, f in zip(params, finite):
-                p[...] = f
-            warnings.warn("The training loss became NaN or infinite; training stopped and the "
-                          "weights from the start of the last epoch were restored. Lower "
-                          "learning_rate_init or set clip_grad_norm.", RuntimeWarning)
-            if not self.loss_curve_:
-                self.loss_ = float("nan")
-        except KeyboardInterrupt:
-            interrupted = True
-            warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the best "
-                          "weights found so far.", RuntimeWarning)
-        if self.verbose >= 2:
-            print(flush=True)
-        if early or (interrupted and self.loss_curve_):
-            for p, b in zip(params, best_params):
-                p[...] = b
+                    if not incremental and self.n_iter_ >= self.max_iter:
+                        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                      "reached and the optimization hasn't converged yet.",
+                                      ConvergenceWarning)
+            except FloatingPointError:
+                for p, start in zip(params, epoch_start):
+                    p[...] = start
+                warnings.warn("The training loss became NaN or infinite; training stopped and the "
+                              "weights from the start of the last epoch were restored. Lower "
+                              "learning_rate_init or set clip_grad_norm.", RuntimeWarning)
+                if not self.loss_curve_:
+                    self.loss_ = float("nan")
+            except KeyboardInterrupt:
+                interrupted = True
+                warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the "
+                              "best weights found so far.", RuntimeWarning)
+            if self.verbose >= 2:
+                print(flush=True)
+            if early_stopping or (interrupted and self.loss_curve_):
+                for p, best in zip(params, self._best_params):
+                    p[...] = best
+        finally:
+            del self._best_params      # a snapshot for this fit only, not fitted state
         if not hasattr(self, "loss_"):
             self.loss_ = float("nan")
-        return self
+
+    def _train_step(self, X, lengths, Y, sample_weight, params, is_weight):
+        """One minibatch: forward, loss, backward, L2 penalty, clipping, optimiser update.
+
+        ``X`` (B, T, F) holds the batch's sequences cut to their longest length ``T``; ``Y`` and
+        ``sample_weight`` are their rows of the encoded targets and weights; ``params`` and
+        ``is_weight`` are :meth:`_params` and :meth:`_is_weight`. Returns the batch's loss
+        (L2 term included); raises ``FloatingPointError`` when the loss, a gradient or an
+        updated weight is not finite.
+        """
+        feats, masks, top = self._features(X, lengths, True, self._rng)
+        Y, sample_weight = self._rows(Y, sample_weight, lengths, X.shape[1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = feats @ self.head_coef_.T + self.head_intercept_
+            loss, dlogits = self._loss(logits, Y, sample_weight)
+        if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
+            raise FloatingPointError
+        grads = self._backward(X, lengths, feats, masks, top, dlogits.astype(X.dtype))
+        if not all(np.isfinite(g).all() for g in grads):
+            raise FloatingPointError
+        if self.alpha:
+            wsum = float(sample_weight.sum())
+            sq = 0.0
+            for p, g, flag in zip(params, grads, is_weight):
+                if flag:
+                    g += (self.alpha / wsum) * p
+                    sq += float(np.vdot(p, p))
+            loss += 0.5 * self.alpha * sq / wsum
+        if not np.isfinite(loss):
+            raise FloatingPointError
+        if self.clip_grad_norm is not None:
+            clip_grad_norm(grads, self.clip_grad_norm)
+        self._optimizer.update_params(params, grads)
+        if not all(np.isfinite(p).all() for p in params):
+            raise FloatingPointError
+        return loss
+
+    def _update_no_improvement_count(self, early_stopping, X_val, lengths_val, Y_val,
+                                     sample_weight_val):
+        """End-of-epoch bookkeeping, as in ``BaseMultilayerPerceptron``: with early stopping
+        score the validation set and count epochs without an improvement of ``tol`` in it,
+        otherwise count them in the training loss; snapshot the weights of the best epoch."""
+        if early_stopping:
+            score = self._score_arrays(X_val, lengths_val, Y_val, sample_weight_val)
+            self.validation_scores_.append(score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = [p.copy() for p in self._params()]
+        else:
+            if self.loss_ > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_ < self.best_loss_:
+                self.best_loss_ = self.loss_
+                self._best_params = [p.copy() for p in self._params()]
 
     def _stratify(self, Y, lengths):
         return None
@@ -468,9 +522,97 @@ class _BaseGRUEstimator(BaseEstimator):
         >>> np.array_equal(loaded.predict(X), reg.predict(X))
         True
         """
-        from .io import save
+        _io.save(self, path)
 
-        save(self, path)
+    # fitted attributes that a model file keeps (besides the network's arrays); the required
+    # ones are those that predicting needs
+    _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
+                          "best_loss_", "validation_scores_", "best_validation_score_",
+                          "out_activation_", "_input_kind", "_n_inputs", "_single_output")
+    _FITTED_REQUIRED = ("n_features_in_", "n_outputs_", "_input_kind", "_n_inputs")
+
+    def _get_fitted_state(self):
+        """What a model file keeps of a fitted estimator: ``(fitted, arrays)``.
+
+        ``fitted`` is a JSON-able dict of the fitted scalars (``_FITTED_ATTRIBUTES`` and the
+        compute dtype as ``"_dtype"``), ``arrays`` a dict of name -> ndarray (the network's,
+        from :meth:`_network_arrays`). :meth:`_set_fitted_state` is the inverse; ``numgru.io``
+        writes and reads them.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        """
+        check_is_fitted(self, "grus_")
+        fitted = {name: _io._jsonable(getattr(self, name))
+                  for name in self._FITTED_ATTRIBUTES if hasattr(self, name)}
+        fitted["_dtype"] = np.dtype(self._dtype).name
+        return fitted, self._network_arrays()
+
+    def _set_fitted_state(self, fitted, arrays, device=None):
+        """Make this (new) estimator the fitted one described by :meth:`_get_fitted_state`'s
+        ``fitted`` and ``arrays``, with the network on ``device`` (default: ``self.device``).
+
+        Names in ``fitted`` that are not fitted attributes are ignored. The random streams are
+        seeded afresh from ``random_state`` and there is no optimiser state: a ``partial_fit``
+        or a warm-started ``fit`` continues from the loaded weights with a new optimiser.
+
+        Raises
+        ------
+        ValueError
+            If a required fitted attribute or a network array is missing or has the wrong shape.
+        """
+        fitted = dict(fitted)
+        missing = [name for name in self._FITTED_REQUIRED + ("_dtype",) if name not in fitted]
+        if missing:
+            raise ValueError(f"fitted attributes {missing} are missing")
+        for name in self._FITTED_ATTRIBUTES:
+            if name in fitted:
+                setattr(self, name, fitted[name])
+        self._dtype = np.dtype(fitted["_dtype"])
+        self._load_network_arrays(arrays, self.device if device is None else device)
+        self._random_state = check_random_state(self.random_state)
+        self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
+        self._optimizer = None
+        self._no_improvement_count = 0
+
+    # The two methods below are the network's side of persistence (like _init_network and
+    # _params for training): they know how the network holds its weights.
+    def _network_arrays(self):
+        """The network's weights by file name: ``"gru{i}.{name}"`` for each GRU layer ``i``
+        (PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``."""
+        arrays = {}
+        for i, gru in enumerate(self.grus_):
+            for name, value in gru.state_dict().items():
+                arrays[f"gru{i}.{name}"] = value
+        arrays["head_coef"] = self.head_coef_
+        arrays["head_intercept"] = self.head_intercept_
+        return arrays
+
+    def _load_network_arrays(self, arrays, device):
+        """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
+        names are ignored), for the parameters, ``_n_inputs``, ``n_outputs_`` and ``_dtype``
+        already set. Raises ValueError (KeyError for a missing head) if the arrays do not fit."""
+        D = 2 if self.bidirectional else 1
+        size_in = self._n_inputs
+        self.grus_ = []
+        for i, h in enumerate(self._sizes()):
+            gru = GRU(size_in, h, 1, bidirectional=self.bidirectional,
+                      reset_after=self.reset_after, dtype=self._dtype, device=device)
+            prefix = f"gru{i}."
+            gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
+                                 if k.startswith(prefix)})
+            self.grus_.append(gru)
+            size_in = D * h
+        self.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=self._dtype)
+        self.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=self._dtype)
+        if self.head_coef_.shape != (self.n_outputs_, size_in):
+            raise ValueError(f"head weights have shape {self.head_coef_.shape}, expected "
+                             f"{(self.n_outputs_, size_in)}")
+        if self.head_intercept_.shape != (self.n_outputs_,):
+            raise ValueError(f"head bias has shape {self.head_intercept_.shape}, expected "
+                             f"{(self.n_outputs_,)}")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -487,6 +629,7 @@ def _progress(epoch, n_epochs, batch, n_batches, loss):
           f"batch {batch}/{n_batches} loss {loss:.5f}", end="", flush=True)
 
 
+@_io._register_estimator
 class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     """Sequence regression with a GRU stack and a linear head (squared error).
 
@@ -657,6 +800,8 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     (5, 2)
     """
 
+    _FITTED_REQUIRED = _BaseGRUEstimator._FITTED_REQUIRED + ("_single_output",)
+
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
         if self.output == "each_step":
             Y = _data.step_targets(y, lengths).astype(np.float64)
@@ -693,8 +838,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     def _score_arrays(self, X, lengths, Y, w):
         pred = self._forward_logits(X, lengths)
         if self.output == "each_step":
+            Y = Y[:, : X.shape[1]]
             m = _data.valid_mask(lengths, Y.shape[1])
-            return r2_score(Y[:, : X.shape[1]][m], pred, sample_weight=np.broadcast_to(w[:, None], m.shape)[m])
+            return r2_score(Y[m], pred, sample_weight=np.broadcast_to(w[:, None], m.shape)[m])
         return r2_score(Y, pred, sample_weight=w)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -862,12 +1008,14 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             True targets (per step with ``output="each_step"``).
 
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence.
+            Weight of each sequence; with ``output="each_step"`` the weight of each of its
+            timesteps.
 
         Returns
         -------
         score : float
-            R^2, over all valid timesteps with ``output="each_step"``.
+            R^2, over all valid timesteps with ``output="each_step"`` (as ``r2_score`` of the
+            targets and predictions of every valid step, averaged uniformly over outputs).
 
         Raises
         ------
@@ -887,13 +1035,13 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         True
         """
         if self.output == "each_step":
-            Xp, lengths = self._input(X, reset=False)
-            Y = _data.step_targets(y, lengths).astype(np.float64)
-            Y = Y[:, :, None] if Y.ndim == 2 else Y
-            return self._score_arrays(Xp, lengths, Y, _sample_weight(sample_weight, len(lengths)))
+            pred, lengths = self._predict_padded(X)
+            Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
+            return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
         return r2_score(y, self.predict(X), sample_weight=sample_weight)
 
 
+@_io._register_estimator
 class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     """Sequence classification with a GRU stack and a softmax head (cross-entropy).
 
@@ -1174,6 +1322,24 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             return accuracy_score(Y[m].argmax(axis=1), pred, sample_weight=wr)
         return accuracy_score(Y.argmax(axis=1), pred, sample_weight=w)
 
+    def _get_fitted_state(self):
+        fitted, arrays = super()._get_fitted_state()
+        classes = np.asarray(self.classes_)
+        if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
+            raise TypeError("class labels of mixed or object types cannot be saved without "
+                            "pickle; use numbers or strings")
+        arrays["classes"] = classes
+        return fitted, arrays
+
+    def _set_fitted_state(self, fitted, arrays, device=None):
+        super()._set_fitted_state(fitted, arrays, device)
+        classes = arrays["classes"]
+        if classes.shape != (self.n_outputs_,):
+            raise ValueError(f"classes have shape {classes.shape}, expected ({self.n_outputs_},)")
+        self._encoder = LabelEncoder()
+        self._encoder.classes_ = classes
+        self.classes_ = classes
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and labels ``y``.
@@ -1430,7 +1596,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             True labels (per step with ``output="each_step"``).
 
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence.
+            Weight of each sequence; with ``output="each_step"`` the weight of each of its
+            timesteps.
 
         Returns
         -------
@@ -1453,13 +1620,14 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         True
         """
         if self.output == "each_step":
-            pred = self.predict(X)
-            if isinstance(pred, list):
-                yt = np.concatenate([np.asarray(v) for v in y])
-                yp = np.concatenate(pred)
-            else:
-                yt, yp = np.asarray(y).ravel(), pred.ravel()
-            return accuracy_score(yt, yp)
+            out, lengths = self._predict_padded(X)
+            y_true = _step_values(y, lengths)
+            if y_true.ndim != 1:
+                raise ValueError(f"with output='each_step', y must hold one label per timestep; "
+                                 f"got {y_true.shape[1:]} values per timestep")
+            y_pred = self.classes_[out.argmax(axis=1)]
+            return accuracy_score(y_true, y_pred,
+                                  sample_weight=_step_weights(sample_weight, lengths))
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
 
@@ -1476,6 +1644,26 @@ def _sample_weight(sample_weight, n):
     if w.sum() <= 0:
         raise ValueError("sample_weight must not sum to zero")
     return w
+
+
+def _step_weights(sample_weight, lengths):
+    """Per-step weights for the valid steps of each sequence (in the order of the model's
+    per-step outputs): each sequence's ``sample_weight`` repeated over its steps; None stays
+    None."""
+    if sample_weight is None:
+        return None
+    return np.repeat(_sample_weight(sample_weight, len(lengths)), lengths)
+
+
+def _step_values(y, lengths):
+    """Per-step targets (an (n, T[, k]) array or a ragged list of per-sequence arrays) at the
+    valid steps of each sequence, in the order of the model's per-step outputs."""
+    Y = _data.step_targets(y, lengths)   # checks the shapes against lengths
+    if isinstance(y, (list, tuple)):
+        # a list of per-sequence arrays (step_targets refuses any other list): join the
+        # sequences themselves, since the padded copy takes its dtype from the first one
+        return np.concatenate([np.asarray(v) for v in y])
+    return Y[_data.valid_mask(lengths, Y.shape[1])]
 
 
 def _ravel_column_vector(y):

@@ -1,9 +1,17 @@
 """Saving and loading fitted estimators without pickle.
 
-A model file is one ``.npz`` archive: every weight array under a plain name, plus a JSON
-document (``__meta__``) holding the format name and version, the estimator's class, its
-parameters and its fitted scalars. It is read with ``allow_pickle=False``, so opening a model
-file never runs code.
+A model file is one ``.npz`` archive: every array under a plain name, plus a JSON document
+(``__meta__``) holding the format name and version, the estimator's class, its parameters and
+its fitted scalars. It is read with ``allow_pickle=False``, so opening a model file never runs
+code.
+
+This module only knows the file format. What an estimator stores is its own business: its
+``_get_fitted_state()`` returns ``(fitted, arrays)`` (a JSON-able dict and a dict of arrays),
+which :func:`save` writes, and :func:`load` hands them back to ``_set_fitted_state(fitted,
+arrays, device)`` of a new estimator built from the stored parameters. The estimator classes
+register themselves by name with :func:`_register_estimator` (so that this module needs no
+import of ``numgru.estimators``). An array of strings held as ``object`` (class labels) is
+stored as a string array and flagged ``"<name>_object": true`` in the metadata.
 """
 
 import json
@@ -11,19 +19,26 @@ import warnings
 import zipfile
 
 import numpy as np
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 FORMAT = "numgru-estimator"
 VERSION = 1
 
-_FITTED_SCALARS = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
-                   "best_loss_", "validation_scores_", "best_validation_score_",
-                   "out_activation_", "_input_kind", "_n_inputs", "_single_output")
+_ESTIMATOR_CLASSES = {}
+
+
+def _register_estimator(cls):
+    """Class decorator: model files whose metadata names ``cls.__name__`` load as ``cls``.
+
+    ``cls`` provides ``get_params``, a constructor taking those parameters, and
+    ``_get_fitted_state`` / ``_set_fitted_state``.
+    """
+    _ESTIMATOR_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def _jsonable(value):
+    """``value`` with numpy scalars turned into Python numbers, or TypeError if JSON cannot
+    hold it."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -84,31 +99,24 @@ def save(estimator, path):
     >>> names
     ['__meta__.npy', 'classes.npy', 'gru0.bias_hh_l0.npy', 'gru0.bias_ih_l0.npy', 'gru0.weight_hh_l0.npy', 'gru0.weight_ih_l0.npy', 'head_coef.npy', 'head_intercept.npy']
     """
-    check_is_fitted(estimator, "grus_")
+    fitted, arrays = estimator._get_fitted_state()
     params = estimator.get_params(deep=False)
     if not (params.get("random_state") is None or isinstance(params["random_state"], (int, np.integer))):
         params["random_state"] = None  # a RandomState/Generator object is not stored
     meta = {"format": FORMAT, "version": VERSION, "class": type(estimator).__name__,
-            "params": _jsonable(params), "fitted": {}}
-    for name in _FITTED_SCALARS:
-        if hasattr(estimator, name):
-            meta["fitted"][name] = _jsonable(getattr(estimator, name))
-    meta["fitted"]["_dtype"] = np.dtype(estimator._dtype).name
-    arrays = {}
-    for i, gru in enumerate(estimator.grus_):
-        for name, value in gru.state_dict().items():
-            arrays[f"gru{i}.{name}"] = value
-    arrays["head_coef"] = estimator.head_coef_
-    arrays["head_intercept"] = estimator.head_intercept_
-    if hasattr(estimator, "classes_"):
-        classes = np.asarray(estimator.classes_)
-        if classes.dtype.kind == "O":
-            if not all(isinstance(c, str) for c in classes):
-                raise TypeError("class labels of mixed or object types cannot be saved without "
-                                "pickle; use numbers or strings")
-            classes = classes.astype(str)
-            meta["classes_object"] = True
-        arrays["classes"] = classes
+            "params": _jsonable(params), "fitted": _jsonable(fitted)}
+    arrays = dict(arrays)
+    if "__meta__" in arrays:
+        raise ValueError("'__meta__' is reserved for the metadata of a numgru model file")
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "O":  # strings held as objects (class labels): stored as str
+            if not all(isinstance(v, str) for v in value.ravel()):
+                raise TypeError(f"array {name!r} holds objects other than strings, which cannot "
+                                "be saved without pickle")
+            value = value.astype(str)
+            meta[f"{name}_object"] = True
+        arrays[name] = value
     arrays["__meta__"] = np.array(json.dumps(meta))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
@@ -183,9 +191,6 @@ def load(path):
     ...
     ValueError: ... is not a numgru model file (no metadata)
     """
-    from . import estimators
-    from .gru import GRU
-
     try:
         with np.load(path, allow_pickle=False) as f:
             files = set(f.files)
@@ -203,46 +208,19 @@ def load(path):
     if meta.get("version") != VERSION:
         raise ValueError(f"{path!s} has model format version {meta.get('version')!r}; this numgru "
                          f"reads version {VERSION}")
-    cls = {"GRURegressor": estimators.GRURegressor,
-           "GRUClassifier": estimators.GRUClassifier}.get(meta.get("class"))
+    cls = _ESTIMATOR_CLASSES.get(meta.get("class"))
     if cls is None:
         raise ValueError(f"{path!s} holds an unknown estimator class {meta.get('class')!r}")
-    params = dict(meta["params"])
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     try:
+        for name in arrays:
+            if meta.get(f"{name}_object"):
+                arrays[name] = arrays[name].astype(object)
+        params = dict(meta["params"])
+        if isinstance(params.get("hidden_layer_sizes"), list):
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         est = cls(**params)
-        for name, value in meta["fitted"].items():
-            setattr(est, name, value)
-        est._dtype = np.dtype(meta["fitted"].get("_dtype", est.dtype))
-        sizes = est._sizes()
-        device = _loadable_device(est.device)
-        D = 2 if est.bidirectional else 1
-        size_in = est._n_inputs
-        est.grus_ = []
-        for i, h in enumerate(sizes):
-            gru = GRU(size_in, h, 1, bidirectional=est.bidirectional, reset_after=est.reset_after,
-                      dtype=est._dtype, device=device)
-            prefix = f"gru{i}."
-            gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-            est.grus_.append(gru)
-            size_in = D * h
-        est.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=est._dtype)
-        est.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=est._dtype)
-        if est.head_coef_.shape != (est.n_outputs_, size_in):
-            raise ValueError(f"head weights have shape {est.head_coef_.shape}, expected "
-                             f"{(est.n_outputs_, size_in)}")
-        if "classes" in arrays:
-            classes = arrays["classes"]
-            if meta.get("classes_object"):
-                classes = classes.astype(object)
-            est._encoder = LabelEncoder()
-            est._encoder.classes_ = classes
-            est.classes_ = classes
-    except (KeyError, TypeError) as exc:
+        est._set_fitted_state(meta["fitted"], arrays, device=_loadable_device(est.device))
+    except (KeyError, TypeError, ValueError) as exc:
+        # missing names, wrong types, arrays of the wrong shapes
         raise ValueError(f"{path!s} is a corrupt numgru model file: {exc}") from exc
-    est._random_state = check_random_state(est.random_state)
-    est._rng = np.random.default_rng(est._random_state.randint(2 ** 31))
-    est._optimizer = None
-    est._no_improvement_count = 0
     return est

@@ -386,3 +386,246 @@ def test_dtype_auto_follows_the_input_like_mlp():
     assert GRUClassifier(**kw).fit(X.astype(np.float32), y).grus_[0].dtype == np.float32
     assert GRUClassifier(dtype="float32", **kw).fit(X, y).grus_[0].dtype == np.float32
     assert GRUClassifier(**kw).fit([x.astype(np.float32) for x in X], y).grus_[0].dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- score per step
+def _each_step_data(seed=11, n=40, T=8):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, T + 1, n)
+    X = [rng.standard_normal((int(k), 1)) for k in lengths]
+    y_clf = [(np.cumsum(x[:, 0]) > 0).astype(int) for x in X]
+    y_reg = [np.cumsum(x[:, 0]) / 3 for x in X]
+    return X, lengths, y_clf, y_reg, rng.uniform(0.1, 3.0, n)
+
+
+def test_classifier_each_step_score_honours_sample_weight():
+    X, lengths, y, _, w = _each_step_data()
+    clf = GRUClassifier(hidden_layer_sizes=(4,), output="each_step", max_iter=2,
+                        random_state=0).fit(X, y)
+    pred = np.concatenate(clf.predict(X))
+    truth = np.concatenate(y)
+    per_step = np.repeat(w, lengths)                 # each sequence's weight on each of its steps
+    expected = np.sum(per_step * (pred == truth)) / per_step.sum()
+    assert clf.score(X, y, sample_weight=w) == pytest.approx(expected, rel=1e-12)
+    assert clf.score(X, y) == np.mean(pred == truth)
+    assert clf.score(X, y, sample_weight=np.ones(len(X))) == clf.score(X, y)
+    assert clf.score(X, y, sample_weight=w) != clf.score(X, y)
+    # weight only on the sequences that are predicted right at every step: accuracy 1
+    right = np.array([np.array_equal(p, t) for p, t in zip(clf.predict(X), y)])
+    assert right.any() and not right.all()
+    assert clf.score(X, y, sample_weight=right.astype(float)) == 1.0
+    # a 3-D array with per-step labels (n, T) gives the same as the list of its rows
+    Xa = np.stack([np.resize(x, (8, 1)) for x in X])
+    ya = (np.cumsum(Xa[:, :, 0], axis=1) > 0).astype(int)
+    pa = clf.predict(Xa)
+    wa = np.repeat(w[:, None], 8, axis=1)
+    assert clf.score(Xa, ya, sample_weight=w) == pytest.approx(
+        np.sum(wa * (pa == ya)) / wa.sum(), rel=1e-12)
+    assert clf.score(Xa, ya, sample_weight=w) == clf.score(list(Xa), list(ya), sample_weight=w)
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.score(X, y, sample_weight=w[:-1])
+
+
+def test_regressor_each_step_score_is_weighted_r2_over_valid_steps():
+    from sklearn.metrics import r2_score
+
+    X, lengths, _, y, w = _each_step_data()
+    reg = GRURegressor(hidden_layer_sizes=(4,), output="each_step", learning_rate_init=0.01,
+                       max_iter=5, random_state=0).fit(X, y)
+    pred = np.concatenate(reg.predict(X))
+    truth = np.concatenate(y)
+    per_step = np.repeat(w, lengths)
+    assert reg.score(X, y) == pytest.approx(r2_score(truth, pred), rel=1e-12)
+    assert reg.score(X, y, sample_weight=w) == pytest.approx(
+        r2_score(truth, pred, sample_weight=per_step), rel=1e-12)
+    assert reg.score(X, y, sample_weight=w) != pytest.approx(reg.score(X, y), rel=1e-6)
+    assert reg.score(X, y, sample_weight=np.ones(len(X))) == reg.score(X, y)
+    # as the validation score of early stopping computes it
+    Xp, Lp = reg._input(X, reset=False)
+    Yp = numgru._data.step_targets(y, Lp)[:, :, None]
+    assert reg.score(X, y, sample_weight=w) == pytest.approx(
+        reg._score_arrays(Xp, Lp, Yp, w), rel=1e-6)
+    # padded 3-D targets (the padding is ignored) and targets with more columns than X
+    Ya = np.zeros((len(X), 8))
+    for i, t in enumerate(y):
+        Ya[i, : len(t)] = t
+    Xa = np.stack([np.resize(x, (8, 1)) for x in X])
+    assert reg.score(Xa, np.hstack([Ya, np.ones((len(X), 3))])) == reg.score(Xa, Ya)
+    # a ragged list whose first sequence is integer-valued keeps the others' fractions
+    yi = [np.round(y[0]).astype(int)] + y[1:]
+    truth_i = np.concatenate([np.asarray(t, dtype=float) for t in yi])
+    assert reg.score(X, yi) == pytest.approx(r2_score(truth_i, pred), rel=1e-12)
+
+
+def test_each_step_score_of_an_unfitted_model_raises_not_fitted():
+    X, _, yc, yr, _ = _each_step_data()
+    with pytest.raises(NotFittedError):
+        GRURegressor(output="each_step").score(X, yr)
+    with pytest.raises(NotFittedError):
+        GRUClassifier(output="each_step").score(X, yc)
+
+
+# ----------------------------------------------------------------------------- fit structure
+def test_fit_leaves_no_training_scratch_state(seq_data):
+    X, y = seq_data
+    for early in (False, True):
+        clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=3, early_stopping=early,
+                            random_state=0).fit(X[:60], y[:60])
+        assert not hasattr(clf, "_best_params")
+        assert len(clf.loss_curve_) == clf.n_iter_ == 3
+
+
+def test_partial_fit_epochs_continue_a_fit_like_warm_start_epochs():
+    """fit + partial_fit == fit with warm_start + one more epoch when neither shuffles:
+    both continue from the same weights with the state of the same random streams."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((30, 5, 2))
+    y = X[:, :, 0].sum(axis=1)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0, solver="sgd",
+              momentum=0.0, shuffle=False, dropout=0.0)
+    a = GRURegressor(**kw).fit(X, y)
+    a.partial_fit(X, y)
+    b = GRURegressor(warm_start=True, **kw).fit(X, y)
+    b.set_params(max_iter=1)
+    b.fit(X, y)
+    assert a.loss_curve_ == b.loss_curve_ and a.n_iter_ == b.n_iter_ == 3
+    for p, q in zip(a._params(), b._params()):
+        np.testing.assert_array_equal(p, q)
+
+
+# ----------------------------------------------------------------------------- fitted state
+def test_fitted_state_round_trips_without_a_file(seq_data):
+    X, y = seq_data
+    labels = np.array(["slow", "fast", "walk"], dtype=object)[y]
+    clf = GRUClassifier(hidden_layer_sizes=(5, 3), bidirectional=True, max_iter=2,
+                        early_stopping=True, random_state=0).fit(X[:80], labels[:80])
+    fitted, arrays = clf._get_fitted_state()
+    import json
+    assert json.loads(json.dumps(fitted)) == fitted             # JSON-able as it is
+    assert fitted["_dtype"] == "float64" and fitted["loss_curve_"] == clf.loss_curve_
+    assert sorted(arrays) == sorted(
+        [f"gru{i}.{k}{s}" for i in range(2) for k in ("weight_ih_l0", "weight_hh_l0",
+                                                     "bias_ih_l0", "bias_hh_l0")
+         for s in ("", "_reverse")] + ["head_coef", "head_intercept", "classes"])
+    other = GRUClassifier(**clf.get_params())
+    other._set_fitted_state(fitted, arrays)
+    np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+    assert list(other.predict(X[:5])) == list(clf.predict(X[:5]))
+    assert other.validation_scores_ == clf.validation_scores_
+    with pytest.raises(ValueError, match="missing"):
+        GRUClassifier(**clf.get_params())._set_fitted_state(
+            {k: v for k, v in fitted.items() if k != "_n_inputs"}, arrays)
+    with pytest.raises(NotFittedError):
+        GRUClassifier()._get_fitted_state()
+
+
+def test_io_module_does_not_import_the_estimators():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(numgru.io))
+    imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for a in node.names]
+    imported += [f"{node.module}.{a.name}" if node.module else a.name
+                 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names]
+    assert not [m for m in imported if "estimators" in m or m in ("gru", "GRU")]
+    assert numgru.io._ESTIMATOR_CLASSES == {"GRURegressor": GRURegressor,
+                                            "GRUClassifier": GRUClassifier}
+
+
+def _old_format_file(path, est, classes=None, classes_object=False):
+    """A model file laid out by hand as numgru's first save() wrote it (format version 1)."""
+    import json
+
+    params = est.get_params()
+    params["hidden_layer_sizes"] = list(params["hidden_layer_sizes"])
+    fitted = {name: getattr(est, name) for name in (
+        "n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",
+        "validation_scores_", "best_validation_score_", "out_activation_", "_input_kind",
+        "_n_inputs", "_single_output") if hasattr(est, name)}
+    fitted["_dtype"] = est._dtype.name
+    meta = {"format": "numgru-estimator", "version": 1, "class": type(est).__name__,
+            "params": params, "fitted": fitted}
+    arrays = {}
+    for i, gru in enumerate(est.grus_):
+        for name, value in gru.state_dict().items():
+            arrays[f"gru{i}.{name}"] = value
+    arrays["head_coef"], arrays["head_intercept"] = est.head_coef_, est.head_intercept_
+    if classes is not None:
+        arrays["classes"] = classes
+        if classes_object:
+            meta["classes_object"] = True
+    arrays["__meta__"] = np.array(json.dumps(meta, default=float))
+    np.savez(path, **arrays)
+
+
+def test_files_in_the_first_format_load(tmp_path):
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((30, 6, 2))
+    labels = np.array(["ab", "c", "de"], dtype=object)[rng.integers(0, 3, 30)]
+    clf = GRUClassifier(hidden_layer_sizes=(4, 3), bidirectional=True, max_iter=2,
+                        random_state=0).fit(X, labels)
+    _old_format_file(tmp_path / "clf.npz", clf, clf.classes_.astype(str), classes_object=True)
+    loaded = numgru.load(tmp_path / "clf.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.classes_.dtype == object and list(loaded.classes_) == ["ab", "c", "de"]
+    reg = GRURegressor(hidden_layer_sizes=(3,), output="each_step", reset_after=False,
+                       max_iter=2, random_state=0, dtype="float32").fit(X, np.cumsum(X, axis=1))
+    _old_format_file(tmp_path / "reg.npz", reg)
+    loaded = numgru.load(tmp_path / "reg.npz")
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
+    assert loaded.predict(X).shape == (30, 6, 2) and loaded.loss_curve_ == reg.loss_curve_
+    # and save() still writes that layout: the same arrays and metadata
+    reg.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "reg.npz") as old, np.load(tmp_path / "new.npz") as new:
+        assert sorted(old.files) == sorted(new.files)
+        import json
+        assert json.loads(str(old["__meta__"])) == json.loads(str(new["__meta__"]))
+        for k in old.files:
+            np.testing.assert_array_equal(old[k], new[k])
+
+
+def test_corrupt_network_arrays_raise_value_error(tmp_path):
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((20, 4, 2))
+    y = rng.integers(0, 2, 20)
+    clf = GRUClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        good = dict(f)
+
+    def broken(change):
+        arrays = dict(good)
+        change(arrays)
+        path = tmp_path / "bad.npz"
+        np.savez(path, **arrays)
+        return path
+
+    cases = [lambda a: a.pop("gru0.weight_hh_l0"),
+             lambda a: a.update({"gru0.weight_ih_l0": np.zeros((9, 5))}),
+             lambda a: a.update({"head_coef": np.zeros((2, 4))}),
+             lambda a: a.update({"head_intercept": np.zeros(3)}),
+             lambda a: a.pop("head_intercept"),
+             lambda a: a.pop("classes"),
+             lambda a: a.update({"classes": np.array([0, 1, 2])})]
+    for change in cases:
+        with pytest.raises(ValueError, match="corrupt numgru model file"):
+            numgru.load(broken(change))
+    import json
+    meta = json.loads(str(good["__meta__"]))
+    for edit in ({"class": "MLPClassifier"}, {"fitted": {}}, {"params": {"no_such": 1}}):
+        arrays = dict(good)
+        arrays["__meta__"] = np.array(json.dumps({**meta, **edit}))
+        np.savez(tmp_path / "meta.npz", **arrays)
+        with pytest.raises(ValueError, match="corrupt|unknown estimator class"):
+            numgru.load(tmp_path / "meta.npz")
+
+
+def test_saving_object_labels_that_are_not_strings_raises(tmp_path):
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((20, 4, 2))
+    clf = GRUClassifier(hidden_layer_sizes=(3,), max_iter=1, random_state=0)
+    clf.fit(X, np.array(["a", "b"] * 10, dtype=object))
+    clf.classes_ = clf._encoder.classes_ = np.array([1, "a"], dtype=object)  # as sklearn allows
+    with pytest.raises(TypeError, match="class labels of mixed or object types"):
+        clf.save(tmp_path / "x.npz")
