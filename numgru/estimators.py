@@ -1,12 +1,13 @@
 """scikit-learn estimators for sequences: ``GRURegressor`` and ``GRUClassifier``.
 
 They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names wherever one exists,
-``fit`` and ``partial_fit`` sharing one ``_fit(X, y, incremental)`` path, early stopping on a
+``fit`` and ``partial_fit`` sharing one ``_fit(X, y, incremental)`` path (``_initialize``,
+``_fit_stochastic``, ``_train_step``, ``_update_no_improvement_count``), early stopping on a
 held-out ``validation_fraction`` with best-weight restore, and the fitted attributes
 ``loss_curve_``, ``validation_scores_``, ``best_loss_``, ``n_iter_`` and ``t_``.
 
-The network: one ``numgru.GRU`` layer per entry of ``hidden_layer_sizes`` (sizes may differ),
-dropout between them, then a linear head on either one feature vector per sequence
+The network: one engine stack (:class:`numgru._stack.Stack`) with a GRU layer per entry of
+``hidden_layer_sizes`` (sizes may differ) and dropout between them, then a linear head on either one feature vector per sequence
 (``output="last"``; ``pooling`` "last" = the final states, "mean" = the mean output over valid
 steps) or on every valid timestep (``output="each_step"``). The head's output goes through
 softmax (classifier) or the identity (regressor).
@@ -155,15 +156,20 @@ class _BaseGRUEstimator(BaseEstimator):
         sizes = self._sizes()
         seeds = [int(rng.integers(2 ** 31)) if hasattr(rng, "integers") else int(rng.randint(2 ** 31))
                  for _ in sizes]
-        self.stack_ = Stack.recurrent(n_inputs, sizes, cell="gru", bidirectional=self.bidirectional,
-                                      dropout=self.dropout, dtype=dt,
-                                      backend=get_backend(self.device),
-                                      rngs=[np.random.default_rng(s) for s in seeds],
-                                      reset_after=self.reset_after)
+        self.stack_ = self._build_stack(n_inputs, self.device,
+                                        [np.random.default_rng(s) for s in seeds])
         size_in = self.stack_.output_size
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
+
+    def _build_stack(self, n_inputs, device, rngs):
+        """The recurrent layers of ``hidden_layer_sizes`` as one engine stack on ``device``,
+        initialised from ``rngs`` (one Generator per layer)."""
+        return Stack.recurrent(n_inputs, self._sizes(), cell="gru",
+                               bidirectional=self.bidirectional, dropout=self.dropout,
+                               dtype=self._dtype, backend=get_backend(device), rngs=rngs,
+                               reset_after=self.reset_after)
 
     @property
     def grus_(self):
@@ -184,11 +190,10 @@ class _BaseGRUEstimator(BaseEstimator):
         return [flag for _, flag in self.stack_.parameters()] + [True, False]
 
     def _features(self, X, lengths, training, rng=None):
-        """Run the recurrent stack; return (features, dropout masks, last layer's outputs)."""
+        """Run the recurrent stack; return (features, last layer's outputs)."""
         be = self.stack_.backend
         out, h_n = self.stack_.forward(be.upload(X), lengths, training=training, rng=rng)
         h = be.to_host(out)
-        masks = self.stack_.dropout_masks() if training else []
         B = X.shape[0]
         if self.output == "each_step":
             feats = h[_data.valid_mask(lengths, h.shape[1])]
@@ -196,14 +201,14 @@ class _BaseGRUEstimator(BaseEstimator):
             feats = np.ascontiguousarray(be.to_host(h_n[-1]).transpose(1, 0, 2).reshape(B, -1))
         else:
             feats = h.sum(axis=1) / lengths[:, None].astype(h.dtype)
-        return feats, masks, h
+        return feats, h
 
     def _forward_logits(self, X, lengths):
         with blas_single_threaded:
-            feats, _, _ = self._features(X, lengths, training=False)
+            feats, _ = self._features(X, lengths, training=False)
             return feats @ self.head_coef_.T + self.head_intercept_
 
-    def _backward(self, X, lengths, feats, masks, top, dlogits):
+    def _backward(self, lengths, feats, top, dlogits):
         """Gradients of every parameter (order of ``_params``) given d loss / d logits."""
         with np.errstate(over="ignore", invalid="ignore"):
             d_feats = dlogits @ self.head_coef_
@@ -258,7 +263,7 @@ class _BaseGRUEstimator(BaseEstimator):
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                                  "y is None")
-            first_pass = not (hasattr(self, "grus_") and (self.warm_start or incremental))
+            first_pass = not (hasattr(self, "stack_") and (self.warm_start or incremental))
             X, lengths = self._input(X, reset=first_pass, lengths=lengths)
             # the subclass's target encoding sets n_outputs_ and out_activation_ (and classes_)
             # on a first pass
@@ -305,7 +310,7 @@ class _BaseGRUEstimator(BaseEstimator):
         early_stopping = self.early_stopping and not incremental
         n_samples = X.shape[0]
         if early_stopping:
-            stratify = self._stratify(Y, lengths) if self.output == "last" else None
+            stratify = self._stratify(Y) if self.output == "last" else None
             train, val = train_test_split(np.arange(n_samples),
                                           test_size=self.validation_fraction,
                                           random_state=self._random_state, stratify=stratify)
@@ -398,14 +403,14 @@ class _BaseGRUEstimator(BaseEstimator):
         (L2 term included); raises ``FloatingPointError`` when the loss, a gradient or an
         updated weight is not finite.
         """
-        feats, masks, top = self._features(X, lengths, True, self._rng)
+        feats, top = self._features(X, lengths, True, self._rng)
         Y, sample_weight = self._rows(Y, sample_weight, lengths, X.shape[1])
         with np.errstate(over="ignore", invalid="ignore"):
             logits = feats @ self.head_coef_.T + self.head_intercept_
             loss, dlogits = self._loss(logits, Y, sample_weight)
         if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
             raise FloatingPointError
-        grads = self._backward(X, lengths, feats, masks, top, dlogits.astype(X.dtype))
+        grads = self._backward(lengths, feats, top, dlogits.astype(X.dtype))
         if not all(np.isfinite(g).all() for g in grads):
             raise FloatingPointError
         if self.alpha:
@@ -449,7 +454,7 @@ class _BaseGRUEstimator(BaseEstimator):
                 self.best_loss_ = self.loss_
                 self._best_params = [p.copy() for p in self._params()]
 
-    def _stratify(self, Y, lengths):
+    def _stratify(self, Y):
         return None
 
     def _rows(self, Yb, wb, Lb, Tb):
@@ -464,7 +469,7 @@ class _BaseGRUEstimator(BaseEstimator):
         raise NotImplementedError
 
     def _predict_padded(self, X, lengths=None):
-        check_is_fitted(self, "grus_")
+        check_is_fitted(self, "stack_")
         Xp, lengths = self._input(X, reset=False, lengths=lengths)
         out = self._forward_logits(Xp, lengths)
         return out, lengths
@@ -544,7 +549,7 @@ class _BaseGRUEstimator(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         """
-        check_is_fitted(self, "grus_")
+        check_is_fitted(self, "stack_")
         fitted = {name: _io._jsonable(getattr(self, name))
                   for name in self._FITTED_ATTRIBUTES if hasattr(self, name)}
         fitted["_dtype"] = np.dtype(self._dtype).name
@@ -583,7 +588,7 @@ class _BaseGRUEstimator(BaseEstimator):
         """The network's weights by file name: ``"gru{i}.{name}"`` for each GRU layer ``i``
         (PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``."""
         arrays = {}
-        for i, gru in enumerate(self.grus_):
+        for i, gru in enumerate(self.grus_):      # one-layer views of stack_
             for name, value in gru.state_dict().items():
                 arrays[f"gru{i}.{name}"] = value
         arrays["head_coef"] = self.head_coef_
@@ -594,17 +599,13 @@ class _BaseGRUEstimator(BaseEstimator):
         """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
         names are ignored), for the parameters, ``_n_inputs``, ``n_outputs_`` and ``_dtype``
         already set. Raises ValueError (KeyError for a missing head) if the arrays do not fit."""
-        D = 2 if self.bidirectional else 1
-        size_in = self._n_inputs
-        self.grus_ = []
-        for i, h in enumerate(self._sizes()):
-            gru = GRU(size_in, h, 1, bidirectional=self.bidirectional,
-                      reset_after=self.reset_after, dtype=self._dtype, device=device)
+        self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
+        for i, gru in enumerate(self.grus_):      # strict: every weight is replaced
             prefix = f"gru{i}."
             gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
                                  if k.startswith(prefix)})
-            self.grus_.append(gru)
-            size_in = D * h
+        self.stack_.params_changed()
+        size_in = self.stack_.output_size
         self.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=self._dtype)
         self.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=self._dtype)
         if self.head_coef_.shape != (self.n_outputs_, size_in):
@@ -772,8 +773,13 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     out_activation_ : str
         Output activation of the head.
 
+    stack_ : numgru._stack.Stack
+        The fitted recurrent layers as one engine stack (one GRU layer per entry of
+        ``hidden_layer_sizes``, dropout between them) on the chosen device.
+
     grus_ : list of numgru.GRU
-        The fitted GRU layers, one per entry of ``hidden_layer_sizes``.
+        The fitted GRU layers, one per entry of ``hidden_layer_sizes``: one-layer ``numgru.GRU``
+        views of ``stack_`` that share its parameters.
 
     head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
         Weights of the linear head.
@@ -1192,8 +1198,13 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     out_activation_ : str
         Output activation of the head.
 
+    stack_ : numgru._stack.Stack
+        The fitted recurrent layers as one engine stack (one GRU layer per entry of
+        ``hidden_layer_sizes``, dropout between them) on the chosen device.
+
     grus_ : list of numgru.GRU
-        The fitted GRU layers, one per entry of ``hidden_layer_sizes``.
+        The fitted GRU layers, one per entry of ``hidden_layer_sizes``: one-layer ``numgru.GRU``
+        views of ``stack_`` that share its parameters.
 
     head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
         Weights of the linear head.
@@ -1305,7 +1316,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                 w = w * compute_sample_weight(self.class_weight, labels)
         return Y, w
 
-    def _stratify(self, Y, lengths):
+    def _stratify(self, Y):
         counts = Y.sum(axis=0)
         return Y.argmax(axis=1) if counts.min() >= 2 else None
 
@@ -1443,7 +1454,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         >>> clf.n_iter_, clf.classes_
         (2, array([0, 1]))
         """
-        if not hasattr(self, "grus_"):
+        if not hasattr(self, "stack_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
