@@ -31,10 +31,12 @@ def test_sphinx_build_without_warnings(tmp_path):
         f"sphinx-build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
     html = tmp_path / "html"
     for page in ("index", "getting_started", "user_guide", "math", "api", "speed",
-                 "benchmarking", "engine", "examples/forecasting", "examples/classification",
+                 "benchmarking", "engine", "architecture", "examples/forecasting",
+                 "examples/classification",
                  "examples/pytorch_import"):
         assert (html / f"{page}.html").exists(), page
     # the examples ran and drew their figures
     images = {p.name for p in (html / "_images").glob("*.png")}
-    for name in ("forecast_airline.png", "classify_sequences.png", "pytorch_import.png"):
+    for name in ("forecast_airline.png", "classify_sequences.png", "pytorch_import.png",
+                 "architecture_diagram.png"):
         assert name in images, sorted(images)
