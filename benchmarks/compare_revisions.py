@@ -6,8 +6,8 @@
 
 The ``numgru`` package of ``--base`` is imported under another name (``numgru_base``) next to the
 numgru this script finds (the installed one, else this checkout), so both run in one process on
-the same inputs, timed interleaved (base, new, torch, base, new, torch, ...): drift of a noisy
-machine hits all three alike. Shapes are those of ``compare_torch.py``; both numgru trees load
+the same inputs, timed interleaved in a rotating order (base, new, torch; new, torch, base; ...):
+drift of a noisy machine hits all three alike and none always runs right after another. Shapes are those of ``compare_torch.py``; both numgru trees load
 the same torch ``nn.GRU`` weights and must agree with torch before timing (max scaled error
 1e-4). Reports medians in ms and the ratios base/new (> 1: the new tree is faster) and
 torch/new. Use it to check that a change keeps every speed where it was.
@@ -113,12 +113,14 @@ def main():
                 fn()
             times = {k: [] for k in fns}
             t_end = time.perf_counter() + args.budget
+            order = list(fns)
             while (time.perf_counter() < t_end and len(times["new"]) < 500) \
                     or len(times["new"]) < 5:
-                for k, fn in fns.items():
+                for k in order:
                     t0 = time.perf_counter()
-                    fn()
+                    fns[k]()
                     times[k].append(time.perf_counter() - t0)
+                order = order[1:] + order[:1]      # rotate: no one always follows torch
             med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
             print(f"{name:6s} {mode:9s} {med['base']:9.3f} {med['new']:9.3f} {med['torch']:9.3f} "
                   f"{med['base'] / med['new']:9.3f} {med['torch'] / med['new']:9.3f}", flush=True)
