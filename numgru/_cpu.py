@@ -142,6 +142,14 @@ def _bw_r(dr, v, r, out):
         out[j] = dr[j] * v[j] * r[j] * (one - r[j])
 
 
+@njit(inline="always", **_JIT)
+def _task_rows(task, nchunks, B):
+    """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
+    d = task // nchunks
+    c = task % nchunks
+    return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
+
+
 @njit(parallel=True, **_JIT)
 def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
                       out, h_n, store, gates, hn_s, hprev_s):
@@ -168,10 +176,7 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     D = whh.shape[0]
     B = x.shape[0]
     for task in prange(D * nchunks):
-        d = task // nchunks
-        c = task % nchunks
-        b0 = (c * B) // nchunks
-        b1 = ((c + 1) * B) // nchunks
+        d, b0, b1 = _task_rows(task, nchunks, B)
         if b1 > b0:
             _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
                            gates, hn_s, hprev_s, d, b0, b1)
@@ -313,10 +318,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     D = whh.shape[0]
     B = d_out.shape[0]
     for task in prange(D * nchunks):
-        d = task // nchunks
-        c = task % nchunks
-        b0 = (c * B) // nchunks
-        b1 = ((c + 1) * B) // nchunks
+        d, b0, b1 = _task_rows(task, nchunks, B)
         if b1 > b0:
             _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after,
                             dgi, dgh, dh0, dbias[task], d, b0, b1)
