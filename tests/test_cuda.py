@@ -94,15 +94,16 @@ def test_backend_object_default_pickle_and_policy(monkeypatch):
     assert _cuda.CUDABackend(persistent=True).uses_persistent(np.float32)
 
 
-def test_import_does_not_load_numba_cuda():
+def test_import_does_not_load_numba_cuda(tmp_path):
     """``import numgru._cuda`` stays cheap: numba.cuda (~0.2 s) is imported on first use."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(_cuda.__file__)))
     code = ("import sys, numgru._cuda as m; assert m.__file__.startswith(sys.argv[1]), m.__file__; "
             "print(sorted(k for k in sys.modules if k == 'numba.cuda' or "
             "k.startswith('numba.cuda.')))")
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # cwd: not the checkout, whose numgru/ would shadow an installed numgru ('' is on sys.path)
     res = subprocess.run([sys.executable, "-c", code, root], env=env, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
 
