@@ -483,6 +483,50 @@ class _BaseGRUEstimator(BaseEstimator):
             return [full[i, : lengths[i]] for i in range(len(lengths))]
         return full
 
+    def stream(self, n_streams=1):
+        """Stateful streaming inference: feed sequences a chunk of steps at a time.
+
+        Parameters
+        ----------
+        n_streams : int, default=1
+            Number of sequences fed side by side (each chunk holds the next steps of each).
+
+        Returns
+        -------
+        numgru._stream.Stream
+            ``s.update(X_chunk)`` runs the next steps from the state the previous chunks left
+            and returns, for ``output="each_step"``, the predictions of the new steps, else the
+            prediction given all steps so far (``pooling`` "last" or "mean"); feeding a
+            sequence in chunks gives what :meth:`predict` gives on the whole sequence.
+            ``s.reset()`` starts every stream afresh. Classifiers: ``s.update(X_chunk,
+            proba=True)`` for probabilities.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If the model is bidirectional (its reverse direction needs the whole sequence) or
+            ``n_streams`` is not a positive integer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRURegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((32, 12, 2))
+        >>> y = np.cumsum(X[:, :, 0], axis=1)
+        >>> reg = GRURegressor(hidden_layer_sizes=(8,), output="each_step", max_iter=3,
+        ...                    random_state=0).fit(X, y)
+        >>> s = reg.stream()
+        >>> parts = [s.update(X[0, :5]), s.update(X[0, 5:])]     # two chunks of one stream
+        >>> np.allclose(np.concatenate(parts, axis=1)[0], reg.predict(X[:1])[0])
+        True
+        """
+        from ._stream import Stream
+
+        return Stream(self, n_streams)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Save the fitted estimator to one ``.npz`` file that loads without pickle.
@@ -994,10 +1038,16 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         [(4,), (7,)]
         """
         out, lengths = self._predict_padded(X, lengths)
-        out = out.astype(np.float64)
+        out = self._decode_logits(out)
         if self.output == "each_step":
-            out = out[:, 0] if self._single_output else out
             return self._unpad(out, lengths, X)
+        return out
+
+    def _decode_logits(self, logits, proba=False):
+        """Head outputs (rows, n_outputs) -> predictions: float64, one column raveled."""
+        if proba:
+            raise ValueError("proba=True is for classifiers; a regressor predicts values")
+        out = logits.astype(np.float64)
         return out[:, 0] if self._single_output else out
 
     def score(self, X, y, sample_weight=None):
@@ -1501,7 +1551,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         ((5, 3), True)
         """
         out, lengths = self._predict_padded(X, lengths)
-        proba = softmax(out.astype(np.float64))
+        proba = self._decode_logits(out, proba=True)
         if self.output == "each_step":
             return self._unpad(proba, lengths, X)
         return proba
@@ -1588,10 +1638,16 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         [(3,), (6,)]
         """
         out, lengths = self._predict_padded(X, lengths)
-        labels = self.classes_[out.argmax(axis=1)]
+        labels = self._decode_logits(out)
         if self.output == "each_step":
             return self._unpad(labels, lengths, X)
         return labels
+
+    def _decode_logits(self, logits, proba=False):
+        """Head outputs (rows, n_classes) -> class labels, or probabilities with ``proba``."""
+        if proba:
+            return softmax(logits.astype(np.float64))
+        return self.classes_[logits.argmax(axis=1)]
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy of the predictions.
