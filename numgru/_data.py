@@ -8,6 +8,8 @@ import numbers
 import numpy as np
 from sklearn.utils import check_array
 
+from ._validation import check_lengths as _check_lengths
+
 
 def _is_ragged_list(X):
     """A list/tuple whose elements are sequences of timesteps of unequal length, or 2-D arrays."""
@@ -77,21 +79,11 @@ def as_sequences(X, dtype, name="X"):
 
 
 def check_lengths(lengths, Xpad, kind):
-    """Validate user lengths for a padded (3-D or 2-D) X: integers in [1, n_timesteps]."""
+    """Validate user lengths for a padded (3-D or 2-D) X: integers in [1, n_timesteps]
+    (:func:`numgru._validation.check_lengths`, the one length validator)."""
     if kind == "ragged":
         raise ValueError("lengths= is for padded arrays; a ragged list already carries its lengths")
-    arr = np.asarray(lengths)
-    n, T = Xpad.shape[0], Xpad.shape[1]
-    if arr.shape != (n,):
-        raise ValueError(f"lengths must have one entry per sequence, shape ({n},); got {arr.shape}")
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        arr = arr.astype(np.int64)
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
-    if n and (arr.min() < 1 or arr.max() > T):
-        raise ValueError(f"lengths must lie in [1, {T}] (the number of timesteps); got values in "
-                         f"[{arr.min()}, {arr.max()}]")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return _check_lengths(lengths, Xpad.shape[0], Xpad.shape[1])
 
 
 def step_targets(y, lengths, name="y"):
