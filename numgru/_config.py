@@ -79,15 +79,22 @@ def select_threading_layer():
     return numba.config.THREADING_LAYER
 
 
-class _BlasSingleThreaded:
-    """Hold every loaded BLAS to one thread while numgru computes; restore it afterwards.
+class _ComputeThreads:
+    """The thread settings of a numgru computation, held while it runs and restored after.
 
-    numgru calls BLAS (SciPy's, through Numba's ``np.dot``) from inside Numba's worker threads,
-    each on its own block of rows. A multi-threaded BLAS there, or NumPy's BLAS threads still
-    spinning after a small product elsewhere in a training step, would fight Numba's pool for
-    the same cores: measured here, a float64 training epoch ran 20x slower that way. The previous
-    thread counts are restored when the last concurrent user leaves, so the rest of the program
-    keeps its BLAS settings. Re-entrant and thread-safe.
+    1. Every loaded BLAS is held to one thread. numgru calls BLAS (SciPy's, through Numba's
+       ``np.dot``) from inside Numba's worker threads, each on its own block of rows. A
+       multi-threaded BLAS there, or NumPy's BLAS threads still spinning after a small product
+       elsewhere in a training step, would fight Numba's pool for the same cores: measured here,
+       a float64 training epoch ran 20x slower that way. The previous thread counts are restored
+       when the last concurrent user leaves, so the rest of the program keeps its BLAS settings.
+    2. Numba's thread count for the calling thread is capped at the OpenMP limit in force:
+       ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits(n)`` (which sets the OpenMP
+       runtimes' limit) are honoured as scikit-learn's own OpenMP code honours them, and so is
+       ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads`` (the starting value). Numba's count is
+       per calling thread, so concurrent calls from other Python threads are not affected.
+
+    Re-entrant and thread-safe.
     """
 
     def __init__(self):
@@ -95,29 +102,69 @@ class _BlasSingleThreaded:
         self._depth = 0
         self._saved = []
         self._libs = None
+        self._omp = []
+        self._env_limit = None
+        self._local = threading.local()
 
     def _find(self):
         if self._libs is None:
+            self._omp = []
+            env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+            self._env_limit = int(env) if env.isdigit() and int(env) >= 1 else None
             try:
+                import numba
                 import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba uses)
                 from threadpoolctl import ThreadpoolController
 
-                self._libs = [c for c in ThreadpoolController().lib_controllers
-                              if getattr(c, "user_api", None) == "blas"]
-            except Exception:  # no threadpoolctl or an unknown BLAS: nothing to hold
+                numba.get_num_threads()          # starts Numba's threading layer (its OpenMP)
+                controllers = ThreadpoolController().lib_controllers
+                self._libs = [c for c in controllers if getattr(c, "user_api", None) == "blas"]
+                for c in controllers:            # omp_get_max_threads of each OpenMP runtime
+                    fn = getattr(getattr(c, "dynlib", None), "omp_get_max_threads", None)
+                    if getattr(c, "user_api", None) == "openmp" and fn is not None:
+                        self._omp.append(fn)
+            except Exception:  # no threadpoolctl or an unknown library: nothing to hold
                 self._libs = []
         return self._libs
 
+    def limit(self, n=None):
+        """The most threads a numgru kernel may use here and now (at least 1); ``n``: Numba's
+        current count for this thread, if the caller has it."""
+        self._find()
+        if n is None:
+            import numba
+
+            n = numba.get_num_threads()
+        for fn in self._omp:
+            m = fn()
+            if 0 < m < n:
+                n = m
+        if self._env_limit is not None and self._env_limit < n:
+            n = self._env_limit
+        return n
+
     def __enter__(self):
+        import numba
+
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        before = numba.get_num_threads()
+        n = self.limit(before)
+        if n < before:
+            numba.set_num_threads(n)
+            stack.append(before)
+        else:
+            stack.append(0)
         with self._lock:
             if self._depth == 0:
                 self._saved = []
-                for lib in self._find():
+                for lib in self._libs:
                     try:
-                        n = lib.get_num_threads()
-                        if n != 1:
+                        m = lib.get_num_threads()
+                        if m != 1:
                             lib.set_num_threads(1)
-                            self._saved.append((lib, n))
+                            self._saved.append((lib, m))
                     except Exception:
                         pass
             self._depth += 1
@@ -133,7 +180,14 @@ class _BlasSingleThreaded:
                     except Exception:
                         pass
                 self._saved = []
+        before = self._local.stack.pop()
+        if before:
+            import numba
+
+            numba.set_num_threads(before)
         return False
 
 
-blas_single_threaded = _BlasSingleThreaded()
+compute_threads = _ComputeThreads()
+#: The former name of :data:`compute_threads` (it held BLAS only).
+blas_single_threaded = compute_threads

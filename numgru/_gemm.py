@@ -11,7 +11,7 @@ row count padded to a multiple of 8 (:func:`padded_rows`); with fewer rows it ru
 :func:`mm_nt` (register-blocked, no packing, no padding). A product *over all timesteps at once*
 (input gradients ``dx = dgi @ W_ih``: :func:`gemm`; weight gradients ``dgi^T x``:
 :func:`gemm_tn`) is one BLAS call (``np.dot`` inside Numba, SciPy's BLAS) per block of rows per
-Numba thread, with that BLAS held to one thread (:func:`numgru._config.blas_single_threaded`).
+Numba thread, with that BLAS held to one thread (:func:`numgru._config.compute_threads`).
 (The forward's input projection blocks have ~256 rows, so they always take :func:`mm_packed`.)
 
 Why not BLAS in the recurrence: SciPy's OpenBLAS repacks ``W`` on every call and is tuned for

@@ -98,9 +98,9 @@ class Stream:
         x = self._chunk(X_chunk)
         S, t = x.shape[0], x.shape[1]
         lengths = np.full(S, t, dtype=np.int64)
-        from ._config import blas_single_threaded
+        from ._config import compute_threads
 
-        with blas_single_threaded:
+        with compute_threads:
             out, h_n = stack.forward(be.upload(x), lengths, h0=self._state)
         self._state = h_n
         self.n_steps_ += t

@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _data
 from . import io as _io
-from ._config import blas_single_threaded
+from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
 from ._backend import get_backend
@@ -204,7 +204,7 @@ class _BaseGRUEstimator(BaseEstimator):
         return feats, h
 
     def _forward_logits(self, X, lengths):
-        with blas_single_threaded:
+        with compute_threads:
             feats, _ = self._features(X, lengths, training=False)
             return feats @ self.head_coef_.T + self.head_intercept_
 
@@ -228,7 +228,7 @@ class _BaseGRUEstimator(BaseEstimator):
             d_h_n[-1] = be.upload(np.ascontiguousarray(d_feats.reshape(B, D, -1).transpose(1, 0, 2)))
         else:
             d_out = np.repeat((d_feats / lengths[:, None].astype(top.dtype))[:, None, :], T, axis=1)
-        with blas_single_threaded:
+        with compute_threads:
             _, _, grads = stack.backward(be.upload(np.ascontiguousarray(d_out, dtype=stack.dtype)),
                                          d_h_n, need_dx=False)
         return stack.flat_grads(grads) + g_head
@@ -259,7 +259,7 @@ class _BaseGRUEstimator(BaseEstimator):
         ``warm_start`` nor ``incremental``) resets the input checks and the fitted attributes
         (:meth:`_initialize`); the epochs run in :meth:`_fit_stochastic`.
         """
-        with blas_single_threaded:
+        with compute_threads:
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                                  "y is None")

@@ -15,18 +15,19 @@ import numpy as np
 
 from . import _layout
 from ._backend import get_backend
-from ._config import blas_single_threaded
+from ._config import compute_threads
 from ._stack import Stack
 from ._validation import as_dtype, check_float_array, check_finite, check_lengths, \
     check_native, check_sequences, check_state
 
 
 def _holding_blas(method):
-    """Run a method with SciPy's BLAS held to one thread (see ``_config.blas_single_threaded``)."""
+    """Run a method under numgru's thread settings (``_config.compute_threads``: BLAS held to one
+    thread, Numba capped at the OpenMP limit in force)."""
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with blas_single_threaded:
+        with compute_threads:
             return method(*args, **kwargs)
 
     return wrapper
