@@ -23,6 +23,7 @@ MODULES = [
     "numgru.plotting",
     "numgru.datasets",
     "numgru.cli",
+    "numgru.dask",
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
@@ -52,7 +53,8 @@ def test_public_names_have_examples():
     public += ["numgru.io.save", "numgru.plotting.LossCurveDisplay",
                "numgru.datasets.load_airline_passengers",
                "numgru.datasets.make_sequence_classification",
-               "numgru.cli.main", "numgru.cli.info", "numgru.cli.demo"]
+               "numgru.cli.main", "numgru.cli.info", "numgru.cli.demo",
+               "numgru.dask.predict", "numgru.dask.worker_env"]
     missing = [name for name in public if name not in names]
     assert not missing, f"public names without an Examples section: {missing}"
 
@@ -61,6 +63,8 @@ def test_public_names_have_examples():
 def test_docstring_examples(test, tmp_path, monkeypatch):
     if "matplotlib" in test.docstring:
         pytest.importorskip("matplotlib").use("Agg")
+    if "import dask" in test.docstring:
+        pytest.importorskip("dask.array", reason='needs dask: pip install "numgru[dask]"')
     monkeypatch.chdir(tmp_path)
     test.globs = dict(test.globs)          # a fresh namespace per run
     output = []
