@@ -43,7 +43,8 @@ from numba import njit, prange
 
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
-from ._gemm import PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed, pack_nt, padded_rows
+from ._gemm import (PACK_MIN_ROWS, _gemm_rows, _gemm_tn_rows, gemm, gemm_tn, mm_nt, mm_packed,
+                    pack_nt, padded_rows)
 from ._math import sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -449,12 +450,12 @@ def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):
     over [h | r*h] columns is formed and its two diagonal blocks kept.
     """
     if reset_after:
-        gemm_tn(dgh_d, hprev_d, out, ntasks)
+        _gemm_tn_any(dgh_d, hprev_d, out, ntasks)
         return
     H = hprev_d.shape[1]
     rh = gates_d[:, :H] * hprev_d
     both = np.empty((3 * H, 2 * H), dtype=out.dtype)
-    gemm_tn(dgh_d, np.concatenate([hprev_d, rh], axis=1), both, ntasks)
+    _gemm_tn_any(dgh_d, np.concatenate([hprev_d, rh], axis=1), both, ntasks)
     out[: 2 * H] = both[: 2 * H, :H]
     out[2 * H:] = both[2 * H:, H:]
 
@@ -524,29 +525,54 @@ class CPUBackend(Backend):
             return 1
         return max(1, min(_num_threads(), B))
 
+    # A launch with a single task runs in the calling thread, not as a parallel region: on a
+    # machine whose cores are busy with other work, waking a pool thread for nothing costs
+    # milliseconds (measured here with other processes running: 16 ms for a batch-1 forward
+    # that takes 0.4 ms alone).
     def gemm(self, A, W, bias, C):
-        gemm(A, W, bias, C, self._ntasks(A.shape[0]))
+        ntasks = self._ntasks(A.shape[0])
+        if ntasks == 1:
+            _gemm_rows(A, W, bias, C, 0, A.shape[0])
+        else:
+            gemm(A, W, bias, C, ntasks)
 
     def gemm_tn(self, A, X, C):
-        gemm_tn(A, X, C, self._ntasks(A.shape[0]))
+        _gemm_tn_any(A, X, C, self._ntasks(A.shape[0]))
 
     def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
                           store, gates, hn_s, hprev):
-        nchunks = self._nchunks(x.shape[0], whh.shape[2])
-        gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks, out, h_n,
-                          store, gates, hn_s, hprev)
+        B = x.shape[0]
+        nchunks = self._nchunks(B, whh.shape[2])
+        if whh.shape[0] * nchunks == 1:
+            _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
+                           gates, hn_s, hprev, 0, 0, B)
+        else:
+            gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks, out,
+                              h_n, store, gates, hn_s, hprev)
 
     def gru_layer_backward(self, d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
                            dgi, dgh, dh0):
         D, B, H = d_h_n.shape
         nchunks = self._nchunks(B, H)
         dbias = np.empty((D * nchunks, 2, 3 * H), dtype=dgi.dtype)
-        gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, nchunks,
-                           dgi, dgh, dh0, dbias)
+        if D * nchunks == 1:
+            _backward_chunk(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, dgi,
+                            dgh, dh0, dbias[0], 0, 0, B)
+        else:
+            gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
+                               nchunks, dgi, dgh, dh0, dbias)
         return dbias.reshape(D, nchunks, 2, 3 * H).sum(axis=1)
 
     def gru_hh_weight_grad(self, dgh_d, hprev_d, gates_d, reset_after, out):
         hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, self._ntasks(dgh_d.shape[0]))
+
+
+def _gemm_tn_any(A, X, C, ntasks):
+    """gemm_tn, in the calling thread when there is one task."""
+    if ntasks == 1:
+        _gemm_tn_rows(A, X, C, 0, A.shape[0])
+    else:
+        gemm_tn(A, X, C, ntasks)
 
 
 backend = CPUBackend()
