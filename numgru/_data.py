@@ -3,6 +3,7 @@
 Shape legend: n sequences, T timesteps (the longest), F features per timestep.
 """
 
+import functools
 import numbers
 
 import numpy as np
@@ -58,6 +59,8 @@ def as_sequences(X, dtype, name="X"):
         if not np.isfinite(Xpad).all():
             raise ValueError(f"Input {name} contains NaN or infinity.")
         return Xpad, lengths, "ragged"
+    if getattr(getattr(X, "dtype", None), "kind", None) in ("m", "M"):  # dates pass as numbers
+        raise ValueError(f"{name} has non-numeric dtype {X.dtype}")
     arr = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], ensure_all_finite=True,
                       input_name=name)
     if arr.ndim == 2:
@@ -75,7 +78,12 @@ def as_sequences(X, dtype, name="X"):
     if arr.shape[2] == 0:
         raise ValueError(f"{name} has zero features per timestep (shape {arr.shape})")
     lengths = np.full(arr.shape[0], arr.shape[1], dtype=np.int64)
-    return np.ascontiguousarray(arr, dtype=dtype), lengths, kind
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.dtype != arr.dtype and not np.isfinite(out).all():  # float64 -> float32 overflow
+        raise ValueError(f"Input {name} has values too large for {out.dtype}; they must be "
+                         f"finite in the model's dtype.")
+    return out, lengths, kind
 
 
 def check_lengths(lengths, Xpad, kind):
@@ -94,16 +102,29 @@ def step_targets(y, lengths, name="y"):
     """
     n = len(lengths)
     if isinstance(y, (list, tuple)) and len(y) and not isinstance(y[0], numbers.Number):
-        ys = [np.asarray(v) for v in y]
+        try:
+            ys = [np.asarray(v) for v in y]
+        except (ValueError, TypeError) as exc:  # a ragged nested list inside one sequence
+            raise ValueError(f"{name} could not be read as per-sequence target arrays: "
+                             f"{exc}") from exc
         if len(ys) != n:
             raise ValueError(f"{name} has {len(ys)} target sequences for {n} input sequences")
         T = int(lengths.max())
         tail = ys[0].shape[1:]
-        out = np.zeros((n, T) + tail, dtype=ys[0].dtype)
+        # the padded copy holds every sequence's values: one dtype for all of them (the first
+        # sequence's alone would truncate floats after ints, or fail on strings after numbers)
+        kinds = {"str" if v.dtype.kind in "US" else "num" if v.dtype.kind in "biuf" else "obj"
+                 for v in ys}
+        if len(kinds) > 1:
+            raise ValueError(f"the target sequences in {name} mix dtypes "
+                             f"{sorted({str(v.dtype) for v in ys})}; give every sequence "
+                             "targets of one kind")
+        dtype = functools.reduce(np.promote_types, [v.dtype for v in ys])
+        out = np.zeros((n, T) + tail, dtype=dtype)
         for i, v in enumerate(ys):
-            if v.shape[0] != lengths[i] or v.shape[1:] != tail:
-                raise ValueError(f"{name}[{i}] has shape {v.shape}; expected ({lengths[i]},"
-                                 f"{''.join(', ' + str(t) for t in tail)}) to match sequence {i}")
+            if v.ndim == 0 or v.shape[0] != lengths[i] or v.shape[1:] != tail:
+                raise ValueError(f"{name}[{i}] has shape {v.shape}; expected "
+                                 f"{(int(lengths[i]),) + tail} to match sequence {i}")
             out[i, : v.shape[0]] = v
         return out
     arr = np.asarray(y)

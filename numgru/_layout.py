@@ -35,18 +35,24 @@ def named_grads(stack, grads):
 def load_state_dict(stack, state_dict, what="GRU"):
     """Load any array-likes (torch tensors too) with strict name, shape and finiteness checks;
     nothing is changed unless every entry is valid."""
-    if not hasattr(state_dict, "keys"):
+    if not (hasattr(state_dict, "keys") and hasattr(state_dict, "__getitem__")):
         raise TypeError(f"state_dict must be a mapping of names to arrays, got "
                         f"{type(state_dict).__name__}")
     expected = {name: (lay, d, kind) for name, lay, d, kind in names(stack)}
-    missing = [n for n in expected if n not in state_dict]
-    unexpected = [n for n in state_dict if n not in expected]
+    given = list(state_dict.keys())
+    missing = [n for n in expected if n not in given]
+    unexpected = [n for n in given if n not in expected]
     if missing or unexpected:
         raise ValueError(f"state_dict does not match this {what}: missing keys {missing}, "
                          f"unexpected keys {unexpected}")
     converted = {}
     for name, (lay, d, kind) in expected.items():
-        arr = check_float_array(to_numpy(state_dict[name]), f"state_dict[{name!r}]", stack.dtype)
+        try:
+            value = to_numpy(state_dict[name])
+        except (ValueError, TypeError) as exc:  # ragged nested lists, unreadable objects
+            raise ValueError(f"state_dict[{name!r}] could not be read as an array of numbers: "
+                             f"{exc}") from exc
+        arr = check_float_array(value, f"state_dict[{name!r}]", stack.dtype)
         shape = lay.torch_shape(kind)
         if arr.shape != shape:
             raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")

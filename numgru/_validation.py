@@ -9,6 +9,8 @@ import numpy as np
 
 def as_dtype(dtype):
     """``np.dtype`` of float32 or float64; TypeError for anything else."""
+    if dtype is None:  # np.dtype(None) would silently be float64
+        raise TypeError("dtype must be 'float32' or 'float64', got None")
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -20,14 +22,17 @@ def as_dtype(dtype):
 
 def to_numpy(a):
     """A torch tensor (detached, on the host) or any array-like as a NumPy array."""
-    if hasattr(a, "detach"):  # a torch tensor
+    if callable(getattr(a, "detach", None)):  # a torch tensor
         return a.detach().cpu().numpy()
     return np.asarray(a)
 
 
 def check_float_array(a, name, dtype):
     """Convert an array-like to a C-contiguous array of ``dtype``; reject non-real-number data."""
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot read
+        raise ValueError(f"{name} could not be read as an array of numbers: {exc}") from exc
     kind = arr.dtype.kind
     if kind == "b":
         raise TypeError(f"{name} has boolean dtype; expected real floating-point numbers")
@@ -35,7 +40,14 @@ def check_float_array(a, name, dtype):
         raise TypeError(f"{name} has complex dtype {arr.dtype}; expected real floating-point numbers")
     if kind not in "fiu":
         raise TypeError(f"{name} has non-numeric dtype {arr.dtype}; expected real floating-point numbers")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if kind == "f" and out.dtype != arr.dtype and not np.isfinite(out).all() \
+            and np.isfinite(arr).all():
+        raise ValueError(f"{name} has values too large for {out.dtype}; all values must be "
+                         "finite in the model's dtype")
+    if arr.ndim == 0:  # ascontiguousarray makes a 0-d array 1-d: keep the shape for the checks
+        out = out.reshape(())
     if not out.flags.writeable:  # a read-only array would make Numba compile another variant
         out = out.copy()
     return out
@@ -58,7 +70,10 @@ def check_lengths(lengths, n, T, be=None):
         return np.full(n, T, dtype=np.int64)
     if be is not None and be.is_native(lengths):
         lengths = be.to_host(be.as_native(lengths))
-    arr = to_numpy(lengths)
+    try:
+        arr = to_numpy(lengths)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValueError(f"lengths could not be read as an array of integers: {exc}") from exc
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"lengths must have one entry per sequence: expected shape ({n},), "
                          f"got {arr.shape}")
@@ -67,11 +82,11 @@ def check_lengths(lengths, n, T, be=None):
             raise ValueError("lengths must be integers")
     elif arr.dtype.kind not in "iu":
         raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
-    arr = np.array(arr, dtype=np.int64)
+    # the range is checked before the cast, which would wrap huge unsigned values
     if n and (arr.min() < 1 or arr.max() > T):
         raise ValueError(f"lengths must lie in [1, {T}] (the number of timesteps), "
                          f"got values in [{arr.min()}, {arr.max()}]")
-    return arr
+    return np.array(arr, dtype=np.int64)
 
 
 def check_native(be, a, name, shape, dtype):

@@ -36,6 +36,7 @@ from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
 from ._backend import get_backend
 from ._stack import Stack
+from ._validation import check_finite, check_float_array
 from .gru import GRU
 
 
@@ -534,6 +535,11 @@ class _BaseGRUEstimator(BaseEstimator):
         The file holds the weights as plain arrays and the parameters as JSON; read it back
         with :func:`numgru.load` (which never unpickles anything).
 
+        The write is atomic (a temporary file in the same directory, flushed to disk, then
+        renamed onto ``path``): a failure or an interruption while saving never leaves a
+        partial file at ``path`` nor loses the file that was there. See
+        :func:`numgru.io.save`.
+
         Parameters
         ----------
         path : str or path-like
@@ -612,10 +618,14 @@ class _BaseGRUEstimator(BaseEstimator):
         ValueError
             If a required fitted attribute or a network array is missing or has the wrong shape.
         """
+        if not isinstance(fitted, dict):
+            raise ValueError(f"fitted attributes must be a dict, got {type(fitted).__name__}")
         fitted = dict(fitted)
         missing = [name for name in self._FITTED_REQUIRED + ("_dtype",) if name not in fitted]
         if missing:
             raise ValueError(f"fitted attributes {missing} are missing")
+        _check_fitted_values(fitted)
+        self._validate_params()      # parameters that fit would refuse are refused here too
         for name in self._FITTED_ATTRIBUTES:
             if name in fitted:
                 setattr(self, name, fitted[name])
@@ -643,6 +653,18 @@ class _BaseGRUEstimator(BaseEstimator):
         """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
         names are ignored), for the parameters, ``_n_inputs``, ``n_outputs_`` and ``_dtype``
         already set. Raises ValueError (KeyError for a missing head) if the arrays do not fit."""
+        # the recurrent weight matrices must fit the parameters before the stack is built, so
+        # that sizes in a hostile file cannot make it allocate more than the file holds
+        n_in, D = self._n_inputs, 2 if self.bidirectional else 1
+        for i, H in enumerate(self._sizes()):
+            for name, shape in ((f"gru{i}.weight_ih_l0", (3 * H, n_in)),
+                                (f"gru{i}.weight_hh_l0", (3 * H, H))):
+                if name not in arrays:
+                    raise ValueError(f"network array {name!r} is missing")
+                if np.shape(arrays[name]) != shape:
+                    raise ValueError(f"network array {name!r} has shape "
+                                     f"{np.shape(arrays[name])}, expected {shape}")
+            n_in = D * H
         self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
         for i, gru in enumerate(self.grus_):      # strict: every weight is replaced
             prefix = f"gru{i}."
@@ -650,14 +672,17 @@ class _BaseGRUEstimator(BaseEstimator):
                                  if k.startswith(prefix)})
         self.stack_.params_changed()
         size_in = self.stack_.output_size
-        self.head_coef_ = np.ascontiguousarray(arrays["head_coef"], dtype=self._dtype)
-        self.head_intercept_ = np.ascontiguousarray(arrays["head_intercept"], dtype=self._dtype)
+        self.head_coef_ = check_float_array(arrays["head_coef"], "head_coef", self._dtype)
+        self.head_intercept_ = check_float_array(arrays["head_intercept"], "head_intercept",
+                                                 self._dtype)
         if self.head_coef_.shape != (self.n_outputs_, size_in):
             raise ValueError(f"head weights have shape {self.head_coef_.shape}, expected "
                              f"{(self.n_outputs_, size_in)}")
         if self.head_intercept_.shape != (self.n_outputs_,):
             raise ValueError(f"head bias has shape {self.head_intercept_.shape}, expected "
                              f"{(self.n_outputs_,)}")
+        check_finite(self.head_coef_, "head_coef")
+        check_finite(self.head_intercept_, "head_intercept")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -854,7 +879,17 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
         if self.output == "each_step":
-            Y = _data.step_targets(y, lengths).astype(np.float64)
+            Y = _data.step_targets(y, lengths)
+            if Y.dtype.kind == "c":
+                raise ValueError("Complex data not supported in y; targets must be real numbers")
+            if Y.ndim > 3 or (Y.ndim == 3 and Y.shape[2] == 0):
+                raise ValueError(f"with output='each_step', y must have shape (n_samples, "
+                                 f"n_timesteps[, n_outputs]) with n_outputs >= 1; got shape "
+                                 f"{Y.shape}")
+            try:
+                Y = Y.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"y must hold real numbers: {exc}") from exc
             if Y.ndim == 2:
                 Y = Y[:, :, None]
                 single = True
@@ -880,7 +915,13 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
                              f"{self.n_outputs_}")
         w = _sample_weight(sample_weight, len(lengths))
-        return Y.astype(self._dtype), w
+        with np.errstate(over="ignore"):
+            Yc = Y.astype(self._dtype)
+        inside = Yc[_data.valid_mask(lengths, Yc.shape[1])] if self.output == "each_step" else Yc
+        if not np.isfinite(inside).all():   # finite in float64, too large for float32
+            raise ValueError(f"Input y has values too large for {self._dtype}; they must be "
+                             "finite in the model's dtype.")
+        return Yc, w
 
     def _loss(self, logits, Y, w):
         return squared_error(logits.astype(np.float64), Y, w)
@@ -1094,7 +1135,10 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             pred, lengths = self._predict_padded(X)
             Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
             return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
-        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+        pred = self.predict(X)
+        if sample_weight is not None:     # checked as fit checks it
+            sample_weight = _sample_weight(sample_weight, len(pred))
+        return r2_score(y, pred, sample_weight=sample_weight)
 
 
 @_io._register_estimator
@@ -1323,6 +1367,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                 raise ValueError(f"with output='each_step', y must hold one label per timestep, "
                                  f"shape (n_samples, n_timesteps); got {labels.shape}")
             valid = labels[_data.valid_mask(lengths, labels.shape[1])]
+            kind = type_of_target(valid, input_name="y")
+            if kind not in ("binary", "multiclass"):
+                raise ValueError(f"Unknown label type: {kind}. GRUClassifier supports binary and "
+                                 "multiclass targets.")
         else:
             y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
             labels = column_or_1d(_ravel_column_vector(y))
@@ -1397,6 +1445,12 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         classes = arrays["classes"]
         if classes.shape != (self.n_outputs_,):
             raise ValueError(f"classes have shape {classes.shape}, expected ({self.n_outputs_},)")
+        if classes.dtype.kind not in "biufUSO" or (classes.dtype.kind == "f"
+                                                    and not np.isfinite(classes).all()):
+            raise ValueError(f"classes must be finite numbers or strings, got {classes.dtype} "
+                             f"values {classes.tolist()}")
+        if not np.array_equal(np.unique(classes), classes):   # LabelEncoder's order
+            raise ValueError(f"classes must be sorted and unique, got {classes.tolist()}")
         self._encoder = LabelEncoder()
         self._encoder.classes_ = classes
         self.classes_ = classes
@@ -1504,6 +1558,14 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         >>> clf.n_iter_, clf.classes_
         (2, array([0, 1]))
         """
+        if classes is not None:
+            arr = np.asarray(classes)
+            if arr.ndim != 1 or arr.size == 0:
+                raise ValueError(f"classes must be a non-empty 1-D array-like of labels, got "
+                                 f"shape {arr.shape}")
+            if arr.dtype.kind == "c" or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
+                raise ValueError(f"classes must be finite real numbers or strings, got "
+                                 f"{arr.tolist()}")
         if not hasattr(self, "stack_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -1695,21 +1757,82 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             y_pred = self.classes_[out.argmax(axis=1)]
             return accuracy_score(y_true, y_pred,
                                   sample_weight=_step_weights(sample_weight, lengths))
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+        pred = self.predict(X)
+        if sample_weight is not None:     # checked as fit checks it
+            sample_weight = _sample_weight(sample_weight, len(pred))
+        return accuracy_score(y, pred, sample_weight=sample_weight)
+
+
+def _check_fitted_values(fitted):
+    """ValueError unless the fitted attributes of a model file have the types and values a fit
+    gives them (the network arrays are checked against them afterwards)."""
+    def positive_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for name in ("n_features_in_", "n_outputs_", "_n_inputs"):
+        if not positive_int(fitted[name]):
+            raise ValueError(f"fitted attribute {name} must be a positive integer, got "
+                             f"{fitted[name]!r}")
+    kind = fitted["_input_kind"]
+    if kind not in ("3d", "2d", "ragged"):
+        raise ValueError(f"fitted attribute _input_kind must be '3d', '2d' or 'ragged', got "
+                         f"{kind!r}")
+    if kind == "2d" and fitted["_n_inputs"] != 1:
+        raise ValueError(f"a model fitted on 2-D X has one input per timestep, but _n_inputs is "
+                         f"{fitted['_n_inputs']}")
+    if kind != "2d" and fitted["n_features_in_"] != fitted["_n_inputs"]:
+        raise ValueError(f"n_features_in_ ({fitted['n_features_in_']}) differs from _n_inputs "
+                         f"({fitted['_n_inputs']})")
+    if fitted["_dtype"] not in ("float32", "float64"):
+        raise ValueError(f"fitted attribute _dtype must be 'float32' or 'float64', got "
+                         f"{fitted['_dtype']!r}")
+    if "_single_output" in fitted:
+        if not isinstance(fitted["_single_output"], bool):
+            raise ValueError(f"fitted attribute _single_output must be a boolean, got "
+                             f"{fitted['_single_output']!r}")
+        if fitted["_single_output"] and fitted["n_outputs_"] != 1:
+            raise ValueError(f"_single_output is true but n_outputs_ is {fitted['n_outputs_']}")
+    for name in ("n_iter_", "t_"):
+        if name in fitted and not (type(fitted[name]) is int and fitted[name] >= 0):
+            raise ValueError(f"fitted attribute {name} must be a non-negative integer, got "
+                             f"{fitted[name]!r}")
+    for name in ("loss_", "best_loss_", "best_validation_score_"):
+        if name in fitted and not (fitted[name] is None or number(fitted[name])):
+            raise ValueError(f"fitted attribute {name} must be a number, got {fitted[name]!r}")
+    for name in ("loss_curve_", "validation_scores_"):
+        value = fitted.get(name)
+        if value is not None and not (isinstance(value, list) and all(map(number, value))):
+            raise ValueError(f"fitted attribute {name} must be a list of numbers, got {value!r}")
+    if "out_activation_" in fitted and not isinstance(fitted["out_activation_"], str):
+        raise ValueError(f"fitted attribute out_activation_ must be a string, got "
+                         f"{fitted['out_activation_']!r}")
 
 
 def _sample_weight(sample_weight, n):
     if sample_weight is None:
         return np.ones(n)
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.ndim == 0:
-        return np.full(n, float(w))
+    try:
+        w = np.asarray(sample_weight)
+        if w.dtype.kind not in "biufO":   # strings, complex numbers, dates: not weights
+            raise TypeError(f"dtype {w.dtype}")
+        w = w.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must hold real numbers: {exc}") from exc
+    if w.ndim == 0:           # a scalar weighs every sequence alike, and is checked alike
+        w = np.full(n, float(w))
     if w.shape != (n,):
         raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n},)!")
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("sample_weight must be finite and non-negative")
-    if w.sum() <= 0:
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if total <= 0:
         raise ValueError("sample_weight must not sum to zero")
+    if not np.isfinite(total):
+        raise ValueError("sample_weight sums to infinity; scale the weights down")
     return w
 
 
@@ -1728,7 +1851,7 @@ def _step_values(y, lengths):
     Y = _data.step_targets(y, lengths)   # checks the shapes against lengths
     if isinstance(y, (list, tuple)):
         # a list of per-sequence arrays (step_targets refuses any other list): join the
-        # sequences themselves, since the padded copy takes its dtype from the first one
+        # sequences themselves rather than the padded copy
         return np.concatenate([np.asarray(v) for v in y])
     return Y[_data.valid_mask(lengths, Y.shape[1])]
 

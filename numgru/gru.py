@@ -90,8 +90,12 @@ class GRU:
         self.dropout = float(dropout)
         self.reset_after = bool(reset_after)
         self.dtype = as_dtype(dtype)
-        self.rng = (random_state if isinstance(random_state, np.random.Generator)
-                    else np.random.default_rng(random_state))
+        try:
+            self.rng = (random_state if isinstance(random_state, np.random.Generator)
+                        else np.random.default_rng(random_state))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"random_state must be None, a non-negative integer or a "
+                            f"numpy.random.Generator, got {random_state!r}") from exc
         self.dropout_masks_ = []
         self._device_io = False
         self._stack = Stack.recurrent(self.input_size, [self.hidden_size] * self.num_layers,

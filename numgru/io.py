@@ -15,6 +15,10 @@ stored as a string array and flagged ``"<name>_object": true`` in the metadata.
 """
 
 import json
+import math
+import os
+import secrets
+import stat
 import warnings
 import zipfile
 
@@ -82,6 +86,13 @@ def save(estimator, path):
     ``est.save(path)`` is the same as ``numgru.io.save(est, path)``. A ``random_state`` that is
     a ``RandomState`` or ``Generator`` object is stored as None.
 
+    The write is atomic: the archive goes to a new hidden temporary file in the same directory
+    (``.<name>.<random>.tmp``), is flushed to disk (``os.fsync``) and then renamed onto
+    ``path`` with ``os.replace``. A failure or an interruption while writing leaves a file that
+    was at ``path`` as it was (and removes the temporary file; only a process killed outright,
+    e.g. by SIGKILL, can leave one behind). When ``path`` is a symlink, the file it points to
+    is replaced; an existing file's permission bits are kept.
+
     Examples
     --------
     >>> import os, tempfile, zipfile
@@ -118,8 +129,49 @@ def save(estimator, path):
             meta[f"{name}_object"] = True
         arrays[name] = value
     arrays["__meta__"] = np.array(json.dumps(meta))
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+    _write_atomically(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _write_atomically(path, write):
+    """Call ``write(fh)`` on a new temporary file next to ``path``, flush it to disk, then
+    rename it onto ``path`` (``os.replace``, atomic): ``path`` holds the old file or the new
+    one, never a part. On any exception the temporary file is removed. A symlink at ``path``
+    is followed (its target is replaced) and the mode of an existing file is kept."""
+    target = os.path.realpath(os.fsdecode(os.fspath(path)))
+    directory, base = os.path.split(target)
+    while True:   # O_EXCL: a name of our own; mode 0o666 less the umask, as open() gives
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        except FileNotFoundError:
+            pass
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if hasattr(os, "O_DIRECTORY"):   # make the rename itself durable (POSIX)
+        try:
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
 
 
 def _loadable_device(device):
@@ -139,8 +191,10 @@ def _loadable_device(device):
 def load(path):
     """Load an estimator saved by ``est.save(path)``; never unpickles anything.
 
-    The file is opened with ``numpy.load(path, allow_pickle=False)``, so loading a model file,
-    even one from an untrusted source, never runs code.
+    Every array is read with ``numpy.lib.format.read_array(..., allow_pickle=False)`` after
+    its header has been checked (no object dtype; no shape larger than the data in the file),
+    so loading a model file, even one from an untrusted source, never runs code nor allocates
+    more than the file holds.
 
     Parameters
     ----------
@@ -156,7 +210,12 @@ def load(path):
     Raises
     ------
     ValueError
-        If the file is not a numgru model file, is corrupt, or has an unsupported version.
+        If the file is not a numgru model file, is corrupt, truncated or not a zip archive of
+        ``.npy`` arrays, has an unsupported version, holds parameters that the estimator
+        refuses, fitted values of the wrong types, non-finite or misshapen weights, or arrays
+        that the estimator does not use.
+    TypeError
+        If ``path`` is neither a path nor a file object.
 
     See Also
     --------
@@ -191,36 +250,93 @@ def load(path):
     ...
     ValueError: ... is not a numgru model file (no metadata)
     """
+    if not hasattr(path, "read"):
+        path = os.fspath(path)     # TypeError for anything that is neither a path nor a file
     try:
-        with np.load(path, allow_pickle=False) as f:
-            files = set(f.files)
-            meta_text = str(f["__meta__"]) if "__meta__" in files else None
-            arrays = {k: f[k] for k in files if k != "__meta__"}
-        meta = json.loads(meta_text) if meta_text is not None else None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        # ValueError: numpy refuses a file that would need pickle, or bad JSON
+        arrays = _read_arrays(path)
+        meta_text = arrays.pop("__meta__", None)
+        if meta_text is not None:
+            if meta_text.shape != () or meta_text.dtype.kind != "U":
+                raise ValueError(f"its metadata is a {meta_text.dtype} array of shape "
+                                 f"{meta_text.shape}, not a JSON string")
+            meta = json.loads(str(meta_text))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # whatever a damaged or hostile file makes zipfile, numpy's .npy reader or json raise
+        # (BadZipFile, EOFError, NotImplementedError for unknown compression, RuntimeError for
+        # encryption, tokenize errors from a mangled .npy header, RecursionError, ...)
         raise ValueError(f"{path!s} is not a readable numgru model file: {exc}") from exc
-    if meta is None:
+    if meta_text is None:
         raise ValueError(f"{path!s} is not a numgru model file (no metadata)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise ValueError(f"{path!s} is not a numgru model file (format {fmt!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{path!s} has model format version {meta.get('version')!r}; this numgru "
+    version = meta.get("version")
+    if type(version) is not int or version != VERSION:
+        raise ValueError(f"{path!s} has model format version {version!r}; this numgru "
                          f"reads version {VERSION}")
-    cls = _ESTIMATOR_CLASSES.get(meta.get("class"))
+    name = meta.get("class")
+    cls = _ESTIMATOR_CLASSES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"{path!s} holds an unknown estimator class {meta.get('class')!r}")
+        raise ValueError(f"{path!s} holds an unknown estimator class {name!r}")
     try:
         for name in arrays:
             if meta.get(f"{name}_object"):
+                if arrays[name].dtype.kind != "U":
+                    raise ValueError(f"array {name!r} is flagged as strings but holds "
+                                     f"{arrays[name].dtype}")
                 arrays[name] = arrays[name].astype(object)
-        params = dict(meta["params"])
+        params, fitted = meta["params"], meta["fitted"]
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise ValueError(f"'params' and 'fitted' must be JSON objects, got "
+                             f"{type(params).__name__} and {type(fitted).__name__}")
+        params = dict(params)
         if isinstance(params.get("hidden_layer_sizes"), list):
             params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         est = cls(**params)
-        est._set_fitted_state(meta["fitted"], arrays, device=_loadable_device(est.device))
+        est._set_fitted_state(fitted, arrays, device=_loadable_device(est.device))
+        # every array must be one that saving this estimator writes: a leftover (say, the
+        # weights of a layer that the parameters no longer have) means the file was altered
+        unused = sorted(set(arrays) - set(est._get_fitted_state()[1]))
+        if unused:
+            raise ValueError(f"arrays {unused} are not part of this {cls.__name__}")
     except (KeyError, TypeError, ValueError) as exc:
-        # missing names, wrong types, arrays of the wrong shapes
+        # missing names, wrong types, arrays of the wrong shapes, refused parameters
         raise ValueError(f"{path!s} is a corrupt numgru model file: {exc}") from exc
     return est
+
+
+def _read_arrays(path):
+    """Every array of the ``.npz`` archive ``path`` (a path or a binary file) by name.
+
+    Read with ``numpy.lib.format.read_array(..., allow_pickle=False)``, member by member, after
+    checking each ``.npy`` header: an object dtype (pickle) is refused before anything is read,
+    and so is a shape whose data would be larger than the member, so that a few hostile bytes
+    cannot make this allocate terabytes. Every member must be a ``.npy`` array.
+    """
+    fmt = np.lib.format
+    arrays = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"member {info.filename!r} is not a .npy array")
+            key = info.filename[:-4]
+            with zf.open(info) as fh:
+                version = fmt.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = fmt.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = fmt.read_array_header_2_0(fh)
+                else:
+                    raise ValueError(f"array {key!r} has .npy format version {version}, which "
+                                     "numgru does not read")
+            if dtype.hasobject:
+                raise ValueError(f"array {key!r} holds Python objects, which would need pickle; "
+                                 "numgru never unpickles")
+            if any(n < 0 for n in shape) or math.prod(shape) * dtype.itemsize > info.file_size:
+                raise ValueError(f"array {key!r} declares shape {shape} of {dtype}, more data "
+                                 f"than its {info.file_size} bytes hold")
+            with zf.open(info) as fh:
+                arrays[key] = fmt.read_array(fh, allow_pickle=False)
+    return arrays
