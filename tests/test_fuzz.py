@@ -753,7 +753,7 @@ def test_unit_sample_weight_forms_equal_no_weights(ctx, w):
 # estimators: lengths
 # =============================================================================================
 LENGTHS_BAD = [
-    ("short", [4] * 5, r"lengths must have one entry per sequence, shape \(12,\); got \(5,\)"),
+    ("short", [4] * 5, r"lengths must have one entry per sequence: expected shape \(12,\), got \(5,\)"),
     ("2d", np.full((N, 1), 4), r"lengths must have one entry per sequence"),
     ("scalar", 3, r"lengths must have one entry per sequence"),
     ("zero", [0] + [4] * (N - 1), r"lengths must lie in \[1, 4\]"),
