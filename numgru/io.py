@@ -183,7 +183,8 @@ def _loadable_device(device):
         reason = _cuda.unavailable_reason()
         if reason is not None:
             warnings.warn(f"this model was saved with device='cuda', which cannot be used here "
-                          f"({reason}); it runs on the CPU instead", RuntimeWarning, stacklevel=3)
+                          f"({reason}); it runs on the CPU instead (its device parameter becomes "
+                          "'cpu')", RuntimeWarning, stacklevel=3)
             return "cpu"
     return device
 
@@ -295,7 +296,10 @@ def load(path):
         if isinstance(params.get("hidden_layer_sizes"), list):
             params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         est = cls(**params)
-        est._set_fitted_state(fitted, arrays, device=_loadable_device(est.device))
+        device = _loadable_device(est.device)
+        if device != est.device:       # a CUDA model on a machine without CUDA: CPU from now on,
+            est.device = device        # so that a refit or partial_fit runs too
+        est._set_fitted_state(fitted, arrays, device=device)
         # every array must be one that saving this estimator writes: a leftover (say, the
         # weights of a layer that the parameters no longer have) means the file was altered
         unused = sorted(set(arrays) - set(est._get_fitted_state()[1]))

@@ -465,4 +465,6 @@ def test_saved_cuda_model_loads_on_cuda_or_falls_back_to_cpu(tmp_path, monkeypat
     with pytest.warns(RuntimeWarning, match="runs on the CPU instead"):
         cpu = numgru.load(path)
     assert cpu.grus_[0].device == "cpu"
+    assert cpu.device == "cpu"                       # refitting works where it was loaded
+    cpu.partial_fit(X, y)
     assert_close(cpu.predict(X), est.predict(X))
