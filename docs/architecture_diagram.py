@@ -17,11 +17,11 @@ TIERS = {  # y of each tier, label and colour
 BOXES = {  # name: (tier, x, width, title, file)
     "est": ("api", 2, 30, "GRURegressor / GRUClassifier", "estimators.py"),
     "io": ("api", 36, 14, "save / load", "io.py"),
-    "gru": ("api", 54, 20, "numgru.GRU", "gru.py"),
+    "gru": ("api", 54, 20, "numgru.GRU / RNN", "gru.py, rnn.py, _facade"),
     "misc": ("api", 78, 20, "cli, plotting, datasets", "cli.py ..."),
     "train": ("engine", 2, 21, "data, losses, optimizers", "_data, _losses, _optim"),
     "stack": ("engine", 26, 20, "Stack", "_stack.py"),
-    "cells": ("engine", 49, 21, "layers: GRULayer, Dropout", "_cells.py (registry)"),
+    "cells": ("engine", 49, 21, "GRU/RNN layers, Dropout", "_cells.py (registry)"),
     "layout": ("engine", 73, 25, "names, import; validators", "_layout.py, _validation.py"),
     "contract": ("backend", 26, 20, "Backend contract", "_backend.py"),
     "cpub": ("backend", 49, 21, "CPUBackend", "_cpu.py"),

@@ -1,4 +1,5 @@
-"""numgru: multi-layer GRU networks with Numba kernels and scikit-learn estimators."""
+"""numgru: multi-layer GRU (and vanilla RNN) networks with Numba kernels and scikit-learn
+estimators."""
 
 from ._config import select_threading_layer as _select_threading_layer
 
@@ -7,6 +8,7 @@ _select_threading_layer()
 from .estimators import GRUClassifier, GRURegressor  # noqa: E402
 from .gru import GRU  # noqa: E402
 from .io import load  # noqa: E402
+from .rnn import RNN  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "GRUClassifier", "GRURegressor", "load", "__version__"]
+__all__ = ["GRU", "GRUClassifier", "GRURegressor", "RNN", "load", "__version__"]

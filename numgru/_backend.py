@@ -40,6 +40,18 @@ GRU cell (one layer, all directions; gate order r, z, n; documented in full on t
     ``gru_hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out)``: dW_hh of one direction,
     dgh_d (M, 3H), hprev_d (M, H), gates_d (M, 3H) -> out (3H, H) native.
 
+Vanilla RNN cell (``torch.nn.RNN``: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``, act tanh or
+relu; documented in full on the CPU kernels)
+    ``rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store, states)``:
+    x (B, T, I), w_ih (D*H, I), b_ih (D*H,), whh (D, H, H), bhh (D, H), h0 (D, B, H),
+    lengths (B,) int64, relu bool (False: tanh); writes out (B, T, D*H), h_n (D, B, H) and,
+    when ``store``, states (D, T+1, B, H): every state in time order (direction 0: step t
+    reads slot t and writes slot t+1; direction 1: reads slot t+1 and writes slot t).
+    ``rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0) -> dbias``:
+    writes dgi (B, T, D*H) and dgh (D, T, B, H) (the same pre-activation gradients, batch- and
+    time-major), dh0 (D, B, H), and returns the bias gradients already reduced over rows and
+    steps, a NumPy array (D, 2, H): [d, 0] of ``b_ih``, [d, 1] of ``b_hh`` (equal).
+
 How the work is shared out among threads (CPU) or blocks (CUDA) is each backend's own business.
 """
 

@@ -191,6 +191,140 @@ class GRULayer:
         return d_inp, grads
 
 
+class RNNLayer:
+    """One vanilla (Elman) RNN layer with D directions, as ``torch.nn.RNN``::
+
+        h' = act(W_ih x + b_ih + W_hh h + b_hh)        act = tanh or relu
+
+    registered as the cells ``"rnn_tanh"`` (:class:`RNNTanhLayer`) and ``"rnn_relu"``
+    (:class:`RNNReLULayer`), which fix ``nonlinearity``. Packed parameters (both directions in
+    one array, so that the input projection of all directions is one product):
+
+    w_ih (D*H, I)   input weights, direction d at rows d*H
+    w_hh (D, H, H)  recurrent weights
+    b_ih (D*H,)     input biases
+    b_hh (D, H)     recurrent biases
+    """
+
+    nonlinearity = "tanh"
+    param_keys = ("w_ih", "w_hh", "b_ih", "b_hh")
+    is_weight = (True, True, False, False)
+    torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+    def __init__(self, input_size, hidden_size, num_directions, dtype):
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_directions = int(num_directions)
+        self.dtype = np.dtype(dtype)
+        H, D = self.hidden_size, self.num_directions
+        self.params = {"w_ih": np.zeros((D * H, self.input_size), self.dtype),
+                       "w_hh": np.zeros((D, H, H), self.dtype),
+                       "b_ih": np.zeros(D * H, self.dtype),
+                       "b_hh": np.zeros((D, H), self.dtype)}
+
+    @property
+    def relu(self):
+        return self.nonlinearity == "relu"
+
+    # ------------------------------------------------------------------ sizes and layout
+    @property
+    def output_size(self):
+        return self.num_directions * self.hidden_size
+
+    @property
+    def num_states(self):
+        return self.num_directions
+
+    @property
+    def state_size(self):
+        return self.hidden_size
+
+    def torch_shape(self, kind):
+        """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
+        H = self.hidden_size
+        return {"weight_ih": (H, self.input_size), "weight_hh": (H, H), "bias_ih": (H,),
+                "bias_hh": (H,)}[kind]
+
+    def view(self, arrays, kind, d):
+        """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
+        H = self.hidden_size
+        if kind == "weight_ih":
+            return arrays["w_ih"][d * H:(d + 1) * H]
+        if kind == "weight_hh":
+            return arrays["w_hh"][d]
+        if kind == "bias_ih":
+            return arrays["b_ih"][d * H:(d + 1) * H]
+        return arrays["b_hh"][d]
+
+    def init_params(self, rng):
+        """PyTorch's initialisation: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)],
+        drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for d in range(self.num_directions):
+            for kind in self.torch_kinds:
+                self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
+                                                                   self.torch_shape(kind))
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, ctx, p, inp, h0, h_n, fresh):
+        be, work = ctx.be, ctx.work
+        B, T = inp.shape[0], inp.shape[1]
+        H, D = self.hidden_size, self.num_directions
+        key = id(self)
+        out = (be.empty((B, T, D * H), ctx.dtype) if fresh
+               else work((key, "infer" if not ctx.training else "train", "out"), (B, T, D * H)))
+        states = (work((key, "states"), (D, T + 1, B, H)) if ctx.training
+                  else be.empty((D, 0, 0, 0), ctx.dtype))
+        be.rnn_layer_forward(inp, p["w_ih"], p["b_ih"], p["w_hh"], p["b_hh"], h0, ctx.lengths,
+                             self.relu, out, h_n, ctx.training, states)
+        saved = (inp, states) if ctx.training else None
+        return out, saved
+
+    def backward(self, ctx, p, saved, d_out, d_h_n, dh0, need_dx, fresh_dx):
+        """da from the backward recurrence (batch-major ``dgi``, time-major ``dgh``), then every
+        weight gradient as one product over all timesteps (``dW_ih = dgi^T x``,
+        ``dW_hh = dgh^T h_prev`` with h_prev the T states the steps read) and
+        ``dx = dgi @ W_ih``."""
+        be, work = ctx.be, ctx.work
+        inp, states = saved
+        B, T, in_k = inp.shape
+        H, D = self.hidden_size, self.num_directions
+        dgi = work("dgi", (B, T, D * H))
+        dgh = work("dgh", (D, T, B, H))                           # time-major
+        dbias = be.rnn_layer_backward(d_out, d_h_n, states, p["w_hh"], ctx.lengths, self.relu,
+                                      dgi, dgh, dh0)              # (D, 2, H) host
+        dgi2 = dgi.reshape(B * T, D * H)
+        g_ih = be.empty((D * H, in_k), ctx.dtype)
+        be.gemm_tn(dgi2, inp.reshape(B * T, in_k), g_ih)
+        g_hh = be.empty((D, H, H), ctx.dtype)
+        for d in range(D):
+            # direction 0 reads slots 0..T-1, direction 1 (run backwards) slots 1..T
+            prev = states[d, 1:] if d == 1 else states[d, :T]
+            be.gemm_tn(dgh[d].reshape(T * B, H), prev.reshape(T * B, H), g_hh[d])
+        grads = {"w_ih": be.to_host(g_ih), "w_hh": be.to_host(g_hh),
+                 "b_ih": dbias[:, 0].reshape(-1).copy(), "b_hh": dbias[:, 1].copy()}
+        if not need_dx:
+            return None, grads
+        d_inp = (be.empty((B, T, in_k), ctx.dtype) if fresh_dx
+                 else work((id(self), "d_inp"), (B, T, in_k)))
+        be.gemm(dgi2, p["w_ih"], be.empty(0, ctx.dtype), d_inp.reshape(B * T, in_k))
+        return d_inp, grads
+
+
+@register_cell("rnn_tanh")
+class RNNTanhLayer(RNNLayer):
+    """:class:`RNNLayer` with ``act = tanh`` (``torch.nn.RNN(nonlinearity="tanh")``)."""
+
+    nonlinearity = "tanh"
+
+
+@register_cell("rnn_relu")
+class RNNReLULayer(RNNLayer):
+    """:class:`RNNLayer` with ``act = relu`` (``torch.nn.RNN(nonlinearity="relu")``)."""
+
+    nonlinearity = "relu"
+
+
 class Dropout:
     """Inverted dropout between layers (training forwards only).
 

@@ -36,6 +36,11 @@ Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 ``reset_after=False`` (Cho et al. 2014)::
 
     n = tanh(gi_n + W_hn (r * h))               (no recurrent bias on n)
+
+The vanilla RNN cell (:func:`rnn_layer_forward` / :func:`rnn_layer_backward`, ``torch.nn.RNN``)
+is computed the same way, with one gate::
+
+    h' = act(W_ih x + b_ih + W_hh h + b_hh)     act = tanh or relu
 """
 
 import numpy as np
@@ -149,6 +154,40 @@ def _task_rows(task, nchunks, B):
     d = task // nchunks
     c = task % nchunks
     return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
+
+
+@njit(**_JIT)
+def _relu_sum3(x, a, b):
+    """x = max(x + a + b, 0), elementwise, in place."""
+    zero = x.dtype.type(0)
+    for j in range(x.shape[0]):
+        v = x[j] + a[j] + b[j]
+        x[j] = v if v > zero else zero
+
+
+@njit(**_JIT)
+def _copy_into2(a, out1, out2):
+    """out1 = out2 = a."""
+    for j in range(a.shape[0]):
+        v = a[j]
+        out1[j] = v
+        out2[j] = v
+
+
+@njit(**_JIT)
+def _bw_tanh(dh, do, h, out):
+    """da = (dh + d_out) (1 - h^2), h = tanh(a) the step's new state."""
+    one = out.dtype.type(1)
+    for j in range(out.shape[0]):
+        out[j] = (dh[j] + do[j]) * (one - h[j] * h[j])
+
+
+@njit(**_JIT)
+def _bw_relu(dh, do, h, out):
+    """da = (dh + d_out) [h > 0], h = relu(a) the step's new state (relu'(0) = 0, as torch)."""
+    zero = out.dtype.type(0)
+    for j in range(out.shape[0]):
+        out[j] = (dh[j] + do[j]) if h[j] > zero else zero
 
 
 @njit(parallel=True, **_JIT)
@@ -443,6 +482,200 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
         dh0[d, b0 + i, :] = dh[i, :H]
 
 
+# ---------------------------------------------------------------------------------------------
+# The vanilla RNN cell (torch.nn.RNN): h' = act(W_ih x + b_ih + W_hh h + b_hh)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(parallel=True, **_JIT)
+def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, h_n, store,
+                      states):
+    """Forward of one vanilla RNN layer, all directions: input projection and recurrence.
+
+    x        (B, T, I)       the layer's input
+    w_ih     (D*H, I)        input weights, direction d at rows d*H
+    b_ih     (D*H,)          input biases
+    whh      (D, H, H)       recurrent weights
+    bhh      (D, H)          recurrent biases
+    h0       (D, B, H)       initial states
+    lengths  (B,)            valid lengths (1..T), right padding
+    relu     bool            act = relu if True, else tanh
+    nchunks  int             batch chunks per direction (one per thread)
+    out      (B, T, D*H)     written: hidden states, direction d at columns d*H, 0 past the end
+    h_n      (D, B, H)       written: state after each sequence's last valid step
+    store    bool            save what backward needs (else ``states`` may be empty):
+    states   (D, T+1, B, H)  every state of the recurrence in time order, time-major: for
+                             direction 0 step t reads slot t and writes slot t+1 (slot 0 = h0),
+                             for direction 1 (run backwards) step t reads slot t+1 and writes
+                             slot t (slot T = h0). A padded step copies its state unchanged.
+
+    ``states`` is exactly what backward needs: the state a step wrote gives the activation's
+    derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
+    ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
+    """
+    D = whh.shape[0]
+    B = x.shape[0]
+    for task in prange(D * nchunks):
+        d, b0, b1 = _task_rows(task, nchunks, B)
+        if b1 > b0:
+            _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+                               states, d, b0, b1)
+
+
+@njit(**_JIT)
+def _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store, states, d,
+                       b0, b1):
+    """All timesteps of direction d for batch rows b0..b1-1 (see ``_forward_chunk``: the same
+    input projection by blocks of steps, and the recurrent product through ``_gemm``).
+
+    The recurrent product of a step is written into ``gh``; the activation overwrites it in
+    place (with the step's input projection and b_ih + b_hh), and the result is the new state.
+    """
+    H = whh.shape[2]
+    T = x.shape[1]
+    I = x.shape[2]
+    nb = b1 - b0
+    dt = x.dtype
+    w = whh[d]                                   # (H, H)
+    goff = d * H
+    bias = b_ih[goff:goff + H] + bhh[d]          # input + recurrent biases
+    packed = nb >= PACK_MIN_ROWS
+    mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
+    wi_p = pack_nt(w_ih[goff:goff + H])          # W_ih of direction d, (H, I)
+    wh_p = pack_nt(w if packed else w[:0])
+    tb = min(T, max(1, _PROJ_ROWS // nb))
+    xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
+    gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
+    h = np.zeros((mp, H), dtype=dt)
+    gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # W_hh h
+    for i in range(nb):
+        h[i, :] = h0[d, b0 + i]
+    if store:
+        states[d, T if d == 1 else 0, b0:b1] = h[:nb]
+    for s0 in range(0, T, tb):
+        ns = min(tb, T - s0)
+        for q in range(ns):
+            s = s0 + q
+            t = T - 1 - s if d == 1 else s
+            for i in range(nb):
+                xblk[q * nb + i, :] = x[b0 + i, t]
+        mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
+        for q in range(ns):
+            s = s0 + q
+            t = T - 1 - s if d == 1 else s
+            GI = gblk[q * nb:(q + 1) * nb]       # (nb, >= H) this step's input projections
+            if packed:
+                mm_packed(h, wh_p, gh)           # W_hh h
+            else:
+                mm_nt(h, w, gh)
+            for i in range(nb):
+                b = b0 + i
+                o = out[b, t, goff:goff + H]
+                if t >= lengths[b]:
+                    o[:] = 0                     # the state is carried unchanged
+                    continue
+                a = gh[i, :H]
+                if relu:
+                    _relu_sum3(a, GI[i, :H], bias)
+                else:
+                    _tanh_sum3(a, GI[i, :H], bias)
+                _copy_into2(a, h[i], o)
+            if store:
+                states[d, t if d == 1 else t + 1, b0:b1] = h[:nb]
+    for i in range(nb):
+        h_n[d, b0 + i, :] = h[i]
+
+
+@njit(parallel=True, **_JIT)
+def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh, dh0, dbias):
+    """Backward recurrence of one vanilla RNN layer, all directions (every output is written).
+
+    d_out    (B, T, D*H)     gradient arriving at the layer's outputs (ignored past each length)
+    d_h_n    (D, B, H)       gradient arriving at the final states
+    states   (D, T+1, B, H)  saved by rnn_layer_forward(store=True)
+    whh      (D, H, H)       recurrent weights
+    relu     bool            act = relu if True, else tanh
+    dgi      (B, T, D*H)     written: d loss / d (pre-activation) ``da``, batch-major (for
+                             ``dW_ih = dgi^T x`` and ``dx = dgi @ W_ih``)
+    dgh      (D, T, B, H)    written: the same ``da``, time-major (for ``dW_hh``, whose rows
+                             are the time-major ``states``)
+    dh0      (D, B, H)       written: gradient of the initial states
+    dbias    (D*nchunks, 2, H)  written: per-chunk sums of ``da`` over rows and steps, [0] for
+                             ``b_ih`` and [1] for ``b_hh`` (equal: both enter ``a`` once); the
+                             caller adds the chunks of each direction
+    Positions past a sequence's end get zeros in dgi and dgh.
+    """
+    D = whh.shape[0]
+    B = d_out.shape[0]
+    for task in prange(D * nchunks):
+        d, b0, b1 = _task_rows(task, nchunks, B)
+        if b1 > b0:
+            _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+                                dbias[task], d, b0, b1)
+        else:
+            dbias[task, :, :] = 0
+
+
+@njit(**_JIT)
+def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0, dbias, d, b0,
+                        b1):
+    """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
+
+    Per valid step, with h' the state the step wrote::
+
+        da = (dh + d_out) act'(h')        dh <- da @ W_hh
+
+    At a padded step da = 0 and the carried dh passes through unchanged (kept aside while the
+    product overwrites the block).
+    """
+    H = whh.shape[2]
+    T = d_out.shape[1]
+    dt = dgi.dtype
+    nb = b1 - b0
+    wT = np.ascontiguousarray(whh[d].T)          # (H, H): dh = da @ W_hh = da @ (W_hh^T)^T
+    packed = nb >= PACK_MIN_ROWS
+    mp = padded_rows(nb) if packed else nb
+    wh_p = pack_nt(wT if packed else wT[:0])
+    goff = d * H
+    dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # carried
+    da = np.zeros((mp, H), dtype=dt)             # this step's pre-activation gradients
+    keep = np.empty((nb, H), dtype=dt)           # carried dh of padded rows
+    db = dbias[0]                                # (H,) running sum of da
+    db[:] = 0
+    for i in range(nb):
+        dh[i, :H] = d_h_n[d, b0 + i]
+    for s in range(T):
+        t = s if d == 1 else T - 1 - s
+        HN = states[d, t if d == 1 else t + 1]   # (B, H) the states step t wrote
+        any_padded = False
+        for i in range(nb):
+            b = b0 + i
+            if t >= lengths[b]:
+                da[i, :] = 0
+                dgi[b, t, goff:goff + H] = 0
+                keep[i, :] = dh[i, :H]
+                any_padded = True
+                continue
+            if relu:
+                _bw_relu(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
+            else:
+                _bw_tanh(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
+            dgi[b, t, goff:goff + H] = da[i]
+            _add_into(da[i], db)
+        if packed:
+            mm_packed(da, wh_p, dh)
+        else:
+            mm_nt(da, wT, dh)
+        if any_padded:
+            for i in range(nb):
+                if t >= lengths[b0 + i]:
+                    dh[i, :H] = keep[i]
+        dgh[d, t, b0:b1] = da[:nb]
+    dbias[1, :] = db
+    for i in range(nb):
+        dh0[d, b0 + i, :] = dh[i, :H]
+
+
 def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):
     """dW_hh of one direction: dgh_d (M, 3H), hprev_d (M, H), gates_d (M, 3H) -> out (3H, H).
 
@@ -520,8 +753,9 @@ class CPUBackend(Backend):
         return max(1, min(_num_threads(), M // 64))
 
     @staticmethod
-    def _nchunks(B, H):
-        if B * 3 * H * H < PARALLEL_MIN_WORK:
+    def _nchunks(B, H, gates=3):
+        """Batch chunks per direction; ``gates``: blocks of H rows in W_hh (GRU 3, RNN 1)."""
+        if B * gates * H * H < PARALLEL_MIN_WORK:
             return 1
         return max(1, min(_num_threads(), B))
 
@@ -565,6 +799,29 @@ class CPUBackend(Backend):
 
     def gru_hh_weight_grad(self, dgh_d, hprev_d, gates_d, reset_after, out):
         hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, self._ntasks(dgh_d.shape[0]))
+
+    def rnn_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+                          states):
+        B = x.shape[0]
+        nchunks = self._nchunks(B, whh.shape[2], 1)
+        if whh.shape[0] * nchunks == 1:
+            _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+                               states, 0, 0, B)
+        else:
+            rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, h_n,
+                              store, states)
+
+    def rnn_layer_backward(self, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0):
+        D, B, H = d_h_n.shape
+        nchunks = self._nchunks(B, H, 1)
+        dbias = np.empty((D * nchunks, 2, H), dtype=dgi.dtype)
+        if D * nchunks == 1:
+            _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+                                dbias[0], 0, 0, B)
+        else:
+            rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh,
+                               dh0, dbias)
+        return dbias.reshape(D, nchunks, 2, H).sum(axis=1)
 
 
 def _gemm_tn_any(A, X, C, ntasks):

@@ -36,6 +36,10 @@ The layer is computed as on the CPU (and as cuDNN does it):
    then the bias gradients as column sums, returned reduced; the weight gradients are one tiled
    GEMM over all timesteps each (``gemm_tn``), as on the CPU.
 
+The vanilla RNN cell (``torch.nn.RNN``) has the same structure with one gate: the input
+projection as one GEMM, then per step ``K.rnn_fwd`` (forward) or ``K.rnn_bwd_act`` and
+``K.bwd_dh`` (backward). It always launches per step (there is no persistent twin).
+
 Kernels are built per (dtype, threads per block, rows per thread, tile) by :func:`_kernels` and
 reached as attributes of the object it returns (``K.fwd_after[grid, tpb](...)``). The launch
 geometry and the persistent-kernel knobs live in :mod:`numgru._config` (``CUDA_*``); tests make
@@ -111,7 +115,8 @@ class _Kernels:
     """The kernels of one dtype and launch geometry, as attributes (``K.gemm[grid, tpb](...)``).
 
     Per-step recurrence phases: ``fwd_after``, ``fwd_cho_rz``, ``fwd_cho_n`` (forward),
-    ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward). Persistent (one launch per layer):
+    ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward); the vanilla RNN's ``rnn_fwd``
+    (forward) and ``rnn_bwd_act`` then ``bwd_dh`` (backward). Persistent (one launch per layer):
     ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``copy``, ``fill``,
     ``transpose_last2``, ``rh``, ``nonfinite``.
     """
@@ -406,7 +411,91 @@ def _kernels(dtype_name, tpb, rows, tile):
                 if b0 + i < B:
                     dhdst[d, b0 + i, k] = acc[i]
 
+    # ----------------------------------------------------------------- vanilla RNN phases
+    @cuda.jit(device=True)
+    def rnn_fwd(gid, gstride, s, relu, gi, whhT, bhh, hsrc, hdst, lengths, out, store, states):
+        """One step of the vanilla RNN for every (d, row group, j): the recurrent dot product
+        ``W_hh[j] . h`` for the group's rows, then ``h' = act(gi + b_hh + W_hh h)``. ``states``
+        (D, T+1, B, H) as on the CPU: the first step also writes the slot it reads (h0)."""
+        D = hsrc.shape[0]
+        B = hsrc.shape[1]
+        H = hsrc.shape[2]
+        T = gi.shape[1]
+        ngroups = (B + R - 1) // R
+        acc = cuda.local.array(R3, nbt)
+        zero = nbt(0)
+        for item in range(gid, D * ngroups * H, gstride):
+            j, g, d, t, b0 = work_item(item, H, ngroups, s, T, False)
+            for i in range(R):
+                acc[i] = bhh[d, j]
+            for k in range(H):
+                w = whhT[d, k, j]
+                for i in range(R):
+                    if b0 + i < B:
+                        acc[i] += hsrc[d, b0 + i, k] * w
+            for i in range(R):
+                b = b0 + i
+                if b < B:
+                    hp = hsrc[d, b, j]
+                    if store and s == 0:
+                        states[d, t + 1 if d == 1 else t, b, j] = hp
+                    if t >= lengths[b]:
+                        out[b, t, d * H + j] = 0
+                        hnew = hp
+                    else:
+                        a = gi[b, t, d * H + j] + acc[i]
+                        if relu:
+                            hnew = a if a > zero else zero
+                        else:
+                            hnew = math.tanh(a)
+                        out[b, t, d * H + j] = hnew
+                    hdst[d, b, j] = hnew
+                    if store:
+                        states[d, t if d == 1 else t + 1, b, j] = hnew
+
+    @cuda.jit(device=True)
+    def rnn_bwd_act(gid, gstride, s, relu, d_out, states, lengths, dhsrc, dgi, dgh, direct):
+        """Elementwise part of a backward RNN step for every (d, b, k):
+        da = (dh + d_out) act'(h') (tanh: 1 - h'^2, relu: h' > 0) into dgi and dgh; a padded
+        step has da = 0 and passes dh on through ``direct``."""
+        D = dhsrc.shape[0]
+        B = dhsrc.shape[1]
+        H = dhsrc.shape[2]
+        T = d_out.shape[1]
+        zero = nbt(0)
+        for item in range(gid, D * B * H, gstride):
+            k = item % H
+            rest = item // H
+            b = rest % B
+            d = rest // B
+            t = T - 1 - step_time(s, d, T)          # backward runs the forward order reversed
+            dh = dhsrc[d, b, k]
+            if t >= lengths[b]:
+                dgi[b, t, d * H + k] = 0
+                dgh[d, t, b, k] = 0
+                direct[d, b, k] = dh
+                continue
+            gs = dh + d_out[b, t, d * H + k]
+            hn = states[d, t if d == 1 else t + 1, b, k]
+            if relu:
+                da = gs if hn > zero else zero
+            else:
+                da = gs * (1 - hn * hn)
+            dgi[b, t, d * H + k] = da
+            dgh[d, t, b, k] = da
+            direct[d, b, k] = 0
+
     # ----------------------------------------------------------------- per-step kernels
+    @cuda.jit
+    def k_rnn_fwd(s, relu, gi, whhT, bhh, hsrc, hdst, lengths, out, store, states):
+        rnn_fwd(cuda.grid(1), cuda.gridsize(1), s, relu, gi, whhT, bhh, hsrc, hdst, lengths, out,
+                store, states)
+
+    @cuda.jit
+    def k_rnn_bwd_act(s, relu, d_out, states, lengths, dhsrc, dgi, dgh, direct):
+        rnn_bwd_act(cuda.grid(1), cuda.gridsize(1), s, relu, d_out, states, lengths, dhsrc, dgi,
+                    dgh, direct)
+
     @cuda.jit
     def k_fwd_after(s, gi, whhT, bhh, hsrc, hdst, lengths, out, store, gates, hn_s, hprev_s):
         fwd_after(cuda.grid(1), cuda.gridsize(1), s, gi, whhT, bhh, hsrc, hdst, lengths, out,
@@ -569,6 +658,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         dtype_name, (tpb, rows, tile),
         fwd_after=k_fwd_after, fwd_cho_rz=k_fwd_cho_rz, fwd_cho_n=k_fwd_cho_n,
         bwd_gates=k_bwd_gates, bwd_cho_r=k_bwd_cho_r, bwd_dh=k_bwd_dh,
+        rnn_fwd=k_rnn_fwd, rnn_bwd_act=k_rnn_bwd_act,
         forward=p_forward, backward=p_backward,
         gemm=k_gemm, colsum=k_colsum, mul=k_mul, copy=k_copy, fill=k_fill,
         transpose_last2=k_transpose_last2, rh=k_rh, nonfinite=k_nonfinite)
@@ -817,6 +907,55 @@ def _layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     return dbias
 
 
+def _rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store, states):
+    """Forward of one vanilla RNN layer, all directions (arrays and layouts as
+    ``_cpu.rnn_layer_forward``): the input projection of all timesteps as one tiled GEMM into a
+    (B, T, D*H) buffer, then one launch per step (``K.rnn_fwd``)."""
+    dt = x.dtype
+    K = _k(dt)
+    tpb, rows, _ = _geometry()
+    D, B, H = h0.shape
+    T = x.shape[1]
+    gi = device_empty((B, T, D * H), dt)
+    _gemm_any(x.reshape(B * T, x.shape[2]), w_ih, b_ih, gi.reshape(B * T, D * H), False, True)
+    whhT = transpose_last2(whh)                       # (D, H, H): coalesced reads over units
+    hbuf = device_empty((2, D, B, H), dt)
+    copy(h0, hbuf[0])
+    st = states if store else device_empty((D, 1, 1, 1), dt)   # not written without store
+    grid = _blocks(D * ((B + rows - 1) // rows) * H, tpb)
+    for s in range(T):
+        K.rnn_fwd[grid, tpb](s, relu, gi, whhT, bhh, hbuf[s % 2], hbuf[(s + 1) % 2], lengths,
+                             out, store, st)
+    copy(hbuf[T % 2], h_n)
+
+
+def _rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0):
+    """Backward recurrence of one vanilla RNN layer (arrays and layouts as
+    ``_cpu.rnn_layer_backward``): per step the elementwise ``K.rnn_bwd_act`` then
+    ``dh = direct + da @ W_hh`` (``K.bwd_dh``). Returns the bias gradients reduced over rows
+    and steps, a NumPy array (D, 2, H) (both rows the column sums of dgi)."""
+    dt = d_out.dtype
+    K = _k(dt)
+    tpb, rows, _ = _geometry()
+    D, B, H = d_h_n.shape
+    T = d_out.shape[1]
+    dhbuf = device_empty((2, D, B, H), dt)
+    copy(d_h_n, dhbuf[0])
+    direct = device_empty((D, B, H), dt)
+    g_el = _blocks(D * B * H, tpb)
+    g_mm = _blocks(D * ((B + rows - 1) // rows) * H, tpb)
+    for s in range(T):
+        src, dst = dhbuf[s % 2], dhbuf[(s + 1) % 2]
+        K.rnn_bwd_act[g_el, tpb](s, relu, d_out, states, lengths, src, dgi, dgh, direct)
+        K.bwd_dh[g_mm, tpb](s, H, whh, dgh, direct, T, dst)
+    copy(dhbuf[T % 2], dh0)
+    sums = device_empty(D * H, dt)
+    K.colsum[_blocks(D * H, tpb), tpb](dgi.reshape(B * T, D * H), sums)
+    dbias = np.empty((D, 2, H), dtype=dt)
+    dbias[:, 0] = dbias[:, 1] = sums.copy_to_host().reshape(D, H)
+    return dbias
+
+
 def _run_layer(rng, B, T, H, D, dtype, reset_after, persistent):
     """One layer forward + backward on random data with the given launch strategy; the host
     copies of every result (the persistent-kernel self-check)."""
@@ -950,6 +1089,14 @@ class CUDABackend(Backend):
 
     def gru_hh_weight_grad(self, dgh_d, hprev_d, gates_d, reset_after, out):
         _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out)
+
+    # vanilla RNN layer (per-step launches whatever ``persistent`` says: no persistent twin)
+    def rnn_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+                          states):
+        _rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store, states)
+
+    def rnn_layer_backward(self, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0):
+        return _rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0)
 
 
 def _self_check(dtype):

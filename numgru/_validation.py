@@ -105,8 +105,9 @@ def check_native(be, a, name, shape, dtype):
     return a
 
 
-def check_sequences(be, x, input_size, dtype):
-    """A (B, T, input_size) batch as a native array of ``dtype``; ``(x, on_device)``."""
+def check_sequences(be, x, input_size, dtype, what="GRU"):
+    """A (B, T, input_size) batch as a native array of ``dtype``; ``(x, on_device)``.
+    ``what`` names the model in the error messages."""
     on_device = be.is_native(x)
     if on_device:
         a = be.as_native(x)
@@ -119,7 +120,8 @@ def check_sequences(be, x, input_size, dtype):
                          f"shape {shape}")
     B, T, I = shape
     if I != input_size:
-        raise ValueError(f"x has {I} features per timestep but this GRU has input_size={input_size}")
+        raise ValueError(f"x has {I} features per timestep but this {what} has "
+                         f"input_size={input_size}")
     if B == 0 or T == 0:
         raise ValueError(f"x must have at least one sequence and one timestep, got shape {shape}")
     if on_device:

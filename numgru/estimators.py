@@ -6,8 +6,9 @@ They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names where
 held-out ``validation_fraction`` with best-weight restore, and the fitted attributes
 ``loss_curve_``, ``validation_scores_``, ``best_loss_``, ``n_iter_`` and ``t_``.
 
-The network: one engine stack (:class:`numgru._stack.Stack`) with a GRU layer per entry of
-``hidden_layer_sizes`` (sizes may differ) and dropout between them, then a linear head on either one feature vector per sequence
+The network: one engine stack (:class:`numgru._stack.Stack`) with a recurrent layer per entry of
+``hidden_layer_sizes`` (sizes may differ; the cell is ``cell``: the GRU, or the vanilla RNN with
+tanh or relu) and dropout between them, then a linear head on either one feature vector per sequence
 (``output="last"``; ``pooling`` "last" = the final states, "mean" = the mean output over valid
 steps) or on every valid timestep (``output="each_step"``). The head's output goes through
 softmax (classifier) or the identity (regressor).
@@ -38,6 +39,11 @@ from ._backend import get_backend
 from ._stack import Stack
 from ._validation import check_finite, check_float_array
 from .gru import GRU
+from .rnn import RNN
+
+# the public one-layer facade (``layers_``) and the file-name prefix of each cell's weights
+_CELL_FACADES = {"gru": GRU, "rnn_tanh": RNN, "rnn_relu": RNN}
+_CELL_FILE_PREFIX = {"gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 
 
 class _BaseGRUEstimator(BaseEstimator):
@@ -45,6 +51,7 @@ class _BaseGRUEstimator(BaseEstimator):
 
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "cell": [StrOptions({"gru", "rnn_tanh", "rnn_relu"})],
         "bidirectional": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "reset_after": ["boolean"],
@@ -75,7 +82,7 @@ class _BaseGRUEstimator(BaseEstimator):
         "dtype": [StrOptions({"auto", "float32", "float64"})],
     }
 
-    def __init__(self, hidden_layer_sizes=(64,), *, bidirectional=False, dropout=0.0,
+    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  reset_after=True, pooling="last", output="last", solver="adam", alpha=1e-4,
                  batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
@@ -84,6 +91,7 @@ class _BaseGRUEstimator(BaseEstimator):
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
                  dtype="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.cell = cell
         self.bidirectional = bidirectional
         self.dropout = dropout
         self.reset_after = reset_after
@@ -165,24 +173,33 @@ class _BaseGRUEstimator(BaseEstimator):
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
 
     def _build_stack(self, n_inputs, device, rngs):
-        """The recurrent layers of ``hidden_layer_sizes`` as one engine stack on ``device``,
-        initialised from ``rngs`` (one Generator per layer)."""
-        return Stack.recurrent(n_inputs, self._sizes(), cell="gru",
+        """The recurrent layers of ``hidden_layer_sizes`` (cells ``cell``) as one engine stack
+        on ``device``, initialised from ``rngs`` (one Generator per layer)."""
+        options = {"reset_after": self.reset_after} if self.cell == "gru" else {}
+        return Stack.recurrent(n_inputs, self._sizes(), cell=self.cell,
                                bidirectional=self.bidirectional, dropout=self.dropout,
                                dtype=self._dtype, backend=get_backend(device), rngs=rngs,
-                               reset_after=self.reset_after)
+                               **options)
 
     @property
-    def grus_(self):
-        """The fitted recurrent layers as one-layer ``numgru.GRU`` objects sharing the
-        estimator's parameters (a view of ``stack_``)."""
+    def layers_(self):
+        """The fitted recurrent layers as one-layer ``numgru.GRU`` (``cell="gru"``) or
+        ``numgru.RNN`` objects sharing the estimator's parameters (views of ``stack_``)."""
         stack = self.stack_
         views = []
         for lay in stack.recurrent_layers:
             sub = Stack([lay], stack.backend, stack.dtype)
             sub._host_mutable = True          # the estimator updates the arrays in place
-            views.append(GRU._from_stack(sub))
+            views.append(_CELL_FACADES[lay.cell]._from_stack(sub))
         return views
+
+    @property
+    def grus_(self):
+        """``layers_`` of a fitted GRU network (``cell="gru"``); an RNN network has none."""
+        layers = self.layers_
+        if not all(isinstance(layer, GRU) for layer in layers):
+            raise AttributeError("grus_ exists for cell='gru' only; use layers_")
+        return layers
 
     def _params(self):
         return [a for a, _ in self.stack_.parameters()] + [self.head_coef_, self.head_intercept_]
@@ -640,11 +657,13 @@ class _BaseGRUEstimator(BaseEstimator):
     # _params for training): they know how the network holds its weights.
     def _network_arrays(self):
         """The network's weights by file name: ``"gru{i}.{name}"`` for each GRU layer ``i``
-        (PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``."""
+        (``"rnn{i}.{name}"`` for the RNN cells; PyTorch ``state_dict`` names), ``"head_coef"``
+        and ``"head_intercept"``."""
         arrays = {}
-        for i, gru in enumerate(self.grus_):      # one-layer views of stack_
-            for name, value in gru.state_dict().items():
-                arrays[f"gru{i}.{name}"] = value
+        for i, (lay, layer) in enumerate(zip(self.stack_.recurrent_layers, self.layers_)):
+            prefix = _CELL_FILE_PREFIX[lay.cell]
+            for name, value in layer.state_dict().items():     # one-layer views of stack_
+                arrays[f"{prefix}{i}.{name}"] = value
         arrays["head_coef"] = self.head_coef_
         arrays["head_intercept"] = self.head_intercept_
         return arrays
@@ -666,10 +685,10 @@ class _BaseGRUEstimator(BaseEstimator):
                                      f"{np.shape(arrays[name])}, expected {shape}")
             n_in = D * H
         self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
-        for i, gru in enumerate(self.grus_):      # strict: every weight is replaced
-            prefix = f"gru{i}."
-            gru.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
-                                 if k.startswith(prefix)})
+        for i, layer in enumerate(self.layers_):      # strict: every weight is replaced
+            prefix = f"{_CELL_FILE_PREFIX[self.cell]}{i}."
+            layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
+                                   if k.startswith(prefix)})
         self.stack_.params_changed()
         size_in = self.stack_.output_size
         self.head_coef_ = check_float_array(arrays["head_coef"], "head_coef", self._dtype)
@@ -703,28 +722,35 @@ def _progress(epoch, n_epochs, batch, n_batches, loss):
 class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     """Sequence regression with a GRU stack and a linear head (squared error).
 
-    One GRU layer per entry of ``hidden_layer_sizes``, then a linear head on one feature vector
-    per sequence (or per timestep with ``output="each_step"``), trained by backpropagation
-    through time. Parameters mirror :class:`sklearn.neural_network.MLPRegressor` wherever one
-    exists. ``X`` is a 3-D array (n_samples, n_timesteps, n_features), a list of 2-D arrays of
-    different lengths, or a 2-D array of univariate sequences.
+    One GRU layer (or vanilla RNN layer: ``cell``) per entry of ``hidden_layer_sizes``, then a
+    linear head on one feature vector per sequence (or per timestep with
+    ``output="each_step"``), trained by backpropagation through time. Parameters mirror
+    :class:`sklearn.neural_network.MLPRegressor` wherever one exists. ``X`` is a 3-D array
+    (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
+    array of univariate sequences.
 
     Parameters
     ----------
     hidden_layer_sizes : int or tuple of int, default=(64,)
-        Hidden size of each GRU layer, first to last; one layer per entry, sizes may differ.
+        Hidden size of each recurrent layer, first to last; one layer per entry, sizes may
+        differ.
+
+    cell : {"gru", "rnn_tanh", "rnn_relu"}, default="gru"
+        The recurrent cell of every layer: the GRU (:class:`numgru.GRU`), or the vanilla
+        (Elman) RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act tanh or relu
+        (:class:`numgru.RNN`, ``torch.nn.RNN``).
 
     bidirectional : bool, default=False
-        Give every GRU layer a second, time-reversed direction; the layer's output is then the
+        Give every recurrent layer a second, time-reversed direction; the layer's output is then the
         two directions' outputs concatenated (twice the size).
 
     dropout : float in [0, 1), default=0.0
-        Dropout probability on the outputs of every GRU layer but the last, in training only.
+        Dropout probability on the outputs of every recurrent layer but the last, in training only.
 
     reset_after : bool, default=True
-        Gate convention: True is PyTorch's / cuDNN's (reset gate applied after the recurrent
-        product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the math page
-        of the documentation.
+        GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
+        recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
+        math page of the documentation. Ignored unless ``cell="gru"``.
 
     pooling : {"last", "mean"}, default="last"
         With ``output="last"``: the features the head reads, the final hidden state of each
@@ -803,7 +829,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         Rescale the gradient of each minibatch to at most this global L2 norm.
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where the GRU layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
+        Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
         ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
         when there is none. "auto": the GPU when one is usable, the CPU otherwise.
 
@@ -843,12 +869,16 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         Output activation of the head.
 
     stack_ : numgru._stack.Stack
-        The fitted recurrent layers as one engine stack (one GRU layer per entry of
+        The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
         ``hidden_layer_sizes``, dropout between them) on the chosen device.
 
+    layers_ : list of numgru.GRU or numgru.RNN
+        The fitted recurrent layers, one per entry of ``hidden_layer_sizes``: one-layer
+        ``numgru.GRU`` (``cell="gru"``) or ``numgru.RNN`` views of ``stack_`` that share its
+        parameters.
+
     grus_ : list of numgru.GRU
-        The fitted GRU layers, one per entry of ``hidden_layer_sizes``: one-layer ``numgru.GRU``
-        views of ``stack_`` that share its parameters.
+        ``layers_`` when ``cell="gru"`` (absent for the RNN cells).
 
     head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
         Weights of the linear head.
@@ -1145,9 +1175,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     """Sequence classification with a GRU stack and a softmax head (cross-entropy).
 
-    One GRU layer per entry of ``hidden_layer_sizes``, then a linear head and softmax on one
-    feature vector per sequence (or per timestep with ``output="each_step"``), trained by
-    backpropagation through time. Parameters mirror
+    One GRU layer (or vanilla RNN layer: ``cell``) per entry of ``hidden_layer_sizes``, then a
+    linear head and softmax on one feature vector per sequence (or per timestep with
+    ``output="each_step"``), trained by backpropagation through time. Parameters mirror
     :class:`sklearn.neural_network.MLPClassifier` wherever one exists. ``X`` is a 3-D array
     (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
     array of univariate sequences.
@@ -1155,19 +1185,25 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     Parameters
     ----------
     hidden_layer_sizes : int or tuple of int, default=(64,)
-        Hidden size of each GRU layer, first to last; one layer per entry, sizes may differ.
+        Hidden size of each recurrent layer, first to last; one layer per entry, sizes may
+        differ.
+
+    cell : {"gru", "rnn_tanh", "rnn_relu"}, default="gru"
+        The recurrent cell of every layer: the GRU (:class:`numgru.GRU`), or the vanilla
+        (Elman) RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act tanh or relu
+        (:class:`numgru.RNN`, ``torch.nn.RNN``).
 
     bidirectional : bool, default=False
-        Give every GRU layer a second, time-reversed direction; the layer's output is then the
+        Give every recurrent layer a second, time-reversed direction; the layer's output is then the
         two directions' outputs concatenated (twice the size).
 
     dropout : float in [0, 1), default=0.0
-        Dropout probability on the outputs of every GRU layer but the last, in training only.
+        Dropout probability on the outputs of every recurrent layer but the last, in training only.
 
     reset_after : bool, default=True
-        Gate convention: True is PyTorch's / cuDNN's (reset gate applied after the recurrent
-        product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the math page
-        of the documentation.
+        GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
+        recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
+        math page of the documentation. Ignored unless ``cell="gru"``.
 
     pooling : {"last", "mean"}, default="last"
         With ``output="last"``: the features the head reads, the final hidden state of each
@@ -1246,7 +1282,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         Rescale the gradient of each minibatch to at most this global L2 norm.
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where the GRU layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
+        Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
         ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
         when there is none. "auto": the GPU when one is usable, the CPU otherwise.
 
@@ -1293,12 +1329,16 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         Output activation of the head.
 
     stack_ : numgru._stack.Stack
-        The fitted recurrent layers as one engine stack (one GRU layer per entry of
+        The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
         ``hidden_layer_sizes``, dropout between them) on the chosen device.
 
+    layers_ : list of numgru.GRU or numgru.RNN
+        The fitted recurrent layers, one per entry of ``hidden_layer_sizes``: one-layer
+        ``numgru.GRU`` (``cell="gru"``) or ``numgru.RNN`` views of ``stack_`` that share its
+        parameters.
+
     grus_ : list of numgru.GRU
-        The fitted GRU layers, one per entry of ``hidden_layer_sizes``: one-layer ``numgru.GRU``
-        views of ``stack_`` that share its parameters.
+        ``layers_`` when ``cell="gru"`` (absent for the RNN cells).
 
     head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
         Weights of the linear head.
@@ -1340,7 +1380,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(self, hidden_layer_sizes=(64,), *, bidirectional=False, dropout=0.0,
+    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  reset_after=True, pooling="last", output="last", solver="adam", alpha=1e-4,
                  batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
@@ -1349,7 +1389,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
                  dtype="auto", class_weight=None):
         super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, bidirectional=bidirectional, dropout=dropout,
+            hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
+            dropout=dropout,
             reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate,
             learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,

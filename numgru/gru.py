@@ -4,36 +4,16 @@ Shape legend: B batch, T time, I input size, H hidden size, L layers, D directio
 
 The facade of the engine with PyTorch's API: it validates input and runs a
 :class:`numgru._stack.Stack` of GRU layers (:mod:`numgru._cells`) on the backend of its device
-(:mod:`numgru._backend`). Parameter names, shapes and the Keras import are in
-:mod:`numgru._layout`.
+(:mod:`numgru._backend`). The logic it shares with ``numgru.RNN`` is
+:class:`numgru._facade.RecurrentNetwork`; this module adds the GRU's options, its docstrings and
+the Keras import. Parameter names, shapes and the Keras conversion are in :mod:`numgru._layout`.
 """
 
-import functools
-import numbers
-
-import numpy as np
-
 from . import _layout
-from ._backend import get_backend
-from ._config import compute_threads
-from ._stack import Stack
-from ._validation import as_dtype, check_float_array, check_finite, check_lengths, \
-    check_native, check_sequences, check_state
+from ._facade import RecurrentNetwork
 
 
-def _holding_blas(method):
-    """Run a method under numgru's thread settings (``_config.compute_threads``: BLAS held to one
-    thread, Numba capped at the OpenMP limit in force)."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with compute_threads:
-            return method(*args, **kwargs)
-
-    return wrapper
-
-
-class GRU:
+class GRU(RecurrentNetwork):
     """Multi-layer gated recurrent unit, numerically identical to ``torch.nn.GRU``.
 
     Parameters
@@ -74,59 +54,16 @@ class GRU:
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
                  reset_after=True, dtype="float32", device="cpu", random_state=None):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("num_layers", num_layers)):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) \
-                or not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        be = get_backend(device)
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.num_layers = int(num_layers)
-        self.bidirectional = bool(bidirectional)
-        self.num_directions = 2 if self.bidirectional else 1
-        self.dropout = float(dropout)
         self.reset_after = bool(reset_after)
-        self.dtype = as_dtype(dtype)
-        try:
-            self.rng = (random_state if isinstance(random_state, np.random.Generator)
-                        else np.random.default_rng(random_state))
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"random_state must be None, a non-negative integer or a "
-                            f"numpy.random.Generator, got {random_state!r}") from exc
-        self.dropout_masks_ = []
-        self._device_io = False
-        self._stack = Stack.recurrent(self.input_size, [self.hidden_size] * self.num_layers,
-                                      cell="gru", bidirectional=self.bidirectional,
-                                      dropout=self.dropout, dtype=self.dtype, backend=be,
-                                      rngs=self.rng, reset_after=self.reset_after)
+        super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
+                         dropout=dropout, dtype=dtype, device=device, random_state=random_state,
+                         cell="gru", cell_options={"reset_after": self.reset_after})
 
-    @classmethod
-    def _from_stack(cls, stack, rng=None):
-        """A GRU facade over an existing stack of equal-size GRU layers (parameters shared)."""
-        rec = stack.recurrent_layers
-        first = rec[0]
-        gru = cls.__new__(cls)
-        gru.input_size = first.input_size
-        gru.hidden_size = first.hidden_size
-        gru.num_layers = len(rec)
-        gru.num_directions = first.num_directions
-        gru.bidirectional = first.num_directions == 2
-        gru.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
-        gru.reset_after = first.reset_after
-        gru.dtype = stack.dtype
-        gru.rng = rng if rng is not None else np.random.default_rng()
-        gru.dropout_masks_ = []
-        gru._device_io = False
-        gru._stack = stack
-        return gru
+    def _cell_attributes(self, layer):
+        self.reset_after = layer.reset_after
 
-    @property
-    def device(self):
-        """"cpu" or "cuda": where the kernels run."""
-        return self._stack.backend.name
+    def _repr_options(self):
+        return [] if self.reset_after else ["reset_after=False"]
 
     # ------------------------------------------------------------------ parameters
     def state_dict(self):
@@ -148,7 +85,7 @@ class GRU:
          'bias_hh_l0': (12,), 'weight_ih_l0_reverse': (12, 3), 'weight_hh_l0_reverse': (12, 4),
          'bias_ih_l0_reverse': (12,), 'bias_hh_l0_reverse': (12,)}
         """
-        return _layout.state_dict(self._stack)
+        return super().state_dict()
 
     def load_state_dict(self, state_dict):
         """Load parameters (any array-likes, e.g. torch tensors) with strict name and shape checks.
@@ -185,7 +122,7 @@ class GRU:
         ...
         ValueError: state_dict does not match this GRU: missing keys [...], unexpected keys []
         """
-        _layout.load_state_dict(self._stack, state_dict)
+        super().load_state_dict(state_dict)
 
     @classmethod
     def from_keras_weights(cls, kernel, recurrent_kernel, bias, reset_after=True, dtype="float32"):
@@ -235,13 +172,7 @@ class GRU:
         gru.load_state_dict(sd)
         return gru
 
-    def _split(self, h):
-        """A (L*D, B, H) state as the stack's list of per-layer (D, B, H) views."""
-        D = self.num_directions
-        return [h[k * D:(k + 1) * D] for k in range(self.num_layers)]
-
     # ------------------------------------------------------------------ forward / backward
-    @_holding_blas
     def forward(self, x, h0=None, lengths=None, training=False):
         """Run the GRU over a batch of sequences.
 
@@ -284,25 +215,8 @@ class GRU:
         ...
         ValueError: x has 3 features per timestep but this GRU has input_size=2
         """
-        be = self._stack.backend
-        x, device_io = check_sequences(be, x, self.input_size, self.dtype)
-        B, T, _ = x.shape
-        lengths = check_lengths(lengths, B, T, be)
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        if h0 is None:
-            h0 = np.zeros(shape, dtype=self.dtype)
-        h0 = check_state(be, h0, "h0", shape, self.dtype)
-        h_n = be.empty(shape, self.dtype)
-        out, _ = self._stack.forward(x, lengths, self._split(h0), self._split(h_n),
-                                     training=training, rng=self.rng)
-        if training:
-            self.dropout_masks_ = self._stack.dropout_masks()
-            self._device_io = device_io
-        if device_io:
-            return out, h_n
-        return be.to_host(out), be.to_host(h_n)
+        return super().forward(x, h0=h0, lengths=lengths, training=training)
 
-    @_holding_blas
     def backward(self, d_out, d_h_n=None):
         """Backpropagate through the last training forward.
 
@@ -338,46 +252,6 @@ class GRU:
         >>> list(grads) == list(gru.state_dict())
         True
         """
-        dx, dh0, grads = self._backward(d_out, d_h_n, need_dx=True)
-        return dx, dh0, _layout.named_grads(self._stack, grads)
-
-    def _backward(self, d_out, d_h_n=None, need_dx=True):
-        stack = self._stack
-        if stack._tape is None:
-            raise RuntimeError("backward() needs a preceding forward(..., training=True); "
-                               "call forward with training=True first")
-        be = stack.backend
-        B = stack._tape["B"]
-        out_shape = (B, stack._tape["T"], self.num_directions * self.hidden_size)
-        if be.is_native(d_out):
-            d_out = check_native(be, d_out, "d_out", out_shape, self.dtype)
-        else:
-            d_out = check_float_array(d_out, "d_out", self.dtype)
-            if d_out.shape != out_shape:
-                raise ValueError(f"d_out must have the shape of out, {out_shape}, "
-                                 f"got {d_out.shape}")
-            check_finite(d_out, "d_out")
-            d_out = be.upload(d_out)
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        if d_h_n is not None:
-            d_h_n = self._split(check_state(be, d_h_n, "d_h_n", shape, self.dtype))
-        dh0 = be.empty(shape, self.dtype)
-        dx, _, grads = stack.backward(d_out, d_h_n, self._split(dh0), need_dx=need_dx)
-        if self._device_io:
-            return dx, dh0, grads
-        return (None if dx is None else be.to_host(dx)), be.to_host(dh0), grads
+        return super().backward(d_out, d_h_n)
 
     __call__ = forward
-
-    def __repr__(self):
-        extra = []
-        if self.num_layers != 1:
-            extra.append(f"num_layers={self.num_layers}")
-        if self.bidirectional:
-            extra.append("bidirectional=True")
-        if self.dropout:
-            extra.append(f"dropout={self.dropout}")
-        if not self.reset_after:
-            extra.append("reset_after=False")
-        extra.append(f"dtype={self.dtype.name!r}")
-        return f"GRU({self.input_size}, {self.hidden_size}, {', '.join(extra)})"

@@ -8,12 +8,16 @@ import numpy as np
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
-def fixture_paths():
-    return sorted(glob.glob(os.path.join(DATA, "torch_*.npz")))
+def fixture_paths(kind="gru"):
+    """The committed torch fixtures: ``kind`` "gru" (``torch_*.npz``) or "rnn"
+    (``torch_rnn_*.npz``, dumped from ``torch.nn.RNN``)."""
+    paths = sorted(glob.glob(os.path.join(DATA, "torch_*.npz")))
+    rnn = [p for p in paths if os.path.basename(p).startswith("torch_rnn_")]
+    return rnn if kind == "rnn" else [p for p in paths if p not in rnn]
 
 
-def fixture_ids():
-    return [os.path.basename(p)[len("torch_"):-len(".npz")] for p in fixture_paths()]
+def fixture_ids(kind="gru"):
+    return [os.path.basename(p)[len("torch_"):-len(".npz")] for p in fixture_paths(kind)]
 
 
 def load_fixture(path):
@@ -28,6 +32,7 @@ def load_fixture(path):
     for k in ("bidirectional", "has_h0", "has_lengths"):
         fx[k] = bool(fx[k])
     fx["dtype"] = str(fx["dtype"])
+    fx["cell"] = str(fx.get("cell", "gru"))
     return fx
 
 

@@ -1,6 +1,7 @@
-"""Plain-NumPy float64 GRU: the single oracle every kernel is tested against.
+"""Plain-NumPy float64 GRU and vanilla RNN: the single oracle every kernel is tested against.
 
-Written for clarity, not speed. It follows docs/engine.md exactly:
+Written for clarity, not speed. It follows docs/engine.md exactly (the RNN, ``rnn_forward`` /
+``rnn_backward`` at the end, follows ``torch.nn.RNN`` with the same conventions):
 
 * parameters use the PyTorch names and layout (gate order r, z, n); with ``reset_after=False`` the
   recurrent bias ``bias_hh_l{k}{s}`` has shape (2H,) (r and z only);
@@ -17,7 +18,8 @@ Everything is computed in float64 whatever the dtype of the inputs.
 import numpy as np
 
 __all__ = ["gru_forward", "gru_backward", "init_params", "param_names", "param_shapes",
-           "sigmoid", "tanh"]
+           "rnn_forward", "rnn_backward", "rnn_init_params", "rnn_param_shapes", "sigmoid",
+           "tanh", "relu"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -33,6 +35,10 @@ def sigmoid(a):
 def tanh(a):
     """np.tanh never overflows (it saturates to +-1)."""
     return np.tanh(np.asarray(a, dtype=np.float64))
+
+
+def relu(a):
+    return np.maximum(np.asarray(a, dtype=np.float64), 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,6 +236,161 @@ def gru_backward(cache, d_out, d_h_n=None):
             dx_d, dh, dW_ih, dW_hh, db_ih, db_hh = _direction_backward(
                 layer["dirs"][d], dy[:, :, d * H:(d + 1) * H], d_h_n[k * D + d], W_ih, W_hh,
                 cache["reset_after"], layer["inp_size"])
+            dinp += dx_d
+            dh0[k * D + d] = dh
+            grads[f"weight_ih_l{k}{s}"] = dW_ih
+            grads[f"weight_hh_l{k}{s}"] = dW_hh
+            grads[f"bias_ih_l{k}{s}"] = db_ih
+            grads[f"bias_hh_l{k}{s}"] = db_hh
+        if k > 0:
+            if cache["dropout_masks"]:
+                dinp = dinp * cache["dropout_masks"][k - 1]
+            dy = dinp * active
+        else:
+            dx = dinp
+    grads = {name: grads[name] for name in param_names(L, cache["bidirectional"])}
+    return dx, dh0, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# the vanilla RNN (torch.nn.RNN): h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
+# Same conventions as the GRU above: PyTorch names and order, pack_padded semantics for
+# lengths, dropout masks between layers, float64 throughout.
+# ----------------------------------------------------------------------------------------------
+_ACTS = {"tanh": tanh, "relu": relu}
+
+
+def rnn_param_shapes(input_size, hidden_size, num_layers, bidirectional=False):
+    """Ordered dict name -> shape of torch.nn.RNN's state_dict."""
+    H = hidden_size
+    D = 2 if bidirectional else 1
+    shapes = {}
+    for k in range(num_layers):
+        I_k = input_size if k == 0 else D * H
+        for s in _suffixes(bidirectional):
+            shapes[f"weight_ih_l{k}{s}"] = (H, I_k)
+            shapes[f"weight_hh_l{k}{s}"] = (H, H)
+            shapes[f"bias_ih_l{k}{s}"] = (H,)
+            shapes[f"bias_hh_l{k}{s}"] = (H,)
+    return shapes
+
+
+def rnn_init_params(rng, input_size, hidden_size, num_layers, bidirectional=False,
+                    dtype=np.float64):
+    """Random parameters, uniform in [-1/sqrt(H), 1/sqrt(H)], in torch's order."""
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype)
+            for name, shape in rnn_param_shapes(input_size, hidden_size, num_layers,
+                                                bidirectional).items()}
+
+
+def _rnn_direction_forward(x, h0, active, W_ih, W_hh, b_ih, b_hh, reverse, act):
+    """x (B,T,I), h0 (B,H), active (B,T) bool. Returns y (B,T,H), h_last (B,H), steps."""
+    B, T, _ = x.shape
+    H = h0.shape[1]
+    y = np.zeros((B, T, H))
+    h = h0.copy()
+    steps = []
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        m = active[:, t][:, None]                                # (B,1) bool
+        xt = x[:, t, :]
+        a = xt @ W_ih.T + b_ih + h @ W_hh.T + b_hh               # (B,H) pre-activation
+        h_new = _ACTS[act](a)
+        steps.append(dict(t=t, m=m, x=xt, h_prev=h, a=a, h_new=h_new))
+        h = np.where(m, h_new, h)
+        y[:, t, :] = np.where(m, h_new, 0.0)
+    return y, h, steps
+
+
+def _rnn_direction_backward(steps, dy, dh_last, W_ih, W_hh, act, in_size):
+    """Reverse of _rnn_direction_forward. dy (B,T,H) (already masked), dh_last (B,H)."""
+    B, T, H = dy.shape
+    dW_ih = np.zeros_like(W_ih)
+    dW_hh = np.zeros_like(W_hh)
+    db_ih = np.zeros(H)
+    db_hh = np.zeros(H)
+    dx = np.zeros((B, T, in_size))
+    dh = dh_last.copy()
+    for st in reversed(steps):
+        t, m = st["t"], st["m"].astype(np.float64)
+        g = dh + m * dy[:, t, :]          # gradient w.r.t. h_new where active, w.r.t. h otherwise
+        gm = g * m                         # only active rows see the cell
+        if act == "tanh":
+            da = gm * (1.0 - np.tanh(st["a"]) ** 2)
+        else:
+            da = gm * (st["a"] > 0)        # relu'(0) = 0, as torch
+        dW_ih += da.T @ st["x"]
+        dW_hh += da.T @ st["h_prev"]
+        db_ih += da.sum(axis=0)
+        db_hh += da.sum(axis=0)
+        dx[:, t, :] = da @ W_ih
+        dh = da @ W_hh + (1.0 - m) * g     # inactive rows: the state passes through unchanged
+    return dx, dh, dW_ih, dW_hh, db_ih, db_hh
+
+
+def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidirectional=False,
+                h0=None, lengths=None, dropout_masks=None):
+    """Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
+    assert nonlinearity in _ACTS, nonlinearity
+    x = np.asarray(x, dtype=np.float64)
+    B, T, I = x.shape
+    H, L = hidden_size, num_layers
+    D = 2 if bidirectional else 1
+    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    expected = rnn_param_shapes(I, H, L, bidirectional)
+    assert set(P) == set(expected), (sorted(P), sorted(expected))
+    for name, shape in expected.items():
+        assert P[name].shape == shape, (name, P[name].shape, shape)
+    h0 = np.zeros((L * D, B, H)) if h0 is None else np.asarray(h0, dtype=np.float64)
+    assert h0.shape == (L * D, B, H)
+    dropout_masks = [np.asarray(mk, dtype=np.float64) for mk in (dropout_masks or [])]
+    assert len(dropout_masks) in (0, L - 1), "need one dropout mask per layer 0..L-2 (or none)"
+    active = _active_mask(lengths, B, T)
+
+    h_n = np.zeros((L * D, B, H))
+    layers = []
+    inp = x
+    for k in range(L):
+        ys, dirs = [], []
+        for d, s in enumerate(_suffixes(bidirectional)):
+            y, h_last, steps = _rnn_direction_forward(
+                inp, h0[k * D + d], active, P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"],
+                P[f"bias_ih_l{k}{s}"], P[f"bias_hh_l{k}{s}"], reverse=(d == 1), act=nonlinearity)
+            ys.append(y)
+            dirs.append(steps)
+            h_n[k * D + d] = h_last
+        y = np.concatenate(ys, axis=2)
+        layers.append(dict(inp_size=inp.shape[2], dirs=dirs))
+        if k < L - 1 and dropout_masks:
+            assert dropout_masks[k].shape == y.shape
+            y = y * dropout_masks[k]
+        inp = y
+    cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D,
+                 bidirectional=bidirectional, nonlinearity=nonlinearity, active=active,
+                 dropout_masks=dropout_masks, shape=(B, T, I))
+    return inp, h_n, cache
+
+
+def rnn_backward(cache, d_out, d_h_n=None):
+    """Returns (dx (B,T,I), dh0 (L*D,B,H), grads dict keyed like params), all float64."""
+    P, L, H, D = cache["params"], cache["num_layers"], cache["hidden_size"], cache["D"]
+    B, T, I = cache["shape"]
+    active = cache["active"].astype(np.float64)[:, :, None]
+    d_out = np.asarray(d_out, dtype=np.float64)
+    assert d_out.shape == (B, T, D * H)
+    d_h_n = np.zeros((L * D, B, H)) if d_h_n is None else np.asarray(d_h_n, dtype=np.float64)
+    assert d_h_n.shape == (L * D, B, H)
+    grads, dh0 = {}, np.zeros((L * D, B, H))
+    dy = d_out * active                      # gradients at padded positions are ignored
+    for k in range(L - 1, -1, -1):
+        layer = cache["layers"][k]
+        dinp = np.zeros((B, T, layer["inp_size"]))
+        for d, s in enumerate(_suffixes(cache["bidirectional"])):
+            dx_d, dh, dW_ih, dW_hh, db_ih, db_hh = _rnn_direction_backward(
+                layer["dirs"][d], dy[:, :, d * H:(d + 1) * H], d_h_n[k * D + d],
+                P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"], cache["nonlinearity"],
+                layer["inp_size"])
             dinp += dx_d
             dh0[k * D + d] = dh
             grads[f"weight_ih_l{k}{s}"] = dW_ih

@@ -112,8 +112,8 @@ def test_kernels_are_attributes_of_one_object_per_geometry():
     K = _cuda._k(np.float64)
     assert K is _cuda._kernels("float64", 8, 2, 4)           # the tiny geometry of the fixture
     for name in ("fwd_after", "fwd_cho_rz", "fwd_cho_n", "bwd_gates", "bwd_cho_r", "bwd_dh",
-                 "forward", "backward", "gemm", "colsum", "mul", "copy", "fill",
-                 "transpose_last2", "rh", "nonfinite"):
+                 "rnn_fwd", "rnn_bwd_act", "forward", "backward", "gemm", "colsum", "mul",
+                 "copy", "fill", "transpose_last2", "rh", "nonfinite"):
         assert callable(getattr(K, name).__getitem__), name
     assert _cuda._k(np.float32) is not K
 
@@ -268,6 +268,110 @@ def test_layer_forward_without_store_float32(be):
     got = _run_layer_methods(be, inputs, None, None, True, store=False)
     for key in want:
         assert_close(got[key], want[key], np.float32, err_msg=key)
+
+
+# ----------------------------------------------------------------------------------------------
+# the vanilla RNN cell's contract methods against the CPU backend
+# ----------------------------------------------------------------------------------------------
+def _run_rnn_layer_methods(backend, inputs, d_out, d_h_n, relu, store=True):
+    """rnn_layer_forward (+ rnn_layer_backward when ``store``) through the contract; host
+    copies of everything written, the reduced dbias included."""
+    x, w_ih, b_ih, whh, bhh, h0, lengths = inputs
+    B, T, _ = x.shape
+    D, _, H = h0.shape
+    dt = x.dtype
+    put, get = backend.upload, backend.to_host
+    out, h_n = backend.empty((B, T, D * H), dt), backend.empty((D, B, H), dt)
+    states = backend.empty((D, T + 1, B, H) if store else (D, 0, 0, 0), dt)
+    whh_n, lengths_n = put(whh), put(lengths)
+    backend.rnn_layer_forward(put(x), put(w_ih), put(b_ih), whh_n, put(bhh), put(h0), lengths_n,
+                              relu, out, h_n, store, states)
+    res = {"out": get(out), "h_n": get(h_n)}
+    if not store:
+        return res
+    res["states"] = get(states)
+    dgi = backend.empty((B, T, D * H), dt)
+    dgh = backend.empty((D, T, B, H), dt)
+    dh0 = backend.empty((D, B, H), dt)
+    dbias = backend.rnn_layer_backward(put(d_out), put(d_h_n), states, whh_n, lengths_n, relu,
+                                       dgi, dgh, dh0)
+    assert isinstance(dbias, np.ndarray) and dbias.shape == (D, 2, H) and dbias.dtype == dt
+    res.update(dgi=get(dgi), dgh=get(dgh), dh0=get(dh0), dbias=dbias)
+    return res
+
+
+def _rnn_inputs(rng, B, T, H, D, dtype):
+    I = 2
+    return (rng.standard_normal((B, T, I)).astype(dtype),
+            rng.standard_normal((D * H, I)).astype(dtype),
+            rng.standard_normal(D * H).astype(dtype),
+            (0.5 * rng.standard_normal((D, H, H))).astype(dtype),
+            rng.standard_normal((D, H)).astype(dtype),
+            rng.standard_normal((D, B, H)).astype(dtype),
+            np.array([T, 1, max(1, T - 2)][:B], dtype=np.int64))
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
+def test_rnn_layer_methods_match_cpu_backend(relu):
+    """rnn_layer_forward / rnn_layer_backward (dbias returned reduced): the same arrays from
+    the CUDA backend as from the CPU backend, the saved states included."""
+    rng = np.random.default_rng(11)
+    B, T, H, D, dt = 3, 4, 3, 2, np.float64
+    inputs = _rnn_inputs(rng, B, T, H, D, dt)
+    d_out = rng.standard_normal((B, T, D * H))
+    d_h_n = rng.standard_normal((D, B, H))
+    want = _run_rnn_layer_methods(CPU, inputs, d_out, d_h_n, relu)
+    got = _run_rnn_layer_methods(_cuda.backend(), inputs, d_out, d_h_n, relu)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert_close(got[key], want[key], dt, err_msg=key)
+    np.testing.assert_array_equal(got["dbias"][:, 0], got["dbias"][:, 1])
+
+
+def test_rnn_layer_forward_without_store_float32():
+    rng = np.random.default_rng(12)
+    inputs = _rnn_inputs(rng, 3, 3, 2, 1, np.float32)
+    for relu in (False, True):
+        want = _run_rnn_layer_methods(CPU, inputs, None, None, relu, store=False)
+        got = _run_rnn_layer_methods(_cuda.backend(), inputs, None, None, relu, store=False)
+        for key in want:
+            assert_close(got[key], want[key], np.float32, err_msg=key)
+
+
+# B, T, I, H, L, bidirectional, nonlinearity, lengths kind, h0, dtype
+RNN_CASES = [
+    (3, 4, 2, 3, 2, True, "tanh", "ragged", True, "float64"),
+    (3, 3, 2, 3, 2, False, "relu", "equal", True, "float32"),
+]
+
+
+@pytest.mark.parametrize("case", RNN_CASES, ids=lambda c: f"L{c[4]}-{'bi' if c[5] else 'uni'}-"
+                         f"{c[6]}-{c[7]}-{c[9]}")
+def test_rnn_cuda_matches_reference(case):
+    B, T, I, H, L, bi, act, lkind, with_h0, dtype = case
+    rng = np.random.default_rng(13)
+    D = 2 if bi else 1
+    rnn = numgru.RNN(I, H, L, nonlinearity=act, bidirectional=bi, dtype=dtype, device="cuda",
+                     random_state=0)
+    assert rnn.device == "cuda"
+    params = {k: v.astype(np.float64) for k, v in rnn.state_dict().items()}
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    h0 = rng.standard_normal((L * D, B, H)).astype(dtype) if with_h0 else None
+    lengths = random_lengths(rng, B, T, lkind)
+    out, h_n = rnn.forward(x, h0=h0, lengths=lengths, training=True)
+    assert isinstance(out, np.ndarray) and out.dtype == dtype and h_n.dtype == dtype
+    r_out, r_hn, cache = ref.rnn_forward(x, params, num_layers=L, hidden_size=H,
+                                         nonlinearity=act, bidirectional=bi, h0=h0,
+                                         lengths=lengths)
+    assert_close(out, r_out, dtype, "out")
+    assert_close(h_n, r_hn, dtype, "h_n")
+    d_out = rng.standard_normal(out.shape).astype(dtype)
+    d_h_n = rng.standard_normal(h_n.shape).astype(dtype)
+    dx, dh0, grads = rnn.backward(d_out, d_h_n)
+    r_dx, r_dh0, r_grads = ref.rnn_backward(cache, d_out, d_h_n)
+    assert_close(dx, r_dx, dtype, "dx")
+    assert_close(dh0, r_dh0, dtype, "dh0")
+    assert_grads_close(grads, r_grads, dtype)
 
 
 # ----------------------------------------------------------------------------------------------

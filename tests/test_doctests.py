@@ -18,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 MODULES = [
     "numgru",
     "numgru.gru",
+    "numgru.rnn",
     "numgru.estimators",
     "numgru.io",
     "numgru.plotting",

@@ -1,8 +1,12 @@
-"""Dump small PyTorch GRU fixtures (forward and backward) as .npz files next to this script.
+"""Dump small PyTorch GRU and RNN fixtures (forward and backward) as .npz files next to this script.
 
 Regenerate with (needs torch, CPU build is enough; generated with torch 2.13.0):
 
-    python3 tests/data/make_torch_fixtures.py
+    python3 tests/data/make_torch_fixtures.py            # all
+    python3 tests/data/make_torch_fixtures.py rnn        # only the torch.nn.RNN ones (or: gru)
+
+GRU cases are written as ``torch_<name>.npz``, ``torch.nn.RNN`` cases as ``torch_rnn_<name>.npz``
+(those also hold ``cell``: "rnn_tanh" or "rnn_relu").
 
 Every file holds:
   config : num_layers, hidden_size, input_size, bidirectional, has_h0, has_lengths, dtype name
@@ -17,6 +21,7 @@ torch only has the reset_after=True convention.
 """
 
 import os
+import sys
 
 import numpy as np
 import torch
@@ -35,11 +40,24 @@ CASES = [
     ("l2_bi_len_f32", torch.float32, 3, 5, 4, 3, 2, True, False, [2, 5, 4], 7),
 ]
 
+# torch.nn.RNN: name, nonlinearity, dtype, B, T, I, H, L, bidirectional, with_h0, lengths, seed
+RNN_CASES = [
+    ("tanh_l2_bi_len_f64", "tanh", torch.float64, 4, 6, 3, 4, 2, True, True, [3, 6, 1, 5], 11),
+    ("relu_l2_bi_len_f64", "relu", torch.float64, 4, 6, 3, 4, 2, True, True, [6, 2, 4, 1], 12),
+    ("tanh_l2_bi_len_f32", "tanh", torch.float32, 3, 5, 4, 3, 2, True, False, [2, 5, 4], 13),
+    ("relu_l1_uni_h0_f32", "relu", torch.float32, 3, 5, 4, 5, 1, False, True, None, 14),
+]
 
-def run_case(name, dtype, B, T, I, H, L, bidir, with_h0, lengths, seed):
+
+def run_case(name, dtype, B, T, I, H, L, bidir, with_h0, lengths, seed, nonlinearity=None):
+    """One fixture: a torch.nn.GRU, or a torch.nn.RNN when ``nonlinearity`` is given."""
     torch.manual_seed(seed)
     D = 2 if bidir else 1
-    gru = torch.nn.GRU(I, H, num_layers=L, bidirectional=bidir, batch_first=True).to(dtype)
+    if nonlinearity is None:
+        gru = torch.nn.GRU(I, H, num_layers=L, bidirectional=bidir, batch_first=True).to(dtype)
+    else:
+        gru = torch.nn.RNN(I, H, num_layers=L, nonlinearity=nonlinearity, bidirectional=bidir,
+                           batch_first=True).to(dtype)
     # make the parameters a little more interesting than the default init
     with torch.no_grad():
         for p in gru.parameters():
@@ -75,17 +93,28 @@ def run_case(name, dtype, B, T, I, H, L, bidir, with_h0, lengths, seed):
     for pname, p in gru.named_parameters():
         arrays["p." + pname] = p.detach().numpy()
         arrays["g." + pname] = p.grad.numpy()
+    if nonlinearity is not None:
+        arrays["cell"] = np.str_(f"rnn_{nonlinearity}")
+        name = f"rnn_{name}"
     path = os.path.join(HERE, f"torch_{name}.npz")
     np.savez_compressed(path, **arrays)
     return path
 
 
-def main():
+def main(which="all"):
     torch.set_num_threads(1)
-    for case in CASES:
-        path = run_case(*case)
+    cases = []
+    if which in ("all", "gru"):
+        cases += [(case, {}) for case in CASES]
+    if which in ("all", "rnn"):
+        cases += [((name, *rest), {"nonlinearity": act})
+                  for name, act, *rest in RNN_CASES]
+    if not cases:
+        raise SystemExit(f"usage: make_torch_fixtures.py [all|gru|rnn], got {which!r}")
+    for case, kw in cases:
+        path = run_case(*case, **kw)
         print(f"{os.path.basename(path)}: {os.path.getsize(path)} bytes")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])
