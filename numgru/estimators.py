@@ -675,9 +675,10 @@ class _BaseGRUEstimator(BaseEstimator):
         # the recurrent weight matrices must fit the parameters before the stack is built, so
         # that sizes in a hostile file cannot make it allocate more than the file holds
         n_in, D = self._n_inputs, 2 if self.bidirectional else 1
+        prefix, G = _CELL_FILE_PREFIX[self.cell], 3 if self.cell == "gru" else 1   # gate blocks
         for i, H in enumerate(self._sizes()):
-            for name, shape in ((f"gru{i}.weight_ih_l0", (3 * H, n_in)),
-                                (f"gru{i}.weight_hh_l0", (3 * H, H))):
+            for name, shape in ((f"{prefix}{i}.weight_ih_l0", (G * H, n_in)),
+                                (f"{prefix}{i}.weight_hh_l0", (G * H, H))):
                 if name not in arrays:
                     raise ValueError(f"network array {name!r} is missing")
                 if np.shape(arrays[name]) != shape:
