@@ -8,7 +8,9 @@ _select_threading_layer()
 from .estimators import GRUClassifier, GRURegressor  # noqa: E402
 from .gru import GRU  # noqa: E402
 from .io import load  # noqa: E402
+from .lm import GRULanguageModel  # noqa: E402
 from .rnn import RNN  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "GRUClassifier", "GRURegressor", "RNN", "load", "__version__"]
+__all__ = ["GRU", "GRUClassifier", "GRULanguageModel", "GRURegressor", "RNN", "load",
+           "__version__"]

@@ -364,3 +364,110 @@ class Dropout:
                  else ctx.work((id(self), "d_inp"), d_out.shape))
         be.mul(d_out, saved[1], d_inp)
         return d_inp, {}
+
+
+class Embedding:
+    """A lookup table of token vectors, the first layer of a language model
+    (``torch.nn.Embedding``): ``out[b, t] = weight[ids[b, t]]``.
+
+    Its input is not features but token ids: ``inp`` (B, T) int64 native, validated by the
+    caller (0 <= id < V). Backward gives no input gradient, only ``d weight`` (V, E): the
+    gradients of the rows using each id, summed in a fixed order (deterministic).
+
+    weight (V, E)   one row per token id
+    """
+
+    num_states = 0
+    state_size = 0
+    input_size = None         # token ids, not features
+    param_keys = ("weight",)
+    is_weight = (True,)
+
+    def __init__(self, num_embeddings, embedding_dim, dtype):
+        self.num_embeddings = int(num_embeddings)
+        self.output_size = int(embedding_dim)
+        self.dtype = np.dtype(dtype)
+        self.params = {"weight": np.zeros((self.num_embeddings, self.output_size), self.dtype)}
+
+    def init_params(self, rng, bound=0.1):
+        """Uniform in [-bound, bound], as PyTorch's word_language_model ``RNNModel`` does."""
+        self.params["weight"][...] = rng.uniform(-bound, bound, self.params["weight"].shape)
+
+    def forward(self, ctx, p, inp, h0, h_n, fresh):
+        be = ctx.be
+        B, T = inp.shape
+        shape = (B, T, self.output_size)
+        out = (be.empty(shape, ctx.dtype) if fresh
+               else ctx.work((id(self), "infer" if not ctx.training else "train", "out"), shape))
+        be.embedding_forward(inp, p["weight"], out)
+        return out, (inp if ctx.training else None)
+
+    def backward(self, ctx, p, saved, d_out, d_h_n, dh0, need_dx, fresh_dx):
+        if need_dx:
+            raise ValueError("an Embedding layer has no input gradient (its input is token ids)")
+        be = ctx.be
+        g = be.empty((self.num_embeddings, self.output_size), ctx.dtype)
+        be.embedding_backward(saved, d_out, g)
+        return None, {"weight": be.to_host(g)}
+
+
+class SoftmaxHead:
+    """A linear decoder over a vocabulary fused with softmax cross-entropy: the output of a
+    language model (``torch.nn.Linear(K, V)`` followed by ``CrossEntropyLoss``).
+
+    Not a stack layer (its backward starts from targets, not from an output gradient): the
+    language model calls it on the stack's output rows ``y`` (M, K) = (B*T, K).
+
+    weight (V, K)   decoder weights (may be the embedding's own array: tied weights)
+    bias (V,)
+
+    The (M, V) logits are never formed at once: the backend works through blocks of rows
+    (``_config.SOFTMAX_BLOCK_BYTES``).
+    """
+
+    param_keys = ("weight", "bias")
+    is_weight = (True, False)
+
+    def __init__(self, in_features, vocab_size, dtype):
+        self.input_size = int(in_features)
+        self.vocab_size = int(vocab_size)
+        self.dtype = np.dtype(dtype)
+        self.params = {"weight": np.zeros((self.vocab_size, self.input_size), self.dtype),
+                       "bias": np.zeros(self.vocab_size, self.dtype)}
+
+    def init_params(self, rng, bound=0.1):
+        """Weight uniform in [-bound, bound], bias 0 (word_language_model's ``init_weights``)."""
+        self.params["weight"][...] = rng.uniform(-bound, bound, self.params["weight"].shape)
+        self.params["bias"][...] = 0
+
+    def native(self, be):
+        return {k: be.upload(v) for k, v in self.params.items()}
+
+    def loss_and_grad(self, ctx, p, y, targets, weights):
+        """``sum_m weights[m] * -log softmax(y[m] W^T + b)[targets[m]]`` and its gradients.
+
+        y (M, K) native, targets (M,) int64 native, weights (M,) native (0 for padding).
+        Returns ``(loss, dy, grads)``: a float, dy (M, K) native (workspace: consume it before
+        the next call), grads a host dict keyed like ``params``.
+        """
+        be = ctx.be
+        M = y.shape[0]
+        dy = ctx.work((id(self), "dy"), (M, self.input_size))
+        dw = be.empty((self.vocab_size, self.input_size), ctx.dtype)
+        db = be.empty(self.vocab_size, ctx.dtype)
+        loss = be.softmax_xent(y, p["weight"], p["bias"], targets, weights, dy, dw, db)
+        return loss, dy, {"weight": be.to_host(dw), "bias": be.to_host(db)}
+
+    def logprob(self, ctx, p, y, targets):
+        """``log softmax(y[m] W^T + b)[targets[m]]`` for every row: (M,) host."""
+        be = ctx.be
+        out = be.empty(y.shape[0], ctx.dtype)
+        be.softmax_logprob(y, p["weight"], p["bias"], targets, out)
+        return be.to_host(out)
+
+    def log_softmax(self, ctx, p, y):
+        """All log-probabilities (M, V) host (generation: M is small)."""
+        be = ctx.be
+        out = be.empty((y.shape[0], self.vocab_size), ctx.dtype)
+        be.log_softmax(y, p["weight"], p["bias"], out)
+        return be.to_host(out)

@@ -1,0 +1,1034 @@
+"""Token-sequence language models: embedding in, GRU stack, softmax over the vocabulary per step.
+
+:class:`GRULanguageModel` is PyTorch's ``word_language_model`` ``RNNModel`` (GRU variant) as a
+scikit-learn estimator::
+
+    ids (B, T) -> Embedding (V, E) -> dropout -> GRU layers (with dropout between)
+               -> dropout -> decoder (V, H_last) + bias -> softmax cross-entropy
+
+Shape legend: V vocabulary size, E embedding width, H_k hidden size of GRU layer k, B parallel
+streams (``batch_size``), T steps per window (``bptt``), M = B*T rows.
+
+Everything runs on the engine: the embedding and the GRU layers are one
+:class:`numgru._stack.Stack` (:class:`numgru._cells.Embedding` first), the decoder is
+:class:`numgru._cells.SoftmaxHead`, whose kernels fuse the output projection with the softmax
+cross-entropy over blocks of rows, so that the (M, V) logits never exist at once.
+
+Training is PyTorch's: the token stream is cut into ``batch_size`` parallel streams, each trained
+by truncated backpropagation through time over windows of ``bptt`` steps with its hidden state
+carried from window to window. Documents (a list of texts) never share a state: each one (or
+each piece of one, when a text is cut into streams) starts from a zero state, exactly as a
+sequence of its own; a stream that moves on to its next piece mid-window simply has a shorter
+window (the kernels' variable-length masking), so no state crosses a piece boundary.
+"""
+
+import math
+import re
+import warnings
+from collections import Counter
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from . import _layout
+from . import io as _io
+from ._backend import get_backend
+from ._cells import Context, Dropout, Embedding, SoftmaxHead, get_cell
+from ._config import compute_threads
+from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
+from ._stack import Stack
+from ._validation import as_dtype, to_numpy
+
+UNK = "<unk>"
+# level="word": a word is a run of letters, digits and underscores; every other non-space
+# character is a token of its own
+_WORD_RE = re.compile(r"\w+|[^\w\s]")
+# steps per window when scoring (exact: the state is carried, only memory is bounded)
+_SCORE_WINDOW = 512
+_SCORE_BATCH = 64
+
+
+def _tokenize(text, level):
+    if level == "char":
+        return list(text)
+    return _WORD_RE.findall(text)
+
+
+@_io._register_estimator
+class GRULanguageModel(BaseEstimator):
+    """A GRU language model over characters, words or integer tokens.
+
+    Embedding, a stack of GRU layers, and a linear decoder with a softmax over the vocabulary
+    at every step; trained on a text (or a list of documents) by truncated backpropagation
+    through time with the hidden state carried from window to window, as PyTorch's
+    ``word_language_model`` example does. Its parameters have that example's names
+    (:meth:`state_dict`), so a language model trained there runs here.
+
+    Parameters
+    ----------
+    embedding_dim : int, default=64
+        Width E of the token vectors.
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+        Hidden size of each GRU layer.
+    level : {"char", "word", "tokens"}, default="char"
+        What a token is. "char": every character. "word": runs of letters/digits/underscore
+        and every other non-space character (punctuation) on its own; :meth:`decode` joins
+        words with single spaces. "tokens": the input is already integer ids (a sequence of
+        ints, or a list of them); the vocabulary is ``range(max id + 1)``.
+    min_frequency : int, default=1
+        Tokens seen fewer times at fit are replaced by ``"<unk>"`` (char and word levels).
+    max_vocabulary : int or None, default=None
+        Keep at most this many tokens (the most frequent; ``"<unk>"`` counts as one).
+    dropout : float, default=0.0
+        Dropout on the embeddings, between GRU layers and on the top layer's output
+        (``RNNModel``'s single ``dropout``), training only.
+    tie_weights : bool, default=False
+        Use the embedding matrix as the decoder's weight (Press & Wolf 2016); needs
+        ``hidden_layer_sizes[-1] == embedding_dim``.
+    bptt : int, default=35
+        Steps per truncated-backpropagation window.
+    batch_size : int, default=20
+        Parallel streams the training text is cut into.
+    solver : {"adam", "rmsprop", "sgd"}, default="adam"
+    learning_rate_init : float, default=0.002
+    momentum : float, default=0.0
+        Momentum of the "sgd" solver (``word_language_model`` uses plain SGD, 0).
+    clip_grad_norm : float or None, default=0.25
+        Largest global L2 norm of the gradients of one window (``word_language_model``'s
+        ``--clip``); None for no clipping.
+    max_iter : int, default=10
+        Epochs (passes over the training text).
+    early_stopping : bool, default=False
+        Hold out the last ``validation_fraction`` of the tokens, score it after every epoch,
+        stop after ``n_iter_no_change`` epochs without an improvement of ``tol`` and restore
+        the best epoch's weights.
+    validation_fraction : float, default=0.1
+    tol : float, default=1e-4
+        Least improvement of the training loss (or, with early stopping, of the validation
+        score: mean log-likelihood per token) that counts.
+    n_iter_no_change : int, default=3
+    random_state : int, RandomState instance or None, default=None
+        Initialisation, the order of the training pieces and dropout masks.
+    verbose : bool or int, default=False
+        Print the loss (and validation perplexity) after every epoch.
+    dtype : {"float32", "float64"}, default="float32"
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+
+    Attributes
+    ----------
+    vocabulary_ : list
+        The tokens; a token's id is its index (``"<unk>"``, when present, is id 0).
+    token_counts_ : ndarray of shape (V,)
+        How often each token occurred in the training text (the unigram baseline; None when
+        the weights came from :meth:`load_state_dict` without a fit).
+    stack_ : numgru._stack.Stack
+        The embedding and GRU layers (the engine).
+    head_ : numgru._cells.SoftmaxHead
+        The decoder.
+    loss_ : float
+        Mean training cross-entropy per token (nats) of the last epoch.
+    loss_curve_ : list of float
+        ``loss_`` of every epoch.
+    validation_scores_ : list of float
+        With early stopping: the validation score (mean log-likelihood per token) after each
+        epoch. Perplexity is ``exp(-score)``.
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs run.
+
+    Examples
+    --------
+    >>> from numgru import GRULanguageModel
+    >>> text = "the cat sat on the mat. the dog sat on the log. " * 20
+    >>> lm = GRULanguageModel(embedding_dim=8, hidden_layer_sizes=(16,), batch_size=4,
+    ...                       max_iter=3, learning_rate_init=0.01, random_state=0).fit(text)
+    >>> lm.perplexity("the cat sat on the log.") < len(lm.vocabulary_)
+    True
+    >>> len(lm.generate(20, prefix="the ", random_state=0))
+    20
+    """
+
+    _parameter_constraints = {
+        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "level": [StrOptions({"char", "word", "tokens"})],
+        "min_frequency": [Interval(Integral, 1, None, closed="left")],
+        "max_vocabulary": [None, Interval(Integral, 2, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "tie_weights": ["boolean"],
+        "bptt": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "solver": [StrOptions({"adam", "rmsprop", "sgd"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "clip_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
+    }
+
+    def __init__(self, embedding_dim=64, hidden_layer_sizes=(256, 256), *, level="char",
+                 min_frequency=1, max_vocabulary=None, dropout=0.0, tie_weights=False, bptt=35,
+                 batch_size=20, solver="adam", learning_rate_init=0.002, momentum=0.0,
+                 clip_grad_norm=0.25, max_iter=10, early_stopping=False, validation_fraction=0.1,
+                 tol=1e-4, n_iter_no_change=3, random_state=None, verbose=False,
+                 dtype="float32", device="cpu"):
+        self.embedding_dim = embedding_dim
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.level = level
+        self.min_frequency = min_frequency
+        self.max_vocabulary = max_vocabulary
+        self.dropout = dropout
+        self.tie_weights = tie_weights
+        self.bptt = bptt
+        self.batch_size = batch_size
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.clip_grad_norm = clip_grad_norm
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+        self.device = device
+
+    # ------------------------------------------------------------------ configuration
+    def _sizes(self):
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, (Integral, np.integer)) and not isinstance(sizes, bool):
+            sizes = (sizes,)
+        sizes = tuple(sizes)
+        if not sizes or any(isinstance(h, (bool, np.bool_)) or not isinstance(h, (Integral, np.integer))
+                            or h < 1 for h in sizes):
+            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive "
+                             f"integers, got {self.hidden_layer_sizes!r}")
+        if self.tie_weights and sizes[-1] != self.embedding_dim:
+            raise ValueError(f"tie_weights=True needs the last hidden size to equal embedding_dim "
+                             f"(the decoder then uses the embedding matrix), got "
+                             f"hidden_layer_sizes[-1]={sizes[-1]} and "
+                             f"embedding_dim={self.embedding_dim}")
+        return tuple(int(h) for h in sizes)
+
+    def _build(self, V, rng, backend):
+        """The network for a vocabulary of V tokens, initialised from ``rng``."""
+        dt = as_dtype(self.dtype)
+        sizes = self._sizes()
+        emb = Embedding(V, self.embedding_dim, dt)
+        emb.init_params(rng)
+        layers = [emb]
+        if self.dropout > 0:
+            layers.append(Dropout(self.embedding_dim, self.dropout, dt))
+        size = self.embedding_dim
+        for k, H in enumerate(sizes):
+            if k > 0 and self.dropout > 0:
+                layers.append(Dropout(size, self.dropout, dt))
+            layer = get_cell("gru")(size, H, 1, dt)
+            layer.init_params(rng)
+            layers.append(layer)
+            size = H
+        if self.dropout > 0:
+            layers.append(Dropout(size, self.dropout, dt))
+        head = SoftmaxHead(size, V, dt)
+        head.init_params(rng)
+        if self.tie_weights:
+            head.params["weight"] = emb.params["weight"]
+        self.stack_ = Stack(layers, backend, dt)
+        self.head_ = head
+        self._dtype = dt
+
+    @property
+    def _embedding(self):
+        return self.stack_.layers[0]
+
+    def _params(self):
+        """Every distinct parameter array (the tied decoder weight is the embedding's)."""
+        params = [a for a, _ in self.stack_.parameters()]
+        params.append(self.head_.params["bias"]) if self.tie_weights else params.extend(
+            [self.head_.params["weight"], self.head_.params["bias"]])
+        return params
+
+    def _grads(self, stack_grads, head_grads):
+        """Gradients in the order of :meth:`_params` (tied: the decoder's added to the
+        embedding's)."""
+        grads = self.stack_.flat_grads(stack_grads)
+        if self.tie_weights:
+            grads[0] = grads[0] + head_grads["weight"]
+            grads.append(head_grads["bias"])
+        else:
+            grads.extend([head_grads["weight"], head_grads["bias"]])
+        return grads
+
+    # ------------------------------------------------------------------ text <-> ids
+    def _documents(self, X, what="X"):
+        """X as a list of token lists (char/word) or int64 arrays (tokens)."""
+        if self.level == "tokens":
+            return self._token_documents(X, what)
+        if isinstance(X, str):
+            docs = [X]
+        elif isinstance(X, (bytes, bytearray)):
+            raise TypeError(f"{what} must be str or a list of str, got bytes; decode it first "
+                            "(e.g. X.decode('utf-8'))")
+        elif isinstance(X, np.ndarray) and X.dtype.kind in "UO" and X.ndim == 1:
+            docs = list(X)
+        elif isinstance(X, (list, tuple)):
+            docs = list(X)
+        else:
+            raise TypeError(f"{what} must be a str or a list of str for level={self.level!r}, "
+                            f"got {type(X).__name__}")
+        for i, d in enumerate(docs):
+            if not isinstance(d, str):
+                raise TypeError(f"{what}[{i}] must be a str for level={self.level!r}, got "
+                                f"{type(d).__name__}")
+        return [_tokenize(d, self.level) for d in docs]
+
+    def _token_documents(self, X, what):
+        if isinstance(X, str):
+            raise TypeError(f"{what} must be integer token ids for level='tokens', got a str; "
+                            "use level='char' or 'word' for text")
+        arr = None
+        if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind != "O":
+            seqs = [X]
+        else:
+            try:
+                seqs = list(X)
+            except TypeError:
+                raise TypeError(f"{what} must be a sequence of int ids or a list of them, got "
+                                f"{type(X).__name__}") from None
+            if seqs and all(isinstance(s, (Integral, np.integer)) for s in seqs):
+                seqs = [np.asarray(seqs)]      # one flat sequence of ids: one document
+        docs = []
+        for i, s in enumerate(seqs):
+            try:
+                arr = np.asarray(s)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{what}[{i}] could not be read as token ids: {exc}") from exc
+            if arr.ndim != 1:
+                raise ValueError(f"{what}[{i}] must be a 1-D sequence of token ids, got shape "
+                                 f"{arr.shape}")
+            if arr.size and arr.dtype.kind not in "iub":
+                if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+                    pass
+                else:
+                    raise ValueError(f"{what}[{i}] must hold integer token ids, got dtype "
+                                     f"{arr.dtype}")
+            arr = arr.astype(np.int64)
+            if arr.size and arr.min() < 0:
+                raise ValueError(f"{what}[{i}] holds the negative token id {int(arr.min())}")
+            docs.append(arr)
+        return docs
+
+    def _build_vocabulary(self, docs):
+        if self.level == "tokens":
+            top = max((int(d.max()) for d in docs if d.size), default=-1)
+            V = top + 1
+            counts = np.zeros(V, np.int64)
+            for d in docs:
+                counts += np.bincount(d, minlength=V)
+            return list(range(V)), counts
+        counter = Counter()
+        for d in docs:
+            counter.update(d)
+        items = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))   # frequent first
+        kept = [(tok, c) for tok, c in items if c >= self.min_frequency]
+        need_unk = self.level == "word" or len(kept) < len(items)
+        limit = self.max_vocabulary
+        if limit is not None and len(kept) + need_unk > limit:
+            need_unk = True
+            kept = kept[: limit - 1]
+        tokens = sorted(tok for tok, _ in kept)
+        vocab = ([UNK] if need_unk else []) + tokens
+        index = {tok: i for i, tok in enumerate(vocab)}
+        counts = np.zeros(len(vocab), np.int64)
+        for tok, c in counter.items():
+            counts[index.get(tok, 0)] += c
+        return vocab, counts
+
+    def _index(self):
+        index = getattr(self, "_index_cache", None)
+        if index is None or index[0] is not self.vocabulary_:
+            index = (self.vocabulary_, {tok: i for i, tok in enumerate(self.vocabulary_)})
+            self._index_cache = index
+        return index[1]
+
+    def _ids(self, tokens, what):
+        """Token list (char/word) or ids (tokens) -> int64 ids, with the clear errors."""
+        V = len(self.vocabulary_)
+        if self.level == "tokens":
+            ids = np.asarray(tokens, dtype=np.int64)
+            if ids.size and ids.max() >= V:
+                raise ValueError(f"{what} holds the token id {int(ids.max())}, out of range for "
+                                 f"a vocabulary of {V} tokens (ids 0..{V - 1})")
+            return ids
+        index = self._index()
+        unk = index.get(UNK)
+        ids = [index.get(tok, unk) for tok in tokens]
+        if unk is None and any(i is None for i in ids):
+            unseen = sorted({tok for tok, i in zip(tokens, ids) if i is None})
+            raise ValueError(f"{what} holds {len(unseen)} token(s) not in the vocabulary "
+                             f"{unseen[:10]!r}{' ...' if len(unseen) > 10 else ''}, and this "
+                             f"model has no {UNK!r} token (none was needed at fit); fit on a "
+                             f"text that contains them, or with min_frequency/max_vocabulary "
+                             f"that keep an {UNK!r} token")
+        return np.asarray(ids, dtype=np.int64)
+
+    def encode(self, text):
+        """Token ids of ``text`` (a str; for level="tokens", a sequence of ids, checked).
+
+        Returns
+        -------
+        ids : ndarray of int64
+        """
+        check_is_fitted(self, "vocabulary_")
+        return self._ids(self._one_document(text, "text"), "text")
+
+    def _one_document(self, text, what):
+        """The tokens of one text (char/word) or one sequence of ids (tokens)."""
+        if self.level == "tokens":
+            return self._token_documents([text], what)[0]
+        if not isinstance(text, str):
+            raise TypeError(f"{what} must be a str for level={self.level!r}, got "
+                            f"{type(text).__name__}")
+        return _tokenize(text, self.level)
+
+    def decode(self, ids):
+        """The text of token ids: characters joined (char), words joined by single spaces
+        (word); for level="tokens" the ids themselves as an int64 array."""
+        check_is_fitted(self, "vocabulary_")
+        arr = np.asarray(ids)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be a 1-D sequence of integers, got {arr.dtype} of shape "
+                             f"{arr.shape}")
+        V = len(self.vocabulary_)
+        if arr.size and (arr.min() < 0 or arr.max() >= V):
+            bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+            raise ValueError(f"token id {bad} is out of range for a vocabulary of {V} tokens")
+        arr = arr.astype(np.int64)
+        if self.level == "tokens":
+            return arr
+        toks = [self.vocabulary_[i] for i in arr]
+        return "".join(toks) if self.level == "char" else " ".join(toks)
+
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the vocabulary and train the network on ``X``.
+
+        Parameters
+        ----------
+        X : str, list of str, or (level="tokens") sequence(s) of int ids
+            The training text; a list is a list of documents, each starting from a zero state.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        self._sizes()
+        docs = self._documents(X)
+        if sum(len(d) for d in docs) == 0:
+            raise ValueError("X is empty: there is no text to learn from")
+        rs = check_random_state(self.random_state)
+        self._rng = np.random.default_rng(rs.randint(2 ** 31))
+        init_rng = np.random.default_rng(rs.randint(2 ** 31))
+        train, val = docs, []
+        if self.early_stopping:
+            train, val = _split_tail(docs, self.validation_fraction)
+            if sum(max(len(d) - 1, 0) for d in val) == 0:
+                raise ValueError(f"early_stopping needs a validation part with at least two "
+                                 f"tokens; validation_fraction={self.validation_fraction} of "
+                                 f"{sum(len(d) for d in docs)} tokens leaves none")
+        vocab, counts = self._build_vocabulary(train)
+        if len(vocab) < 1 or sum(max(len(d) - 1, 0) for d in train) == 0:
+            raise ValueError("X needs at least two tokens in one document to learn from "
+                             "(a model predicts each token from the ones before it)")
+        self.vocabulary_ = vocab
+        self.token_counts_ = counts
+        backend = get_backend(self.device)
+        self._build(len(vocab), init_rng, backend)
+        train_ids = [self._ids(d, "X") for d in train]
+        val_ids = [self._ids(d, "X") for d in val]
+        self.loss_curve_ = []
+        self.validation_scores_ = []
+        self.best_validation_score_ = None
+        self.n_iter_ = 0
+        with compute_threads:
+            self._train(train_ids, val_ids)
+        return self
+
+    def _make_optimizer(self, params):
+        if self.solver == "adam":
+            return AdamOptimizer(params, self.learning_rate_init)
+        if self.solver == "rmsprop":
+            return RMSpropOptimizer(params, self.learning_rate_init)
+        return SGDOptimizer(params, self.learning_rate_init, "constant", self.momentum,
+                            nesterov=False)
+
+    def _train(self, train_ids, val_ids):
+        params = self._params()
+        optimizer = self._make_optimizer(params)
+        pieces = _cut_pieces(train_ids, self.batch_size)
+        best_loss, best_score, best_params, stall = np.inf, -np.inf, None, 0
+        for epoch in range(self.max_iter):
+            epoch_start = [p.copy() for p in params]
+            try:
+                loss = self._epoch(pieces, params, optimizer)
+            except FloatingPointError:
+                for p, start in zip(params, epoch_start):
+                    p[...] = start
+                self.stack_.params_changed()
+                warnings.warn("The training loss became NaN or infinite; training stopped and the "
+                              "weights from the start of the last epoch were restored. Lower "
+                              "learning_rate_init or clip_grad_norm.", RuntimeWarning)
+                break
+            except KeyboardInterrupt:
+                warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the "
+                              "weights so far.", RuntimeWarning)
+                break
+            self.n_iter_ += 1
+            self.loss_ = loss
+            self.loss_curve_.append(loss)
+            msg = f"Iteration {self.n_iter_}, loss = {loss:.4f} (perplexity {math.exp(min(loss, 700)):.2f})"
+            if val_ids:
+                score = self._score_ids(val_ids)
+                self.validation_scores_.append(score)
+                msg += f", validation perplexity = {math.exp(-score):.2f}"
+                improved = score > best_score + self.tol
+                if score > best_score:
+                    best_score = score
+                    best_params = [p.copy() for p in params]
+                self.best_validation_score_ = best_score
+            else:
+                improved = loss < best_loss - self.tol
+                best_loss = min(best_loss, loss)
+            stall = 0 if improved else stall + 1
+            if self.verbose:
+                print(msg)
+            if stall >= self.n_iter_no_change:
+                if self.verbose:
+                    print(f"No improvement of tol={self.tol} for {self.n_iter_no_change} "
+                          "epochs. Stopping.")
+                break
+        else:
+            if self.max_iter > 0:
+                warnings.warn(f"Maximum iterations ({self.max_iter}) reached and the "
+                              "optimization hasn't converged yet.", ConvergenceWarning)
+        if best_params is not None:
+            for p, best in zip(params, best_params):
+                p[...] = best
+            self.stack_.params_changed()
+
+    def _epoch(self, pieces, params, optimizer):
+        """One pass over the training pieces; returns the mean loss per token."""
+        streams = _assign_streams(pieces, self.batch_size, self._rng)
+        states = [np.zeros((1, len(streams), H), self._dtype) for H in self._sizes()]
+        total, count = 0.0, 0
+        for ids, targets, lengths, rows, fresh in _windows(streams, self.bptt):
+            h0 = []                    # carried states; zero where a stream starts a piece
+            for s in states:
+                h = s[:, rows]
+                h[:, fresh] = 0
+                h0.append(h)
+            loss, n, stack_grads, head_grads, h_n = self._window_step(ids, targets, lengths, h0)
+            grads = self._grads(stack_grads, head_grads)
+            if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in grads):
+                raise FloatingPointError
+            for s, h in zip(states, h_n):
+                s[:, rows] = self.stack_.backend.to_host(h)
+            if self.clip_grad_norm is not None:
+                clip_grad_norm(grads, self.clip_grad_norm)
+            optimizer.update_params(params, grads)
+            total += loss * n
+            count += n
+        return total / max(count, 1)
+
+    def _window_step(self, ids, targets, lengths, h0):
+        """Forward and backward of one window:
+        ``(mean loss, tokens, stack grads, head grads, h_n)``.
+
+        ids, targets (B, T) int64 host, lengths (B,) int64, h0 list of (1, B, H_k) host arrays.
+        The loss is the mean cross-entropy over the valid (b, t) positions.
+        """
+        stack, head, be = self.stack_, self.head_, self.stack_.backend
+        B, T = ids.shape
+        valid = np.arange(T)[None, :] < lengths[:, None]
+        n = int(valid.sum())
+        weights = (valid / n).astype(self._dtype).reshape(-1)
+        out, h_n = stack.forward(be.upload(ids), lengths, [be.upload(h) for h in h0],
+                                 training=True, rng=self._rng)
+        ctx = Context(be, self._dtype, None, True, None, stack._work)
+        H = out.shape[2]
+        loss, dy, head_grads = head.loss_and_grad(ctx, head.native(be), out.reshape(B * T, H),
+                                                  be.upload(targets.reshape(-1)),
+                                                  be.upload(weights))
+        _, _, stack_grads = stack.backward(dy.reshape(B, T, H), need_dx=False)
+        return loss, n, stack_grads, head_grads, h_n
+
+    def _named_grads(self, stack_grads, head_grads):
+        """Gradients under :meth:`state_dict`'s names (tied: encoder and decoder weight both
+        hold the total, as PyTorch's shared parameter does)."""
+        emb = stack_grads[0]["weight"]
+        dec = head_grads["weight"]
+        if self.tie_weights:
+            emb = dec = emb + dec
+        named = {"encoder.weight": emb}
+        named.update({f"rnn.{k}": v
+                      for k, v in _layout.named_grads(self.stack_, stack_grads).items()})
+        named["decoder.weight"] = dec
+        named["decoder.bias"] = head_grads["bias"]
+        return named
+
+    # ------------------------------------------------------------------ scoring
+    def _score_ids(self, docs):
+        """Mean log-likelihood per predicted token over documents of ids (exact, each from a
+        zero state; the state is carried across windows, so windows only bound memory)."""
+        total, count = self._loglik_ids(docs)
+        if count == 0:
+            raise ValueError("scoring needs at least one document of two or more tokens "
+                             "(each token is predicted from the ones before it)")
+        return total / count
+
+    def _loglik_ids(self, docs):
+        stack, head, be = self.stack_, self.head_, self.stack_.backend
+        docs = [d for d in docs if len(d) >= 2]
+        order = sorted(range(len(docs)), key=lambda i: -len(docs[i]))
+        total, count = 0.0, 0
+        sizes = self._sizes()
+        p = head.native(be)
+        ctx = Context(be, self._dtype, None, False, None, stack._work)
+        for start in range(0, len(order), _SCORE_BATCH):
+            batch = [docs[i] for i in order[start:start + _SCORE_BATCH]]
+            npred = np.array([len(d) - 1 for d in batch])
+            h = [np.zeros((1, len(batch), H), self._dtype) for H in sizes]
+            for s in range(0, int(npred[0]), _SCORE_WINDOW):
+                nb = int((npred > s).sum())             # sorted by length: a prefix is active
+                lengths = np.minimum(npred[:nb] - s, _SCORE_WINDOW).astype(np.int64)
+                T = int(lengths.max())
+                ids = np.zeros((nb, T), np.int64)
+                tg = np.zeros((nb, T), np.int64)
+                for r in range(nb):
+                    L = int(lengths[r])
+                    ids[r, :L] = batch[r][s:s + L]
+                    tg[r, :L] = batch[r][s + 1:s + 1 + L]
+                out, h_n = stack.forward(be.upload(ids), lengths,
+                                         [be.upload(np.ascontiguousarray(x[:, :nb])) for x in h])
+                for x, hn in zip(h, h_n):
+                    x[:, :nb] = be.to_host(hn)
+                H = out.shape[2]
+                lp = head.logprob(ctx, p, out.reshape(nb * T, H), be.upload(tg.reshape(-1)))
+                valid = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1)
+                total += float(lp[valid].astype(np.float64).sum())
+                count += int(valid.sum())
+        return total, count
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per token (nats; higher is better).
+
+        Each document is one sequence from a zero state, scored exactly (no truncation): every
+        token after a document's first is predicted from all the tokens before it.
+
+        Parameters
+        ----------
+        X : str, list of str, or token ids
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self, "stack_")
+        docs = [self._ids(d, "X") for d in self._documents(X)]
+        with compute_threads:
+            return self._score_ids(docs)
+
+    def perplexity(self, X):
+        """``exp(-score(X))``: the model's perplexity per token on ``X``."""
+        return math.exp(-self.score(X))
+
+    def unigram_perplexity(self, X):
+        """Perplexity on ``X`` of the unigram model of the training text (token frequencies
+        with add-one smoothing), counting the same tokens as :meth:`perplexity`: the baseline
+        a language model must beat."""
+        check_is_fitted(self, "stack_")
+        if self.token_counts_ is None:
+            raise ValueError("this model has no token counts (its weights were loaded with "
+                             "load_state_dict, not fitted)")
+        logp = np.log((self.token_counts_ + 1.0) / (self.token_counts_.sum() + len(self.vocabulary_)))
+        docs = [self._ids(d, "X") for d in self._documents(X)]
+        tok = np.concatenate([d[1:] for d in docs if len(d) >= 2] or [np.zeros(0, np.int64)])
+        if tok.size == 0:
+            raise ValueError("scoring needs at least one document of two or more tokens")
+        return math.exp(-float(logp[tok].mean()))
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, n_tokens, prefix=None, temperature=1.0, top_k=None, random_state=None):
+        """Sample ``n_tokens`` tokens, one at a time, each fed back as the next input.
+
+        Parameters
+        ----------
+        n_tokens : int
+            How many tokens to generate (not counting ``prefix``).
+        prefix : str, token ids or None
+            Text the model reads first (its tokens must be in the vocabulary, or map to
+            ``"<unk>"``). None: the first token is drawn from the training text's token
+            frequencies (uniformly when there are none).
+        temperature : float, default=1.0
+            Divides the logits; 0 means greedy (always the most likely token).
+        top_k : int or None
+            Sample only among the ``top_k`` most likely tokens.
+        random_state : int, Generator, RandomState or None
+            Same value, same text.
+
+        Returns
+        -------
+        str (char and word levels) or ndarray of int64 (level="tokens")
+            The generated tokens only (without ``prefix``).
+        """
+        check_is_fitted(self, "stack_")
+        if isinstance(n_tokens, (bool, np.bool_)) or not isinstance(n_tokens, (Integral, np.integer)) \
+                or n_tokens < 0:
+            raise ValueError(f"n_tokens must be a non-negative integer, got {n_tokens!r}")
+        if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (Real, np.floating)) \
+                or not np.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        V = len(self.vocabulary_)
+        if top_k is not None and (isinstance(top_k, (bool, np.bool_))
+                                  or not isinstance(top_k, (Integral, np.integer)) or top_k < 1):
+            raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+        if isinstance(random_state, np.random.Generator):
+            rng = random_state
+        else:
+            rng = np.random.default_rng(check_random_state(random_state).randint(2 ** 31))
+        if prefix is not None:
+            pre = self._ids(self._one_document(prefix, "prefix"), "prefix")
+            if pre.size == 0:
+                prefix = None
+        out = np.zeros(n_tokens, np.int64)
+        with compute_threads:
+            stack, head, be = self.stack_, self.head_, self.stack_.backend
+            p = head.native(be)
+            ctx = Context(be, self._dtype, None, False, None, stack._work)
+            h = [be.upload(np.zeros((1, 1, H), self._dtype)) for H in self._sizes()]
+            if prefix is None:
+                if n_tokens == 0:
+                    return self._as_output(out)
+                counts = self.token_counts_
+                w = (np.ones(V) if counts is None or counts.sum() == 0
+                     else counts.astype(np.float64))
+                with np.errstate(divide="ignore"):
+                    out[0] = _sample(np.log(w), 1.0, None, rng)
+                current, start = out[0], 1
+            else:
+                if pre.size > 1:
+                    _, h = stack.forward(be.upload(pre[None, :-1].copy()),
+                                         np.array([pre.size - 1], np.int64), h)
+                current, start = pre[-1], 0
+            one = np.ones(1, np.int64)
+            for i in range(start, n_tokens):
+                y, h = stack.forward(be.upload(np.array([[current]], np.int64)), one, h)
+                logp = head.log_softmax(ctx, p, y.reshape(1, -1))[0]
+                current = _sample(logp, temperature, top_k, rng)
+                out[i] = current
+        return self._as_output(out)
+
+    def _as_output(self, ids):
+        return ids if self.level == "tokens" else self.decode(ids)
+
+    # ------------------------------------------------------------------ parameters by name
+    def state_dict(self):
+        """Copies of every parameter under the names of PyTorch's word_language_model
+        ``RNNModel``: ``encoder.weight``, ``rnn.{weight_ih,weight_hh,bias_ih,bias_hh}_l{k}``,
+        ``decoder.weight``, ``decoder.bias`` (with tied weights, ``decoder.weight`` equals
+        ``encoder.weight``, as in PyTorch)."""
+        check_is_fitted(self, "stack_")
+        sd = {"encoder.weight": self._embedding.params["weight"].copy()}
+        sd.update({f"rnn.{k}": v for k, v in _layout.state_dict(self.stack_).items()})
+        sd["decoder.weight"] = self.head_.params["weight"].copy()
+        sd["decoder.bias"] = self.head_.params["bias"].copy()
+        return sd
+
+    def load_state_dict(self, state_dict, vocabulary=None):
+        """Load weights named as :meth:`state_dict` (numpy arrays or torch tensors as they are).
+
+        The model's ``embedding_dim`` and ``hidden_layer_sizes`` must match the arrays. An
+        unfitted model becomes a fitted one: ``vocabulary`` (a list, index = id) is required
+        for level "char" and "word" and must have ``encoder.weight.shape[0]`` entries; for
+        level "tokens" it defaults to ``range(V)``. A fitted model keeps its vocabulary (a
+        given one must be equal). Nothing changes unless every array is valid.
+
+        Returns
+        -------
+        self
+        """
+        if not (hasattr(state_dict, "keys") and hasattr(state_dict, "__getitem__")):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        self._validate_params()
+        sizes = self._sizes()
+        if "encoder.weight" not in state_dict:
+            raise ValueError("state_dict has no 'encoder.weight'")
+        enc = to_numpy(state_dict["encoder.weight"])
+        if enc.ndim != 2:
+            raise ValueError(f"state_dict['encoder.weight'] must be 2-D (V, E), got shape {enc.shape}")
+        V = enc.shape[0]
+        fitted = hasattr(self, "stack_")
+        if vocabulary is None:
+            if fitted:
+                vocabulary = self.vocabulary_
+            elif self.level == "tokens":
+                vocabulary = list(range(V))
+            else:
+                raise ValueError(f"load_state_dict on an unfitted level={self.level!r} model "
+                                 "needs vocabulary= (the token of every id)")
+        vocabulary = list(vocabulary)
+        if len(vocabulary) != V:
+            raise ValueError(f"vocabulary has {len(vocabulary)} tokens but encoder.weight has "
+                             f"{V} rows")
+        if len(set(vocabulary)) != V:
+            raise ValueError("vocabulary has repeated tokens")
+        if fitted and vocabulary != list(self.vocabulary_):
+            raise ValueError("vocabulary differs from this fitted model's vocabulary_")
+        rng = np.random.default_rng(0)
+        old = {k: getattr(self, k) for k in ("stack_", "head_", "_dtype") if hasattr(self, k)}
+        self._build(V, rng, get_backend(self.device) if not fitted else self.stack_.backend)
+        try:
+            self._load_arrays(state_dict, sizes)
+        except Exception:
+            for k in ("stack_", "head_", "_dtype"):
+                if k in old:
+                    setattr(self, k, old[k])
+                elif hasattr(self, k):
+                    delattr(self, k)
+            raise
+        self.vocabulary_ = vocabulary
+        if not fitted:
+            self.token_counts_ = None
+            self.loss_curve_ = []
+            self.validation_scores_ = []
+            self.best_validation_score_ = None
+            self.n_iter_ = 0
+            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2 ** 31))
+        return self
+
+    def _load_arrays(self, state_dict, sizes):
+        from ._validation import check_finite, check_float_array
+
+        expected = {"encoder.weight", "decoder.weight", "decoder.bias"}
+        rnn = {f"rnn.{name}" for name, *_ in _layout.names(self.stack_)}
+        given = set(state_dict.keys())
+        missing = sorted((expected | rnn) - given)
+        unexpected = sorted(given - expected - rnn)
+        if missing or unexpected:
+            raise ValueError(f"state_dict does not match this GRULanguageModel "
+                             f"(embedding_dim={self.embedding_dim}, hidden_layer_sizes={sizes}): "
+                             f"missing keys {missing}, unexpected keys {unexpected}")
+        dt = self._dtype
+
+        def read(name, shape):
+            try:
+                value = to_numpy(state_dict[name])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"state_dict[{name!r}] could not be read as an array: {exc}") from exc
+            arr = check_float_array(value, f"state_dict[{name!r}]", dt)
+            if arr.shape != shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
+            check_finite(arr, f"state_dict[{name!r}]")
+            return arr
+
+        V, E = self._embedding.params["weight"].shape
+        enc = read("encoder.weight", (V, E))
+        dec = read("decoder.weight", self.head_.params["weight"].shape)
+        bias = read("decoder.bias", (V,))
+        if self.tie_weights and not np.array_equal(enc, dec):
+            raise ValueError("tie_weights=True but state_dict's decoder.weight differs from "
+                             "encoder.weight")
+        _layout.load_state_dict(self.stack_, {k[4:]: state_dict[k] for k in rnn},
+                                what="GRULanguageModel's GRU stack")
+        self._embedding.params["weight"][...] = enc
+        if not self.tie_weights:
+            self.head_.params["weight"][...] = dec
+        self.head_.params["bias"][...] = bias
+        self.stack_.params_changed()
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path):
+        """Write the fitted model to ``path`` (one .npz file, read back by :func:`numgru.load`
+        without pickle; the write is atomic)."""
+        _io.save(self, path)
+
+    _FITTED = ("n_iter_", "loss_curve_", "validation_scores_", "best_validation_score_", "loss_")
+
+    def _get_fitted_state(self):
+        check_is_fitted(self, "stack_")
+        fitted = {k: _io._jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
+        fitted["_dtype"] = self._dtype.name
+        arrays = dict(self.state_dict())
+        if self.tie_weights:
+            del arrays["decoder.weight"]
+        if self.level == "tokens":
+            fitted["n_tokens"] = len(self.vocabulary_)
+        else:
+            arrays["vocabulary"] = np.array(self.vocabulary_, dtype=object)
+        if self.token_counts_ is not None:
+            arrays["token_counts"] = np.asarray(self.token_counts_, np.int64)
+        return fitted, arrays
+
+    def _set_fitted_state(self, fitted, arrays, device=None):
+        if device is not None:
+            self.device = device
+        self._validate_params()
+        if fitted.get("_dtype") != self.dtype:
+            raise ValueError(f"the stored dtype {fitted.get('_dtype')!r} differs from the "
+                             f"parameter dtype={self.dtype!r}")
+        if self.level == "tokens":
+            n = fitted.get("n_tokens")
+            if type(n) is not int or n < 1:
+                raise ValueError(f"n_tokens must be a positive integer, got {n!r}")
+            vocabulary = list(range(n))
+        else:
+            voc = arrays.get("vocabulary")
+            if voc is None or voc.ndim != 1 or not all(isinstance(v, str) for v in voc):
+                raise ValueError("the vocabulary must be a 1-D array of strings")
+            vocabulary = [str(v) for v in voc]
+        sd = {k: v for k, v in arrays.items() if k not in ("vocabulary", "token_counts")}
+        if self.tie_weights and "encoder.weight" in sd:
+            sd["decoder.weight"] = sd["encoder.weight"]
+        self.load_state_dict(sd, vocabulary=vocabulary)
+        counts = arrays.get("token_counts")
+        if counts is not None:
+            if counts.shape != (len(vocabulary),) or counts.dtype.kind not in "iu" or (counts < 0).any():
+                raise ValueError(f"token_counts must be {len(vocabulary)} non-negative integers")
+            self.token_counts_ = counts.astype(np.int64)
+        for k in self._FITTED:
+            if k in fitted:
+                setattr(self, k, fitted[k])
+        rs = check_random_state(self.random_state)
+        self._rng = np.random.default_rng(rs.randint(2 ** 31))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        tags.non_deterministic = False
+        return tags
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams, pieces and windows
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_nested(x):
+    if isinstance(x, np.ndarray):
+        return x.ndim > 1 or x.dtype.kind == "O"
+    try:
+        first = next(iter(x))
+    except (StopIteration, TypeError):
+        return False
+    return not isinstance(first, (Integral, np.integer))
+
+
+def _split_tail(docs, fraction):
+    """(train, validation): the last ``fraction`` of the tokens, whole documents from the end
+    (the document where the cut falls is split in two, each part its own document)."""
+    total = sum(len(d) for d in docs)
+    n_val = max(2, int(round(total * fraction)))
+    train, val = list(docs), []
+    while n_val > 0 and train:
+        last = train.pop()
+        if len(last) <= n_val:
+            val.insert(0, last)
+            n_val -= len(last)
+        else:
+            cut = len(last) - n_val
+            train.append(last[:cut])
+            val.insert(0, last[cut:])
+            n_val = 0
+    return train, val
+
+
+def _cut_pieces(docs, n_streams):
+    """Documents cut into pieces of at most ``ceil(total / n_streams)`` tokens, so that even a
+    single text fills every stream (PyTorch's ``batchify``); pieces of fewer than two tokens
+    predict nothing and are dropped."""
+    total = sum(len(d) for d in docs)
+    size = max(2, -(-total // n_streams))
+    pieces = []
+    for d in docs:
+        for s in range(0, len(d), size):
+            piece = d[s:s + size]
+            if len(piece) >= 2:
+                pieces.append(piece)
+    return pieces
+
+
+def _assign_streams(pieces, n_streams, rng):
+    """Pieces in a random order, each appended to the stream with the fewest tokens so far."""
+    order = rng.permutation(len(pieces))
+    streams = [[] for _ in range(min(n_streams, len(pieces)))]
+    load = np.zeros(len(streams), np.int64)
+    for i in order:
+        s = int(np.argmin(load))
+        streams[s].append(pieces[i])
+        load[s] += len(pieces[i])
+    return streams
+
+
+def _windows(streams, bptt):
+    """Yield ``(ids, targets, lengths, rows, fresh)`` per window: the active streams ``rows``,
+    their inputs and next-token targets (B, T) padded with 0, their valid lengths, and which of
+    them start a new piece (their state must be zero).
+    """
+    n = len(streams)
+    piece = [0] * n
+    offset = [0] * n
+    while True:
+        rows = [s for s in range(n) if piece[s] < len(streams[s])]
+        if not rows:
+            return
+        lengths = np.array([min(bptt, len(streams[s][piece[s]]) - 1 - offset[s]) for s in rows],
+                           np.int64)
+        T = int(lengths.max())
+        ids = np.zeros((len(rows), T), np.int64)
+        targets = np.zeros((len(rows), T), np.int64)
+        fresh = np.array([offset[s] == 0 for s in rows])
+        for r, s in enumerate(rows):
+            p, o, L = streams[s][piece[s]], offset[s], int(lengths[r])
+            ids[r, :L] = p[o:o + L]
+            targets[r, :L] = p[o + 1:o + 1 + L]
+            offset[s] += L
+            if offset[s] >= len(p) - 1:
+                piece[s] += 1
+                offset[s] = 0
+        yield ids, targets, lengths, np.array(rows), fresh
+
+
+def _sample(logp, temperature, top_k, rng):
+    """One token id from log-probabilities (float64 arithmetic)."""
+    logp = np.asarray(logp, np.float64)
+    if temperature == 0:
+        return int(np.argmax(logp))
+    z = logp / temperature
+    if top_k is not None and top_k < z.size:
+        kth = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= kth, z, -np.inf)
+    z = np.exp(z - z.max())
+    c = np.cumsum(z)
+    return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), z.size - 1))
