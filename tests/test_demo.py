@@ -1,4 +1,5 @@
-"""``numgru demo``: the GRU beats the seasonal-naive forecast and the majority class."""
+"""``numgru demo``: the GRU beats the seasonal-naive forecast and the majority class, and the
+language model beats the unigram model."""
 
 import importlib.util
 import io
@@ -28,7 +29,13 @@ def test_demo_beats_baselines(tmp_path):
     assert 0.0 <= majority <= 1.0 and 0.0 <= acc <= 1.0
     assert acc > majority, text
 
-    assert "numgru beat both baselines." in text
+    m = re.search(rf"held-out perplexity.*numgru GRU\s+{NUM}\s+unigram\s+{NUM}", text)
+    assert m, text
+    ppl, unigram = map(float, m.groups())
+    assert 1.0 < ppl < unigram, text
+    assert "sample: Shall I " in text
+
+    assert "numgru beat every baseline." in text
     if importlib.util.find_spec("matplotlib") is not None:
         assert plot_path.is_file() and plot_path.stat().st_size > 0
         assert f"loss curves saved to {plot_path}" in text

@@ -40,6 +40,43 @@ def load_airline_passengers():
     return months, np.array([float(r[1]) for r in rows])
 
 
+def load_sonnets():
+    """Twenty of Shakespeare's sonnets (1609, public domain), one string per sonnet.
+
+    The text language model of ``numgru demo`` learns from: about 12,000 characters in
+    modern spelling (sonnets 1, 2, 12, 18, 29, 30, 55, 60, 64, 65, 71, 73, 94, 104, 106, 116,
+    130, 138, 146 and 147). The file ships with the package (``numgru/datasets/sonnets.txt``);
+    nothing is downloaded.
+
+    Returns
+    -------
+    sonnets : list of str
+        Each sonnet's fourteen lines, newline-terminated, without its number.
+
+    See Also
+    --------
+    numgru.GRULanguageModel : A language model to train on them.
+
+    Examples
+    --------
+    >>> from numgru.datasets import load_sonnets
+    >>> sonnets = load_sonnets()
+    >>> len(sonnets), sonnets[3].splitlines()[0]
+    (20, "Shall I compare thee to a summer's day?")
+    >>> all(len(s.splitlines()) == 14 for s in sonnets)
+    True
+    """
+    text = resources.files(__package__).joinpath("sonnets.txt").read_text(encoding="utf-8")
+    blocks = [b for b in text.split("\n\n") if b.strip() and not b.lstrip().startswith("#")]
+    sonnets = []
+    for block in blocks:
+        lines = block.strip("\n").splitlines()
+        if len(lines) == 1 and lines[0].strip().isalpha() and lines[0].isupper():
+            continue                     # a sonnet's Roman number
+        sonnets.append("\n".join(lines) + "\n")
+    return sonnets
+
+
 def make_sequence_classification(n_samples=400, min_length=20, max_length=80, n_features=3,
                                  random_state=None):
     """Variable-length multivariate sequences in three classes (a synthetic task).
