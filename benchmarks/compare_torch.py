@@ -4,6 +4,7 @@
     python benchmarks/compare_torch.py [--threads 2] [--repeat N] [--shapes small,mid,large]
                                        [--budget SECONDS] [--markdown]
     python benchmarks/compare_torch.py --fit [--epochs 200] [--threads 2] [--markdown]
+    python benchmarks/compare_torch.py --lm [--lm-config seed|small] [--threads 2] [--markdown]
 
 For every shape (B, T, I, H, L) -- small (1, 100, 16, 64, 2), mid (32, 100, 32, 128, 2),
 large (128, 100, 64, 256, 2) -- the script
@@ -43,6 +44,9 @@ min_length=20, max_length=150, n_features=3, random_state=0)``: the first 320 se
 the last 80 test.  It reports the wall time of each whole fit (after an untimed one-epoch
 warm-up of each library on the same data, so Numba compilation and torch's first-call costs
 are not timed), the ratio torch / numgru and the test accuracy of each.
+
+``--lm`` compares ``numgru.GRULanguageModel`` with PyTorch's word_language_model ``RNNModel``
+(training step and token-by-token generation; see ``benchmarks/_lm_compare.py``).
 """
 
 import argparse
@@ -420,6 +424,13 @@ def parse_args(argv=None):
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--fit", action="store_true",
                    help="compare a whole GRUClassifier fit with an equivalent torch training loop")
+    p.add_argument("--lm", action="store_true",
+                   help="compare GRULanguageModel with word_language_model's RNNModel "
+                        "(train step and generation; see benchmarks/_lm_compare.py)")
+    p.add_argument("--lm-config", default="seed", choices=["seed", "small"],
+                   help="--lm sizes: seed (V=10000, E=300, 2x512, B=20, bptt=35) or small")
+    p.add_argument("--lm-tokens", type=int, default=200,
+                   help="tokens per --lm generation repetition (default 200)")
     p.add_argument("--epochs", type=int, default=200,
                    help="epochs of the --fit comparison (default 200)")
     args = p.parse_args(argv)
@@ -447,6 +458,12 @@ def main(argv=None):
     numba.set_num_threads(threads)
     if args.fit:
         return run_fit(args, numgru, numba, torch, threads)
+    if args.lm:
+        try:
+            from _lm_compare import run_lm
+        except ImportError:
+            from ._lm_compare import run_lm
+        return run_lm(args, numgru, numba, torch, threads)
 
     load_at_start = load_average()
     rows, check_errs = [], {}
