@@ -46,8 +46,11 @@ is computed the same way, with one gate::
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
 
 from . import _config
 from ._backend import Backend
@@ -792,6 +795,18 @@ def _row_max(row):
 
 
 @njit(inline="always", **_JIT)
+def _row_add_max(row, b):
+    """row += b (the decoder bias, added here rather than in a separate pass after the
+    product), and the row's max."""
+    mx = row[0] + b[0]
+    for v in range(row.shape[0]):
+        x = row[v] + b[v]
+        row[v] = x
+        mx = x if x > mx else mx
+    return mx
+
+
+@njit(inline="always", **_JIT)
 def _row_sumexp(row, mx):
     """sum_v exp(row[v] - mx), accumulated in float64 (each exp of a non-positive number)."""
     s = 0.0
@@ -801,10 +816,12 @@ def _row_sumexp(row, mx):
 
 
 @njit(**_JIT)
-def _softmax_xent_rows(L, targets, weights, loss, r0, r1):
+def _softmax_xent_rows(L, b, targets, weights, loss, r0, r1):
     """Rows r0..r1-1 of a block of logits: loss and, in place, the gradient of the logits.
 
-    L        (n, V)  logits y @ w^T + b in; out: (softmax - onehot(target)) * weight
+    L        (n, V)  y @ w^T in (logits without the bias); out: (softmax - onehot(target))
+                     * weight
+    b        (V,)    the bias, added to the logits here
     targets  (n,)    int64
     weights  (n,)    row weights (the caller leaves out rows of weight 0)
     loss     (n,)    float64, written: weight * (logsumexp(L[m]) - L[m, target])
@@ -816,8 +833,8 @@ def _softmax_xent_rows(L, targets, weights, loss, r0, r1):
         row = L[m]
         t = targets[m]
         wm = weights[m]
+        mx = _row_add_max(row, b)
         lt = row[t]
-        mx = _row_max(row)
         s = 0.0
         for v in range(row.shape[0]):
             e = _exp(row[v] - mx)
@@ -831,21 +848,74 @@ def _softmax_xent_rows(L, targets, weights, loss, r0, r1):
 
 
 @njit(parallel=True, **_JIT)
-def softmax_xent_rows(L, targets, weights, loss, ntasks):
+def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
     """:func:`_softmax_xent_rows` over all rows of the block, in ``ntasks`` blocks of rows."""
     n = L.shape[0]
     for task in prange(ntasks):
-        _softmax_xent_rows(L, targets, weights, loss, (task * n) // ntasks,
+        _softmax_xent_rows(L, b, targets, weights, loss, (task * n) // ntasks,
                            ((task + 1) * n) // ntasks)
+
+
+@intrinsic
+def _gemm_tn_cols(typingctx, G, v0, v1, Y, C, beta):
+    """C[:v1-v0] = beta * C[:v1-v0] + G[:, v0:v1]^T @ Y in one BLAS call (``?gemm``, beta
+    applied by BLAS, no copy of the column slice of G: it is read through its leading
+    dimension).
+
+    G (n, V), Y (n, K), C (>= v1-v0, K), all C-contiguous of one float dtype; ``beta`` 0 or 1
+    (any float). No shape checks: the caller guarantees them.
+    """
+    from numba.np.linalg import ensure_blas
+
+    for name, arr in (("G", G), ("Y", Y), ("C", C)):
+        if (not isinstance(arr, types.Array) or arr.ndim != 2 or arr.layout != "C"
+                or arr.dtype != G.dtype or arr.dtype not in (types.float32, types.float64)):
+            raise TypingError(f"_gemm_tn_cols: {name} must be a C-contiguous 2-D float32 or "
+                              f"float64 array of G's dtype, got {arr}")
+    ensure_blas()
+    sig = types.void(G, v0, v1, Y, C, beta)
+
+    def codegen(context, builder, signature, args):
+        from numba.np.linalg import (check_blas_return, get_blas_kind, ll_char, ll_void_p,
+                                     make_constant_slot)
+
+        g_arg, v0_arg, v1_arg, y_arg, c_arg, beta_arg = args
+        dtype = signature.args[0].dtype
+        intp = context.get_value_type(types.intp)
+        g = context.make_array(signature.args[0])(context, builder, g_arg)
+        y = context.make_array(signature.args[3])(context, builder, y_arg)
+        c = context.make_array(signature.args[4])(context, builder, c_arg)
+        v0v = context.cast(builder, v0_arg, signature.args[1], types.intp)
+        v1v = context.cast(builder, v1_arg, signature.args[2], types.intp)
+        n = builder.extract_value(g.shape, 0)
+        V = builder.extract_value(g.shape, 1)
+        K = builder.extract_value(y.shape, 1)
+        fnty = ir.FunctionType(ir.IntType(32), [ll_char, ll_char, ll_char, intp, intp, intp,
+                                                ll_void_p, ll_void_p, intp, ll_void_p, intp,
+                                                ll_void_p, ll_void_p, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        alpha = make_constant_slot(context, builder, dtype, 1.0)
+        beta_val = context.cast(builder, beta_arg, signature.args[5], dtype)
+        beta_slot = cgutils.alloca_once_value(builder, beta_val)
+        # column-major view: C^T (K, c) = Y^T (K, n, ld K) @ (G[:, v0:v1]^T)^T, the slice read
+        # as the transpose of a (c, n) column-major block of leading dimension V
+        res = builder.call(fn, (
+            ir.Constant(ll_char, ord(get_blas_kind(dtype))),
+            ir.Constant(ll_char, ord("n")), ir.Constant(ll_char, ord("t")),
+            K, builder.sub(v1v, v0v), n,
+            builder.bitcast(alpha, ll_void_p),
+            builder.bitcast(y.data, ll_void_p), K,
+            builder.bitcast(builder.gep(g.data, [v0v]), ll_void_p), V,
+            builder.bitcast(beta_slot, ll_void_p),
+            builder.bitcast(c.data, ll_void_p), K))
+        check_blas_return(context, builder, res)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # element operations below which a language-model kernel runs on one thread
 _LM_MIN_WORK = 1 << 15
-# columns of the logits' gradient per product of the weight gradient (one transposed copy of
-# G[:, v:v+_DW_COLS] feeds one BLAS call of (_DW_COLS, n) x (n, K))
-_DW_COLS = 256
-
-
 @njit(**_JIT)
 def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
     """Rows v0..v1-1 of the decoder's gradients from one block of rows.
@@ -856,29 +926,20 @@ def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
     db          (V,)    db[v0:v1] = column sums of G[:, v0:v1] (rows in order), likewise
 
     ``gemm_tn`` would reduce over the n rows with a private (V, K) partial per task; splitting
-    over V instead needs no partials. Each slice of G's columns is copied (its rows stay
-    contiguous) so that BLAS reads it as the F-contiguous ``G[:, v:v+c]^T``.
+    over V instead needs none, and BLAS adds into dw itself (beta = 1) and reads the column
+    slice of G in place (:func:`_gemm_tn_cols`). Measured at V=10000, K=512, n=209, float32,
+    one thread: 24.0 ms with the column sums, against 22.5 ms for ``np.dot(G.T, Y)`` alone;
+    the first version (a contiguous copy of each 256-column slice, ``np.dot`` into scratch,
+    then an add) took 27.6 ms.
     """
-    n = G.shape[0]
-    K = Y.shape[1]
-    buf = np.empty((n, _DW_COLS), dtype=G.dtype)
-    tmp = np.empty((_DW_COLS, K), dtype=G.dtype)
-    for v in range(v0, v1, _DW_COLS):
-        c = min(_DW_COLS, v1 - v)
-        gb = buf if c == _DW_COLS else np.empty((n, c), dtype=G.dtype)
-        dbv = db[v:v + c]
-        if not accumulate:
-            dbv[:] = 0
-        for m in range(n):
-            g = G[m, v:v + c]
-            gb[m, :] = g
-            _add_into(g, dbv)
-        if accumulate:
-            np.dot(gb.T, Y, tmp[:c])
-            for j in range(c):
-                _add_into(tmp[j], dw[v + j])
-        else:
-            np.dot(gb.T, Y, dw[v:v + c])
+    if v1 <= v0:
+        return
+    dbv = db[v0:v1]
+    if not accumulate:
+        dbv[:] = 0
+    for m in range(G.shape[0]):
+        _add_into(G[m, v0:v1], dbv)
+    _gemm_tn_cols(G, v0, v1, Y, dw[v0:], 1.0 if accumulate else 0.0)
 
 
 @njit(parallel=True, **_JIT)
@@ -891,22 +952,23 @@ def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
 
 
 @njit(**_JIT)
-def _softmax_logprob_rows(L, targets, out, r0, r1):
-    """out[m] = L[m, targets[m]] - logsumexp(L[m]) for rows r0..r1-1 of a block.
+def _softmax_logprob_rows(L, b, targets, out, r0, r1):
+    """out[m] = l[m, targets[m]] - logsumexp(l[m]) for rows r0..r1-1 of a block, l = L + b.
 
-    L (n, V) logits (unchanged), targets (n,) int64, out (n,) written.
+    L (n, V) y @ w^T (b is added to it in place), b (V,), targets (n,) int64, out (n,) written.
     """
     for m in range(r0, r1):
         row = L[m]
-        mx = _row_max(row)
+        mx = _row_add_max(row, b)
         out[m] = row[targets[m]] - (mx + math.log(_row_sumexp(row, mx)))
 
 
 @njit(parallel=True, **_JIT)
-def softmax_logprob_rows(L, targets, out, ntasks):
+def softmax_logprob_rows(L, b, targets, out, ntasks):
     n = L.shape[0]
     for task in prange(ntasks):
-        _softmax_logprob_rows(L, targets, out, (task * n) // ntasks, ((task + 1) * n) // ntasks)
+        _softmax_logprob_rows(L, b, targets, out, (task * n) // ntasks,
+                              ((task + 1) * n) // ntasks)
 
 
 @njit(**_JIT)
@@ -1102,18 +1164,18 @@ class CPUBackend(Backend):
         rows = min(Mk, self._softmax_block(V, y.dtype))
         L = np.empty((rows, V), dtype=y.dtype)       # the block's logits, then their gradient
         no_bias = np.empty(0, dtype=y.dtype)
-        tasks_v = self._lm_ntasks(V // _DW_COLS, V * rows)
+        tasks_v = self._lm_ntasks(V // 256, V * rows)
         for r0 in range(0, Mk, rows):
             r1 = min(Mk, r0 + rows)
             n = r1 - r0
             G = L[:n]
             yb = y[r0:r1]
-            self.gemm(yb, w.T, b, G)                                 # logits
+            self.gemm(yb, w.T, no_bias, G)                           # logits, less b
             ntasks = self._lm_ntasks(n, n * V)
             if ntasks == 1:
-                _softmax_xent_rows(G, targets[r0:r1], weights[r0:r1], loss[r0:r1], 0, n)
+                _softmax_xent_rows(G, b, targets[r0:r1], weights[r0:r1], loss[r0:r1], 0, n)
             else:
-                softmax_xent_rows(G, targets[r0:r1], weights[r0:r1], loss[r0:r1], ntasks)
+                softmax_xent_rows(G, b, targets[r0:r1], weights[r0:r1], loss[r0:r1], ntasks)
             self.gemm(G, w, no_bias, dy_k[r0:r1])                    # dy = g @ w
             if tasks_v == 1:                                        # dw, db (+)= g^T y, sums
                 _softmax_weight_grad_rows(G, yb, dw, db, r0 > 0, 0, V)
@@ -1130,15 +1192,16 @@ class CPUBackend(Backend):
             return
         rows = min(M, self._softmax_block(V, y.dtype))
         L = np.empty((rows, V), dtype=y.dtype)
+        no_bias = np.empty(0, dtype=y.dtype)
         for r0 in range(0, M, rows):
             r1 = min(M, r0 + rows)
             n = r1 - r0
-            self.gemm(y[r0:r1], w.T, b, L[:n])
+            self.gemm(y[r0:r1], w.T, no_bias, L[:n])                # logits, less b
             ntasks = self._lm_ntasks(n, n * V)
             if ntasks == 1:
-                _softmax_logprob_rows(L[:n], targets[r0:r1], out[r0:r1], 0, n)
+                _softmax_logprob_rows(L[:n], b, targets[r0:r1], out[r0:r1], 0, n)
             else:
-                softmax_logprob_rows(L[:n], targets[r0:r1], out[r0:r1], ntasks)
+                softmax_logprob_rows(L[:n], b, targets[r0:r1], out[r0:r1], ntasks)
 
     def log_softmax(self, y, w, b, out):
         M = y.shape[0]
