@@ -712,6 +712,9 @@ def mul(a, b, out):
 # K features, n rows of one block of logits.
 # ---------------------------------------------------------------------------------------------
 
+# element operations below which a language-model kernel runs on one thread
+_LM_MIN_WORK = 1 << 15
+
 
 def _exp(x):
     """exp(x) inside Numba: the vectorisable ``_math._exp_f32`` for float32 (a few ulp; no
@@ -914,8 +917,6 @@ def _gemm_tn_cols(typingctx, G, v0, v1, Y, C, beta):
     return sig, codegen
 
 
-# element operations below which a language-model kernel runs on one thread
-_LM_MIN_WORK = 1 << 15
 @njit(**_JIT)
 def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
     """Rows v0..v1-1 of the decoder's gradients from one block of rows.
@@ -939,6 +940,8 @@ def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
         dbv[:] = 0
     for m in range(G.shape[0]):
         _add_into(G[m, v0:v1], dbv)
+    if Y.shape[1] == 0:                          # BLAS refuses a leading dimension of 0
+        return
     _gemm_tn_cols(G, v0, v1, Y, dw[v0:], 1.0 if accumulate else 0.0)
 
 
