@@ -52,6 +52,34 @@ relu; documented in full on the CPU kernels)
     time-major), dh0 (D, B, H), and returns the bias gradients already reduced over rows and
     steps, a NumPy array (D, 2, H): [d, 0] of ``b_ih``, [d, 1] of ``b_hh`` (equal).
 
+Language-model layers (V vocabulary size, E embedding width, M rows = flattened (b, t)
+positions, K features)
+    ``embedding_forward(ids, weight, out)``: ids (B, T) int64 native, weight (V, E),
+    out (B, T, E): ``out[b, t] = weight[ids[b, t]]`` (ids are validated by the caller:
+    0 <= id < V).
+    ``embedding_backward(ids, d_out, d_weight)``: d_weight (V, E) overwritten with
+    ``d_weight[v]`` = the sum of ``d_out[b, t]`` over the (b, t) with ``ids[b, t] == v``, added
+    in row-major (b, t) order: deterministic, bit-identical whatever the thread count; rows
+    never used are 0.
+    ``softmax_xent(y, w, b, targets, weights, dy, dw, db) -> float``: y (M, K), w (V, K),
+    b (V,), targets (M,) int64, weights (M,) of the dtype (0 for masked rows);
+    ``loss = sum_m weights[m] * (logsumexp_v(l[m, v]) - l[m, targets[m]])`` with
+    ``l = y @ w.T + b``; writes dy (M, K), dw (V, K), db (V,) (overwritten) = the gradients of
+    that loss and returns the loss as a Python float. Never materialises all (M, V) logits at
+    once: works on blocks of rows whose (rows, V) logits fit ``_config.SOFTMAX_BLOCK_BYTES``
+    (environment ``NUMGRU_SOFTMAX_BLOCK_BYTES``, default 8 MiB; at least 1 row per block). Per
+    block: logits = y_blk @ w.T + b; row-wise max, logsumexp and loss; in place the gradient
+    (softmax - onehot) * weight; then dy_blk = g @ w, dw += g.T @ y_blk, db += column sums of
+    g. Rows of weight 0 contribute nothing (the CPU leaves them out of every product; CUDA
+    zeroes their gradient rows, so their y must be finite there).
+    ``softmax_logprob(y, w, b, targets, out)``: out (M,) =
+    ``log softmax(y[m] @ w.T + b)[targets[m]]``, blocked the same way (scoring a long text: M
+    can be 10^5 rows).
+    ``log_softmax(y, w, b, out)``: out (M, V) = the full log-probabilities (generation, M
+    small).
+    Numerics: the logsumexp subtracts the row max; its sum of exps is accumulated in float64
+    for both dtypes. float32 and float64.
+
 How the work is shared out among threads (CPU) or blocks (CUDA) is each backend's own business.
 """
 

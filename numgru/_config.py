@@ -14,6 +14,10 @@
   on-disk cache is off (a cached build would keep the other product).
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
   thread, because waking a second thread costs more than it saves.
+- ``SOFTMAX_BLOCK_BYTES``: the language-model softmax (``softmax_xent``, ``softmax_logprob``)
+  never holds the logits of all rows at once: it works on blocks of rows whose (rows, V) logits
+  take at most this many bytes (at least one row per block). Read on every call (not compiled
+  in), so tests shrink it; environment ``NUMGRU_SOFTMAX_BLOCK_BYTES``, default 8 MiB.
 - Matrix products: which kernel computes which product is one rule, documented in
   :mod:`numgru._gemm` (packed micro-kernel or small register-blocked kernel for the per-step
   recurrent products, BLAS per thread block for the products over all timesteps).
@@ -32,6 +36,8 @@ GEMM_REFERENCE = os.environ.get("NUMGRU_GEMM_REFERENCE", "") in ("1", "true", "y
 # the cache is off with the reference product: cached kernels would keep the micro-kernel
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes") and not GEMM_REFERENCE
 PARALLEL_MIN_WORK = 16384
+# the language-model softmax's block of logits: (rows, V) * itemsize at most this many bytes
+SOFTMAX_BLOCK_BYTES = int(os.environ.get("NUMGRU_SOFTMAX_BLOCK_BYTES", "") or 8 * 1024 * 1024)
 
 # CUDA (numgru._cuda). The kernels are rebuilt per geometry, and every value is read when a
 # kernel is launched, so tests shrink them (monkeypatch) to make several blocks run under the

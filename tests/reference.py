@@ -19,7 +19,8 @@ import numpy as np
 
 __all__ = ["gru_forward", "gru_backward", "init_params", "param_names", "param_shapes",
            "rnn_forward", "rnn_backward", "rnn_init_params", "rnn_param_shapes", "sigmoid",
-           "tanh", "relu"]
+           "tanh", "relu", "embedding_forward", "embedding_backward", "softmax_xent",
+           "softmax_logprob", "log_softmax"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,3 +406,62 @@ def rnn_backward(cache, d_out, d_h_n=None):
             dx = dinp
     grads = {name: grads[name] for name in param_names(L, cache["bidirectional"])}
     return dx, dh0, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# language-model layers: embedding, and the softmax over the vocabulary
+# V vocabulary, E embedding width, M rows (flattened (b, t) positions), K features
+# ----------------------------------------------------------------------------------------------
+def embedding_forward(ids, weight):
+    """out[b, t] = weight[ids[b, t]]: ids (B, T) ints, weight (V, E) -> (B, T, E)."""
+    return np.asarray(weight, dtype=np.float64)[np.asarray(ids)]
+
+
+def embedding_backward(ids, d_out, num_embeddings):
+    """d_weight (V, E): row v is the sum of d_out[b, t] over the (b, t) with ids[b, t] == v."""
+    ids = np.asarray(ids).reshape(-1)
+    d_out = np.asarray(d_out, dtype=np.float64).reshape(ids.shape[0], -1)
+    d_weight = np.zeros((num_embeddings, d_out.shape[1]))
+    for m, v in enumerate(ids):
+        d_weight[v] += d_out[m]
+    return d_weight
+
+
+def _logits(y, w, b):
+    return (np.asarray(y, dtype=np.float64) @ np.asarray(w, dtype=np.float64).T
+            + np.asarray(b, dtype=np.float64))
+
+
+def _logsumexp(logits):
+    """Row-wise log(sum(exp(l))), stably: the row max is subtracted first."""
+    mx = logits.max(axis=1, keepdims=True)
+    return (mx + np.log(np.exp(logits - mx).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def log_softmax(y, w, b):
+    """Full log-probabilities (M, V) of the logits y @ w.T + b."""
+    logits = _logits(y, w, b)
+    return logits - _logsumexp(logits)[:, None]
+
+
+def softmax_logprob(y, w, b, targets):
+    """log softmax(y[m] @ w.T + b)[targets[m]] for every row: (M,)."""
+    return log_softmax(y, w, b)[np.arange(len(targets)), np.asarray(targets)]
+
+
+def softmax_xent(y, w, b, targets, weights):
+    """Weighted cross-entropy of the softmax over the vocabulary and its gradients.
+
+    loss = sum_m weights[m] * (logsumexp(l[m]) - l[m, targets[m]]), l = y @ w.T + b.
+    Returns (loss, dy (M, K), dw (V, K), db (V,)), all float64.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    rows = np.arange(len(targets))
+    logp = log_softmax(y, w, b)
+    loss = float(np.sum(weights * -logp[rows, targets]))
+    g = np.exp(logp)                       # softmax
+    g[rows, targets] -= 1.0                # - onehot
+    g *= weights[:, None]
+    return loss, g @ w, g.T @ y, g.sum(axis=0)
