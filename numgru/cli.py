@@ -161,9 +161,9 @@ def _language_model(out, verbose):
 
     sonnets = load_sonnets()
     train, test = sonnets[:-2], sonnets[-2:]
-    lm = GRULanguageModel(embedding_dim=32, hidden_layer_sizes=(192,), level="char", bptt=40,
-                          batch_size=16, learning_rate_init=0.005, clip_grad_norm=1.0,
-                          max_iter=30, n_iter_no_change=30, random_state=0, verbose=verbose)
+    lm = GRULanguageModel(embedding_dim=32, hidden_layer_sizes=(128,), level="char", bptt=40,
+                          batch_size=32, learning_rate_init=0.01, clip_grad_norm=1.0,
+                          max_iter=20, n_iter_no_change=20, random_state=0, verbose=verbose)
     t0 = time.perf_counter()
     lm.fit(train)
     fit_time = time.perf_counter() - t0
