@@ -348,3 +348,26 @@ def test_load_state_dict_errors():
     assert lm.score([fx["doc0"]]) == before          # nothing changed
     with pytest.raises(ValueError, match="vocabulary="):
         GRULanguageModel(embedding_dim=6, hidden_layer_sizes=(5, 5)).load_state_dict(sd)
+
+
+# ----------------------------------------------------------------------------------------------
+# the CUDA backend (a real GPU, or the simulator that tests/conftest.py turns on): same numbers
+# ----------------------------------------------------------------------------------------------
+def test_cuda_language_model_matches_cpu(monkeypatch):
+    from numgru import _config, _cuda
+
+    if _cuda.unavailable_reason() is not None:
+        pytest.skip(f"CUDA unusable here: {_cuda.unavailable_reason()}")
+    monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(_config, "CUDA_TILE", 4)
+    text = "abcab cab bca" * 2
+    kw = dict(embedding_dim=3, hidden_layer_sizes=(4,), batch_size=2, bptt=4, max_iter=1,
+              learning_rate_init=0.05, random_state=0, dtype="float64", dropout=0.2)
+    cpu = GRULanguageModel(**kw).fit(text)
+    gpu = GRULanguageModel(device="cuda", **kw).fit(text)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-10)
+    for k, v in cpu.state_dict().items():
+        np.testing.assert_allclose(gpu.state_dict()[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(gpu.score("cab ab"), cpu.score("cab ab"), rtol=1e-10)
+    assert gpu.generate(5, prefix="ab", random_state=0) == cpu.generate(5, prefix="ab",
+                                                                         random_state=0)
