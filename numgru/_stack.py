@@ -89,6 +89,12 @@ class Stack:
         """Drop the device copies: the host parameters were replaced."""
         self._native = None
 
+    def updates_done(self):
+        """The caller has finished updating the parameters in place (the end of a fit): device
+        copies are made once more and then kept, instead of refreshed on every call."""
+        self._host_mutable = False
+        self._native = None
+
     def flat_grads(self, grads):
         """Gradients from :meth:`backward` in the order of :meth:`parameters`."""
         return [g[key] for lay, g in zip(self.layers, grads) for key in lay.param_keys]

@@ -453,16 +453,22 @@ class GRULanguageModel(BaseEstimator):
                 raise ValueError(f"early_stopping needs a validation part with at least two "
                                  f"tokens; validation_fraction={self.validation_fraction} of "
                                  f"{sum(len(d) for d in docs)} tokens leaves none")
-        vocab, counts = self._build_vocabulary(train)
-        if len(vocab) < 1 or sum(max(len(d) - 1, 0) for d in train) == 0:
+        # the vocabulary is the whole X's (a character seen only in the validation part is
+        # still a character of the text); the counts, the unigram baseline, are the training
+        # part's
+        if sum(max(len(d) - 1, 0) for d in train) == 0:
             raise ValueError("X needs at least two tokens in one document to learn from "
                              "(a model predicts each token from the ones before it)")
+        vocab, _ = self._build_vocabulary(docs)
         self.vocabulary_ = vocab
+        train_ids = [self._ids(d, "X") for d in train]
+        val_ids = [self._ids(d, "X") for d in val]
+        counts = np.zeros(len(vocab), np.int64)
+        for d in train_ids:
+            counts += np.bincount(d, minlength=len(vocab))
         self.token_counts_ = counts
         backend = get_backend(self.device)
         self._build(len(vocab), init_rng, backend)
-        train_ids = [self._ids(d, "X") for d in train]
-        val_ids = [self._ids(d, "X") for d in val]
         self.loss_curve_ = []
         self.validation_scores_ = []
         self.best_validation_score_ = None
@@ -531,7 +537,7 @@ class GRULanguageModel(BaseEstimator):
         if best_params is not None:
             for p, best in zip(params, best_params):
                 p[...] = best
-            self.stack_.params_changed()
+        self.stack_.updates_done()
 
     def _epoch(self, pieces, params, optimizer):
         """One pass over the training pieces; returns the mean loss per token."""
@@ -864,7 +870,7 @@ class GRULanguageModel(BaseEstimator):
         if not self.tie_weights:
             self.head_.params["weight"][...] = dec
         self.head_.params["bias"][...] = bias
-        self.stack_.params_changed()
+        self.stack_.updates_done()
 
     # ------------------------------------------------------------------ save / load
     def save(self, path):

@@ -198,6 +198,14 @@ def test_early_stopping_scores_validation_and_keeps_best():
     assert lm.best_validation_score_ == max(lm.validation_scores_)
 
 
+def test_vocabulary_covers_the_validation_part():
+    text = TEXT[:200] + "xyz xyz"            # x, y, z only in the held-out tail
+    lm = small(early_stopping=True, validation_fraction=0.05, max_iter=1).fit(text)
+    assert {"x", "y", "z"} <= set(lm.vocabulary_) and "<unk>" not in lm.vocabulary_
+    assert lm.token_counts_[lm.vocabulary_.index("x")] == 0     # counts: training part only
+    assert np.isfinite(lm.validation_scores_[0])
+
+
 def test_float32_close_to_float64():
     a = small(dtype="float64", max_iter=1).fit(TEXT)
     b = small(dtype="float32", max_iter=1).fit(TEXT)
