@@ -657,6 +657,16 @@ class GRULanguageModel(BaseEstimator):
         Returns
         -------
         score : float
+
+        Examples
+        --------
+        >>> import math
+        >>> from numgru import GRULanguageModel
+        >>> lm = GRULanguageModel(embedding_dim=4, hidden_layer_sizes=(8,), max_iter=2,
+        ...                       random_state=0).fit(["abcabc", "cbacba"])
+        >>> s = lm.score(["abcab", "cba"])      # 4 + 2 predicted characters
+        >>> s < 0, math.isclose(lm.perplexity(["abcab", "cba"]), math.exp(-s))
+        (True, True)
         """
         check_is_fitted(self, "stack_")
         docs = [self._ids(d, "X") for d in self._documents(X)]
@@ -705,6 +715,17 @@ class GRULanguageModel(BaseEstimator):
         -------
         str (char and word levels) or ndarray of int64 (level="tokens")
             The generated tokens only (without ``prefix``).
+
+        Examples
+        --------
+        >>> from numgru import GRULanguageModel
+        >>> lm = GRULanguageModel(embedding_dim=4, hidden_layer_sizes=(8,), max_iter=1,
+        ...                       random_state=0).fit("abab abba " * 10)
+        >>> a = lm.generate(12, prefix="ab", temperature=0.8, random_state=1)
+        >>> a == lm.generate(12, prefix="ab", temperature=0.8, random_state=1), len(a)
+        (True, 12)
+        >>> set(lm.generate(12, top_k=2, random_state=0)) <= set(lm.vocabulary_)
+        True
         """
         check_is_fitted(self, "stack_")
         if isinstance(n_tokens, (bool, np.bool_)) or not isinstance(n_tokens, (Integral, np.integer)) \

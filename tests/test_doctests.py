@@ -20,6 +20,7 @@ MODULES = [
     "numgru.gru",
     "numgru.rnn",
     "numgru.estimators",
+    "numgru.lm",
     "numgru.io",
     "numgru.plotting",
     "numgru.datasets",
@@ -54,6 +55,7 @@ def test_public_names_have_examples():
     public += ["numgru.io.save", "numgru.plotting.LossCurveDisplay",
                "numgru.datasets.load_airline_passengers",
                "numgru.datasets.make_sequence_classification",
+               "numgru.datasets.load_sonnets",
                "numgru.cli.main", "numgru.cli.info", "numgru.cli.demo",
                "numgru.dask.predict", "numgru.dask.worker_env"]
     missing = [name for name in public if name not in names]
