@@ -699,6 +699,12 @@ def mul(a, b, out):
     return out
 
 
+def add(a, b, out):
+    """out = a + b (residual connections; ``out`` may be ``a`` or ``b``)."""
+    np.add(a, b, out=out)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The CPU backend object (the contract is in numgru._backend)
 # ---------------------------------------------------------------------------------------------
@@ -747,6 +753,9 @@ class CPUBackend(Backend):
 
     def mul(self, a, b, out):
         return mul(a, b, out)
+
+    def add(self, a, b, out):
+        return add(a, b, out)
 
     @staticmethod
     def _ntasks(M):

@@ -117,7 +117,7 @@ class _Kernels:
     Per-step recurrence phases: ``fwd_after``, ``fwd_cho_rz``, ``fwd_cho_n`` (forward),
     ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward); the vanilla RNN's ``rnn_fwd``
     (forward) and ``rnn_bwd_act`` then ``bwd_dh`` (backward). Persistent (one launch per layer):
-    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``copy``, ``fill``,
+    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``add``, ``copy``, ``fill``,
     ``transpose_last2``, ``rh``, ``nonfinite``.
     """
 
@@ -618,6 +618,12 @@ def _kernels(dtype_name, tpb, rows, tile):
             out[i] = a[i] * b[i]
 
     @cuda.jit
+    def k_add(a, b, out):
+        """out = a + b, elementwise over 1-D views (out may be a or b)."""
+        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+            out[i] = a[i] + b[i]
+
+    @cuda.jit
     def k_copy(a, out):
         for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
             out[i] = a[i]
@@ -660,7 +666,7 @@ def _kernels(dtype_name, tpb, rows, tile):
         bwd_gates=k_bwd_gates, bwd_cho_r=k_bwd_cho_r, bwd_dh=k_bwd_dh,
         rnn_fwd=k_rnn_fwd, rnn_bwd_act=k_rnn_bwd_act,
         forward=p_forward, backward=p_backward,
-        gemm=k_gemm, colsum=k_colsum, mul=k_mul, copy=k_copy, fill=k_fill,
+        gemm=k_gemm, colsum=k_colsum, mul=k_mul, add=k_add, copy=k_copy, fill=k_fill,
         transpose_last2=k_transpose_last2, rh=k_rh, nonfinite=k_nonfinite)
 
 
@@ -738,6 +744,13 @@ def mul(a, b, out):
     """out = a * b (same shapes, contiguous): dropout masks."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
     _k(a.dtype).mul[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
+    return out
+
+
+def add(a, b, out):
+    """out = a + b (same shapes, contiguous; out may be a or b): residual connections."""
+    tpb = _config.CUDA_THREADS_PER_BLOCK
+    _k(a.dtype).add[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
     return out
 
 
@@ -1069,6 +1082,9 @@ class CUDABackend(Backend):
     # elementwise and products
     def mul(self, a, b, out):
         return mul(a, b, out)
+
+    def add(self, a, b, out):
+        return add(a, b, out)
 
     def gemm(self, A, W, bias, C):
         _gemm(A, W, bias, C)
