@@ -348,3 +348,24 @@ def test_stream_attention_float32_classifier():
     s.update(X[:, :4])
     np.testing.assert_allclose(s.update(X[:, 4:], proba=True), clf.predict_proba(X),
                                atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ the adding problem
+def test_make_adding_problem():
+    from numgru.datasets import make_adding_problem
+
+    X, y = make_adding_problem(n_samples=50, n_timesteps=101, random_state=0)
+    assert X.shape == (50, 101, 2) and y.shape == (50,) and X.dtype == y.dtype == np.float64
+    markers = X[:, :, 1]
+    assert set(np.unique(markers)) == {0.0, 1.0}
+    assert (markers[:, :50].sum(axis=1) == 1).all() and (markers[:, 50:].sum(axis=1) == 1).all()
+    assert ((X[:, :, 0] >= 0) & (X[:, :, 0] < 1)).all()
+    np.testing.assert_allclose(y, (X[:, :, 0] * markers).sum(axis=1))
+    X2, y2 = make_adding_problem(n_samples=50, n_timesteps=101, random_state=0)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(make_adding_problem(50, 101, random_state=1)[1], y)
+    for kw in (dict(n_samples=0), dict(n_timesteps=1), dict(n_timesteps=2.5),
+               dict(n_samples=True)):
+        with pytest.raises(ValueError, match="must be an integer"):
+            make_adding_problem(**{"n_samples": 5, "n_timesteps": 10, **kw})
