@@ -491,7 +491,8 @@ def main(argv=None):
     info = machine_info(threads, numgru, numba, torch, load_at_start)
     notes = ("Medians of interleaved repetitions (numgru, torch, numgru, ...), float32, CPU. "
              "speed-up = torch ms / numgru ms. GFLOP/s counts the matrix products only: forward "
-             "2*B*T*3H*(I_k+H) per layer (RNN: 2*B*T*H*(I_k+H)), train step = 3x forward. Outputs and gradients were "
+             "2*B*T*3H*(I_k+H) per layer (RNN: 2*B*T*H*(I_k+H)), train step = 3x forward. "
+             "Outputs and gradients were "
              f"checked to agree with torch within {TOLERANCE:.0e} (scaled max error) first.")
     if args.markdown:
         print("\n".join(f"- {k}: {v}" for k, v in info))

@@ -117,8 +117,8 @@ class _Kernels:
     Per-step recurrence phases: ``fwd_after``, ``fwd_cho_rz``, ``fwd_cho_n`` (forward),
     ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward); the vanilla RNN's ``rnn_fwd``
     (forward) and ``rnn_bwd_act`` then ``bwd_dh`` (backward). Persistent (one launch per layer):
-    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``add``, ``copy``, ``fill``,
-    ``transpose_last2``, ``rh``, ``nonfinite``.
+    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``add``, ``copy``,
+    ``fill``, ``transpose_last2``, ``rh``, ``nonfinite``.
     """
 
     def __init__(self, dtype_name, geometry, **kernels):

@@ -4,7 +4,8 @@ Shape legend: S streams (sequences fed side by side), t steps in a chunk, F feat
 
 A :class:`Stream` keeps, per stream, every recurrent layer's state after the steps seen so far
 (and, for ``pooling="mean"``, the running sum of the last layer's outputs; for
-``pooling="attention"``, the running max-shifted sums of :class:`numgru._attention.RunningAttention`),
+``pooling="attention"``, the running max-shifted sums of
+:class:`numgru._attention.RunningAttention`),
 so that feeding a
 sequence in chunks gives what ``predict`` gives on the whole sequence: for ``output="each_step"``
 the predictions of the new steps, otherwise the prediction given all history so far.

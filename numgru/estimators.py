@@ -12,8 +12,8 @@ tanh or relu) and dropout between them (``residual``: skip connections, see
 :func:`numgru._stack.residual_layers`), then a linear head on either one feature vector per
 sequence (``output="last"``; ``pooling`` "last" = the top layer's output at the end of each
 sequence, "mean" = the mean output over valid steps, "attention" = an attention-weighted sum of
-the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="each_step"``). The head's output goes through
-softmax (classifier) or the identity (regressor).
+the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="each_step"``). The
+head's output goes through softmax (classifier) or the identity (regressor).
 """
 
 import time
@@ -185,8 +185,8 @@ class _BaseGRUEstimator(BaseEstimator):
         options = {"reset_after": self.reset_after} if self.cell == "gru" else {}
         return Stack.recurrent(n_inputs, self._sizes(), cell=self.cell,
                                bidirectional=self.bidirectional, dropout=self.dropout,
-                               residual=self.residual, dtype=self._dtype, backend=get_backend(device), rngs=rngs,
-                               **options)
+                               residual=self.residual, dtype=self._dtype,
+                               backend=get_backend(device), rngs=rngs, **options)
 
     @property
     def layers_(self):

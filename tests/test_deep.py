@@ -254,7 +254,7 @@ def test_attention_weights_errors():
         fit(GRURegressor, X, X[:, 0, 0], pooling="max")
 
 
-# ------------------------------------------------------------------------------ dtypes, persistence
+# ----------------------------------------------------------------------------- dtypes, persistence
 @pytest.mark.parametrize("make", [GRURegressor, GRUClassifier])
 def test_float32_model_agrees_with_float64(make):
     y = X[:, :, 0].sum(axis=1) if make is GRURegressor else np.arange(8) % 3
@@ -312,7 +312,8 @@ def test_model_file_without_attention_arrays_is_refused(tmp_path):
         clone(clf)._set_fitted_state(fitted, arrays)
     fitted, arrays = clf._get_fitted_state()
     arrays["attention_coef"] = np.zeros((3, 4))
-    with pytest.raises(ValueError, match=r"'attention_coef' has shape \(3, 4\), expected \(4, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"'attention_coef' has shape \(3, 4\), expected \(4, 4\)"):
         clone(clf)._set_fitted_state(fitted, arrays)
 
 
