@@ -370,3 +370,14 @@ def test_make_adding_problem():
                dict(n_samples=True)):
         with pytest.raises(ValueError, match="must be an integer"):
             make_adding_problem(**{"n_samples": 5, "n_timesteps": 10, **kw})
+
+
+def test_last_step_outputs_equal_the_final_states_without_a_skip():
+    """pooling="last" with a top skip reads the outputs; without one they are h_n exactly."""
+    from numgru.estimators import _last_step_outputs
+
+    reg = fit(GRURegressor, RAGGED, X[:, 0, 0], bidirectional=True)
+    assert not reg._last_from_out()
+    Xp, lengths = reg._input(RAGGED, reset=False)
+    feats, top = reg._features(Xp, lengths, training=False)
+    np.testing.assert_array_equal(_last_step_outputs(top, lengths, 2), feats)
