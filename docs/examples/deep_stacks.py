@@ -3,7 +3,7 @@
 Trains four regressors (an 8-layer tanh RNN and an 8-layer GRU, each plain and with residual
 connections; hidden size 32) on the adding problem with T = 100 steps and draws their training
 loss curves side by side into ``docs/deep_stacks.png``. Unlike the examples of the gallery, it
-is not run while the documentation builds (several minutes on two cores); run it by hand::
+is not run while the documentation builds (about 15 minutes on two cores); run it by hand::
 
     python docs/examples/deep_stacks.py [output.png]
 
