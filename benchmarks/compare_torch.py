@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Side-by-side timing of ``numgru.GRU`` and ``torch.nn.GRU`` on the CPU, in one process.
+"""Side-by-side timing of ``numgru.GRU`` / ``torch.nn.GRU`` (and ``numgru.RNN`` /
+``torch.nn.RNN``) on the CPU, in one process.
 
     python benchmarks/compare_torch.py [--threads 2] [--repeat N] [--shapes small,mid,large]
-                                       [--budget SECONDS] [--markdown]
+                                       [--rnn-shapes small,mid] [--budget SECONDS] [--markdown]
     python benchmarks/compare_torch.py --fit [--epochs 200] [--threads 2] [--markdown]
     python benchmarks/compare_torch.py --lm [--lm-config seed|small] [--threads 2] [--markdown]
 
@@ -24,6 +25,11 @@ large (128, 100, 64, 256, 2) -- the script
      before each step (outside the timed region), numgru returns fresh gradient arrays;
 4. reports medians: numgru ms, torch ms, speed-up = torch ms / numgru ms (> 1: numgru faster)
    and numgru GFLOP/s.
+
+The same is done for the vanilla tanh RNN -- ``torch.nn.RNN(I, H, L, nonlinearity="tanh",
+batch_first=True)`` against ``numgru.RNN(I, H, L, nonlinearity="tanh")`` -- at the shapes of
+``--rnn-shapes`` (default small,mid; an empty string skips them), in rows labelled "RNN tanh"
+beside the "GRU" rows. Its FLOPs are a third of the GRU's (one gate block instead of three).
 
 FLOPs: forward = sum over layers of 2*B*T*3H*(I_k + H) (the matrix products; the element-wise
 gate arithmetic, ~15*B*T*H per layer, is ignored -- under 3% here); a training step is counted
@@ -132,12 +138,22 @@ def check(what, actual, expected, shape_name):
     return err
 
 
-def build(shape_name, numgru, torch):
+MODELS = {"GRU": 3, "RNN tanh": 1}      # model label -> gate blocks (FLOPs relative to H)
+
+
+def build(shape_name, numgru, torch, model="GRU"):
+    """The torch module and the numgru engine of ``model`` ("GRU" or "RNN tanh") with the same
+    weights, an input and an upstream gradient."""
     B, T, I, H, L = SHAPES[shape_name]
     torch.manual_seed(0)
-    tgru = torch.nn.GRU(I, H, num_layers=L, batch_first=True)  # float32
+    if model == "GRU":
+        tgru = torch.nn.GRU(I, H, num_layers=L, batch_first=True)  # float32
+        ngru = numgru.GRU(I, H, num_layers=L, dtype="float32", random_state=0)
+    else:
+        tgru = torch.nn.RNN(I, H, num_layers=L, nonlinearity="tanh", batch_first=True)
+        ngru = numgru.RNN(I, H, num_layers=L, nonlinearity="tanh", dtype="float32",
+                          random_state=0)
     tgru.train()  # dropout=0, so train/eval modes compute the same thing
-    ngru = numgru.GRU(I, H, num_layers=L, dtype="float32", random_state=0)
     ngru.load_state_dict({k: v.detach().cpu().numpy() for k, v in tgru.state_dict().items()})
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, I)).astype(np.float32)
@@ -221,20 +237,20 @@ def run_shape(shape_name, tgru, ngru, x, g, repeat, budget, torch):
 
 
 def format_rows(rows, markdown):
-    header = ["shape (B, T, I, H, L)", "mode", "numgru ms", "torch ms",
+    header = ["model", "shape (B, T, I, H, L)", "mode", "numgru ms", "torch ms",
               "speed-up (torch/numgru)", "numgru GFLOP/s", "reps"]
     body = []
-    for shape_name, dims, mode, n_s, t_s, reps, flops in rows:
-        body.append([f"{shape_name} {dims}", mode, f"{n_s * 1e3:.2f}", f"{t_s * 1e3:.2f}",
+    for model, shape_name, dims, mode, n_s, t_s, reps, flops in rows:
+        body.append([model, f"{shape_name} {dims}", mode, f"{n_s * 1e3:.2f}", f"{t_s * 1e3:.2f}",
                      f"{t_s / n_s:.2f}x", f"{flops / n_s / 1e9:.1f}", str(reps)])
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+                 "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     fmt = lambda r: "  ".join(  # noqa: E731
-        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in body])
 
 # --------------------------------------------------------------------------- estimator fit
@@ -421,6 +437,9 @@ def parse_args(argv=None):
                    help="seconds per shape and mode when --repeat is not given (default 8)")
     p.add_argument("--shapes", default="small,mid,large",
                    help="comma-separated subset of " + ",".join(SHAPES))
+    p.add_argument("--rnn-shapes", default="small,mid",
+                   help="shapes of the torch.nn.RNN (tanh) rows, comma-separated subset of "
+                        + ",".join(SHAPES) + " (default small,mid; '' for none)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--fit", action="store_true",
                    help="compare a whole GRUClassifier fit with an equivalent torch training loop")
@@ -435,7 +454,8 @@ def parse_args(argv=None):
                    help="epochs of the --fit comparison (default 200)")
     args = p.parse_args(argv)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
-    unknown = [s for s in args.shapes if s not in SHAPES]
+    args.rnn_shapes = [s.strip() for s in args.rnn_shapes.split(",") if s.strip()]
+    unknown = [s for s in args.shapes + args.rnn_shapes if s not in SHAPES]
     if unknown or not args.shapes:
         p.error(f"unknown shape(s) {unknown}; choose from {', '.join(SHAPES)}")
     if args.threads < 1 or args.epochs < 1 or (args.repeat is not None and args.repeat < 1):
@@ -467,26 +487,29 @@ def main(argv=None):
 
     load_at_start = load_average()
     rows, check_errs = [], {}
-    for shape_name in args.shapes:
+    runs = [("GRU", s) for s in args.shapes] + [("RNN tanh", s) for s in args.rnn_shapes]
+    for model, shape_name in runs:
         dims = SHAPES[shape_name]
-        tgru, ngru, x, g = build(shape_name, numgru, torch)
+        tgru, ngru, x, g = build(shape_name, numgru, torch, model)
         try:
-            check_errs[shape_name] = verify(shape_name, tgru, ngru, x, g, torch)
+            err = verify(f"{model} {shape_name}", tgru, ngru, x, g, torch)
         except Mismatch as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             return 1
+        check_errs[model, shape_name] = err
         res = run_shape(shape_name, tgru, ngru, x, g, args.repeat, args.budget, torch)
-        fwd = gru_flops(*dims)
+        fwd = gru_flops(*dims) * MODELS[model] // 3
         for mode, flops in (("inference", fwd), ("train", 3 * fwd)):
             n_s, t_s, reps = res[mode]
-            rows.append((shape_name, dims, mode, n_s, t_s, reps, flops))
-        print(f"  done {shape_name} (max scaled error vs torch {check_errs[shape_name]:.1e})",
+            rows.append((model, shape_name, dims, mode, n_s, t_s, reps, flops))
+        print(f"  done {model} {shape_name} (max scaled error vs torch {err:.1e})",
               file=sys.stderr, flush=True)
 
     info = machine_info(threads, numgru, numba, torch, load_at_start)
     notes = ("Medians of interleaved repetitions (numgru, torch, numgru, ...), float32, CPU. "
              "speed-up = torch ms / numgru ms. GFLOP/s counts the matrix products only: forward "
-             "2*B*T*3H*(I_k+H) per layer, train step = 3x forward. Outputs and gradients were "
+             "2*B*T*3H*(I_k+H) per layer (RNN: 2*B*T*H*(I_k+H)), train step = 3x forward. "
+             "Outputs and gradients were "
              f"checked to agree with torch within {TOLERANCE:.0e} (scaled max error) first.")
     if args.markdown:
         print("\n".join(f"- {k}: {v}" for k, v in info))

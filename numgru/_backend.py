@@ -22,6 +22,8 @@ Memory
 
 Elementwise
     ``mul(a, b, out) -> out``: ``out = a * b`` (dropout masks).
+    ``add(a, b, out) -> out``: ``out = a + b`` (residual connections); same shapes, and ``out``
+    may be ``a`` or ``b`` (in place).
 
 Products over all timesteps (the large ones; the recurrences' own products live in the layer
 kernels)

@@ -706,6 +706,12 @@ def mul(a, b, out):
     return out
 
 
+def add(a, b, out):
+    """out = a + b (residual connections; ``out`` may be ``a`` or ``b``)."""
+    np.add(a, b, out=out)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Language-model layers: the embedding, and the softmax over the vocabulary with its loss.
 # Shape legend: V vocabulary size, E embedding width, M rows (flattened (b, t) positions),
@@ -1040,6 +1046,9 @@ class CPUBackend(Backend):
 
     def mul(self, a, b, out):
         return mul(a, b, out)
+
+    def add(self, a, b, out):
+        return add(a, b, out)
 
     @staticmethod
     def _ntasks(M):

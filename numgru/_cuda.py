@@ -117,8 +117,8 @@ class _Kernels:
     Per-step recurrence phases: ``fwd_after``, ``fwd_cho_rz``, ``fwd_cho_n`` (forward),
     ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward); the vanilla RNN's ``rnn_fwd``
     (forward) and ``rnn_bwd_act`` then ``bwd_dh`` (backward). Persistent (one launch per layer):
-    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``copy``, ``fill``,
-    ``transpose_last2``, ``rh``, ``nonfinite``, ``add``. Language-model layers:
+    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``add``, ``copy``,
+    ``fill``, ``transpose_last2``, ``rh``, ``nonfinite``. Language-model layers:
     ``embedding_forward``, ``embedding_backward``, and the row-wise softmax kernels (one block
     per row) ``softmax_xent_rows``, ``softmax_logprob_rows``, ``log_softmax_rows``.
     """
@@ -620,6 +620,12 @@ def _kernels(dtype_name, tpb, rows, tile):
             out[i] = a[i] * b[i]
 
     @cuda.jit
+    def k_add(a, b, out):
+        """out = a + b, elementwise over 1-D views (out may be a or b)."""
+        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+            out[i] = a[i] + b[i]
+
+    @cuda.jit
     def k_copy(a, out):
         for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
             out[i] = a[i]
@@ -782,20 +788,14 @@ def _kernels(dtype_name, tpb, rows, tile):
             for v in range(cuda.threadIdx.x, row.shape[0], cuda.blockDim.x):
                 row[v] -= lse
 
-    @cuda.jit
-    def k_add(a, out):
-        """out += a, elementwise over 1-D views."""
-        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-            out[i] += a[i]
-
     return _Kernels(
         dtype_name, (tpb, rows, tile),
         fwd_after=k_fwd_after, fwd_cho_rz=k_fwd_cho_rz, fwd_cho_n=k_fwd_cho_n,
         bwd_gates=k_bwd_gates, bwd_cho_r=k_bwd_cho_r, bwd_dh=k_bwd_dh,
         rnn_fwd=k_rnn_fwd, rnn_bwd_act=k_rnn_bwd_act,
         forward=p_forward, backward=p_backward,
-        gemm=k_gemm, colsum=k_colsum, mul=k_mul, copy=k_copy, fill=k_fill,
-        transpose_last2=k_transpose_last2, rh=k_rh, nonfinite=k_nonfinite, add=k_add,
+        gemm=k_gemm, colsum=k_colsum, mul=k_mul, add=k_add, copy=k_copy, fill=k_fill,
+        transpose_last2=k_transpose_last2, rh=k_rh, nonfinite=k_nonfinite,
         embedding_forward=k_embedding_forward, embedding_backward=k_embedding_backward,
         softmax_xent_rows=k_softmax_xent_rows, softmax_logprob_rows=k_softmax_logprob_rows,
         log_softmax_rows=k_log_softmax_rows)
@@ -875,6 +875,13 @@ def mul(a, b, out):
     """out = a * b (same shapes, contiguous): dropout masks."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
     _k(a.dtype).mul[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
+    return out
+
+
+def add(a, b, out):
+    """out = a + b (same shapes, contiguous; out may be a or b): residual connections."""
+    tpb = _config.CUDA_THREADS_PER_BLOCK
+    _k(a.dtype).add[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
     return out
 
 
@@ -972,7 +979,7 @@ def _embedding_backward(ids, d_out, d_weight):
 def _add(a, out):
     """out += a (same shapes, contiguous)."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype).add[_blocks(a.size, tpb), tpb](_flat(a), _flat(out))
+    _k(a.dtype).add[_blocks(a.size, tpb), tpb](_flat(a), _flat(out), _flat(out))
 
 
 def _softmax_xent(y, w, b, targets, weights, dy, dw, db):
@@ -1322,6 +1329,9 @@ class CUDABackend(Backend):
     # elementwise and products
     def mul(self, a, b, out):
         return mul(a, b, out)
+
+    def add(self, a, b, out):
+        return add(a, b, out)
 
     def gemm(self, A, W, bias, C):
         _gemm(A, W, bias, C)

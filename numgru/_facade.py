@@ -43,7 +43,7 @@ class RecurrentNetwork:
     """
 
     def __init__(self, input_size, hidden_size, num_layers, *, bidirectional, dropout, dtype,
-                 device, random_state, cell, cell_options):
+                 device, random_state, cell, cell_options, residual=False):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
@@ -58,6 +58,7 @@ class RecurrentNetwork:
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         self.dropout = float(dropout)
+        self.residual = bool(residual)
         self.dtype = as_dtype(dtype)
         try:
             self.rng = (random_state if isinstance(random_state, np.random.Generator)
@@ -69,8 +70,9 @@ class RecurrentNetwork:
         self._device_io = False
         self._stack = Stack.recurrent(self.input_size, [self.hidden_size] * self.num_layers,
                                       cell=cell, bidirectional=self.bidirectional,
-                                      dropout=self.dropout, dtype=self.dtype, backend=be,
-                                      rngs=self.rng, **cell_options)
+                                      dropout=self.dropout, residual=self.residual,
+                                      dtype=self.dtype, backend=be, rngs=self.rng,
+                                      **cell_options)
 
     @classmethod
     def _from_stack(cls, stack, rng=None):
@@ -85,6 +87,7 @@ class RecurrentNetwork:
         net.num_directions = first.num_directions
         net.bidirectional = first.num_directions == 2
         net.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
+        net.residual = bool(stack.residual_layers)
         net._cell_attributes(first)
         net.dtype = stack.dtype
         net.rng = rng if rng is not None else np.random.default_rng()
@@ -183,6 +186,8 @@ class RecurrentNetwork:
             extra.append("bidirectional=True")
         if self.dropout:
             extra.append(f"dropout={self.dropout}")
+        if self.residual:
+            extra.append("residual=True")
         extra += self._repr_options()
         extra.append(f"dtype={self.dtype.name!r}")
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, {', '.join(extra)})"

@@ -11,6 +11,12 @@ needs, and reuses scratch buffers between calls.
 
 States: ``h0`` / ``h_n`` / ``dh0`` / ``d_h_n`` are lists with one (D, B, H_k) native array per
 recurrent layer (views into one (L*D, B, H) array when the sizes are equal).
+
+Residual connections (``residual=True``, the tensorflow/nmt convention): every recurrent layer
+after the first whose input width equals its output width (D*H_{k-1} == D*H_k) outputs
+``its input + its cell's output``, where its input is what the cell reads, i.e. the previous
+layer's output after dropout. The stack applies them (``skips``): a cell never sees its skip,
+and the recurrent states (``h_n``) stay the cells' own.
 """
 
 import math
@@ -32,10 +38,12 @@ class Stack:
     dtype : numpy dtype
     """
 
-    def __init__(self, layers, backend, dtype):
+    def __init__(self, layers, backend, dtype, skips=()):
         self.layers = list(layers)
         self.backend = backend
         self.dtype = np.dtype(dtype)
+        # indices into ``layers`` of the layers whose input is added to their output
+        self.skips = frozenset(int(i) for i in skips)
         self._native = None           # native copies of the parameters
         self._host_mutable = False    # parameters handed out for in-place updates
         self._tape = None             # what the last training forward keeps for backward
@@ -43,28 +51,44 @@ class Stack:
 
     @classmethod
     def recurrent(cls, input_size, hidden_sizes, *, cell="gru", bidirectional=False, dropout=0.0,
-                  dtype="float32", backend, rngs, **cell_options):
+                  residual=False, dtype="float32", backend, rngs, **cell_options):
         """Recurrent layers of ``hidden_sizes`` with dropout between them.
 
         ``rngs``: one numpy Generator per layer, or a single one drawn from layer after layer,
-        for the initialisation.
+        for the initialisation. ``residual``: skip connections on every layer after the first
+        whose input and output widths match (see :func:`residual_layers`; ValueError if none
+        can have one).
         """
         layer_cls = get_cell(cell)
         D = 2 if bidirectional else 1
+        skip_layers = residual_layers(input_size, hidden_sizes, D) if residual else []
         if isinstance(rngs, np.random.Generator):
             rngs = [rngs] * len(hidden_sizes)
         layers = []
+        skips = []
         size = input_size
         for k, (H, rng) in enumerate(zip(hidden_sizes, rngs)):
             if k > 0 and dropout > 0:
                 layers.append(Dropout(size, dropout, dtype))
             layer = layer_cls(size, H, D, dtype, **cell_options)
             layer.init_params(rng)
+            if k in skip_layers:
+                skips.append(len(layers))
             layers.append(layer)
+            # residual + layer normalisation: a LayerNorm layer (not written yet) would be
+            # appended here, after the cell, with the add done before it (``skips`` marks the
+            # cell; the stack adds the skip right after the cell's forward)
             size = layer.output_size
-        return cls(layers, backend, dtype)
+        return cls(layers, backend, dtype, skips)
 
     # ------------------------------------------------------------------ structure
+    @property
+    def residual_layers(self):
+        """Indices among :attr:`recurrent_layers` of the layers with a skip connection."""
+        skips = getattr(self, "skips", frozenset())
+        rec = [i for i, lay in enumerate(self.layers) if lay.num_states]
+        return [k for k, i in enumerate(rec) if i in skips]
+
     @property
     def recurrent_layers(self):
         return [lay for lay in self.layers if lay.num_states]
@@ -156,12 +180,15 @@ class Stack:
         inp = x
         si = 0
         last = len(self.layers) - 1
+        skips = getattr(self, "skips", frozenset())   # stacks pickled before skips existed
         for i, lay in enumerate(self.layers):
             if lay.num_states:
                 out, saved = lay.forward(ctx, params[i], inp, h0[si], h_n[si], i == last)
                 si += 1
             else:
                 out, saved = lay.forward(ctx, params[i], inp, None, None, i == last)
+            if i in skips:      # out = inp + cell output (the cell keeps no reference to out)
+                be.add(out, inp, out)
             tape.append(saved)
             inp = out
         if training:  # an inference forward leaves the last training forward's state alone
@@ -201,9 +228,11 @@ class Stack:
         grads = [None] * len(self.layers)
         si = len(rec)
         d = d_out
+        skips = getattr(self, "skips", frozenset())
         for i in range(len(self.layers) - 1, -1, -1):
             lay = self.layers[i]
             want_dx = need_dx or i > 0
+            d_skip = d
             if lay.num_states:
                 si -= 1
                 d, grads[i] = lay.backward(ctx, tape["params"][i], tape["tape"][i], d, d_h_n[si],
@@ -211,7 +240,32 @@ class Stack:
             else:
                 d, grads[i] = lay.backward(ctx, tape["params"][i], tape["tape"][i], d, None,
                                            None, want_dx, i == 0)
+            if i in skips:      # the skip's gradient: d inp += d out (i > 0, so d is not None)
+                be.add(d, d_skip, d)
         return d, dh0, grads
+
+
+def residual_layers(input_size, hidden_sizes, num_directions):
+    """Indices k of the recurrent layers that get a residual connection: every k >= 1 whose
+    input width (D*H_{k-1}) equals its output width (D*H_k).
+
+    Raises ValueError when there is none (one layer, or every width differs): residual
+    connections were asked for and none would be made.
+    """
+    D = int(num_directions)
+    sizes = [int(h) for h in hidden_sizes]
+    ks = [k for k in range(1, len(sizes)) if sizes[k - 1] == sizes[k]]
+    if not ks:
+        if len(sizes) == 1:
+            raise ValueError("residual=True needs at least two recurrent layers: the first layer "
+                             "never has a residual connection (its input is the data), and this "
+                             f"network has one layer (input width {input_size}, output width "
+                             f"{D * sizes[0]})")
+        widths = ", ".join(f"layer {k}: input width {D * sizes[k - 1]}, output width "
+                           f"{D * sizes[k]}" for k in range(1, len(sizes)))
+        raise ValueError("residual=True but no layer after the first has equal input and output "
+                         f"widths, so none can have a residual connection ({widths})")
+    return ks
 
 
 def _context(stack, lengths, training, rng):

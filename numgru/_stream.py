@@ -3,7 +3,10 @@
 Shape legend: S streams (sequences fed side by side), t steps in a chunk, F features per step.
 
 A :class:`Stream` keeps, per stream, every recurrent layer's state after the steps seen so far
-(and, for ``pooling="mean"``, the running sum of the last layer's outputs), so that feeding a
+(and, for ``pooling="mean"``, the running sum of the last layer's outputs; for
+``pooling="attention"``, the running max-shifted sums of
+:class:`numgru._attention.RunningAttention`),
+so that feeding a
 sequence in chunks gives what ``predict`` gives on the whole sequence: for ``output="each_step"``
 the predictions of the new steps, otherwise the prediction given all history so far.
 """
@@ -11,6 +14,8 @@ the predictions of the new steps, otherwise the prediction given all history so 
 import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
+
+from ._attention import RunningAttention
 
 
 class Stream:
@@ -40,6 +45,7 @@ class Stream:
                                           dtype=stack.dtype))
                        for lay in stack.recurrent_layers]
         self._sum = np.zeros((self.n_streams, stack.output_size), dtype=np.float64)
+        self._attention = RunningAttention(self.n_streams, stack.output_size)
         self.n_steps_ = 0
         return self
 
@@ -107,6 +113,11 @@ class Stream:
         out = be.to_host(out)
         if est.output == "each_step":
             feats = out.reshape(S * t, -1)
+        elif est.pooling == "attention":
+            feats = self._attention.update(out, est.attention_coef_, est.attention_intercept_,
+                                           est.attention_vector_)
+        elif est.pooling == "last" and est._last_from_out():    # the top layer's skip
+            feats = np.ascontiguousarray(out[:, -1])
         elif est.pooling == "last":
             feats = np.ascontiguousarray(be.to_host(h_n[-1])[0])
         else:

@@ -8,10 +8,12 @@ held-out ``validation_fraction`` with best-weight restore, and the fitted attrib
 
 The network: one engine stack (:class:`numgru._stack.Stack`) with a recurrent layer per entry of
 ``hidden_layer_sizes`` (sizes may differ; the cell is ``cell``: the GRU, or the vanilla RNN with
-tanh or relu) and dropout between them, then a linear head on either one feature vector per sequence
-(``output="last"``; ``pooling`` "last" = the final states, "mean" = the mean output over valid
-steps) or on every valid timestep (``output="each_step"``). The head's output goes through
-softmax (classifier) or the identity (regressor).
+tanh or relu) and dropout between them (``residual``: skip connections, see
+:func:`numgru._stack.residual_layers`), then a linear head on either one feature vector per
+sequence (``output="last"``; ``pooling`` "last" = the top layer's output at the end of each
+sequence, "mean" = the mean output over valid steps, "attention" = an attention-weighted sum of
+the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="each_step"``). The
+head's output goes through softmax (classifier) or the identity (regressor).
 """
 
 import time
@@ -30,7 +32,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from . import _data
+from . import _attention, _data
 from . import io as _io
 from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
@@ -54,8 +56,9 @@ class _BaseGRUEstimator(BaseEstimator):
         "cell": [StrOptions({"gru", "rnn_tanh", "rnn_relu"})],
         "bidirectional": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "residual": ["boolean"],
         "reset_after": ["boolean"],
-        "pooling": [StrOptions({"last", "mean"})],
+        "pooling": [StrOptions({"last", "mean", "attention"})],
         "output": [StrOptions({"last", "each_step"})],
         "solver": [StrOptions({"adam", "rmsprop", "sgd"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -83,8 +86,8 @@ class _BaseGRUEstimator(BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
-                 reset_after=True, pooling="last", output="last", solver="adam", alpha=1e-4,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 residual=False, reset_after=True, pooling="last", output="last", solver="adam",
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
@@ -94,6 +97,7 @@ class _BaseGRUEstimator(BaseEstimator):
         self.cell = cell
         self.bidirectional = bidirectional
         self.dropout = dropout
+        self.residual = residual
         self.reset_after = reset_after
         self.pooling = pooling
         self.output = output
@@ -171,6 +175,9 @@ class _BaseGRUEstimator(BaseEstimator):
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
+        if self._attention_pooled():   # drawn after the head: other models' draws unchanged
+            (self.attention_coef_, self.attention_intercept_,
+             self.attention_vector_) = _attention.init_attention(rng, size_in, size_in, dt)
 
     def _build_stack(self, n_inputs, device, rngs):
         """The recurrent layers of ``hidden_layer_sizes`` (cells ``cell``) as one engine stack
@@ -178,8 +185,8 @@ class _BaseGRUEstimator(BaseEstimator):
         options = {"reset_after": self.reset_after} if self.cell == "gru" else {}
         return Stack.recurrent(n_inputs, self._sizes(), cell=self.cell,
                                bidirectional=self.bidirectional, dropout=self.dropout,
-                               dtype=self._dtype, backend=get_backend(device), rngs=rngs,
-                               **options)
+                               residual=self.residual, dtype=self._dtype,
+                               backend=get_backend(device), rngs=rngs, **options)
 
     @property
     def layers_(self):
@@ -201,22 +208,50 @@ class _BaseGRUEstimator(BaseEstimator):
             raise AttributeError("grus_ exists for cell='gru' only; use layers_")
         return layers
 
+    def _attention_pooled(self):
+        """True when the head reads attention-pooled features (and the network has the
+        attention parameters)."""
+        return self.output == "last" and self.pooling == "attention"
+
+    def _last_from_out(self):
+        """pooling="last" reads the top layer's output at the end of each sequence; without a
+        skip on the top layer that is its final state ``h_n`` (read from there, bit-identical),
+        with one it is ``h_n`` plus the skip, read from the output."""
+        stack = self.stack_
+        return len(stack.recurrent_layers) - 1 in stack.residual_layers
+
     def _params(self):
-        return [a for a, _ in self.stack_.parameters()] + [self.head_coef_, self.head_intercept_]
+        att = ([self.attention_coef_, self.attention_intercept_, self.attention_vector_]
+               if self._attention_pooled() else [])
+        return ([a for a, _ in self.stack_.parameters()] + att
+                + [self.head_coef_, self.head_intercept_])
 
     def _is_weight(self):
-        return [flag for _, flag in self.stack_.parameters()] + [True, False]
+        att = [True, False, True] if self._attention_pooled() else []
+        return [flag for _, flag in self.stack_.parameters()] + att + [True, False]
 
     def _features(self, X, lengths, training, rng=None):
-        """Run the recurrent stack; return (features, last layer's outputs)."""
+        """Run the recurrent stack; return (features, what :meth:`_backward` needs).
+
+        That is the last layer's outputs (B, T, D*H), or with attention pooling the saved
+        state of :func:`numgru._attention.attention_forward` (its ``[0]`` is those outputs).
+        """
         be = self.stack_.backend
         out, h_n = self.stack_.forward(be.upload(X), lengths, training=training, rng=rng)
         h = be.to_host(out)
         B = X.shape[0]
         if self.output == "each_step":
             feats = h[_data.valid_mask(lengths, h.shape[1])]
+        elif self.pooling == "attention":
+            feats, _, saved = _attention.attention_forward(
+                h, lengths, self.attention_coef_, self.attention_intercept_,
+                self.attention_vector_)
+            return feats, saved
         elif self.pooling == "last":
-            feats = np.ascontiguousarray(be.to_host(h_n[-1]).transpose(1, 0, 2).reshape(B, -1))
+            if self._last_from_out():
+                feats = _last_step_outputs(h, lengths, 2 if self.bidirectional else 1)
+            else:
+                feats = np.ascontiguousarray(be.to_host(h_n[-1]).transpose(1, 0, 2).reshape(B, -1))
         else:
             feats = h.sum(axis=1) / lengths[:, None].astype(h.dtype)
         return feats, h
@@ -227,12 +262,21 @@ class _BaseGRUEstimator(BaseEstimator):
             return feats @ self.head_coef_.T + self.head_intercept_
 
     def _backward(self, lengths, feats, top, dlogits):
-        """Gradients of every parameter (order of ``_params``) given d loss / d logits."""
+        """Gradients of every parameter (order of ``_params``) given d loss / d logits;
+        ``top`` is what :meth:`_features` returned beside ``feats``."""
         with np.errstate(over="ignore", invalid="ignore"):
             d_feats = dlogits @ self.head_coef_
             g_head = [dlogits.T @ feats, dlogits.sum(axis=0)]
         if not (np.isfinite(d_feats).all() and np.isfinite(g_head[0]).all()):
             raise FloatingPointError
+        g_att = []
+        if self._attention_pooled():
+            saved = top
+            top = saved[0]
+            with np.errstate(over="ignore", invalid="ignore"):
+                d_top, dW, db, dv = _attention.attention_backward(
+                    saved, d_feats, self.attention_coef_, self.attention_vector_)
+            g_att = [dW, db, dv]
         B, T = top.shape[0], top.shape[1]
         stack = self.stack_
         be = stack.backend
@@ -240,6 +284,11 @@ class _BaseGRUEstimator(BaseEstimator):
         if self.output == "each_step":
             d_out = np.zeros_like(top)
             d_out[_data.valid_mask(lengths, T)] = d_feats
+        elif self.pooling == "attention":
+            d_out = d_top
+        elif self.pooling == "last" and self._last_from_out():
+            d_out = _last_step_outputs_backward(d_feats, lengths, top.shape,
+                                                2 if self.bidirectional else 1)
         elif self.pooling == "last":
             d_out = np.zeros_like(top)
             D = 2 if self.bidirectional else 1
@@ -249,7 +298,7 @@ class _BaseGRUEstimator(BaseEstimator):
         with compute_threads:
             _, _, grads = stack.backward(be.upload(np.ascontiguousarray(d_out, dtype=stack.dtype)),
                                          d_h_n, need_dx=False)
-        return stack.flat_grads(grads) + g_head
+        return stack.flat_grads(grads) + g_att + g_head
 
     # ------------------------------------------------------------------ training
     def _make_optimizer(self, params):
@@ -514,7 +563,7 @@ class _BaseGRUEstimator(BaseEstimator):
         numgru._stream.Stream
             ``s.update(X_chunk)`` runs the next steps from the state the previous chunks left
             and returns, for ``output="each_step"``, the predictions of the new steps, else the
-            prediction given all steps so far (``pooling`` "last" or "mean"); feeding a
+            prediction given all steps so far (any ``pooling``); feeding a
             sequence in chunks gives what :meth:`predict` gives on the whole sequence.
             ``s.reset()`` starts every stream afresh. Classifiers: ``s.update(X_chunk,
             proba=True)`` for probabilities.
@@ -544,6 +593,61 @@ class _BaseGRUEstimator(BaseEstimator):
         from ._stream import Stream
 
         return Stream(self, n_streams)
+
+    def attention_weights(self, X, lengths=None):
+        """The attention pooling's weights alpha over the timesteps of each sequence.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as for ``predict``.
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X``.
+
+        Returns
+        -------
+        alpha : ndarray of shape (n_samples, n_timesteps) or list of ndarray
+            For array input, one row per sequence that sums to 1 over its valid steps and is 0
+            past its length; for a ragged list, one 1-D array of length n_timesteps_i per
+            sequence.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If the model does not pool with attention (``pooling="attention"`` and
+            ``output="last"``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from numgru import GRURegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((20, 6, 2))
+        >>> reg = GRURegressor(hidden_layer_sizes=(4,), pooling="attention", max_iter=2,
+        ...                    random_state=0).fit(X, X[:, :, 0].max(axis=1))
+        >>> alpha = reg.attention_weights(X)
+        >>> alpha.shape, bool(np.allclose(alpha.sum(axis=1), 1))
+        ((20, 6), True)
+        >>> [a.shape for a in reg.attention_weights([X[0, :3], X[1]])]
+        [(3,), (6,)]
+        """
+        check_is_fitted(self, "stack_")
+        if not self._attention_pooled():
+            raise ValueError("attention_weights needs a model fitted with pooling='attention' "
+                             f"and output='last'; this one has pooling={self.pooling!r}, "
+                             f"output={self.output!r}")
+        Xp, lengths = self._input(X, reset=False, lengths=lengths)
+        be = self.stack_.backend
+        with compute_threads:
+            out, _ = self.stack_.forward(be.upload(Xp), lengths)
+            _, alpha, _ = _attention.attention_forward(
+                be.to_host(out), lengths, self.attention_coef_, self.attention_intercept_,
+                self.attention_vector_)
+        if _data._is_ragged_list(X):
+            return [alpha[i, : lengths[i]].copy() for i in range(len(lengths))]
+        return alpha
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
@@ -666,6 +770,9 @@ class _BaseGRUEstimator(BaseEstimator):
                 arrays[f"{prefix}{i}.{name}"] = value
         arrays["head_coef"] = self.head_coef_
         arrays["head_intercept"] = self.head_intercept_
+        if self._attention_pooled():
+            for name in _ATTENTION_ARRAYS:
+                arrays[name] = getattr(self, name + "_")
         return arrays
 
     def _load_network_arrays(self, arrays, device):
@@ -703,11 +810,49 @@ class _BaseGRUEstimator(BaseEstimator):
                              f"{(self.n_outputs_,)}")
         check_finite(self.head_coef_, "head_coef")
         check_finite(self.head_intercept_, "head_intercept")
+        if self._attention_pooled():          # A = F = the top layer's output width
+            shapes = {"attention_coef": (size_in, size_in), "attention_intercept": (size_in,),
+                      "attention_vector": (size_in,)}
+            for name, shape in shapes.items():
+                if name not in arrays:
+                    raise ValueError(f"network array {name!r} is missing (pooling='attention')")
+                value = check_float_array(arrays[name], name, self._dtype)
+                if value.shape != shape:
+                    raise ValueError(f"network array {name!r} has shape {value.shape}, "
+                                     f"expected {shape}")
+                check_finite(value, name)
+                setattr(self, name + "_", value)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+# file names of the attention pooling's arrays (attributes ``<name>_``)
+_ATTENTION_ARRAYS = ("attention_coef", "attention_intercept", "attention_vector")
+
+
+def _last_step_outputs(h, lengths, D):
+    """(B, D*H) outputs at the end of each sequence: the forward half at step length-1, the
+    reverse half (which ends there) at step 0."""
+    B = h.shape[0]
+    H = h.shape[2] // D
+    feats = np.ascontiguousarray(h[np.arange(B), np.asarray(lengths) - 1])
+    if D == 2:
+        feats[:, H:] = h[:, 0, H:]
+    return feats
+
+
+def _last_step_outputs_backward(d_feats, lengths, shape, D):
+    """The gradient of :func:`_last_step_outputs` as a (B, T, D*H) d_out."""
+    B = shape[0]
+    H = shape[2] // D
+    d_out = np.zeros(shape, dtype=d_feats.dtype)
+    d_out[np.arange(B), np.asarray(lengths) - 1, :H] = d_feats[:, :H]
+    if D == 2:
+        d_out[:, 0, H:] += d_feats[:, H:]
+    return d_out
 
 
 def _progress(epoch, n_epochs, batch, n_batches, loss):
@@ -748,14 +893,28 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     dropout : float in [0, 1), default=0.0
         Dropout probability on the outputs of every recurrent layer but the last, in training only.
 
+    residual : bool, default=False
+        Residual connections (tensorflow/nmt's convention): every recurrent layer k >= 1
+        whose input and output widths match (D * hidden_layer_sizes[k-1] ==
+        D * hidden_layer_sizes[k]) outputs its input plus its recurrent output; its input is
+        what the layer reads, layer k-1's output after dropout. Layer 0 never has one (its
+        input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
+        or every size differs from the one before). See the user guide.
+
     reset_after : bool, default=True
         GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
         recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
         math page of the documentation. Ignored unless ``cell="gru"``.
 
-    pooling : {"last", "mean"}, default="last"
-        With ``output="last"``: the features the head reads, the final hidden state of each
-        sequence ("last") or the mean of the last layer's outputs over its valid steps ("mean").
+    pooling : {"last", "mean", "attention"}, default="last"
+        With ``output="last"``: the features the head reads: the last layer's output at the
+        end of each sequence ("last": its final hidden state, plus the skip with
+        ``residual``; the reverse direction's at step 0), the mean of the last layer's
+        outputs over its valid steps ("mean"), or their attention-weighted sum ("attention"):
+        ``u_t = tanh(W h_t + b)``, ``alpha = softmax_t(v . u_t)`` over the valid steps
+        (padding gets 0), features ``sum_t alpha_t h_t``, with W (A, F), b (A,), v (A,) and
+        the attention size A equal to the last layer's output width F = D *
+        hidden_layer_sizes[-1]; W and v get the L2 penalty. See :meth:`attention_weights`.
 
     output : {"last", "each_step"}, default="last"
         "last": one target per sequence. "each_step": one target per timestep (sequence
@@ -886,6 +1045,16 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 
     head_intercept_ : ndarray of shape (n_outputs,)
         Bias of the linear head.
+
+    attention_coef_ : ndarray of shape (F, F)
+        W of the attention pooling (``pooling="attention"`` only; F = D *
+        hidden_layer_sizes[-1], the attention size A equals F).
+
+    attention_intercept_ : ndarray of shape (F,)
+        b of the attention pooling (``pooling="attention"`` only).
+
+    attention_vector_ : ndarray of shape (F,)
+        v of the attention pooling (``pooling="attention"`` only).
 
     See Also
     --------
@@ -1201,14 +1370,28 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     dropout : float in [0, 1), default=0.0
         Dropout probability on the outputs of every recurrent layer but the last, in training only.
 
+    residual : bool, default=False
+        Residual connections (tensorflow/nmt's convention): every recurrent layer k >= 1
+        whose input and output widths match (D * hidden_layer_sizes[k-1] ==
+        D * hidden_layer_sizes[k]) outputs its input plus its recurrent output; its input is
+        what the layer reads, layer k-1's output after dropout. Layer 0 never has one (its
+        input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
+        or every size differs from the one before). See the user guide.
+
     reset_after : bool, default=True
         GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
         recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
         math page of the documentation. Ignored unless ``cell="gru"``.
 
-    pooling : {"last", "mean"}, default="last"
-        With ``output="last"``: the features the head reads, the final hidden state of each
-        sequence ("last") or the mean of the last layer's outputs over its valid steps ("mean").
+    pooling : {"last", "mean", "attention"}, default="last"
+        With ``output="last"``: the features the head reads: the last layer's output at the
+        end of each sequence ("last": its final hidden state, plus the skip with
+        ``residual``; the reverse direction's at step 0), the mean of the last layer's
+        outputs over its valid steps ("mean"), or their attention-weighted sum ("attention"):
+        ``u_t = tanh(W h_t + b)``, ``alpha = softmax_t(v . u_t)`` over the valid steps
+        (padding gets 0), features ``sum_t alpha_t h_t``, with W (A, F), b (A,), v (A,) and
+        the attention size A equal to the last layer's output width F = D *
+        hidden_layer_sizes[-1]; W and v get the L2 penalty. See :meth:`attention_weights`.
 
     output : {"last", "each_step"}, default="last"
         "last": one target per sequence. "each_step": one target per timestep (sequence
@@ -1347,6 +1530,16 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     head_intercept_ : ndarray of shape (n_outputs,)
         Bias of the linear head.
 
+    attention_coef_ : ndarray of shape (F, F)
+        W of the attention pooling (``pooling="attention"`` only; F = D *
+        hidden_layer_sizes[-1], the attention size A equals F).
+
+    attention_intercept_ : ndarray of shape (F,)
+        b of the attention pooling (``pooling="attention"`` only).
+
+    attention_vector_ : ndarray of shape (F,)
+        v of the attention pooling (``pooling="attention"`` only).
+
     See Also
     --------
     GRURegressor : The same network with a linear output, for real-valued targets.
@@ -1382,8 +1575,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
-                 reset_after=True, pooling="last", output="last", solver="adam", alpha=1e-4,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 residual=False, reset_after=True, pooling="last", output="last", solver="adam",
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
@@ -1391,7 +1584,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  dtype="auto", class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
-            dropout=dropout,
+            dropout=dropout, residual=residual,
             reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate,
             learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,

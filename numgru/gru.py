@@ -28,6 +28,12 @@ class GRU(RecurrentNetwork):
         Run a second, time-reversed direction in every layer (D = 2).
     dropout : float, default=0.0
         Dropout probability on the outputs of every layer but the last, in training forwards.
+    residual : bool, default=False
+        Residual connections (tensorflow/nmt's convention): every layer k >= 1 outputs its
+        input plus its recurrent output, ``out_k = in_k + h_k``, where ``in_k`` is layer k-1's
+        output as the layer reads it (after dropout). Layer 0 never has one (its input is the
+        data); with equal sizes every later layer has one, so this needs ``num_layers >= 2``
+        (``ValueError`` otherwise). ``h_n`` holds the cells' own states (without the skip).
     reset_after : bool, default=True
         True: PyTorch / cuDNN form ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
         False: Cho et al. 2014 / Keras ``reset_after=False`` form
@@ -53,11 +59,13 @@ class GRU(RecurrentNetwork):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
-                 reset_after=True, dtype="float32", device="cpu", random_state=None):
+                 residual=False, reset_after=True, dtype="float32", device="cpu",
+                 random_state=None):
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, device=device, random_state=random_state,
-                         cell="gru", cell_options={"reset_after": self.reset_after})
+                         cell="gru", cell_options={"reset_after": self.reset_after},
+                         residual=residual)
 
     def _cell_attributes(self, layer):
         self.reset_after = layer.reset_after

@@ -6,7 +6,7 @@ matplotlib is an optional dependency: it is imported only when something is draw
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["LossCurveDisplay"]
+__all__ = ["AttentionDisplay", "LossCurveDisplay"]
 
 
 def _check_matplotlib_support(caller_name):
@@ -238,3 +238,195 @@ class LossCurveDisplay:
                    validation_scores=getattr(estimator, "validation_scores_", None),
                    estimator_name=name)
         return disp.plot(ax=ax, validation_kwargs=validation_kwargs, legend=legend, **kwargs)
+
+
+class AttentionDisplay:
+    """Attention weights of one sequence under a model with ``pooling="attention"``.
+
+    The weights alpha_t (``attention_weights``, summing to 1 over the sequence's steps) are
+    drawn as bars over the timesteps; when ``values`` are given, the sequence itself is drawn
+    over them on a twin y axis on the right (one line per feature).
+
+    It is recommended to create a display with :meth:`from_estimator`; the constructor only
+    stores the data. All attributes set by :meth:`plot` end with an underscore. matplotlib is
+    needed to plot, not to create the object.
+
+    Parameters
+    ----------
+    attention_weights : array-like of shape (n_timesteps,)
+        alpha over the timesteps of one sequence.
+
+    values : array-like of shape (n_timesteps,) or (n_timesteps, n_features), default=None
+        The sequence, drawn over the weights; None draws the weights only.
+
+    estimator_name : str, default=None
+        Name of the estimator, used in the title. None shows no title.
+
+    Attributes
+    ----------
+    bars_ : matplotlib BarContainer
+        The attention-weight bars.
+
+    values_lines_ : list of matplotlib Line2D
+        One line per feature of ``values`` (empty without values).
+
+    ax_ : matplotlib Axes
+        Axes of the weights.
+
+    values_ax_ : matplotlib Axes or None
+        Twin axes (sharing the x axis of ``ax_``) of the values, or None.
+
+    figure_ : matplotlib Figure
+        Figure containing the plot.
+
+    See Also
+    --------
+    numgru.GRUClassifier.attention_weights : The weights of many sequences.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from numgru import GRURegressor
+    >>> from numgru.plotting import AttentionDisplay
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 8, 1))
+    >>> reg = GRURegressor(hidden_layer_sizes=(4,), pooling="attention", max_iter=3,
+    ...                    random_state=0).fit(X, X[:, :, 0].max(axis=1))
+    >>> disp = AttentionDisplay.from_estimator(reg, X[0])
+    >>> len(disp.bars_), len(disp.values_lines_)
+    (8, 1)
+    """
+
+    def __init__(self, attention_weights, *, values=None, estimator_name=None):
+        self.attention_weights = attention_weights
+        self.values = values
+        self.estimator_name = estimator_name
+
+    def plot(self, ax=None, *, name=None, values_kwargs=None, **kwargs):
+        """Plot the weights (and the values).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to plot on. None creates a new figure and axes.
+
+        name : str, default=None
+            Title; None uses ``estimator_name``.
+
+        values_kwargs : dict, default=None
+            Keyword arguments passed to ``Axes.plot`` for the value lines.
+
+        **kwargs : dict
+            Keyword arguments passed to ``Axes.bar`` for the weights.
+
+        Returns
+        -------
+        display : AttentionDisplay
+            Object that stores the computed values (``self``).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        ValueError
+            If ``values`` does not have one row per timestep.
+        """
+        _check_matplotlib_support(f"{type(self).__name__}.plot")
+        import matplotlib.pyplot as plt
+
+        alpha = np.asarray(self.attention_weights, dtype=float).ravel()
+        steps = np.arange(alpha.size)
+        values = None
+        if self.values is not None:
+            values = np.asarray(self.values, dtype=float)
+            values = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+            if values.shape[0] != alpha.size:
+                raise ValueError(f"values have {values.shape[0]} timesteps but the attention "
+                                 f"weights have {alpha.size}")
+        if ax is None:
+            _, ax = plt.subplots()
+        bar_kwargs = {"color": "C0", "alpha": 0.6, "label": "attention weight"}
+        bar_kwargs.update(kwargs)
+        self.bars_ = ax.bar(steps, alpha, **bar_kwargs)
+        ax.set_xlabel("timestep")
+        ax.set_ylabel("attention weight")
+        self.values_lines_ = []
+        self.values_ax_ = None
+        if values is not None:
+            vax = ax.twinx()
+            for j in range(values.shape[1]):
+                line_kwargs = {"color": f"C{j + 1}", "marker": ".",
+                               "label": "value" if values.shape[1] == 1 else f"feature {j}"}
+                line_kwargs.update(values_kwargs or {})
+                self.values_lines_.extend(vax.plot(steps, values[:, j], **line_kwargs))
+            vax.set_ylabel("value")
+            self.values_ax_ = vax
+        name = self.estimator_name if name is None else name
+        if name:
+            ax.set_title(name)
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    @classmethod
+    def from_estimator(cls, estimator, X, *, show_values=True, ax=None, name=None,
+                       values_kwargs=None, **kwargs):
+        """Plot the attention weights of one sequence under a fitted estimator.
+
+        Parameters
+        ----------
+        estimator : GRUClassifier or GRURegressor
+            Fitted with ``pooling="attention"``.
+
+        X : array-like of shape (n_timesteps, n_features), or (n_timesteps,)
+            One sequence ((n_timesteps,) for a model fitted on univariate 2-D ``X``).
+
+        show_values : bool, default=True
+            Draw the sequence over the weights.
+
+        ax : matplotlib Axes, default=None
+            Axes to plot on. None creates a new figure and axes.
+
+        name : str, default=None
+            Title; None uses the estimator's class name.
+
+        values_kwargs : dict, default=None
+            Keyword arguments passed to ``Axes.plot`` for the value lines.
+
+        **kwargs : dict
+            Keyword arguments passed to ``Axes.bar`` for the weights.
+
+        Returns
+        -------
+        display : AttentionDisplay
+            The plotted display.
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If the estimator does not pool with attention, or ``X`` is not one sequence.
+        """
+        _check_matplotlib_support(f"{cls.__name__}.from_estimator")
+        check_is_fitted(estimator, "stack_")
+        seq = np.asarray(X)
+        if getattr(estimator, "_input_kind", None) == "2d":
+            if seq.ndim != 1:
+                raise ValueError(f"X must be one sequence of shape (n_timesteps,) for a model "
+                                 f"fitted on univariate sequences, got shape {seq.shape}")
+            alpha = estimator.attention_weights(seq[None, :])[0]
+        else:
+            if seq.ndim == 1:
+                seq = seq[:, None]
+            if seq.ndim != 2:
+                raise ValueError(f"X must be one sequence of shape (n_timesteps, n_features), "
+                                 f"got shape {seq.shape}")
+            alpha = estimator.attention_weights([seq])[0]
+        name = type(estimator).__name__ if name is None else name
+        disp = cls(alpha, values=seq if show_values else None, estimator_name=name)
+        return disp.plot(ax=ax, values_kwargs=values_kwargs, **kwargs)

@@ -30,6 +30,12 @@ class RNN(RecurrentNetwork):
         Run a second, time-reversed direction in every layer (D = 2).
     dropout : float, default=0.0
         Dropout probability on the outputs of every layer but the last, in training forwards.
+    residual : bool, default=False
+        Residual connections (tensorflow/nmt's convention): every layer k >= 1 outputs its
+        input plus its recurrent output, ``out_k = in_k + h_k``, where ``in_k`` is layer k-1's
+        output as the layer reads it (after dropout). Layer 0 never has one (its input is the
+        data); with equal sizes every later layer has one, so this needs ``num_layers >= 2``
+        (``ValueError`` otherwise). ``h_n`` holds the cells' own states (without the skip).
     dtype : {"float32", "float64"}, default="float32"
         Dtype of parameters, computation and outputs.
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -59,14 +65,14 @@ class RNN(RecurrentNetwork):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh",
-                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu",
-                 random_state=None):
+                 bidirectional=False, dropout=0.0, residual=False, dtype="float32",
+                 device="cpu", random_state=None):
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, device=device, random_state=random_state,
-                         cell=f"rnn_{nonlinearity}", cell_options={})
+                         cell=f"rnn_{nonlinearity}", cell_options={}, residual=residual)
 
     def _cell_attributes(self, layer):
         self.nonlinearity = layer.nonlinearity

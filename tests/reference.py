@@ -10,7 +10,9 @@ Written for clarity, not speed. It follows docs/engine.md exactly (the RNN, ``rn
   reverse direction naturally starts at each sequence's own end and ``h_n`` is the state after the
   last valid step; gradients arriving at padded positions of ``d_out`` are ignored;
 * ``dropout_masks[k]`` (B, T, D*H) multiplies the output of layer k (k = 0..L-2) before it is fed to
-  layer k+1.
+  layer k+1;
+* ``residual=True``: layer k >= 1 outputs its input (as fed to it, after dropout) plus its cells'
+  output (equal sizes, so every layer after the first has the skip).
 
 Everything is computed in float64 whatever the dtype of the inputs.
 """
@@ -173,7 +175,7 @@ def _active_mask(lengths, B, T):
 
 
 def gru_forward(x, params, *, num_layers, hidden_size, bidirectional=False, reset_after=True,
-                h0=None, lengths=None, dropout_masks=None):
+                h0=None, lengths=None, dropout_masks=None, residual=False):
     """Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
     x = np.asarray(x, dtype=np.float64)
     B, T, I = x.shape
@@ -207,6 +209,8 @@ def gru_forward(x, params, *, num_layers, hidden_size, bidirectional=False, rese
             dirs.append(steps)
             h_n[k * D + d] = h_last
         y = np.concatenate(ys, axis=2)
+        if residual and k > 0:
+            y = y + inp
         layers.append(dict(inp_size=inp.shape[2], dirs=dirs))
         if k < L - 1 and dropout_masks:
             assert dropout_masks[k].shape == y.shape
@@ -214,7 +218,7 @@ def gru_forward(x, params, *, num_layers, hidden_size, bidirectional=False, rese
         inp = y
     cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D,
                  bidirectional=bidirectional, reset_after=reset_after, active=active,
-                 dropout_masks=dropout_masks, shape=(B, T, I))
+                 dropout_masks=dropout_masks, shape=(B, T, I), residual=residual)
     return inp, h_n, cache
 
 
@@ -244,6 +248,8 @@ def gru_backward(cache, d_out, d_h_n=None):
             grads[f"bias_ih_l{k}{s}"] = db_ih
             grads[f"bias_hh_l{k}{s}"] = db_hh
         if k > 0:
+            if cache.get("residual"):
+                dinp = dinp + dy
             if cache["dropout_masks"]:
                 dinp = dinp * cache["dropout_masks"][k - 1]
             dy = dinp * active
@@ -331,7 +337,7 @@ def _rnn_direction_backward(steps, dy, dh_last, W_ih, W_hh, act, in_size):
 
 
 def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidirectional=False,
-                h0=None, lengths=None, dropout_masks=None):
+                h0=None, lengths=None, dropout_masks=None, residual=False):
     """Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
     assert nonlinearity in _ACTS, nonlinearity
     x = np.asarray(x, dtype=np.float64)
@@ -362,6 +368,8 @@ def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidi
             dirs.append(steps)
             h_n[k * D + d] = h_last
         y = np.concatenate(ys, axis=2)
+        if residual and k > 0:
+            y = y + inp
         layers.append(dict(inp_size=inp.shape[2], dirs=dirs))
         if k < L - 1 and dropout_masks:
             assert dropout_masks[k].shape == y.shape
@@ -369,7 +377,7 @@ def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidi
         inp = y
     cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D,
                  bidirectional=bidirectional, nonlinearity=nonlinearity, active=active,
-                 dropout_masks=dropout_masks, shape=(B, T, I))
+                 dropout_masks=dropout_masks, shape=(B, T, I), residual=residual)
     return inp, h_n, cache
 
 
@@ -399,6 +407,8 @@ def rnn_backward(cache, d_out, d_h_n=None):
             grads[f"bias_ih_l{k}{s}"] = db_ih
             grads[f"bias_hh_l{k}{s}"] = db_hh
         if k > 0:
+            if cache.get("residual"):
+                dinp = dinp + dy
             if cache["dropout_masks"]:
                 dinp = dinp * cache["dropout_masks"][k - 1]
             dy = dinp * active

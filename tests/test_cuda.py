@@ -155,6 +155,38 @@ def test_mul_and_has_nonfinite_match_cpu(dtype):
         assert be.has_nonfinite(be.upload(c)) == CPU.has_nonfinite(c) == (value is not None)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_matches_cpu_also_in_place(dtype):
+    be = _cuda.backend()
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 3, 5)).astype(dtype)
+    b = rng.standard_normal((2, 3, 5)).astype(dtype)
+    out = be.empty(a.shape, dtype)
+    assert be.add(be.upload(a), be.upload(b), out) is out
+    np.testing.assert_array_equal(be.to_host(out), CPU.add(a, b, np.empty_like(a)))
+    a_n = be.upload(a)
+    be.add(a_n, be.upload(b), a_n)
+    np.testing.assert_array_equal(be.to_host(a_n), a + b)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_residual_stack_on_cuda_matches_the_cpu(bidirectional):
+    x = np.random.default_rng(4).standard_normal((3, 4, 2))
+    kw = dict(residual=True, bidirectional=bidirectional, dropout=0.2, dtype="float64",
+              random_state=0)
+    cpu, gpu = numgru.GRU(2, 3, 3, **kw), numgru.GRU(2, 3, 3, device="cuda", **kw)
+    o_c, h_c = cpu.forward(x, lengths=[4, 2, 1], training=True)
+    o_g, h_g = gpu.forward(x, lengths=[4, 2, 1], training=True)
+    assert_close(o_g, o_c)
+    assert_close(h_g, h_c)
+    d = np.random.default_rng(5).standard_normal(o_c.shape)
+    dx_c, dh0_c, g_c = cpu.backward(d)
+    dx_g, dh0_g, g_g = gpu.backward(d)
+    assert_close(dx_g, dx_c)
+    assert_close(dh0_g, dh0_c)
+    assert_grads_close(g_g, g_c)
+
+
 def test_transpose_last2_helper():
     a = np.random.default_rng(2).standard_normal((2, 3, 5))
     np.testing.assert_array_equal(host(_cuda.transpose_last2(dev(a))), a.transpose(0, 2, 1))

@@ -139,6 +139,7 @@ GRU_CTOR_BAD = [
     (dict(random_state="x"), TypeError, "random_state"),
     (dict(random_state=-1), ValueError, "random_state"),
     (dict(random_state=1.5), TypeError, "random_state"),
+    (dict(residual=True), ValueError, "residual=True needs at least two recurrent layers"),
 ]
 
 
@@ -1206,6 +1207,12 @@ LOAD_BAD = [
      CORRUPT + r".*'gru1.weight_ih_l0' is missing"),
     ("param-bidirectional", set_in("params", bidirectional=True),
      CORRUPT + r".*missing keys \['weight_ih_l0_reverse'"),
+    ("param-residual-str", set_in("params", residual="yes"), CORRUPT + r".*'residual' parameter"),
+    ("param-residual-one-layer", set_in("params", residual=True),
+     CORRUPT + r".*residual=True needs at least two recurrent layers"),
+    ("param-pooling-unknown", set_in("params", pooling="max"), CORRUPT + r".*'pooling' parameter"),
+    ("param-pooling-attention", set_in("params", pooling="attention"),
+     CORRUPT + r".*'attention_coef' is missing"),
     ("param-reset-after", set_in("params", reset_after=False),
      CORRUPT + r".*bias_hh_l0'\] has shape \(9,\), expected \(6,\)"),
     # fitted values of the wrong types or values

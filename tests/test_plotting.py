@@ -1,4 +1,5 @@
-"""numgru.plotting.LossCurveDisplay: the sklearn ``*Display`` pattern, matplotlib optional."""
+"""numgru.plotting.LossCurveDisplay and AttentionDisplay: the sklearn ``*Display`` pattern,
+matplotlib optional."""
 
 import sys
 import warnings
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from numgru import GRUClassifier
-from numgru.plotting import LossCurveDisplay
+from numgru import GRUClassifier, GRURegressor
+from numgru.plotting import AttentionDisplay, LossCurveDisplay
 
 
 def _data():
@@ -114,3 +115,38 @@ def test_plot_without_matplotlib_raises_import_error(monkeypatch):
         disp.plot()
     with pytest.raises(ImportError, match="matplotlib"):
         LossCurveDisplay.from_estimator(GRUClassifier())
+
+
+def test_attention_display_from_estimator(pyplot):
+    X, y = _data()
+    clf = _fit(pooling="attention")
+    disp = AttentionDisplay.from_estimator(clf, X[3, :4])
+    alpha = clf.attention_weights([X[3, :4]])[0]
+    assert len(disp.bars_) == 4
+    np.testing.assert_allclose([b.get_height() for b in disp.bars_], alpha)
+    assert len(disp.values_lines_) == 2                      # one line per feature
+    np.testing.assert_allclose(disp.values_lines_[1].get_ydata(), X[3, :4, 1])
+    assert disp.ax_.get_title() == "GRUClassifier" and disp.values_ax_ is not None
+    assert disp.figure_ is disp.ax_.figure
+    fig, ax = pyplot.subplots()
+    d2 = AttentionDisplay.from_estimator(clf, X[0], show_values=False, ax=ax, color="k")
+    assert d2.ax_ is ax and d2.values_ax_ is None and d2.values_lines_ == []
+    # univariate 2-D model: one sequence is a 1-D array
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = GRURegressor(hidden_layer_sizes=(3,), pooling="attention", max_iter=2,
+                           random_state=0).fit(X[:, :, 0], y)
+    d3 = AttentionDisplay.from_estimator(reg, X[0, :, 0])
+    assert len(d3.bars_) == 5 and len(d3.values_lines_) == 1
+
+
+def test_attention_display_errors(pyplot, fitted):
+    X, _ = _data()
+    with pytest.raises(ValueError, match="pooling='attention'"):
+        AttentionDisplay.from_estimator(fitted, X[0])
+    with pytest.raises(NotFittedError):
+        AttentionDisplay.from_estimator(GRUClassifier(pooling="attention"), X[0])
+    with pytest.raises(ValueError, match="one sequence"):
+        AttentionDisplay.from_estimator(_fit(pooling="attention"), X[:2])
+    with pytest.raises(ValueError, match="values have 3 timesteps"):
+        AttentionDisplay([0.5, 0.5], values=[1, 2, 3]).plot()

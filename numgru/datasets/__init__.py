@@ -141,3 +141,64 @@ def make_sequence_classification(n_samples=400, min_length=20, max_length=80, n_
         X.append(x)
         y.append(c)
     return X, np.array(y)
+
+
+def make_adding_problem(n_samples=1000, n_timesteps=100, random_state=None):
+    """The adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015): sum two marked values.
+
+    Each sequence has two features per timestep: a value uniform in [0, 1), and a marker that
+    is 1 at exactly two steps, one drawn uniformly in the first half of the sequence and one
+    in the second half, and 0 elsewhere. The target is the sum of the two marked values. A
+    model must carry the first marked value over about ``n_timesteps / 2`` steps; predicting
+    the constant 1 gives a mean squared error of about 1/6.
+
+    Parameters
+    ----------
+    n_samples : int, default=1000
+        Number of sequences.
+    n_timesteps : int, default=100
+        Length of every sequence (at least 2).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the generator; the same seed gives the same data.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n_samples, n_timesteps, 2)
+        ``X[:, :, 0]`` the values, ``X[:, :, 1]`` the markers.
+    y : ndarray of float64, shape (n_samples,)
+        The sum of the two marked values of each sequence.
+
+    Raises
+    ------
+    ValueError
+        If ``n_samples < 1`` or ``n_timesteps < 2``.
+
+    See Also
+    --------
+    make_sequence_classification : A synthetic sequence-classification task.
+
+    Examples
+    --------
+    >>> from numgru.datasets import make_adding_problem
+    >>> X, y = make_adding_problem(n_samples=4, n_timesteps=10, random_state=0)
+    >>> X.shape, y.shape
+    ((4, 10, 2), (4,))
+    >>> X[:, :, 1].sum(axis=1)
+    array([2., 2., 2., 2.])
+    >>> bool(np.allclose(y, (X[:, :, 0] * X[:, :, 1]).sum(axis=1)))
+    True
+    """
+    for name, value, least in (("n_samples", n_samples, 1), ("n_timesteps", n_timesteps, 2)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    rng = np.random.default_rng(random_state)
+    n, T = int(n_samples), int(n_timesteps)
+    half = T // 2
+    X = np.zeros((n, T, 2))
+    X[:, :, 0] = rng.random((n, T))
+    rows = np.arange(n)
+    X[rows, rng.integers(0, half, n), 1] = 1.0
+    X[rows, rng.integers(half, T, n), 1] = 1.0
+    y = (X[:, :, 0] * X[:, :, 1]).sum(axis=1)
+    return X, y

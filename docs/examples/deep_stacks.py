@@ -1,0 +1,66 @@
+"""Deep recurrent stacks on the adding problem: 8 layers, plain vs ``residual=True``.
+
+Trains four regressors (an 8-layer tanh RNN and an 8-layer GRU, each plain and with residual
+connections; hidden size 32) on the adding problem with T = 100 steps and draws their training
+loss curves side by side into ``docs/deep_stacks.png``. Unlike the examples of the gallery, it
+is not run while the documentation builds (about 15 minutes on two cores); run it by hand::
+
+    python docs/examples/deep_stacks.py [output.png]
+
+The asv benchmarks ``benchmarks/bench_deep.py`` track the final training loss of the same four
+variants on a smaller budget.
+"""
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+
+from numgru import GRURegressor  # noqa: E402
+from numgru.datasets import make_adding_problem  # noqa: E402
+
+N_LAYERS, HIDDEN, T = 8, 32, 100
+N_TRAIN, EPOCHS = 2000, 40
+X, y = make_adding_problem(n_samples=N_TRAIN + 200, n_timesteps=T, random_state=0)
+X = X.astype(np.float32)                          # float32 input -> float32 model
+X_train, y_train, X_test, y_test = X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN:], y[N_TRAIN:]
+# the loss is half the mean squared error; predicting the mean target (1) gives about 1/12
+baseline = 0.5 * np.mean((y_test - y_train.mean()) ** 2)
+
+VARIANTS = [("rnn_tanh", False), ("rnn_tanh", True), ("gru", False), ("gru", True)]
+models = {}
+for cell, residual in VARIANTS:
+    reg = GRURegressor(hidden_layer_sizes=(HIDDEN,) * N_LAYERS, cell=cell, residual=residual,
+                       learning_rate_init=3e-3, batch_size=32, max_iter=EPOCHS,
+                       n_iter_no_change=EPOCHS, clip_grad_norm=1.0, random_state=0)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():               # a fixed epoch budget, on purpose
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X_train, y_train)
+    test = 0.5 * np.mean((reg.predict(X_test) - y_test) ** 2)
+    print(f"{cell:8s} residual={residual!s:5s} final training loss {reg.loss_:.4f}  "
+          f"test loss {test:.4f}  ({time.perf_counter() - t0:.0f} s)")
+    models[cell, residual] = (reg, test)
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+for ax, cell, title in zip(axes, ("rnn_tanh", "gru"), ("8-layer tanh RNN", "8-layer GRU")):
+    for residual, style in ((False, "C0"), (True, "C1")):
+        reg, test = models[cell, residual]
+        ax.plot(np.arange(1, len(reg.loss_curve_) + 1), reg.loss_curve_, color=style,
+                label=f"{'residual' if residual else 'plain'} (test {test:.3f})")
+    ax.axhline(baseline, color="gray", ls="--", lw=1, label="predict the mean")
+    ax.set_title(f"{title}, H={HIDDEN}, adding problem T={T}")
+    ax.set_xlabel("epoch")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+axes[0].set_ylabel("training loss (half MSE)")
+fig.tight_layout()
+out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "deep_stacks.png"
+fig.savefig(out, dpi=100)
+print(f"saved {out}")
