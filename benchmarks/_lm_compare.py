@@ -16,6 +16,11 @@ Seed configuration (``--lm-config seed``): vocabulary V=10,000, embedding 300, t
    ``model(input, hidden)`` under ``no_grad``, ``exp(log_probs / temperature)``,
    ``torch.multinomial``; numgru ``GRULanguageModel.generate(n, prefix=[token])``. Tokens per
    second, medians over repetitions of ``--lm-tokens`` tokens each (default 200).
+
+Between a torch call and the next numgru call (and back) the script sleeps ``PAUSE`` seconds,
+outside the timed regions: torch's OpenMP workers keep spinning for a while after each call and
+would otherwise take the cores from whatever runs next (measured here: numgru's train step
+~3x slower when started right after torch's).
 """
 
 import statistics
@@ -28,6 +33,7 @@ CONFIGS = {"seed": dict(V=10000, E=300, H=512, L=2, B=20, T=35),
            "small": dict(V=2000, E=64, H=128, L=2, B=20, T=35)}
 TOLERANCE = 1e-4
 LR, CLIP = 20.0 / 1000, 0.25
+PAUSE = 0.2
 
 
 def torch_model(torch, V, E, H, L):
@@ -121,11 +127,13 @@ def run_lm(args, numgru, numba, torch, threads):
         numgru_step(ng_h)                               # warm-up (already compiled above)
     torch_step(t_h)
     for _ in range(repeat):
+        time.sleep(PAUSE)
         t0 = time.perf_counter()
         with numgru._config.compute_threads:
             _, _, _, h_n = numgru_step(ng_h)
         n_times.append(time.perf_counter() - t0)
         ng_h = [np.asarray(x) for x in h_n]
+        time.sleep(PAUSE)
         t0 = time.perf_counter()
         _, t_h = torch_step(t_h)
         t_times.append(time.perf_counter() - t0)
@@ -147,9 +155,11 @@ def run_lm(args, numgru, numba, torch, threads):
     lm.generate(5, prefix=[1], random_state=0)
     torch_generate(5, 0)
     for r in range(max(3, repeat // 3)):
+        time.sleep(PAUSE)
         t0 = time.perf_counter()
         lm.generate(ntok, prefix=[int(r % V)], random_state=r)
         g_n.append(ntok / (time.perf_counter() - t0))
+        time.sleep(PAUSE)
         t0 = time.perf_counter()
         torch_generate(ntok, r)
         g_t.append(ntok / (time.perf_counter() - t0))
