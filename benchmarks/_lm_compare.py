@@ -19,8 +19,7 @@ Seed configuration (``--lm-config seed``): vocabulary V=10,000, embedding 300, t
 
 Between a torch call and the next numgru call (and back) the script sleeps ``PAUSE`` seconds,
 outside the timed regions: torch's OpenMP workers keep spinning for a while after each call and
-would otherwise take the cores from whatever runs next (measured here: numgru's train step
-~3x slower when started right after torch's).
+would otherwise take the cores from whatever runs next.
 """
 
 import statistics
