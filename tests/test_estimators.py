@@ -530,7 +530,8 @@ def test_io_module_does_not_import_the_estimators():
                  for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names]
     assert not [m for m in imported if "estimators" in m or m in ("gru", "GRU")]
     assert numgru.io._ESTIMATOR_CLASSES == {"GRURegressor": GRURegressor,
-                                            "GRUClassifier": GRUClassifier}
+                                            "GRUClassifier": GRUClassifier,
+                                            "GRULanguageModel": numgru.GRULanguageModel}
 
 
 def _old_format_file(path, est, classes=None, classes_object=False):

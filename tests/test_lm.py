@@ -14,7 +14,7 @@ from numgru import GRULanguageModel
 from numgru import lm as lm_mod
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
-FIXTURES = sorted(glob.glob(os.path.join(DATA, "torch_lm_*.npz")))
+FIXTURES = sorted(glob.glob(os.path.join(DATA, "lm_torch_*.npz")))
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog. " * 8

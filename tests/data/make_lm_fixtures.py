@@ -1,4 +1,4 @@
-"""Make the PyTorch language-model fixtures tests/data/torch_lm_*.npz (run by hand; torch is
+"""Make the PyTorch language-model fixtures tests/data/lm_torch_*.npz (run by hand; torch is
 never a runtime dependency): ``python tests/data/make_lm_fixtures.py`` with torch 2.13.0 (CPU).
 
 The model is PyTorch's examples/word_language_model ``RNNModel`` with ``rnn_type="GRU"``
@@ -86,7 +86,7 @@ def make(name, ntoken, ninp, nhid, nlayers, tie, seed, T=7, B=3):
     params = dict(model.named_parameters(remove_duplicate=False))
     for k, p in params.items():
         arrays["grad." + k] = p.grad.numpy()
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"torch_lm_{name}.npz")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"lm_torch_{name}.npz")
     np.savez(path, **arrays)
     print("wrote", path, "loss", loss.item(), "score", total / count)
 
