@@ -75,9 +75,7 @@ class Stack:
             if k in skip_layers:
                 skips.append(len(layers))
             layers.append(layer)
-            # residual + layer normalisation: a LayerNorm layer (not written yet) would be
-            # appended here, after the cell, with the add done before it (``skips`` marks the
-            # cell; the stack adds the skip right after the cell's forward)
+            # layer normalisation lives inside the cells (cell_options layer_norm=True)
             size = layer.output_size
         return cls(layers, backend, dtype, skips)
 
