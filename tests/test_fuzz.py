@@ -151,7 +151,8 @@ GRU_CTOR_BAD = [
 
 
 @pytest.mark.parametrize("kw, exc, match", GRU_CTOR_BAD,
-                         ids=[f"{k}={v!r}" for kw, *_ in GRU_CTOR_BAD for k, v in kw.items()])
+                         ids=["-".join(f"{k}={v!r}" for k, v in kw.items())
+                              for kw, *_ in GRU_CTOR_BAD])
 def test_gru_constructor_refuses(kw, exc, match):
     args = dict(input_size=2, hidden_size=3, **{"num_layers": 1})
     args.update(kw)
