@@ -54,6 +54,25 @@ relu; documented in full on the CPU kernels)
     time-major), dh0 (D, B, H), and returns the bias gradients already reduced over rows and
     steps, a NumPy array (D, 2, H): [d, 0] of ``b_ih``, [d, 1] of ``b_hh`` (equal).
 
+General recurrent layers: layer normalisation and recurrent dropout (GRU reset_after form and
+vanilla RNN; N gate blocks (GRU 3, RNN 1), G = N*H, M = B*T; equations and arrays documented in
+full on the CPU kernels in ``numgru._cpu_norm``; kind 0 GRU, 1 RNN tanh, 2 RNN relu)
+    ``ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y)``: v (M, D, G) = W_ih x,
+    gain/beta/bias (D, G); writes y (M, D, G) = LN(v; gain, beta) + bias (``v + bias`` without
+    layer_norm; y may be v) and, with layer_norm, xhat (M, D, G), rstd (M, D).
+    ``ln_rows_backward(dy, xhat, rstd, gain, dv) -> dgain``: writes dv (M, D, G) (may be dy);
+    returns sum over rows of dy * xhat, a NumPy array (D, G).
+    ``norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out,
+    h_n, store, gates, ahn, xh, rstd, hprev, hm)``: gi (B, T, D*G) = a_i, whh (D, G, H),
+    bhh/ln_g/ln_b (D, G), masks (D, N, B, H) or (D, 0, 0, 0) for none, h0 (D, B, H); writes out
+    (B, T, D*H), h_n (D, B, H) and, when ``store``, gates (D, T, B, G), ahn (D, T, B, H) (GRU),
+    xh (D, T, B, G) and rstd (D, T, B) (layer_norm), hprev (D, T, B, H), hm (D, T, B, G)
+    (masked states, with masks).
+    ``norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths,
+    kind, layer_norm, dgi, dgh, dh0) -> sums``: writes dgi (B, T, D*G) (gradient of a_i),
+    dgh (D, T, B, G) (of the raw recurrent products), dh0 (D, B, H); returns a NumPy array
+    (D, 3, G): sums over rows and steps of dgi, of d a_h, and of d a_h * xh.
+
 Language-model layers (V vocabulary size, E embedding width, M rows = flattened (b, t)
 positions, K features)
     ``embedding_forward(ids, weight, out)``: ids (B, T) int64 native, weight (V, E),

@@ -68,8 +68,169 @@ class Context:
         self.work = work
 
 
+
+_LN_KEYS = ("ln_ih_g", "ln_ih_b", "ln_hh_g", "ln_hh_b")
+_LN_KINDS = ("layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight",
+             "layer_norm_hh_bias")
+
+
+def _check_recurrent_dropout(p):
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer,
+                                                             np.floating)) \
+            or not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"recurrent_dropout must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+class _GeneralCell:
+    """Layer normalisation and recurrent dropout for a cell (``GRULayer``, ``RNNLayer``).
+
+    With ``layer_norm`` or ``recurrent_dropout > 0`` a layer runs the general kernels
+    (``backend.ln_rows_forward``, ``norm_layer_forward`` and their backwards, see
+    :mod:`numgru._cpu_norm` for the equations); otherwise the fast kernels of its cell.
+    Extra parameters with ``layer_norm`` (gains init 1, biases 0; not weights for the L2
+    penalty, like biases), G = N*H (N gate blocks):
+
+    ln_ih_g, ln_ih_b (D, G)   gain and bias of the LN of W_ih x
+    ln_hh_g, ln_hh_b (D, G)   gain and bias of the LN of the recurrent products
+
+    Recurrent dropout masks (D, N, B, H) are drawn once per training forward from the
+    context's rng: ``(rng.random((D, N, B, H)) >= p) / (1 - p)``; the host copy is kept in
+    ``saved`` (``Stack.recurrent_masks``).
+    """
+
+    gates = 1
+    kind = 1
+
+    def _init_general(self, layer_norm, recurrent_dropout):
+        self.layer_norm = bool(layer_norm)
+        self.recurrent_dropout = _check_recurrent_dropout(recurrent_dropout)
+        if self.layer_norm:
+            D, G = self.num_directions, self.gates * self.hidden_size
+            for key in _LN_KEYS:
+                self.params[key] = (np.ones if key.endswith("_g") else np.zeros)((D, G),
+                                                                                 self.dtype)
+            self.param_keys = type(self).param_keys + _LN_KEYS
+            self.is_weight = type(self).is_weight + (False,) * 4
+            self.torch_kinds = type(self).torch_kinds + _LN_KINDS
+
+    @property
+    def general(self):
+        """True when the layer runs the general kernels."""
+        return self.layer_norm or self.recurrent_dropout > 0
+
+    def _ln_view(self, arrays, kind, d):
+        return arrays[_LN_KEYS[_LN_KINDS.index(kind)]][d]
+
+    def _init_ln(self):
+        if self.layer_norm:
+            for key in _LN_KEYS:
+                self.params[key][...] = 1 if key.endswith("_g") else 0
+
+    def _general_forward(self, ctx, p, inp, h0, h_n, fresh):
+        be, work = ctx.be, ctx.work
+        B, T, I = inp.shape
+        H, D, N = self.hidden_size, self.num_directions, self.gates
+        G = N * H
+        dt = ctx.dtype
+        mode = "train" if ctx.training else "infer"
+        key = (id(self), mode)
+        none4 = be.empty((D, 0, 0, 0), dt)
+        out = be.empty((B, T, D * H), dt) if fresh else work(key + ("out",), (B, T, D * H))
+        # input side: v = W_ih x, then LN (+ b_ih) in place, as (rows, D, G)
+        gi = work(key + ("gi",), (B, T, D * G))
+        be.gemm(inp.reshape(B * T, I), p["w_ih"].T, be.empty(0, dt), gi.reshape(B * T, D * G))
+        gi3 = gi.reshape(B * T, D, G)
+        if self.layer_norm:
+            xhat_i = work(key + ("xhat_i",), (B * T, D, G))
+            rstd_i = work(key + ("rstd_i",), (B * T, D))
+            g_ih, b_ln, g_hh, b_hh_ln = p["ln_ih_g"], p["ln_ih_b"], p["ln_hh_g"], p["ln_hh_b"]
+        else:
+            xhat_i, rstd_i = be.empty((0, D, G), dt), be.empty((0, D), dt)
+            g_ih = b_ln = g_hh = b_hh_ln = be.empty((D, 0), dt)
+        be.ln_rows_forward(gi3, g_ih, b_ln, p["b_ih"].reshape(D, G), self.layer_norm, xhat_i,
+                           rstd_i, gi3)
+        masks_host = None
+        masks = none4
+        if ctx.training and self.recurrent_dropout > 0:
+            q = self.recurrent_dropout
+            masks_host = ((ctx.rng.random((D, N, B, H)) >= q).astype(dt)
+                          / np.dtype(dt).type(1.0 - q))
+            masks = be.upload(masks_host)
+        store = ctx.training
+        if store:
+            gates = work((id(self), "gates"), (D, T, B, G))
+            ahn = (work((id(self), "ahn"), (D, T, B, H)) if self.kind == 0 else none4)
+            xh = work((id(self), "xh"), (D, T, B, G)) if self.layer_norm else none4
+            rstd = (work((id(self), "rstd"), (D, T, B)) if self.layer_norm
+                    else be.empty((D, 0, 0), dt))
+            hprev = work((id(self), "hprev"), (D, T, B, H))
+            hm = work((id(self), "hm"), (D, T, B, G)) if masks_host is not None else none4
+        else:
+            gates = ahn = xh = hprev = hm = none4
+            rstd = be.empty((D, 0, 0), dt)
+        be.norm_layer_forward(gi, p["w_hh"], p["b_hh"], g_hh, b_hh_ln, masks, h0, ctx.lengths,
+                              self.kind, self.layer_norm, out, h_n, store, gates, ahn, xh, rstd,
+                              hprev, hm)
+        if not store:
+            return out, None
+        saved = dict(inp=inp, xhat_i=xhat_i, rstd_i=rstd_i, masks=masks_host, masks_n=masks,
+                     gates=gates, ahn=ahn, xh=xh, rstd=rstd, hprev=hprev, hm=hm)
+        return out, saved
+
+    def _general_backward(self, ctx, p, sv, d_out, d_h_n, dh0, need_dx, fresh_dx):
+        """dgi (gradient of a_i) and dgh (of the raw recurrent products) from the backward
+        recurrence; the input-side LN backward turns dgi into the gradient of W_ih x in
+        place; then ``dW_ih = dv^T x``, ``dW_hh`` block g = ``dgh_g^T (h_prev * m_g)`` and
+        ``dx = dv @ W_ih``. Bias, gain and LN-bias gradients are row sums."""
+        be, work = ctx.be, ctx.work
+        inp = sv["inp"]
+        B, T, in_k = inp.shape
+        H, D, N = self.hidden_size, self.num_directions, self.gates
+        G = N * H
+        dt = ctx.dtype
+        dgi = work("dgi", (B, T, D * G))
+        dgh = work("dgh", (D, T, B, G))                          # time-major
+        g_hh = p["ln_hh_g"] if self.layer_norm else be.empty((D, 0), dt)
+        sums = be.norm_layer_backward(d_out, d_h_n, sv["gates"], sv["ahn"], sv["xh"],
+                                      sv["rstd"], sv["hprev"], p["w_hh"], g_hh, sv["masks_n"],
+                                      ctx.lengths, self.kind, self.layer_norm, dgi, dgh,
+                                      dh0)                        # (D, 3, G) host
+        grads = {}
+        if self.layer_norm:
+            dgi3 = dgi.reshape(B * T, D, G)
+            grads["ln_ih_g"] = be.ln_rows_backward(dgi3, sv["xhat_i"], sv["rstd_i"],
+                                                   p["ln_ih_g"], dgi3)
+            grads["ln_ih_b"] = sums[:, 0].copy()
+            grads["ln_hh_g"] = sums[:, 2].copy()
+            grads["ln_hh_b"] = sums[:, 1].copy()
+        dv2 = dgi.reshape(B * T, D * G)
+        g_ih = be.empty((D * G, in_k), dt)
+        be.gemm_tn(dv2, inp.reshape(B * T, in_k), g_ih)
+        w_hh = np.empty((D, G, H), dtype=dt)
+        for d in range(D):
+            if sv["masks"] is None:
+                gd = be.empty((G, H), dt)
+                be.gemm_tn(dgh[d].reshape(T * B, G), sv["hprev"][d].reshape(T * B, H), gd)
+                w_hh[d] = be.to_host(gd)
+            else:   # all blocks against all masked states; the diagonal blocks are dW_hh
+                gd = be.empty((G, G), dt)
+                be.gemm_tn(dgh[d].reshape(T * B, G), sv["hm"][d].reshape(T * B, G), gd)
+                full = be.to_host(gd)
+                for g in range(N):
+                    w_hh[d, g * H:(g + 1) * H] = full[g * H:(g + 1) * H, g * H:(g + 1) * H]
+        grads.update({"w_ih": be.to_host(g_ih), "w_hh": w_hh,
+                      "b_ih": sums[:, 0].reshape(-1).copy(), "b_hh": sums[:, 1].copy()})
+        if not need_dx:
+            return None, grads
+        d_inp = (be.empty((B, T, in_k), dt) if fresh_dx
+                 else work((id(self), "d_inp"), (B, T, in_k)))
+        be.gemm(dv2, p["w_ih"], be.empty(0, dt), d_inp.reshape(B * T, in_k))
+        return d_inp, grads
+
+
 @register_cell("gru")
-class GRULayer:
+class GRULayer(_GeneralCell):
     """One GRU layer with D directions (gate order r, z, n; PyTorch's layout).
 
     Packed parameters (both directions in one array, so that the input projection of all
@@ -88,17 +249,29 @@ class GRULayer:
     is_weight = (True, True, False, False)
     torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
-    def __init__(self, input_size, hidden_size, num_directions, dtype, reset_after=True):
+    kind = 0          # the general kernels' cell kind (numgru._cpu_norm)
+
+    def __init__(self, input_size, hidden_size, num_directions, dtype, reset_after=True,
+                 layer_norm=False, recurrent_dropout=0.0):
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_directions = int(num_directions)
         self.dtype = np.dtype(dtype)
         self.reset_after = bool(reset_after)
+        if not self.reset_after and layer_norm:
+            raise ValueError("layer_norm=True needs reset_after=True: with reset_after=False "
+                             "the n gate's recurrent pre-activation W_hn (r * h) depends on r, "
+                             "so a layer norm over the 3H recurrent pre-activations would be "
+                             "circular")
+        if not self.reset_after and recurrent_dropout:
+            raise ValueError("recurrent_dropout > 0 needs reset_after=True (not implemented "
+                             "for the reset_after=False form)")
         H, D, G = self.hidden_size, self.num_directions, self.gates * self.hidden_size
         self.params = {"w_ih": np.zeros((D * G, self.input_size), self.dtype),
                        "w_hh": np.zeros((D, G, H), self.dtype),
                        "b_ih": np.zeros(D * G, self.dtype),
                        "b_hh": np.zeros((D, G), self.dtype)}
+        self._init_general(layer_norm, recurrent_dropout)
 
     # ------------------------------------------------------------------ sizes and layout
     @property
@@ -116,11 +289,15 @@ class GRULayer:
     def torch_shape(self, kind):
         """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
         H, G = self.hidden_size, self.gates * self.hidden_size
+        if kind.startswith("layer_norm"):
+            return (G,)
         return {"weight_ih": (G, self.input_size), "weight_hh": (G, H), "bias_ih": (G,),
                 "bias_hh": (G,) if self.reset_after else (2 * H,)}[kind]
 
     def view(self, arrays, kind, d):
         """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
+        if kind.startswith("layer_norm"):
+            return self._ln_view(arrays, kind, d)
         G = self.gates * self.hidden_size
         if kind == "weight_ih":
             return arrays["w_ih"][d * G:(d + 1) * G]
@@ -135,12 +312,15 @@ class GRULayer:
         drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
         bound = 1.0 / np.sqrt(self.hidden_size)
         for d in range(self.num_directions):
-            for kind in self.torch_kinds:
+            for kind in type(self).torch_kinds:
                 self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
                                                                    self.torch_shape(kind))
+        self._init_ln()     # layer norm: gains 1, biases 0 (no draws: same weights as without)
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, ctx, p, inp, h0, h_n, fresh):
+        if self.general:
+            return self._general_forward(ctx, p, inp, h0, h_n, fresh)
         be, work = ctx.be, ctx.work
         B, T = inp.shape[0], inp.shape[1]
         H, D = self.hidden_size, self.num_directions
@@ -163,6 +343,8 @@ class GRULayer:
         """dgi / dgh from the backward recurrence, then every weight gradient as one product
         over all timesteps (``dW_ih = dgi^T x``, ``dW_hh = dgh^T h_prev``) and
         ``dx = dgi @ W_ih``."""
+        if self.general:
+            return self._general_backward(ctx, p, saved, d_out, d_h_n, dh0, need_dx, fresh_dx)
         be, work = ctx.be, ctx.work
         inp, gates, hn_s, hprev = saved
         B, T, in_k = inp.shape
@@ -191,7 +373,7 @@ class GRULayer:
         return d_inp, grads
 
 
-class RNNLayer:
+class RNNLayer(_GeneralCell):
     """One vanilla (Elman) RNN layer with D directions, as ``torch.nn.RNN``::
 
         h' = act(W_ih x + b_ih + W_hh h + b_hh)        act = tanh or relu
@@ -211,7 +393,8 @@ class RNNLayer:
     is_weight = (True, True, False, False)
     torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
-    def __init__(self, input_size, hidden_size, num_directions, dtype):
+    def __init__(self, input_size, hidden_size, num_directions, dtype, layer_norm=False,
+                 recurrent_dropout=0.0):
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_directions = int(num_directions)
@@ -221,6 +404,11 @@ class RNNLayer:
                        "w_hh": np.zeros((D, H, H), self.dtype),
                        "b_ih": np.zeros(D * H, self.dtype),
                        "b_hh": np.zeros((D, H), self.dtype)}
+        self._init_general(layer_norm, recurrent_dropout)
+
+    @property
+    def kind(self):
+        return 2 if self.relu else 1
 
     @property
     def relu(self):
@@ -242,11 +430,15 @@ class RNNLayer:
     def torch_shape(self, kind):
         """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
         H = self.hidden_size
+        if kind.startswith("layer_norm"):
+            return (H,)
         return {"weight_ih": (H, self.input_size), "weight_hh": (H, H), "bias_ih": (H,),
                 "bias_hh": (H,)}[kind]
 
     def view(self, arrays, kind, d):
         """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
+        if kind.startswith("layer_norm"):
+            return self._ln_view(arrays, kind, d)
         H = self.hidden_size
         if kind == "weight_ih":
             return arrays["w_ih"][d * H:(d + 1) * H]
@@ -261,12 +453,15 @@ class RNNLayer:
         drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
         bound = 1.0 / np.sqrt(self.hidden_size)
         for d in range(self.num_directions):
-            for kind in self.torch_kinds:
+            for kind in type(self).torch_kinds:
                 self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
                                                                    self.torch_shape(kind))
+        self._init_ln()     # layer norm: gains 1, biases 0 (no draws: same weights as without)
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, ctx, p, inp, h0, h_n, fresh):
+        if self.general:
+            return self._general_forward(ctx, p, inp, h0, h_n, fresh)
         be, work = ctx.be, ctx.work
         B, T = inp.shape[0], inp.shape[1]
         H, D = self.hidden_size, self.num_directions
@@ -285,6 +480,8 @@ class RNNLayer:
         weight gradient as one product over all timesteps (``dW_ih = dgi^T x``,
         ``dW_hh = dgh^T h_prev`` with h_prev the T states the steps read) and
         ``dx = dgi @ W_ih``."""
+        if self.general:
+            return self._general_backward(ctx, p, saved, d_out, d_h_n, dh0, need_dx, fresh_dx)
         be, work = ctx.be, ctx.work
         inp, states = saved
         B, T, in_k = inp.shape

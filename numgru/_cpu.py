@@ -52,7 +52,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from . import _config
+from . import _config, _cpu_norm
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, _gemm_rows, _gemm_tn_rows, gemm, gemm_tn, mm_nt, mm_packed,
@@ -1124,6 +1124,29 @@ class CPUBackend(Backend):
             rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh,
                                dh0, dbias)
         return dbias.reshape(D, nchunks, 2, H).sum(axis=1)
+
+    # general layers: layer normalisation and recurrent dropout (numgru._cpu_norm)
+    def ln_rows_forward(self, v, gain, beta, bias, layer_norm, xhat, rstd, y):
+        _cpu_norm.ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y)
+
+    def ln_rows_backward(self, dy, xhat, rstd, gain, dv):
+        dgain = np.empty(gain.shape, dtype=dy.dtype)
+        _cpu_norm.ln_rows_backward(dy, xhat, rstd, gain, dv, dgain)
+        return dgain
+
+    def norm_layer_forward(self, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm,
+                           out, h_n, store, gates, ahn, xh, rstd, hprev, hm):
+        D, B, H = h0.shape
+        _cpu_norm.norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+                                     layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
+                                     hm, self._nchunks(B, H, whh.shape[1] // H))
+
+    def norm_layer_backward(self, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks,
+                            lengths, kind, layer_norm, dgi, dgh, dh0):
+        D, B, H = d_h_n.shape
+        return _cpu_norm.norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh,
+                                             ln_g, masks, lengths, kind, layer_norm, dgi, dgh,
+                                             dh0, self._nchunks(B, H, whh.shape[1] // H))
 
     # language-model layers
     @staticmethod

@@ -1361,6 +1361,29 @@ class CUDABackend(Backend):
     def rnn_layer_backward(self, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0):
         return _rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0)
 
+    # general layers: layer normalisation and recurrent dropout (numgru._cuda_norm)
+    def ln_rows_forward(self, v, gain, beta, bias, layer_norm, xhat, rstd, y):
+        from . import _cuda_norm
+        _cuda_norm.ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y)
+
+    def ln_rows_backward(self, dy, xhat, rstd, gain, dv):
+        from . import _cuda_norm
+        return _cuda_norm.ln_rows_backward(dy, xhat, rstd, gain, dv)
+
+    def norm_layer_forward(self, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm,
+                           out, h_n, store, gates, ahn, xh, rstd, hprev, hm):
+        from . import _cuda_norm
+        _cuda_norm.norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+                                      layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
+                                      hm)
+
+    def norm_layer_backward(self, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks,
+                            lengths, kind, layer_norm, dgi, dgh, dh0):
+        from . import _cuda_norm
+        return _cuda_norm.norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh,
+                                              ln_g, masks, lengths, kind, layer_norm, dgi, dgh,
+                                              dh0)
+
     # language-model layers
     def embedding_forward(self, ids, weight, out):
         _embedding_forward(ids, weight, out)

@@ -17,6 +17,7 @@ import numpy as np
 from . import _layout
 from ._backend import get_backend
 from ._config import compute_threads
+from ._cells import _check_recurrent_dropout
 from ._stack import Stack
 from ._validation import as_dtype, check_float_array, check_finite, check_lengths, \
     check_native, check_sequences, check_state
@@ -66,7 +67,11 @@ class RecurrentNetwork:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"random_state must be None, a non-negative integer or a "
                             f"numpy.random.Generator, got {random_state!r}") from exc
+        self.layer_norm = bool(cell_options.get("layer_norm", False))
+        self.recurrent_dropout = _check_recurrent_dropout(cell_options.get("recurrent_dropout",
+                                                                           0.0))
         self.dropout_masks_ = []
+        self.recurrent_dropout_masks_ = []
         self._device_io = False
         self._stack = Stack.recurrent(self.input_size, [self.hidden_size] * self.num_layers,
                                       cell=cell, bidirectional=self.bidirectional,
@@ -89,9 +94,12 @@ class RecurrentNetwork:
         net.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
         net.residual = bool(stack.residual_layers)
         net._cell_attributes(first)
+        net.layer_norm = getattr(first, "layer_norm", False)
+        net.recurrent_dropout = getattr(first, "recurrent_dropout", 0.0)
         net.dtype = stack.dtype
         net.rng = rng if rng is not None else np.random.default_rng()
         net.dropout_masks_ = []
+        net.recurrent_dropout_masks_ = []
         net._device_io = False
         net._stack = stack
         return net
@@ -141,6 +149,7 @@ class RecurrentNetwork:
                                      training=training, rng=self.rng)
         if training:
             self.dropout_masks_ = self._stack.dropout_masks()
+            self.recurrent_dropout_masks_ = self._stack.recurrent_masks()
             self._device_io = device_io
         if device_io:
             return out, h_n
@@ -188,6 +197,10 @@ class RecurrentNetwork:
             extra.append(f"dropout={self.dropout}")
         if self.residual:
             extra.append("residual=True")
+        if getattr(self, "layer_norm", False):
+            extra.append("layer_norm=True")
+        if getattr(self, "recurrent_dropout", 0.0):
+            extra.append(f"recurrent_dropout={self.recurrent_dropout}")
         extra += self._repr_options()
         extra.append(f"dtype={self.dtype.name!r}")
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, {', '.join(extra)})"

@@ -75,9 +75,7 @@ class Stack:
             if k in skip_layers:
                 skips.append(len(layers))
             layers.append(layer)
-            # residual + layer normalisation: a LayerNorm layer (not written yet) would be
-            # appended here, after the cell, with the add done before it (``skips`` marks the
-            # cell; the stack adds the skip right after the cell's forward)
+            # layer normalisation lives inside the cells (cell_options layer_norm=True)
             size = layer.output_size
         return cls(layers, backend, dtype, skips)
 
@@ -201,6 +199,14 @@ class Stack:
             return []
         return [saved[0] for lay, saved in zip(self.layers, self._tape["tape"])
                 if isinstance(lay, Dropout) and saved is not None]
+
+    def recurrent_masks(self):
+        """Host recurrent-dropout masks (D, N, B, H) of the last training forward, one per
+        recurrent layer that drew them, in layer order."""
+        if self._tape is None:
+            return []
+        return [saved["masks"] for lay, saved in zip(self.layers, self._tape["tape"])
+                if lay.num_states and isinstance(saved, dict) and saved.get("masks") is not None]
 
     def backward(self, d_out, d_h_n=None, dh0=None, need_dx=True):
         """Backpropagate through the last training forward.

@@ -57,6 +57,8 @@ class _BaseGRUEstimator(BaseEstimator):
         "bidirectional": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "residual": ["boolean"],
+        "layer_norm": ["boolean"],
+        "recurrent_dropout": [Interval(Real, 0, 1, closed="left")],
         "reset_after": ["boolean"],
         "pooling": [StrOptions({"last", "mean", "attention"})],
         "output": [StrOptions({"last", "each_step"})],
@@ -86,7 +88,8 @@ class _BaseGRUEstimator(BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
-                 residual=False, reset_after=True, pooling="last", output="last", solver="adam",
+                 residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
+                 pooling="last", output="last", solver="adam",
                  alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
@@ -98,6 +101,8 @@ class _BaseGRUEstimator(BaseEstimator):
         self.bidirectional = bidirectional
         self.dropout = dropout
         self.residual = residual
+        self.layer_norm = layer_norm
+        self.recurrent_dropout = recurrent_dropout
         self.reset_after = reset_after
         self.pooling = pooling
         self.output = output
@@ -183,6 +188,7 @@ class _BaseGRUEstimator(BaseEstimator):
         """The recurrent layers of ``hidden_layer_sizes`` (cells ``cell``) as one engine stack
         on ``device``, initialised from ``rngs`` (one Generator per layer)."""
         options = {"reset_after": self.reset_after} if self.cell == "gru" else {}
+        options.update(layer_norm=self.layer_norm, recurrent_dropout=self.recurrent_dropout)
         return Stack.recurrent(n_inputs, self._sizes(), cell=self.cell,
                                bidirectional=self.bidirectional, dropout=self.dropout,
                                residual=self.residual, dtype=self._dtype,
@@ -901,6 +907,18 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
         or every size differs from the one before). See the user guide.
 
+    layer_norm : bool, default=False
+        Layer-normalised cells (Ba et al. 2016): a LayerNorm with learned gain and bias on the
+        input projection and, separately, on the recurrent projection of every recurrent
+        layer, over its gate pre-activations. Gains and LN biases are not penalised by
+        ``alpha`` (like biases). Needs ``reset_after=True`` for ``cell="gru"`` (``ValueError``
+        at fit). See the user guide.
+
+    recurrent_dropout : float, default=0.0
+        Keras's recurrent dropout: per sequence and training forward, masks on the state where
+        it enters the recurrent product (one per gate), the same at every step, inverted
+        scaling; never at prediction. Needs ``reset_after=True`` for ``cell="gru"``.
+
     reset_after : bool, default=True
         GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
         recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
@@ -1378,6 +1396,18 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
         or every size differs from the one before). See the user guide.
 
+    layer_norm : bool, default=False
+        Layer-normalised cells (Ba et al. 2016): a LayerNorm with learned gain and bias on the
+        input projection and, separately, on the recurrent projection of every recurrent
+        layer, over its gate pre-activations. Gains and LN biases are not penalised by
+        ``alpha`` (like biases). Needs ``reset_after=True`` for ``cell="gru"`` (``ValueError``
+        at fit). See the user guide.
+
+    recurrent_dropout : float, default=0.0
+        Keras's recurrent dropout: per sequence and training forward, masks on the state where
+        it enters the recurrent product (one per gate), the same at every step, inverted
+        scaling; never at prediction. Needs ``reset_after=True`` for ``cell="gru"``.
+
     reset_after : bool, default=True
         GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
         recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
@@ -1575,7 +1605,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
-                 residual=False, reset_after=True, pooling="last", output="last", solver="adam",
+                 residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
+                 pooling="last", output="last", solver="adam",
                  alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
@@ -1584,8 +1615,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  dtype="auto", class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
-            dropout=dropout, residual=residual,
-            reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
+            dropout=dropout, residual=residual, layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout, reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate,
             learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
             shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,

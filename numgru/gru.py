@@ -34,6 +34,18 @@ class GRU(RecurrentNetwork):
         output as the layer reads it (after dropout). Layer 0 never has one (its input is the
         data); with equal sizes every later layer has one, so this needs ``num_layers >= 2``
         (``ValueError`` otherwise). ``h_n`` holds the cells' own states (without the skip).
+    layer_norm : bool, default=False
+        Layer-normalised GRU (Ba et al. 2016): a LayerNorm with learned gain and bias on
+        ``W_ih x`` and, separately, on the recurrent products ``W_hh h``, each over the 3H gate
+        pre-activations, before the gate nonlinearities (see the math page). Adds the
+        parameters ``layer_norm_{ih,hh}_{weight,bias}_l{k}{s}`` (3H,) (gains 1, biases 0 at
+        initialisation). Needs ``reset_after=True``.
+    recurrent_dropout : float, default=0.0
+        Keras's recurrent dropout: in training forwards, masks (B, H) per gate (r, z, n) and
+        direction, drawn once per forward from ``self.rng``, multiply ``h`` where it enters the
+        recurrent product, the same at every step (inverted scaling 1/(1-p));
+        ``recurrent_dropout_masks_`` holds them, (D, 3, B, H) per layer. Needs
+        ``reset_after=True``.
     reset_after : bool, default=True
         True: PyTorch / cuDNN form ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
         False: Cho et al. 2014 / Keras ``reset_after=False`` form
@@ -59,12 +71,14 @@ class GRU(RecurrentNetwork):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
-                 residual=False, reset_after=True, dtype="float32", device="cpu",
-                 random_state=None):
+                 residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
+                 dtype="float32", device="cpu", random_state=None):
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, device=device, random_state=random_state,
-                         cell="gru", cell_options={"reset_after": self.reset_after},
+                         cell="gru", cell_options={"reset_after": self.reset_after,
+                                                   "layer_norm": layer_norm,
+                                                   "recurrent_dropout": recurrent_dropout},
                          residual=residual)
 
     def _cell_attributes(self, layer):

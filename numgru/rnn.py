@@ -36,6 +36,14 @@ class RNN(RecurrentNetwork):
         output as the layer reads it (after dropout). Layer 0 never has one (its input is the
         data); with equal sizes every later layer has one, so this needs ``num_layers >= 2``
         (``ValueError`` otherwise). ``h_n`` holds the cells' own states (without the skip).
+    layer_norm : bool, default=False
+        Layer-normalised RNN: ``h' = act(LN(W_ih x) + b_ih + LN(W_hh h) + b_hh)`` with a learned
+        gain and bias per LayerNorm, over the H pre-activations (see the math page). Adds the
+        parameters ``layer_norm_{ih,hh}_{weight,bias}_l{k}{s}`` (H,).
+    recurrent_dropout : float, default=0.0
+        Keras's recurrent dropout: in training forwards one mask (B, H) per direction, drawn
+        once per forward from ``self.rng``, multiplies ``h`` where it enters ``W_hh h``, the
+        same at every step (inverted scaling); ``recurrent_dropout_masks_`` holds them.
     dtype : {"float32", "float64"}, default="float32"
         Dtype of parameters, computation and outputs.
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -65,14 +73,17 @@ class RNN(RecurrentNetwork):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh",
-                 bidirectional=False, dropout=0.0, residual=False, dtype="float32",
-                 device="cpu", random_state=None):
+                 bidirectional=False, dropout=0.0, residual=False, layer_norm=False,
+                 recurrent_dropout=0.0, dtype="float32", device="cpu", random_state=None):
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, device=device, random_state=random_state,
-                         cell=f"rnn_{nonlinearity}", cell_options={}, residual=residual)
+                         cell=f"rnn_{nonlinearity}",
+                         cell_options={"layer_norm": layer_norm,
+                                       "recurrent_dropout": recurrent_dropout},
+                         residual=residual)
 
     def _cell_attributes(self, layer):
         self.nonlinearity = layer.nonlinearity

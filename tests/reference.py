@@ -22,7 +22,8 @@ import numpy as np
 __all__ = ["gru_forward", "gru_backward", "init_params", "param_names", "param_shapes",
            "rnn_forward", "rnn_backward", "rnn_init_params", "rnn_param_shapes", "sigmoid",
            "tanh", "relu", "embedding_forward", "embedding_backward", "softmax_xent",
-           "softmax_logprob", "log_softmax"]
+           "softmax_logprob", "log_softmax", "general_param_shapes",
+           "general_layer_forward", "general_layer_backward"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,6 +416,173 @@ def rnn_backward(cache, d_out, d_h_n=None):
         else:
             dx = dinp
     grads = {name: grads[name] for name in param_names(L, cache["bidirectional"])}
+    return dx, dh0, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# layer normalisation and recurrent dropout (one layer, GRU reset_after=True or vanilla RNN):
+#   LN(v; g, beta) = g (v - mean v) / sqrt(var v + eps) + beta   over the G = N*H entries of v
+#   a_i = LN(W_ih x; g_ih, beta_ih) + b_ih
+#   a_h = LN([W_hr (h m_r), W_hz (h m_z), W_hn (h m_n)]; g_hh, beta_hh) + b_hh
+#   GRU: r = σ(a_i,r + a_h,r), z = σ(..z), n = tanh(a_i,n + r a_h,n), h' = (1-z) n + z h
+#   RNN: h' = act(a_i + a_h)  (one block, one mask)
+# masks: (D, N, B, H) explicit (all ones: no recurrent dropout); layer_norm False: LN = id.
+# ----------------------------------------------------------------------------------------------
+LN_EPS = 1e-5
+
+
+def general_param_shapes(input_size, hidden_size, cell="gru", bidirectional=False,
+                         layer_norm=False):
+    """Names and shapes of one layer's parameters (layer index 0), numgru's order."""
+    N = 3 if cell == "gru" else 1
+    G = N * hidden_size
+    shapes = {}
+    for s in _suffixes(bidirectional):
+        shapes[f"weight_ih_l0{s}"] = (G, input_size)
+        shapes[f"weight_hh_l0{s}"] = (G, hidden_size)
+        shapes[f"bias_ih_l0{s}"] = (G,)
+        shapes[f"bias_hh_l0{s}"] = (G,)
+        if layer_norm:
+            for kind in ("layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight",
+                         "layer_norm_hh_bias"):
+                shapes[f"{kind}_l0{s}"] = (G,)
+    return shapes
+
+
+def _ln_forward(v, g, beta):
+    """Rows of v (B, G): (y, xhat, rstd)."""
+    mu = v.mean(axis=1, keepdims=True)
+    var = ((v - mu) ** 2).mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + LN_EPS)
+    xhat = (v - mu) * rstd
+    return g * xhat + beta, xhat, rstd
+
+
+def _ln_backward(dy, g, xhat, rstd):
+    """(dv, dg, dbeta) of _ln_forward."""
+    dxh = dy * g
+    dv = rstd * (dxh - dxh.mean(axis=1, keepdims=True)
+                 - xhat * (dxh * xhat).mean(axis=1, keepdims=True))
+    return dv, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def general_layer_forward(x, params, *, hidden_size, cell="gru", bidirectional=False, h0=None,
+                          lengths=None, layer_norm=False, masks=None):
+    """One GRU (reset_after=True) or RNN layer ("rnn_tanh", "rnn_relu") with layer_norm and
+    recurrent masks (D, N, B, H) (None: ones). Returns (out (B,T,D*H), h_n (D,B,H), cache)."""
+    x = np.asarray(x, dtype=np.float64)
+    B, T, I = x.shape
+    H = hidden_size
+    D = 2 if bidirectional else 1
+    N = 3 if cell == "gru" else 1
+    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    expected = general_param_shapes(I, H, cell, bidirectional, layer_norm)
+    assert set(P) == set(expected), (sorted(P), sorted(expected))
+    h0 = np.zeros((D, B, H)) if h0 is None else np.asarray(h0, dtype=np.float64)
+    masks = np.ones((D, N, B, H)) if masks is None else np.asarray(masks, dtype=np.float64)
+    assert masks.shape == (D, N, B, H)
+    active = _active_mask(lengths, B, T)
+    out = np.zeros((B, T, D * H))
+    h_n = np.zeros((D, B, H))
+    dirs = []
+    for d, s in enumerate(_suffixes(bidirectional)):
+        W_ih, W_hh = P[f"weight_ih_l0{s}"], P[f"weight_hh_l0{s}"]
+        b_ih, b_hh = P[f"bias_ih_l0{s}"], P[f"bias_hh_l0{s}"]
+        h = h0[d].copy()
+        steps = []
+        for t in (range(T - 1, -1, -1) if d == 1 else range(T)):
+            m = active[:, t][:, None]
+            xt = x[:, t]
+            st = dict(t=t, m=m, x=xt, h_prev=h)
+            vi = xt @ W_ih.T
+            vh = np.concatenate([(h * masks[d, g]) @ W_hh[g * H:(g + 1) * H].T
+                                 for g in range(N)], axis=1)
+            if layer_norm:
+                yi, st["xhat_i"], st["rstd_i"] = _ln_forward(
+                    vi, P[f"layer_norm_ih_weight_l0{s}"], P[f"layer_norm_ih_bias_l0{s}"])
+                yh, st["xhat_h"], st["rstd_h"] = _ln_forward(
+                    vh, P[f"layer_norm_hh_weight_l0{s}"], P[f"layer_norm_hh_bias_l0{s}"])
+            else:
+                yi, yh = vi, vh
+            ai, ah = yi + b_ih, yh + b_hh
+            if cell == "gru":
+                r = sigmoid(ai[:, :H] + ah[:, :H])
+                z = sigmoid(ai[:, H:2 * H] + ah[:, H:2 * H])
+                n = tanh(ai[:, 2 * H:] + r * ah[:, 2 * H:])
+                h_new = (1.0 - z) * n + z * h
+                st.update(r=r, z=z, n=n, ahn=ah[:, 2 * H:])
+            else:
+                a = ai + ah
+                h_new = _ACTS[cell[4:]](a)
+                st.update(a=a)
+            steps.append(st)
+            h = np.where(m, h_new, h)
+            out[:, t, d * H:(d + 1) * H] = np.where(m, h_new, 0.0)
+        h_n[d] = h
+        dirs.append(steps)
+    cache = dict(P=P, dirs=dirs, H=H, D=D, N=N, cell=cell, masks=masks, active=active,
+                 layer_norm=layer_norm, shape=(B, T, I), bidirectional=bidirectional)
+    return out, h_n, cache
+
+
+def general_layer_backward(cache, d_out, d_h_n=None):
+    """Returns (dx (B,T,I), dh0 (D,B,H), grads keyed like params), float64."""
+    P, H, D, N, cell = cache["P"], cache["H"], cache["D"], cache["N"], cache["cell"]
+    B, T, I = cache["shape"]
+    masks, layer_norm = cache["masks"], cache["layer_norm"]
+    d_out = np.asarray(d_out, dtype=np.float64) * cache["active"][:, :, None]
+    d_h_n = np.zeros((D, B, H)) if d_h_n is None else np.asarray(d_h_n, dtype=np.float64)
+    dx = np.zeros((B, T, I))
+    dh0 = np.zeros((D, B, H))
+    grads = {}
+    for d, s in enumerate(_suffixes(cache["bidirectional"])):
+        W_ih, W_hh = P[f"weight_ih_l0{s}"], P[f"weight_hh_l0{s}"]
+        gr = {k: np.zeros_like(v) for k, v in P.items() if k.endswith(f"_l0{s}")}
+        dh = d_h_n[d].copy()
+        for st in reversed(cache["dirs"][d]):
+            t, m = st["t"], st["m"].astype(np.float64)
+            g = dh + m * d_out[:, t, d * H:(d + 1) * H]
+            gm = g * m
+            if cell == "gru":
+                r, z, n, h_prev = st["r"], st["z"], st["n"], st["h_prev"]
+                dan = gm * (1.0 - z) * (1.0 - n * n)
+                daz = gm * (h_prev - n) * z * (1.0 - z)
+                dar = dan * st["ahn"] * r * (1.0 - r)
+                dai = np.concatenate([dar, daz, dan], axis=1)
+                dah = np.concatenate([dar, daz, r * dan], axis=1)
+                direct = gm * z
+            else:
+                if cell == "rnn_tanh":
+                    da = gm * (1.0 - np.tanh(st["a"]) ** 2)
+                else:
+                    da = gm * (st["a"] > 0)
+                dai = dah = da
+                direct = 0.0
+            gr[f"bias_ih_l0{s}"] += dai.sum(axis=0)
+            gr[f"bias_hh_l0{s}"] += dah.sum(axis=0)
+            if layer_norm:
+                dvi, dg, db = _ln_backward(dai, P[f"layer_norm_ih_weight_l0{s}"], st["xhat_i"],
+                                           st["rstd_i"])
+                gr[f"layer_norm_ih_weight_l0{s}"] += dg
+                gr[f"layer_norm_ih_bias_l0{s}"] += db
+                dvh, dg, db = _ln_backward(dah, P[f"layer_norm_hh_weight_l0{s}"], st["xhat_h"],
+                                           st["rstd_h"])
+                gr[f"layer_norm_hh_weight_l0{s}"] += dg
+                gr[f"layer_norm_hh_bias_l0{s}"] += db
+            else:
+                dvi, dvh = dai, dah
+            gr[f"weight_ih_l0{s}"] += dvi.T @ st["x"]
+            dx[:, t] += dvi @ W_ih
+            dh_prev = direct
+            for gg in range(N):
+                blk = slice(gg * H, (gg + 1) * H)
+                hm = st["h_prev"] * masks[d, gg]
+                gr[f"weight_hh_l0{s}"][blk] += dvh[:, blk].T @ hm
+                dh_prev = dh_prev + (dvh[:, blk] @ W_hh[blk]) * masks[d, gg]
+            dh = dh_prev + (1.0 - m) * g
+        dh0[d] = dh
+        grads.update(gr)
+    grads = {k: grads[k] for k in P}
     return dx, dh0, grads
 
 

@@ -140,11 +140,19 @@ GRU_CTOR_BAD = [
     (dict(random_state=-1), ValueError, "random_state"),
     (dict(random_state=1.5), TypeError, "random_state"),
     (dict(residual=True), ValueError, "residual=True needs at least two recurrent layers"),
+    (dict(recurrent_dropout=1.0), ValueError, "recurrent_dropout"),
+    (dict(recurrent_dropout=-0.1), ValueError, "recurrent_dropout"),
+    (dict(recurrent_dropout=float("nan")), ValueError, "recurrent_dropout"),
+    (dict(recurrent_dropout="0.1"), ValueError, "recurrent_dropout"),
+    (dict(recurrent_dropout=True), ValueError, "recurrent_dropout"),
+    (dict(layer_norm=True, reset_after=False), ValueError, "layer_norm=True needs reset_after"),
+    (dict(recurrent_dropout=0.1, reset_after=False), ValueError, "needs reset_after=True"),
 ]
 
 
 @pytest.mark.parametrize("kw, exc, match", GRU_CTOR_BAD,
-                         ids=[f"{k}={v!r}" for kw, *_ in GRU_CTOR_BAD for k, v in kw.items()])
+                         ids=["-".join(f"{k}={v!r}" for k, v in kw.items())
+                              for kw, *_ in GRU_CTOR_BAD])
 def test_gru_constructor_refuses(kw, exc, match):
     args = dict(input_size=2, hidden_size=3, **{"num_layers": 1})
     args.update(kw)

@@ -1,0 +1,446 @@
+"""CPU kernels of the *general* recurrent layers: layer normalisation and recurrent dropout.
+
+Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2), N gate
+blocks (GRU 3, RNN 1), G = N*H (a direction's pre-activations), M = B*T rows.
+
+A GRU or RNN layer with ``layer_norm=True`` or ``recurrent_dropout > 0`` runs these kernels;
+plain layers keep the fast kernels of :mod:`numgru._cpu` (nothing here touches them). Per
+direction (see docs/math.rst, "Layer normalisation and recurrent dropout")::
+
+    LN(v; g, beta) = g * (v - mean(v)) / sqrt(var(v) + eps) + beta    over the G entries of v
+    a_i = LN(W_ih x_t; g_ih, beta_ih) + b_ih                           (identity LN without
+    a_h = LN([W_hr (h*m_r), W_hz (h*m_z), W_hn (h*m_n)]; g_hh, beta_hh) + b_hh     layer_norm)
+    GRU (reset_after):  r = σ(a_i,r + a_h,r)  z = σ(a_i,z + a_h,z)
+                        n = tanh(a_i,n + r * a_h,n)   h' = (1 - z) n + z h
+    RNN:                h' = act(a_i + a_h)           (one block, one mask)
+
+with ``eps = 1e-5`` and the biased variance (``torch.nn.LayerNorm``), masks m (B, H) per gate
+block and direction, 1 without recurrent dropout; h' uses the unmasked h (Keras).
+
+The layer (:class:`numgru._cells.GRULayer` / ``RNNLayer``) runs:
+
+1. ``gi = x @ W_ih^T`` over all timesteps (``backend.gemm``);
+2. :func:`ln_rows_forward`: the input-side LN (not recurrent: one pass over the M*D rows), with
+   ``b_ih`` added (without layer_norm just ``+ b_ih``);
+3. :func:`norm_layer_forward`: the recurrence, one task per (direction, chunk of batch rows);
+4. backward: :func:`norm_layer_backward` (the recurrence backward: gates -> d a_h -> LN
+   backward -> d of the recurrent products -> dh through W_hh^T and the masks), then
+   :func:`ln_rows_backward` (input side), and the weight gradients as products over all
+   timesteps in the layer (``dW_ih = dv^T x``, ``dW_hh`` from the masked states).
+
+Kernel kinds (``kind``): 0 GRU (reset_after form), 1 RNN tanh, 2 RNN relu.
+
+Tasks are launched by :func:`run_tasks` (the one place that decides how: in the calling
+thread for one task, else on a thread pool; the chunk functions are ``nogil``).
+"""
+
+import concurrent.futures
+import threading
+
+import numpy as np
+from numba import njit
+
+from ._config import CACHE, FASTMATH
+from ._gemm import mm_nt
+from ._math import sigmoid, tanh
+
+_JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
+
+EPS = 1e-5           # LayerNorm's epsilon (torch.nn.LayerNorm's default)
+
+GRU, RNN_TANH, RNN_RELU = 0, 1, 2
+
+# ---------------------------------------------------------------------------------------------
+# Launching (one small place: direct call for one task, a thread pool otherwise)
+# ---------------------------------------------------------------------------------------------
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def run_tasks(fn, arg_lists):
+    """``fn(*args)`` for every ``args`` in ``arg_lists``: in the calling thread when there is
+    one, else on a thread pool (``fn`` is a ``nogil`` Numba function); waits for all and
+    re-raises the first error."""
+    global _pool
+    if len(arg_lists) == 1:
+        fn(*arg_lists[0])
+        return
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                import os
+
+                _pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="numgru-norm")
+    for fut in [_pool.submit(fn, *args) for args in arg_lists]:
+        fut.result()
+
+
+def task_rows(nchunks, B, D):
+    """(d, b0, b1) of every task: chunk c of the batch for direction d (empty chunks left
+    out)."""
+    out = []
+    for d in range(D):
+        for c in range(nchunks):
+            b0, b1 = (c * B) // nchunks, ((c + 1) * B) // nchunks
+            if b1 > b0:
+                out.append((d, b0, b1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Row-wise layer normalisation (the input side)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(inline="always", **_JIT)
+def _ln_row(v, eps, xhat):
+    """xhat = (v - mean) / sqrt(var + eps) (biased variance, accumulated in float64);
+    returns 1 / sqrt(var + eps)."""
+    n = v.shape[0]
+    s = 0.0
+    for j in range(n):
+        s += v[j]
+    mu = s / n
+    q = 0.0
+    for j in range(n):
+        c = v[j] - mu
+        q += c * c
+    rs = 1.0 / np.sqrt(q / n + eps)
+    for j in range(n):
+        xhat[j] = (v[j] - mu) * rs
+    return rs
+
+
+@njit(inline="always", **_JIT)
+def _ln_row_backward(dy, gain, xhat, rs, dv):
+    """dv = rs * (dxh - mean(dxh) - xhat * mean(dxh * xhat)) with dxh = dy * gain (dv may be
+    dy)."""
+    n = dy.shape[0]
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(n):
+        g = dy[j] * gain[j]
+        s1 += g
+        s2 += g * xhat[j]
+    m1 = s1 / n
+    m2 = s2 / n
+    for j in range(n):
+        dv[j] = rs * (dy[j] * gain[j] - m1 - xhat[j] * m2)
+
+
+@njit(**_JIT)
+def ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y):
+    """The input side of a general layer: ``y = LN(v; gain, beta) + bias`` row by row.
+
+    v      (M, D, G)  W_ih x of every (row, direction)
+    gain   (D, G)     LN gains (unused without layer_norm)
+    beta   (D, G)     LN biases (unused without layer_norm)
+    bias   (D, G)     b_ih
+    layer_norm bool   False: ``y = v + bias`` (xhat, rstd untouched and may be empty)
+    xhat   (M, D, G)  written: the normalised rows (what backward needs)
+    rstd   (M, D)     written: 1 / sqrt(var + eps) per row
+    y      (M, D, G)  written (may be v)
+    """
+    M, D, G = v.shape
+    eps = EPS
+    for m in range(M):
+        for d in range(D):
+            if layer_norm:
+                xh = xhat[m, d]
+                rstd[m, d] = _ln_row(v[m, d], eps, xh)
+                for j in range(G):
+                    y[m, d, j] = gain[d, j] * xh[j] + beta[d, j] + bias[d, j]
+            else:
+                for j in range(G):
+                    y[m, d, j] = v[m, d, j] + bias[d, j]
+
+
+@njit(**_JIT)
+def ln_rows_backward(dy, xhat, rstd, gain, dv, dgain):
+    """Backward of :func:`ln_rows_forward` (layer_norm=True).
+
+    dy     (M, D, G)  gradient of y (the input-side pre-activations a_i)
+    xhat, rstd        saved by the forward
+    gain   (D, G)
+    dv     (M, D, G)  written: gradient of v = W_ih x (may be dy)
+    dgain  (D, G)     written: sum over rows of dy * xhat (the gain gradient; the gradients of
+                      beta and of b_ih are the row sums of dy, which the recurrence has formed)
+    """
+    M, D, G = dy.shape
+    dgain[:] = 0
+    for m in range(M):
+        for d in range(D):
+            for j in range(G):
+                dgain[d, j] += dy[m, d, j] * xhat[m, d, j]
+            _ln_row_backward(dy[m, d], gain[d], xhat[m, d], rstd[m, d], dv[m, d])
+
+
+# ---------------------------------------------------------------------------------------------
+# The recurrence
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def norm_forward_chunk(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out,
+                       h_n, store, gates, ahn, xh, rstd, hprev, hm, d, b0, b1):
+    """All timesteps of direction d for batch rows b0..b1-1 (one task of
+    :func:`norm_layer_forward`, whose docstring has the arrays).
+
+    Per step: the N recurrent products ``P_g = (h * m_g) @ W_g^T`` of the chunk (``mm_nt``),
+    then per valid row the LN of ``P = [P_0 .. P_N-1]`` over its G entries, ``+ b_hh``, the
+    gates and h'. Padded rows keep their state and write 0.
+    """
+    N = whh.shape[1] // whh.shape[2]
+    H = whh.shape[2]
+    G = N * H
+    T = gi.shape[1]
+    nb = b1 - b0
+    dt = gi.dtype
+    use_mask = masks.shape[1] > 0
+    w = [np.ascontiguousarray(whh[d, g * H:(g + 1) * H]) for g in range(N)]   # (H, H) each
+    h = np.empty((nb, H), dtype=dt)
+    hmk = np.empty((N, nb, H), dtype=dt)         # the masked states the products read
+    P = np.empty((N, nb, H), dtype=dt)           # the recurrent products
+    prow = np.empty(G, dtype=dt)
+    xrow = np.empty(G, dtype=dt)
+    a = np.empty(G, dtype=dt)                    # a_h of one row
+    eps = EPS
+    for i in range(nb):
+        h[i, :] = h0[d, b0 + i]
+    for s in range(T):
+        t = T - 1 - s if d == 1 else s
+        for g in range(N):
+            for i in range(nb):
+                if use_mask:
+                    for k in range(H):
+                        hmk[g, i, k] = h[i, k] * masks[d, g, b0 + i, k]
+                else:
+                    hmk[g, i, :] = h[i]
+            mm_nt(hmk[g], w[g], P[g])
+        for i in range(nb):
+            b = b0 + i
+            o = out[b, t, d * H:(d + 1) * H]
+            if store:
+                hprev[d, t, b] = h[i]
+                if use_mask:
+                    for g in range(N):
+                        hm[d, t, b, g * H:(g + 1) * H] = hmk[g, i]
+            if t >= lengths[b]:
+                o[:] = 0
+                if store:
+                    gates[d, t, b, :] = 0
+                    if kind == GRU:
+                        ahn[d, t, b, :] = 0
+                    if layer_norm:
+                        xh[d, t, b, :] = 0
+                        rstd[d, t, b] = 0
+                continue
+            for g in range(N):
+                prow[g * H:(g + 1) * H] = P[g, i]
+            if layer_norm:
+                rs = _ln_row(prow, eps, xrow)
+                for j in range(G):
+                    a[j] = ln_g[d, j] * xrow[j] + ln_b[d, j] + bhh[d, j]
+                if store:
+                    xh[d, t, b, :] = xrow
+                    rstd[d, t, b] = rs
+            else:
+                for j in range(G):
+                    a[j] = prow[j] + bhh[d, j]
+            ai = gi[b, t, d * G:(d + 1) * G]
+            hi = h[i]
+            if kind == GRU:
+                for j in range(H):
+                    r = sigmoid(ai[j] + a[j])
+                    z = sigmoid(ai[H + j] + a[H + j])
+                    n = tanh(ai[2 * H + j] + r * a[2 * H + j])
+                    hv = n + z * (hi[j] - n)
+                    if store:
+                        gates[d, t, b, j] = r
+                        gates[d, t, b, H + j] = z
+                        gates[d, t, b, 2 * H + j] = n
+                        ahn[d, t, b, j] = a[2 * H + j]
+                    hi[j] = hv
+                    o[j] = hv
+            else:
+                for j in range(H):
+                    v = ai[j] + a[j]
+                    if kind == RNN_RELU:
+                        hv = v if v > 0 else dt.type(0)
+                    else:
+                        hv = tanh(v)
+                    if store:
+                        gates[d, t, b, j] = hv
+                    hi[j] = hv
+                    o[j] = hv
+    for i in range(nb):
+        h_n[d, b0 + i, :] = h[i]
+
+
+def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out, h_n,
+                       store, gates, ahn, xh, rstd, hprev, hm, nchunks):
+    """The recurrence of a general layer, all directions.
+
+    gi       (B, T, D*G)   a_i: the input-side pre-activations (after ln_rows_forward)
+    whh      (D, G, H)     recurrent weights (gate blocks r, z, n for the GRU)
+    bhh      (D, G)        recurrent biases
+    ln_g     (D, G)        recurrent LN gains (unused without layer_norm)
+    ln_b     (D, G)        recurrent LN biases (unused without layer_norm)
+    masks    (D, N, B, H)  recurrent dropout masks, one per gate block, or (D, 0, 0, 0): none
+    h0       (D, B, H)     initial states
+    lengths  (B,)          valid lengths (1..T), right padding
+    kind     int           0 GRU, 1 RNN tanh, 2 RNN relu
+    out      (B, T, D*H)   written: hidden states, 0 past the end
+    h_n      (D, B, H)     written: the state after each sequence's last valid step
+    store    bool          save what backward needs (else the arrays below may be empty):
+    gates    (D, T, B, G)  GRU: r, z, n; RNN: h'
+    ahn      (D, T, B, H)  GRU: a_h,n (the n block of a_h, multiplied by r)
+    xh       (D, T, B, G)  layer_norm: the normalised recurrent products
+    rstd     (D, T, B)     layer_norm: their 1 / sqrt(var + eps)
+    hprev    (D, T, B, H)  the state each step read
+    hm       (D, T, B, G)  with masks: the masked states per gate block (for dW_hh)
+    nchunks  int           batch chunks per direction
+    """
+    D, B = h0.shape[0], h0.shape[1]
+    run_tasks(norm_forward_chunk,
+              [(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out, h_n, store,
+                gates, ahn, xh, rstd, hprev, hm, d, b0, b1)
+               for d, b0, b1 in task_rows(nchunks, B, D)])
+
+
+@njit(**_JIT)
+def norm_backward_chunk(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths,
+                        kind, layer_norm, dgi, dgh, dh0, sums, d, b0, b1):
+    """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1 (one
+    task of :func:`norm_layer_backward`).
+
+    Per valid row, with dh' = carried + d_out:
+        GRU: da_n = dh' (1-z)(1-n^2), da_z = dh' (h-n) z (1-z), da_r = da_n a_h,n r (1-r);
+             d a_i = [da_r, da_z, da_n], d a_h = [da_r, da_z, r da_n], direct = dh' z
+        RNN: da = dh' act'(h'); d a_i = d a_h = da; direct = 0
+        dP = LN backward of d a_h (layer_norm) or d a_h
+        dh = direct + sum_g (dP_g @ W_g) * m_g
+    sums (3, G) of this task: [0] d a_i (b_ih), [1] d a_h (b_hh, beta_hh), [2] d a_h * xh (g_hh).
+    """
+    N = whh.shape[1] // whh.shape[2]
+    H = whh.shape[2]
+    G = N * H
+    T = d_out.shape[1]
+    nb = b1 - b0
+    dt = dgi.dtype
+    use_mask = masks.shape[1] > 0
+    wT = [np.ascontiguousarray(whh[d, g * H:(g + 1) * H].T) for g in range(N)]  # (H, H) each
+    dh = np.empty((nb, H), dtype=dt)
+    direct = np.empty((nb, H), dtype=dt)
+    DP = np.zeros((N, nb, H), dtype=dt)
+    Q = np.empty((N, nb, H), dtype=dt)
+    dah = np.empty(G, dtype=dt)
+    dp = np.empty(G, dtype=dt)
+    sums[:] = 0
+    one = dt.type(1)
+    for i in range(nb):
+        dh[i, :] = d_h_n[d, b0 + i]
+    for s in range(T):
+        t = s if d == 1 else T - 1 - s
+        for i in range(nb):
+            b = b0 + i
+            dgib = dgi[b, t, d * G:(d + 1) * G]
+            if t >= lengths[b]:
+                dgib[:] = 0
+                dgh[d, t, b, :] = 0
+                for g in range(N):
+                    DP[g, i, :] = 0
+                direct[i, :] = dh[i]
+                continue
+            do = d_out[b, t, d * H:(d + 1) * H]
+            gt = gates[d, t, b]
+            if kind == GRU:
+                hp = hprev[d, t, b]
+                an = ahn[d, t, b]
+                for j in range(H):
+                    gs = dh[i, j] + do[j]
+                    r = gt[j]
+                    z = gt[H + j]
+                    n = gt[2 * H + j]
+                    dan = gs * (one - z) * (one - n * n)
+                    daz = gs * (hp[j] - n) * z * (one - z)
+                    dar = dan * an[j] * r * (one - r)
+                    dgib[j] = dar
+                    dgib[H + j] = daz
+                    dgib[2 * H + j] = dan
+                    dah[j] = dar
+                    dah[H + j] = daz
+                    dah[2 * H + j] = r * dan
+                    direct[i, j] = gs * z
+            else:
+                for j in range(H):
+                    gs = dh[i, j] + do[j]
+                    hv = gt[j]
+                    if kind == RNN_RELU:
+                        da = gs if hv > 0 else dt.type(0)
+                    else:
+                        da = gs * (one - hv * hv)
+                    dgib[j] = da
+                    dah[j] = da
+                    direct[i, j] = 0
+            for j in range(G):
+                sums[0, j] += dgib[j]
+                sums[1, j] += dah[j]
+            if layer_norm:
+                xr = xh[d, t, b]
+                for j in range(G):
+                    sums[2, j] += dah[j] * xr[j]
+                _ln_row_backward(dah, ln_g[d], xr, rstd[d, t, b], dp)
+            else:
+                dp[:] = dah
+            dgh[d, t, b, :] = dp
+            for g in range(N):
+                DP[g, i, :] = dp[g * H:(g + 1) * H]
+        for g in range(N):
+            mm_nt(DP[g], wT[g], Q[g])
+        for i in range(nb):
+            b = b0 + i
+            if t >= lengths[b]:
+                dh[i, :] = direct[i]
+                continue
+            for k in range(H):
+                acc = direct[i, k]
+                for g in range(N):
+                    if use_mask:
+                        acc += Q[g, i, k] * masks[d, g, b, k]
+                    else:
+                        acc += Q[g, i, k]
+                dh[i, k] = acc
+    for i in range(nb):
+        dh0[d, b0 + i, :] = dh[i]
+
+
+def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths,
+                        kind, layer_norm, dgi, dgh, dh0, nchunks):
+    """Backward recurrence of a general layer, all directions (every output is written).
+
+    d_out    (B, T, D*H)   gradient at the layer's outputs (ignored past each length)
+    d_h_n    (D, B, H)     gradient at the final states
+    gates, ahn, xh, rstd, hprev   saved by norm_layer_forward(store=True)
+    whh      (D, G, H), ln_g (D, G), masks (D, N, B, H) or (D, 0, 0, 0), lengths, kind,
+    layer_norm             as in the forward
+    dgi      (B, T, D*G)   written: gradient of a_i (0 past the end)
+    dgh      (D, T, B, G)  written: gradient of the raw recurrent products P (0 past the end)
+    dh0      (D, B, H)     written: gradient of the initial states
+    Returns (D, 3, G) host: [d, 0] sum of dgi (b_ih; also beta_ih with layer_norm),
+    [d, 1] sum of d a_h (b_hh, beta_hh), [d, 2] sum of d a_h * xh (g_hh; 0 without layer_norm).
+    """
+    D, B, H = d_h_n.shape
+    G = whh.shape[1]
+    tasks = task_rows(nchunks, B, D)
+    sums = np.zeros((len(tasks), 3, G), dtype=dgi.dtype)
+    run_tasks(norm_backward_chunk,
+              [(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths, kind,
+                layer_norm, dgi, dgh, dh0, sums[q], d, b0, b1)
+               for q, (d, b0, b1) in enumerate(tasks)])
+    out = np.zeros((D, 3, G), dtype=dgi.dtype)
+    for q, (d, _, _) in enumerate(tasks):
+        out[d] += sums[q]
+    return out
