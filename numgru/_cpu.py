@@ -47,12 +47,12 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from . import _config
+from . import _config, _pool
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, _gemm_rows, _gemm_tn_rows, gemm, gemm_tn, mm_nt, mm_packed,
@@ -155,7 +155,6 @@ def _bw_r(dr, v, r, out):
         out[j] = dr[j] * v[j] * r[j] * (one - r[j])
 
 
-@njit(inline="always", **_JIT)
 def _task_rows(task, nchunks, B):
     """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
     d = task // nchunks
@@ -197,7 +196,6 @@ def _bw_relu(dh, do, h, out):
         out[j] = (dh[j] + do[j]) if h[j] > zero else zero
 
 
-@njit(parallel=True, **_JIT)
 def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
                       out, h_n, store, gates, hn_s, hprev_s):
     """Forward of one layer, all directions: input projection and recurrence.
@@ -220,13 +218,15 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     The input projection ``x @ W_ih^T`` is one product per block of timesteps inside each
     thread's share (see ``_forward_chunk``), so it never makes a round trip through memory.
     """
-    D = whh.shape[0]
     B = x.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
             _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
                            gates, hn_s, hprev_s, d, b0, b1)
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
 @njit(**_JIT)
@@ -344,7 +344,6 @@ def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
         h_n[d, b0 + i, :] = h[i]
 
 
-@njit(parallel=True, **_JIT)
 def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
                        dgi, dgh, dh0, dbias):
     """Backward recurrence of one layer, all directions (adds nothing: every output is written).
@@ -362,15 +361,17 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
                            the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    D = whh.shape[0]
     B = d_out.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
             _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after,
-                            dgi, dgh, dh0, dbias[task], d, b0, b1)
+                            dgi, dgh, dh0, dbias[i], d, b0, b1)
         else:
-            dbias[task, :, :] = 0
+            dbias[i] = 0
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
 @njit(**_JIT)
@@ -494,7 +495,6 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(parallel=True, **_JIT)
 def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, h_n, store,
                       states):
     """Forward of one vanilla RNN layer, all directions: input projection and recurrence.
@@ -520,13 +520,15 @@ def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, 
     derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
     ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
     """
-    D = whh.shape[0]
     B = x.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
             _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
                                states, d, b0, b1)
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
 @njit(**_JIT)
@@ -593,7 +595,6 @@ def _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, sto
         h_n[d, b0 + i, :] = h[i]
 
 
-@njit(parallel=True, **_JIT)
 def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh, dh0, dbias):
     """Backward recurrence of one vanilla RNN layer, all directions (every output is written).
 
@@ -612,15 +613,17 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
                              caller adds the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    D = whh.shape[0]
     B = d_out.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
             _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
-                                dbias[task], d, b0, b1)
+                                dbias[i], d, b0, b1)
         else:
-            dbias[task, :, :] = 0
+            dbias[i] = 0
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
 @njit(**_JIT)
@@ -743,14 +746,12 @@ def _embedding_forward_rows(ids, weight, out, r0, r1):
         out[m, :] = weight[ids[m]]
 
 
-@njit(parallel=True, **_JIT)
 def embedding_forward(ids, weight, out, ntasks):
     """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
     ``ntasks`` blocks."""
     M = ids.shape[0]
-    for task in prange(ntasks):
-        _embedding_forward_rows(ids, weight, out, (task * M) // ntasks,
-                                ((task + 1) * M) // ntasks)
+    _pool.run(ntasks, lambda i: _embedding_forward_rows(ids, weight, out, (i * M) // ntasks,
+                                                        ((i + 1) * M) // ntasks))
 
 
 @njit(**_JIT)
@@ -771,7 +772,6 @@ def _embedding_backward_cols(ids, d_out, d_weight, c0, c1):
         _add_into(d_out[m, c0:c1], d_weight[ids[m], c0:c1])
 
 
-@njit(parallel=True, **_JIT)
 def embedding_backward(ids, d_out, d_weight, ntasks):
     """d_weight (V, E) = per-id sums of the rows of d_out (M, E) (ids (M,) int64), parallel over
     ``ntasks`` blocks of columns; deterministic, bit-identical for any ``ntasks``.
@@ -783,9 +783,8 @@ def embedding_backward(ids, d_out, d_weight, ntasks):
     waking it dominated both).
     """
     E = d_weight.shape[1]
-    for task in prange(ntasks):
-        _embedding_backward_cols(ids, d_out, d_weight, (task * E) // ntasks,
-                                 ((task + 1) * E) // ntasks)
+    _pool.run(ntasks, lambda i: _embedding_backward_cols(ids, d_out, d_weight, (i * E) // ntasks,
+                                                         ((i + 1) * E) // ntasks))
 
 
 @njit(inline="always", **_JIT)
@@ -850,13 +849,11 @@ def _softmax_xent_rows(L, b, targets, weights, loss, r0, r1):
         row[t] -= wm
 
 
-@njit(parallel=True, **_JIT)
 def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
     """:func:`_softmax_xent_rows` over all rows of the block, in ``ntasks`` blocks of rows."""
     n = L.shape[0]
-    for task in prange(ntasks):
-        _softmax_xent_rows(L, b, targets, weights, loss, (task * n) // ntasks,
-                           ((task + 1) * n) // ntasks)
+    _pool.run(ntasks, lambda i: _softmax_xent_rows(L, b, targets, weights, loss,
+                                                   (i * n) // ntasks, ((i + 1) * n) // ntasks))
 
 
 @intrinsic
@@ -945,13 +942,12 @@ def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
     _gemm_tn_cols(G, v0, v1, Y, dw[v0:], 1.0 if accumulate else 0.0)
 
 
-@njit(parallel=True, **_JIT)
 def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
     """:func:`_softmax_weight_grad_rows` over all V rows of dw, in ``ntasks`` blocks of rows."""
     V = G.shape[1]
-    for task in prange(ntasks):
-        _softmax_weight_grad_rows(G, Y, dw, db, accumulate, (task * V) // ntasks,
-                                  ((task + 1) * V) // ntasks)
+    _pool.run(ntasks, lambda i: _softmax_weight_grad_rows(G, Y, dw, db, accumulate,
+                                                          (i * V) // ntasks,
+                                                          ((i + 1) * V) // ntasks))
 
 
 @njit(**_JIT)
@@ -966,12 +962,10 @@ def _softmax_logprob_rows(L, b, targets, out, r0, r1):
         out[m] = row[targets[m]] - (mx + math.log(_row_sumexp(row, mx)))
 
 
-@njit(parallel=True, **_JIT)
 def softmax_logprob_rows(L, b, targets, out, ntasks):
     n = L.shape[0]
-    for task in prange(ntasks):
-        _softmax_logprob_rows(L, b, targets, out, (task * n) // ntasks,
-                              ((task + 1) * n) // ntasks)
+    _pool.run(ntasks, lambda i: _softmax_logprob_rows(L, b, targets, out, (i * n) // ntasks,
+                                                      ((i + 1) * n) // ntasks))
 
 
 @njit(**_JIT)
@@ -985,11 +979,9 @@ def _log_softmax_rows(L, r0, r1):
             row[v] -= lse
 
 
-@njit(parallel=True, **_JIT)
 def log_softmax_rows(L, ntasks):
     n = L.shape[0]
-    for task in prange(ntasks):
-        _log_softmax_rows(L, (task * n) // ntasks, ((task + 1) * n) // ntasks)
+    _pool.run(ntasks, lambda i: _log_softmax_rows(L, (i * n) // ntasks, ((i + 1) * n) // ntasks))
 
 
 # ---------------------------------------------------------------------------------------------
