@@ -13,15 +13,21 @@ The layer is computed the way cuDNN does it:
    and large shapes than one product over all B*T rows).
 2. :func:`gru_layer_forward`: the recurrence. Only the recurrent product ``h @ W_hh^T`` is per
    step. Batch rows are independent, so the batch is split into one chunk per thread (times the
-   two directions) and each thread runs *all* timesteps of its chunk: one parallel launch per
-   layer, no barrier per step. The gate loop is vectorised (see ``_math``).
+   two directions) and each thread runs *all* timesteps of its chunk: one launch per layer, no
+   barrier per step. The gate loop is vectorised (see ``_math``).
 3. :func:`gru_layer_backward`: the backward recurrence; it writes the pre-activation gradients
    ``dgi`` (input side) and ``dgh`` (recurrent side) for every step and per-chunk bias sums.
    The engine (:class:`numgru._cells.GRULayer`) then forms every weight gradient as one large
    product over all timesteps (``dW_ih = dgi^T x``, ``dW_hh = dgh^T h_prev``) and
    ``dx = dgi @ W_ih``.
 
-Matrix products: every product runs on Numba's thread pool (BLAS's own pool and Numba's spin
+Launches: a launch of several tasks (chunks, blocks of rows) runs them on the calling thread and
+the Python worker threads of :mod:`numgru._pool`, each task a call of a serial kernel compiled
+with ``nogil=True``; a launch of one task runs in the calling thread. Nothing here is compiled
+with ``parallel=True``: the prange launchers cost as much compile time as the kernels they
+called, and their OpenMP workers spun while waiting (see docs/performance.md, 2026-12-01).
+
+Matrix products: every product runs on numgru's own threads (BLAS's own pool and another spin
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
 13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
@@ -1042,7 +1048,9 @@ class CPUBackend(Backend):
 
     Recurrences: one chunk of batch rows per thread and direction, or a single chunk when a step
     has fewer than ``PARALLEL_MIN_WORK`` multiply-adds (waking a second thread costs more).
-    Products over all timesteps: one block of at least 64 rows per thread.
+    Products over all timesteps: one block of at least 64 rows per thread. "Per thread": at most
+    ``numba.get_num_threads()`` of the calling thread (``_config.compute_threads`` caps it at
+    the OpenMP and threadpoolctl limits); the tasks run on :mod:`numgru._pool`.
     """
 
     name = "cpu"
