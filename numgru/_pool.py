@@ -12,7 +12,14 @@ Why not ``@njit(parallel=True)`` with ``prange``: the parallel launchers cost as
 time as the kernels they launch (LLVM optimises the inlined chunk again in the parallel region)
 and Numba's OpenMP/TBB workers spin while they wait, which on a machine shared with other busy
 processes costs every launch a scheduling delay. These workers block (a passive wait): an idle
-numgru costs no CPU and two numgru processes do not fight over spinning pools.
+numgru costs no CPU and two numgru processes do not fight over spinning pools. Only a caller
+whose own tasks are done spins, briefly and with the GIL released, for the rest of its launch
+(``_SPIN``) before it blocks.
+
+The cost: a launch here takes ~30 us more than on a spinning OpenMP pool when the machine is
+quiet (a blocked worker's wake-up and the GIL hand-over to it), which shows where a task has
+well under a millisecond of work; beside a busy process it is many times faster (measured in
+docs/performance.md, 2026-12-01).
 
 - Thread-safe: launches from several Python threads at once share the workers; each launch keeps
   its own state (a task counter, a completion lock, its first exception), and a caller whose
@@ -31,7 +38,6 @@ import queue
 import threading
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
