@@ -1,4 +1,4 @@
-"""asv benchmark of numgru's cold start: Numba compile time of the first training step.
+"""asv benchmark of numgru's cold start: compile time of a first training step and a first fit.
 
 numgru compiles its kernels on first use (and then keeps them in Numba's on-disk cache), so a
 new user's -- or a fresh CI runner's -- first call pays for the compilation.  This suite measures
@@ -18,7 +18,13 @@ one measurement each -- the child runs once per dtype, in ``setup_cache``):
 * ``track_cold_train_step``: wall time of that first forward + backward (compilation of every
   kernel the training step uses, plus one mid-size step, ~0.03 s of it);
 * ``track_import``: wall time of ``import numgru`` in the same child (nothing is compiled at
-  import).
+  import);
+* ``track_cold_fit_predict``: in another fresh child with its own empty cache, the first
+  ``GRURegressor`` fit + predict as a new user meets it (the default estimator, 64 units, on 256
+  sequences of 20 steps and 3 features, 2 epochs, as ``cold_fit.py``): wall time of the fit +
+  predict (the issue's target: 10 s for either dtype);
+* ``track_cold_fit_cpu``: the CPU seconds (user + sys) that whole child used, import included:
+  compile work, which depends far less on the machine's load than the wall time does.
 
 Before anything is reported, ``setup`` checks that
 
@@ -89,6 +95,51 @@ print("NUMGRU_COLD_RESULT " + json.dumps({"import": t_import, "cold": t_cold, "w
 """
 
 
+# Runs in the child process: argv = dtype.
+_FIT_CHILD = r"""
+import json, os, sys, time, warnings
+import numpy as np
+import numgru
+
+dt = sys.argv[1]
+rng = np.random.default_rng(0)
+X = rng.standard_normal((256, 20, 3)).astype(dt)
+y = X[:, :, 0].sum(axis=1)
+warnings.simplefilter("ignore")
+t0 = time.perf_counter()
+reg = numgru.GRURegressor(max_iter=2, random_state=0, dtype=dt).fit(X, y)
+p = reg.predict(X)
+t_fit = time.perf_counter() - t0
+cache_dir = os.environ["NUMBA_CACHE_DIR"]
+nbi = sum(f.endswith(".nbi") for _, _, files in os.walk(cache_dir) for f in files)
+print("NUMGRU_COLD_FIT " + json.dumps({"fit": t_fit, "finite": bool(np.isfinite(p).all()),
+                                       "nbi_files": nbi}))
+"""
+
+
+def run_cold_fit_child(dtype, timeout=CHILD_TIMEOUT):
+    """First fit + predict in a fresh child with an empty cache: (fit wall s, child CPU s,
+    cache index files written, predictions finite)."""
+    import resource
+
+    with tempfile.TemporaryDirectory(prefix="numgru-coldfit-") as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
+        env.pop("NUMGRU_NO_CACHE", None)
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run([sys.executable, "-c", _FIT_CHILD, dtype], env=env, cwd=tmp,
+                              capture_output=True, text=True, timeout=timeout)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cold-fit child ({dtype}) failed with exit status "
+                               f"{proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("NUMGRU_COLD_FIT ")]
+        if not lines:
+            raise RuntimeError(f"cold-fit child ({dtype}) printed no result:\n{proc.stdout}")
+        res = json.loads(lines[-1].split(" ", 1)[1])
+    res["cpu"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return res
+
+
 def run_cold_child(dtype, shape=SHAPE, threads=None, timeout=CHILD_TIMEOUT):
     """Run the cold-start child for one dtype; return (timings dict, arrays dict)."""
     threads = bench_threads() if threads is None else threads
@@ -123,12 +174,15 @@ class ColdStart:
     timeout = 60
 
     def setup_cache(self):
-        return {dtype: run_cold_child(dtype) for dtype in DTYPES}
+        return {dtype: run_cold_child(dtype) + (run_cold_fit_child(dtype),) for dtype in DTYPES}
 
-    setup_cache.timeout = 2 * CHILD_TIMEOUT + 60
+    setup_cache.timeout = 4 * CHILD_TIMEOUT + 60
 
     def setup(self, results, dtype):
-        timings, a = results[dtype]
+        timings, a, fit = results[dtype]
+        if not (fit["nbi_files"] > 0 and fit["finite"]):
+            raise CorrectnessError(f"the cold-fit child did not compile into its fresh cache or "
+                                   f"predicted non-finite values: {fit}")
         if not timings["nbi_files"] > 0:
             raise CorrectnessError(
                 "the cold-start child wrote no Numba cache index into its fresh NUMBA_CACHE_DIR: "
@@ -159,3 +213,13 @@ class ColdStart:
         return results[dtype][0]["import"]
 
     track_import.unit = "seconds"
+
+    def track_cold_fit_predict(self, results, dtype):
+        return results[dtype][2]["fit"]
+
+    track_cold_fit_predict.unit = "seconds"
+
+    def track_cold_fit_cpu(self, results, dtype):
+        return results[dtype][2]["cpu"]
+
+    track_cold_fit_cpu.unit = "seconds"

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Where a cold start's time goes: Numba compilation per function, in a fresh process.
 
-    python benchmarks/cold_start_profile.py [--dtype float32|float64] [--top 25]
+    python benchmarks/cold_start_profile.py [--dtype float32|float64] [--fit default|tiny]
+                                            [--top 25]
 
 Runs itself again in a child process with the on-disk cache off (``NUMGRU_NO_CACHE=1``), so
-nothing is loaded from a previous run, and times ``import numgru`` and a first small
-``GRURegressor`` fit + predict (what a new user meets first). Numba's compile events give each
+nothing is loaded from a previous run, and times ``import numgru`` and a first
+``GRURegressor`` fit + predict (what a new user meets first): ``--fit default`` the default
+estimator (64 units) on 256 sequences of 20 steps, 2 epochs, as ``cold_fit.py`` (batches of 200
+rows: the recurrences split into one chunk per thread); ``--fit tiny`` 8 units on 20 sequences
+of 8 steps, 1 epoch (one chunk: compiles less). Numba's compile events give each
 compiled function's time; nested compilations (a kernel typing its callees) are counted inside
 their caller, so the table shows both the inclusive time and the time of the function alone
 (exclusive). The asv benchmark ``bench_compile`` tracks the total; this script says what to
@@ -15,6 +19,7 @@ shorten.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -26,14 +31,19 @@ import numpy as np
 from numba.core import event
 import numgru
 t_import = time.perf_counter() - t0
-dt = sys.argv[1]
+dt, fit = sys.argv[1], sys.argv[2]
 rec = event.install_recorder("numba:compile")
 buf = rec.__enter__()
-X = np.random.default_rng(0).standard_normal((20, 8, 2)).astype(dt)
+if fit == "tiny":
+    X = np.random.default_rng(0).standard_normal((20, 8, 2)).astype(dt)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=1)
+else:
+    X = np.random.default_rng(0).standard_normal((256, 20, 3)).astype(dt)
+    kw = dict(max_iter=2)
 y = X[:, :, 0].sum(axis=1)
 warnings.simplefilter("ignore")
 t1 = time.perf_counter()
-reg = numgru.GRURegressor(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(X, y)
+reg = numgru.GRURegressor(random_state=0, dtype=dt, **kw).fit(X, y)
 reg.predict(X)
 t_first = time.perf_counter() - t1
 rec.__exit__(None, None, None)
@@ -61,13 +71,17 @@ def exclusive_times(events):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--fit", default="default", choices=["default", "tiny"])
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     env = dict(os.environ, NUMGRU_NO_CACHE="1")
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", CHILD, args.dtype], env=env,
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = subprocess.run([sys.executable, "-c", CHILD, args.dtype, args.fit], env=env,
                          capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     data = json.loads(res.stdout.strip().splitlines()[-1])
     rows = exclusive_times(data["events"])
     by_name = {}
@@ -76,7 +90,7 @@ def main():
         agg[0] += 1
         agg[1] += incl
         agg[2] += excl
-    print(f"child wall {wall:.1f} s: import numgru {data['import']:.2f} s, first fit+predict "
+    print(f"child wall {wall:.1f} s, CPU {cpu:.1f} s: import numgru {data['import']:.2f} s, first fit+predict "
           f"({args.dtype}) {data['first']:.1f} s, {len(rows)} compilations, "
           f"{sum(r[2] for r in rows):.1f} s compiling")
     print(f"{'exclusive s':>11s} {'inclusive s':>11s} {'n':>3s}  function")

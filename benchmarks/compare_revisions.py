@@ -49,7 +49,8 @@ def main():
     p.add_argument("--base", required=True, help="checkout whose numgru/ is the baseline")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--budget", type=float, default=8.0, help="seconds per shape and mode")
-    p.add_argument("--shapes", default="small,mid,large")
+    p.add_argument("--shapes", default="small,mid,large",
+                   help="comma-separated: small, mid, large, or BxTxIxHxL")
     args = p.parse_args()
 
     import numba
@@ -68,7 +69,8 @@ def main():
     print(f"{'shape':6s} {'mode':9s} {'base ms':>9s} {'new ms':>9s} {'torch ms':>9s} "
           f"{'base/new':>9s} {'torch/new':>9s}")
     for name in args.shapes.split(","):
-        B, T, I, H, L = SHAPES[name]
+        # a named shape of compare_torch, or BxTxIxHxL (e.g. 8x100x16x64x2)
+        B, T, I, H, L = SHAPES[name] if name in SHAPES else map(int, name.split("x"))
         torch.manual_seed(0)
         tg = torch.nn.GRU(I, H, L, batch_first=True)
         sd = tg.state_dict()

@@ -65,9 +65,14 @@ CUDA_SELF_CHECK_TOL = {"float32": 1e-4, "float64": 1e-10}
 def select_threading_layer():
     """Prefer a thread-safe Numba threading layer (TBB, else OpenMP) unless the user chose one.
 
-    Numba's default fallback, ``workqueue``, aborts the process when two Python threads enter a
-    parallel kernel at once; TBB and OpenMP do not. Called once at import, before any parallel
-    kernel runs. Returns the name of the layer requested.
+    numgru's own kernels no longer run Numba parallel regions (their launches run on the Python
+    threads of ``numgru._pool``), but Numba's threading layer still matters: numgru reads the
+    thread count from ``numba.get_num_threads`` (which starts the layer), the OpenMP layer loads
+    the OpenMP runtime through which ``threadpoolctl.threadpool_limits`` reaches numgru (see
+    ``_ComputeThreads``), and a user's own ``parallel=True`` code in the same process stays safe
+    under concurrent calls (Numba's fallback, ``workqueue``, aborts the process when two Python
+    threads enter a parallel region at once; TBB and OpenMP do not). Called once at import.
+    Returns the name of the layer requested.
     """
     import numba
 
@@ -89,7 +94,8 @@ class _ComputeThreads:
     """The thread settings of a numgru computation, held while it runs and restored after.
 
     1. Every loaded BLAS is held to one thread. numgru calls BLAS (SciPy's, through Numba's
-       ``np.dot``) from inside Numba's worker threads, each on its own block of rows. A
+       ``np.dot``) from inside its worker threads (``numgru._pool``), each on its own block of
+       rows. A
        multi-threaded BLAS there, or NumPy's BLAS threads still spinning after a small product
        elsewhere in a training step, would fight Numba's pool for the same cores: measured here,
        a float64 training epoch ran 20x slower that way. The previous thread counts are restored
@@ -98,7 +104,8 @@ class _ComputeThreads:
        ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits(n)`` (which sets the OpenMP
        runtimes' limit) are honoured as scikit-learn's own OpenMP code honours them, and so is
        ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads`` (the starting value). Numba's count is
-       per calling thread, so concurrent calls from other Python threads are not affected.
+       per calling thread, so concurrent calls from other Python threads are not affected; the
+       CPU backend splits a launch into at most that many tasks.
 
     Re-entrant and thread-safe.
     """

@@ -13,15 +13,21 @@ The layer is computed the way cuDNN does it:
    and large shapes than one product over all B*T rows).
 2. :func:`gru_layer_forward`: the recurrence. Only the recurrent product ``h @ W_hh^T`` is per
    step. Batch rows are independent, so the batch is split into one chunk per thread (times the
-   two directions) and each thread runs *all* timesteps of its chunk: one parallel launch per
-   layer, no barrier per step. The gate loop is vectorised (see ``_math``).
+   two directions) and each thread runs *all* timesteps of its chunk: one launch per layer, no
+   barrier per step. The gate loop is vectorised (see ``_math``).
 3. :func:`gru_layer_backward`: the backward recurrence; it writes the pre-activation gradients
    ``dgi`` (input side) and ``dgh`` (recurrent side) for every step and per-chunk bias sums.
    The engine (:class:`numgru._cells.GRULayer`) then forms every weight gradient as one large
    product over all timesteps (``dW_ih = dgi^T x``, ``dW_hh = dgh^T h_prev``) and
    ``dx = dgi @ W_ih``.
 
-Matrix products: every product runs on Numba's thread pool (BLAS's own pool and Numba's spin
+Launches: a launch of several tasks (chunks, blocks of rows) runs them on the calling thread and
+the Python worker threads of :mod:`numgru._pool`, each task a call of a serial kernel compiled
+with ``nogil=True``; a launch of one task runs in the calling thread. Nothing here is compiled
+with ``parallel=True``: the prange launchers cost as much compile time as the kernels they
+called, and their OpenMP workers spun while waiting (see docs/performance.md, 2026-12-01).
+
+Matrix products: every product runs on numgru's own threads (BLAS's own pool and another spin
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
 13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
@@ -47,12 +53,12 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from . import _config, _cpu_norm
+from . import _config, _cpu_norm, _pool
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, _gemm_rows, _gemm_tn_rows, gemm, gemm_tn, mm_nt, mm_packed,
@@ -155,7 +161,6 @@ def _bw_r(dr, v, r, out):
         out[j] = dr[j] * v[j] * r[j] * (one - r[j])
 
 
-@njit(inline="always", **_JIT)
 def _task_rows(task, nchunks, B):
     """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
     d = task // nchunks
@@ -170,6 +175,25 @@ def _relu_sum3(x, a, b):
     for j in range(x.shape[0]):
         v = x[j] + a[j] + b[j]
         x[j] = v if v > zero else zero
+
+
+# Copies as loops rather than slice assignments (``out[:] = a``): a slice assignment from an array
+# compiles NumPy's broadcasting error path with its string formatting (~3 s of a cold start's
+# compile), which no shape here can reach.
+
+
+@njit(**_JIT)
+def _copy_into(a, out):
+    """out = a, elementwise (1-D, same length)."""
+    for j in range(out.shape[0]):
+        out[j] = a[j]
+
+
+@njit(**_JIT)
+def _copy_rows(a, out):
+    """out = a, elementwise (2-D, same shape)."""
+    for i in range(out.shape[0]):
+        _copy_into(a[i], out[i])
 
 
 @njit(**_JIT)
@@ -197,7 +221,6 @@ def _bw_relu(dh, do, h, out):
         out[j] = (dh[j] + do[j]) if h[j] > zero else zero
 
 
-@njit(parallel=True, **_JIT)
 def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks,
                       out, h_n, store, gates, hn_s, hprev_s):
     """Forward of one layer, all directions: input projection and recurrence.
@@ -218,133 +241,146 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     hprev_s  (D, T, B, H)  the state each step started from
 
     The input projection ``x @ W_ih^T`` is one product per block of timesteps inside each
-    thread's share (see ``_forward_chunk``), so it never makes a round trip through memory.
+    thread's share (see ``_make_forward_chunk``), so it never makes a round trip through
+    memory.
     """
-    D = whh.shape[0]
     B = x.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+    chunk = _FORWARD_CHUNK[bool(reset_after)]
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
-            _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
-                           gates, hn_s, hprev_s, d, b0, b1)
+            chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store, gates, hn_s, hprev_s,
+                  d, b0, b1)
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
-@njit(**_JIT)
-def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store, gates,
-                   hn_s, hprev_s, d, b0, b1):
-    """All timesteps of direction d for batch rows b0..b1-1: one thread's share.
+def _make_forward_chunk(reset_after):
+    """The forward chunk kernel of one gate form (``reset_after`` a constant of the
+    closure: each form compiles only its own branches, and only when first used)."""
 
-    A separate (non-parallel) function on purpose: compiled as the body of a prange loop, the
-    same loop nest came out markedly slower. The saved buffers are time-major, so one step of
-    this chunk is one contiguous (nb, .) block: the recurrent product is written straight into
-    the saved gate block and the activations overwrite it in place (no copies).
+    @njit(**_JIT)
+    def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store, gates, hn_s,
+                       hprev_s, d, b0, b1):
+        """All timesteps of direction d for batch rows b0..b1-1: one thread's share.
 
-    Input projection by time blocks: the inputs of ``tb`` consecutive steps of this chunk are
-    gathered time-major and multiplied by ``W_ih^T`` in one product of ``tb * nb`` rows (about
-    ``_PROJ_ROWS``), whose result (``gib``) stays in cache until those steps consume it. A
-    projection of all timesteps at once (B*T rows of 3H: 39 MB at the large benchmark shape) went
-    to memory and came back, which cost the gate loop as much as its arithmetic. Biases:
-    b_ih + b_hh are added together for r and z, b_in with the n gate.
-    """
-    H = whh.shape[2]
-    T = x.shape[1]
-    I = x.shape[2]
-    H2 = 2 * H
-    H3 = 3 * H
-    nb = b1 - b0
-    dt = x.dtype
-    w = whh[d]                                   # (3H, H)
-    w_rz = np.ascontiguousarray(w[:H2])          # (2H, H)  Cho form: r and z rows
-    w_n = np.ascontiguousarray(w[H2:])           # (H, H)   Cho form: n rows
-    goff = d * H3
-    ooff = d * H
-    b_rz = b_ih[goff:goff + H2] + bhh[d, :H2]    # input + recurrent biases of r and z
-    b_in = b_ih[goff + H2:goff + H3]
-    b_hn = bhh[d, H2:]
-    # weights packed once for all T steps (numgru._gemm); products then write padded rows
-    packed = nb >= PACK_MIN_ROWS
-    mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
-    wi_p = pack_nt(w_ih[goff:goff + H3])       # W_ih of direction d, (3H, I)
-    wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
-    wn_p = pack_nt(w_n if packed and not reset_after else w_n[:0])
-    tb = min(T, max(1, _PROJ_ROWS // nb))
-    xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
-    gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
-    h = np.zeros((mp, H), dtype=dt)
-    # recurrent products: packed ones write whole panels (widths rounded up), _mm exact widths
-    gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else (H3 if reset_after else H2)),
-                  dtype=dt)                      # W_hh h (Cho: W_h[rz] h)
-    gh_n = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
-    hn_scratch = np.empty((nb, H), dtype=dt)     # W_hn h + b_hn when not storing
-    rh = np.zeros((mp, H), dtype=dt)             # r * h             (Cho)
-    for i in range(nb):
-        h[i, :] = h0[d, b0 + i]
-    for s0 in range(0, T, tb):
-        ns = min(tb, T - s0)
-        for q in range(ns):
-            s = s0 + q
-            t = T - 1 - s if d == 1 else s
-            for i in range(nb):
-                xblk[q * nb + i, :] = x[b0 + i, t]
-        mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
-        for q in range(ns):
-            s = s0 + q
-            t = T - 1 - s if d == 1 else s
-            GI = gblk[q * nb:(q + 1) * nb]       # (nb, >= 3H) this step's input projections
-            if store:
-                hprev_s[d, t, b0:b1] = h[:nb]
-            # G: pre-activations in, gate activations out (in place), rows of >= 3H columns
-            if reset_after:
-                if packed:
-                    mm_packed(h, wh_p, gh)       # W_hh h
-                else:
-                    mm_nt(h, w, gh)
-                HN = hn_s[d, t, b0:b1] if store else hn_scratch
-            else:
-                if packed:
-                    mm_packed(h, wh_p, gh)       # W_h[rz] h
-                else:
-                    mm_nt(h, w_rz, gh)
+        A separate function (a task of :func:`gru_layer_forward`'s launch): compiled as the
+        body of a prange loop, the same loop nest came out markedly slower. The saved buffers
+        are time-major, so one step of this chunk is one contiguous (nb, .) block: the
+        recurrent product is written straight into the saved gate block and the activations
+        overwrite it in place (no copies).
+
+        Input projection by time blocks: the inputs of ``tb`` consecutive steps of this chunk
+        are gathered time-major and multiplied by ``W_ih^T`` in one product of ``tb * nb`` rows
+        (about ``_PROJ_ROWS``), whose result (``gib``) stays in cache until those steps consume
+        it. A projection of all timesteps at once (B*T rows of 3H: 39 MB at the large benchmark
+        shape) went to memory and came back, which cost the gate loop as much as its
+        arithmetic. Biases: b_ih + b_hh are added together for r and z, b_in with the n gate.
+        """
+        H = whh.shape[2]
+        T = x.shape[1]
+        I = x.shape[2]
+        H2 = 2 * H
+        H3 = 3 * H
+        nb = b1 - b0
+        dt = x.dtype
+        w = whh[d]                                   # (3H, H)
+        w_rz = np.ascontiguousarray(w[:H2])          # (2H, H)  Cho form: r and z rows
+        w_n = np.ascontiguousarray(w[H2:])           # (H, H)   Cho form: n rows
+        goff = d * H3
+        ooff = d * H
+        b_rz = b_ih[goff:goff + H2] + bhh[d, :H2]    # input + recurrent biases of r and z
+        b_in = b_ih[goff + H2:goff + H3]
+        b_hn = bhh[d, H2:]
+        # weights packed once for all T steps (numgru._gemm); products then write padded rows
+        packed = nb >= PACK_MIN_ROWS
+        mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
+        wi_p = pack_nt(w_ih[goff:goff + H3])       # W_ih of direction d, (3H, I)
+        wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
+        wn_p = pack_nt(w_n if packed and not reset_after else w_n[:0])
+        tb = min(T, max(1, _PROJ_ROWS // nb))
+        xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
+        gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
+        h = np.zeros((mp, H), dtype=dt)
+        # recurrent products: packed ones write whole panels (widths rounded up), _mm exact widths
+        gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed
+                       else (H3 if reset_after else H2)),
+                      dtype=dt)                      # W_hh h (Cho: W_h[rz] h)
+        gh_n = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
+        hn_scratch = np.empty((nb, H), dtype=dt)     # W_hn h + b_hn when not storing
+        rh = np.zeros((mp, H), dtype=dt)             # r * h             (Cho)
+        for i in range(nb):
+            _copy_into(h0[d, b0 + i], h[i])
+        for s0 in range(0, T, tb):
+            ns = min(tb, T - s0)
+            for q in range(ns):
+                s = s0 + q
+                t = T - 1 - s if d == 1 else s
                 for i in range(nb):
-                    grz = gh[i, :H2]
-                    _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
-                    rhi = rh[i]
-                    rhi[:] = grz[:H]
-                    rhi *= h[i]                                               # r * h
-                if packed:
-                    mm_packed(rh, wn_p, gh_n)    # W_hn (r * h)
-                else:
-                    mm_nt(rh, w_n, gh_n)
-                HN = hn_scratch
-            for i in range(nb):
-                b = b0 + i
-                hi = h[i]
-                o = out[b, t, ooff:ooff + H]
-                if t >= lengths[b]:
-                    o[:] = 0
-                    if store:
-                        gates[d, t, b, :] = 0    # finite where the weight products read
-                    continue
-                gib = GI[i]
+                    _copy_into(x[b0 + i, t], xblk[q * nb + i])
+            mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
+            for q in range(ns):
+                s = s0 + q
+                t = T - 1 - s if d == 1 else s
+                GI = gblk[q * nb:(q + 1) * nb]       # (nb, >= 3H) this step's input projections
+                if store:
+                    _copy_rows(h[:nb], hprev_s[d, t, b0:b1])
+                # G: pre-activations in, gate activations out (in place), rows of >= 3H columns
                 if reset_after:
-                    gr = gh[i, :H3]
-                    _sigmoid_sum3(gr[:H2], gib[:H2], b_rz)                        # r, z
-                    _n_gate_after(gr[H2:], gib[H2:H3], b_in, gr[:H], b_hn, HN[i])  # n
-                    if store:
-                        gates[d, t, b, :] = gr
-                    _h_update(gr[H2:], gr[H:H2], hi, o)
+                    if packed:
+                        mm_packed(h, wh_p, gh)       # W_hh h
+                    else:
+                        mm_nt(h, w, gh)
+                    HN = hn_s[d, t, b0:b1] if store else hn_scratch
                 else:
-                    ghn = gh_n[i, :H]
-                    _tanh_sum3(ghn, gib[H2:H3], b_in)                             # n
-                    if store:
-                        gates[d, t, b, :H2] = gh[i, :H2]
-                        gates[d, t, b, H2:] = ghn
-                    _h_update(ghn, gh[i, H:H2], hi, o)
-    for i in range(nb):
-        h_n[d, b0 + i, :] = h[i]
+                    if packed:
+                        mm_packed(h, wh_p, gh)       # W_h[rz] h
+                    else:
+                        mm_nt(h, w_rz, gh)
+                    for i in range(nb):
+                        grz = gh[i, :H2]
+                        _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
+                        _mul2(grz[:H], h[i], rh[i])                               # r * h
+                    if packed:
+                        mm_packed(rh, wn_p, gh_n)    # W_hn (r * h)
+                    else:
+                        mm_nt(rh, w_n, gh_n)
+                    HN = hn_scratch
+                for i in range(nb):
+                    b = b0 + i
+                    hi = h[i]
+                    o = out[b, t, ooff:ooff + H]
+                    if t >= lengths[b]:
+                        o[:] = 0
+                        if store:
+                            gates[d, t, b, :] = 0    # finite where the weight products read
+                        continue
+                    gib = GI[i]
+                    if reset_after:
+                        gr = gh[i, :H3]
+                        _sigmoid_sum3(gr[:H2], gib[:H2], b_rz)                        # r, z
+                        _n_gate_after(gr[H2:], gib[H2:H3], b_in, gr[:H], b_hn, HN[i])  # n
+                        if store:
+                            _copy_into(gr, gates[d, t, b])
+                        _h_update(gr[H2:], gr[H:H2], hi, o)
+                    else:
+                        ghn = gh_n[i, :H]
+                        _tanh_sum3(ghn, gib[H2:H3], b_in)                             # n
+                        if store:
+                            _copy_into(gh[i, :H2], gates[d, t, b, :H2])
+                            _copy_into(ghn, gates[d, t, b, H2:])
+                        _h_update(ghn, gh[i, H:H2], hi, o)
+        for i in range(nb):
+            _copy_into(h[i], h_n[d, b0 + i])
+
+    return _forward_chunk
 
 
-@njit(parallel=True, **_JIT)
+# the forward chunk kernel of each gate form, by reset_after
+_FORWARD_CHUNK = {True: _make_forward_chunk(True), False: _make_forward_chunk(False)}
+
+
 def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
                        dgi, dgh, dh0, dbias):
     """Backward recurrence of one layer, all directions (adds nothing: every output is written).
@@ -362,131 +398,143 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
                            the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    D = whh.shape[0]
     B = d_out.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+    chunk = _BACKWARD_CHUNK[bool(reset_after)]
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
-            _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after,
-                            dgi, dgh, dh0, dbias[task], d, b0, b1)
+            chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi, dgh, dh0, dbias[i],
+                  d, b0, b1)
         else:
-            dbias[task, :, :] = 0
+            dbias[i] = 0
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
-@njit(**_JIT)
-def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, dgi, dgh, dh0,
-                    dbias, d, b0, b1):
-    """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
+def _make_backward_chunk(reset_after):
+    """The backward chunk kernel of one gate form (as :func:`_make_forward_chunk`)."""
 
-    Per step: dh' = carried gradient + d_out; then (reset_after)
-        dn = dh' (1 - z)      da_n = dn (1 - n^2)     da_z = dh' (h - n) z (1 - z)
-        da_r = da_n (W_hn h + b_hn) r (1 - r)         dgh_n = r da_n
-        dh = dh' z + [da_r, da_z, dgh_n] @ W_hh
-    and (Cho) d(rh) = da_n @ W_hn, da_r = d(rh) h r (1 - r), dh = dh' z + d(rh) r + [da_r, da_z] @ W_h[rz].
-    One step's dgh rows are formed in a padded scratch block (the packed product reads whole
-    tiles of 8 rows) and then copied into the time-major dgh.
-    """
-    H = whh.shape[2]
-    T = d_out.shape[1]
-    H2 = 2 * H
-    H3 = 3 * H
-    dt = dgi.dtype
-    nb = b1 - b0
-    w = whh[d]                                   # (3H, H)
-    wT = np.ascontiguousarray(w.T)               # (H, 3H)
-    w_rz = np.ascontiguousarray(w[:H2])          # (2H, H)
-    w_rzT = np.ascontiguousarray(w_rz.T)         # (H, 2H)
-    w_n = np.ascontiguousarray(w[H2:])           # (H, H)
-    w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
-    # products with the packed micro-kernel (numgru._gemm) from PACK_MIN_ROWS rows on: their
-    # operands get rows padded to a multiple of 8 and outputs whole panels of columns
-    packed = nb >= PACK_MIN_ROWS
-    mp = padded_rows(nb) if packed else nb
-    # dh = dgh @ W_hh (Cho: [da_r, da_z] @ W_h[rz]); Cho: d(rh) = da_n @ W_hn
-    wh_p = pack_nt((wT if reset_after else w_rzT) if packed else wT[:0])
-    wn_p = pack_nt(w_nT if packed and not reset_after else w_nT[:0])
-    goff = d * H3
-    ooff = d * H
-    dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # carried
-    dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
-    drh = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
-    dgp = np.zeros((mp, H3), dtype=dt)           # this step's dgh rows (copied to dgh after)
-    dg_rz = np.zeros((mp, H2), dtype=dt)         # Cho: r and z parts
-    dg_n = np.zeros((mp, H), dtype=dt)           # Cho: n part (da_n)
-    gsum = np.empty(H, dtype=dt)                 # dh' of one row
-    db_i = dbias[0]                              # (3H,) running sum of dgi rows
-    db_h = dbias[1]                              # (3H,) running sum of dgh rows
-    db_i[:] = 0
-    db_h[:] = 0
-    for i in range(nb):
-        dh[i, :H] = d_h_n[d, b0 + i]
-    for s in range(T):
-        t = s if d == 1 else T - 1 - s
-        DG = dgp[:nb]                            # (nb, 3H)
-        G = gates[d, t, b0:b1]
-        HP = hprev_s[d, t, b0:b1]
+    @njit(**_JIT)
+    def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi, dgh, dh0, dbias,
+                        d, b0, b1):
+        """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
+
+        Per step: dh' = carried gradient + d_out; then (reset_after)
+            dn = dh' (1 - z)      da_n = dn (1 - n^2)     da_z = dh' (h - n) z (1 - z)
+            da_r = da_n (W_hn h + b_hn) r (1 - r)         dgh_n = r da_n
+            dh = dh' z + [da_r, da_z, dgh_n] @ W_hh
+        and (Cho) d(rh) = da_n @ W_hn, da_r = d(rh) h r (1 - r), dh = dh' z + d(rh) r + [da_r, da_z] @ W_h[rz].
+        One step's dgh rows are formed in a padded scratch block (the packed product reads whole
+        tiles of 8 rows) and then copied into the time-major dgh.
+        """
+        H = whh.shape[2]
+        T = d_out.shape[1]
+        H2 = 2 * H
+        H3 = 3 * H
+        dt = dgi.dtype
+        nb = b1 - b0
+        w = whh[d]                                   # (3H, H)
+        wT = np.ascontiguousarray(w.T)               # (H, 3H)
+        w_rz = np.ascontiguousarray(w[:H2])          # (2H, H)
+        w_rzT = np.ascontiguousarray(w_rz.T)         # (H, 2H)
+        w_n = np.ascontiguousarray(w[H2:])           # (H, H)
+        w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
+        # products with the packed micro-kernel (numgru._gemm) from PACK_MIN_ROWS rows on: their
+        # operands get rows padded to a multiple of 8 and outputs whole panels of columns
+        packed = nb >= PACK_MIN_ROWS
+        mp = padded_rows(nb) if packed else nb
+        # dh = dgh @ W_hh (Cho: [da_r, da_z] @ W_h[rz]); Cho: d(rh) = da_n @ W_hn
+        wh_p = pack_nt((wT if reset_after else w_rzT) if packed else wT[:0])
+        wn_p = pack_nt(w_nT if packed and not reset_after else w_nT[:0])
+        goff = d * H3
+        ooff = d * H
+        dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # carried
+        dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
+        drh = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
+        dgp = np.zeros((mp, H3), dtype=dt)           # this step's dgh rows (copied to dgh after)
+        dg_rz = np.zeros((mp, H2), dtype=dt)         # Cho: r and z parts
+        dg_n = np.zeros((mp, H), dtype=dt)           # Cho: n part (da_n)
+        gsum = np.empty(H, dtype=dt)                 # dh' of one row
+        db_i = dbias[0]                              # (3H,) running sum of dgi rows
+        db_h = dbias[1]                              # (3H,) running sum of dgh rows
+        db_i[:] = 0
+        db_h[:] = 0
         for i in range(nb):
-            b = b0 + i
-            dgib = dgi[b, t, goff:goff + H3]
-            dhi = dh[i, :H]
-            ddi = dd[i]
-            dgr = DG[i]
-            if t >= lengths[b]:
-                dgib[:] = 0
-                dgr[:] = 0
-                dg_rz[i, :] = 0
-                dg_n[i, :] = 0
-                ddi[:] = dhi
-                continue
-            do = d_out[b, t, ooff:ooff + H]
-            g = G[i]
-            hp = HP[i]
-            r = g[:H]
-            z = g[H:H2]
-            n = g[H2:]
-            _sum2(dhi, do, gsum)                                     # dh' = carried + d_out
-            _bw_n(gsum, z, n, dgib[H2:])                             # da_n
-            _bw_z(gsum, hp, n, z, dgib[H:H2])                        # da_z
-            _mul2(gsum, z, ddi)                                      # direct path z * dh'
-            if reset_after:
-                _bw_r(dgib[H2:], hn_s[d, t, b], r, dgib[:H])         # da_r
-                dgr[:H2] = dgib[:H2]
-                _mul2(dgib[H2:], r, dgr[H2:])                        # r * da_n
-            else:
-                dg_rz[i, H:] = dgib[H:H2]
-                dg_n[i, :] = dgib[H2:]
-        if reset_after:
-            if packed:
-                mm_packed(dgp, wh_p, dh)
-            else:
-                mm_nt(dgp, wT, dh)
-        else:
-            # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
-            if packed:
-                mm_packed(dg_n, wn_p, drh)
-            else:
-                mm_nt(dg_n, w_nT, drh)
+            _copy_into(d_h_n[d, b0 + i], dh[i, :H])
+        for s in range(T):
+            t = s if d == 1 else T - 1 - s
+            DG = dgp[:nb]                            # (nb, 3H)
+            G = gates[d, t, b0:b1]
+            HP = hprev_s[d, t, b0:b1]
             for i in range(nb):
                 b = b0 + i
-                if t >= lengths[b]:
-                    continue
                 dgib = dgi[b, t, goff:goff + H3]
-                _bw_r(drh[i, :H], HP[i], G[i, :H], dgib[:H])             # da_r
-                dg_rz[i, :H] = dgib[:H]
-                _fma_into(drh[i, :H], G[i, :H], dd[i])                   # + r * d(rh)
-            if packed:
-                mm_packed(dg_rz, wh_p, dh)
+                dhi = dh[i, :H]
+                ddi = dd[i]
+                dgr = DG[i]
+                if t >= lengths[b]:
+                    dgib[:] = 0
+                    dgr[:] = 0
+                    dg_rz[i, :] = 0
+                    dg_n[i, :] = 0
+                    _copy_into(dhi, ddi)
+                    continue
+                do = d_out[b, t, ooff:ooff + H]
+                g = G[i]
+                hp = HP[i]
+                r = g[:H]
+                z = g[H:H2]
+                n = g[H2:]
+                _sum2(dhi, do, gsum)                                     # dh' = carried + d_out
+                _bw_n(gsum, z, n, dgib[H2:])                             # da_n
+                _bw_z(gsum, hp, n, z, dgib[H:H2])                        # da_z
+                _mul2(gsum, z, ddi)                                      # direct path z * dh'
+                if reset_after:
+                    _bw_r(dgib[H2:], hn_s[d, t, b], r, dgib[:H])         # da_r
+                    _copy_into(dgib[:H2], dgr[:H2])
+                    _mul2(dgib[H2:], r, dgr[H2:])                        # r * da_n
+                else:
+                    _copy_into(dgib[H:H2], dg_rz[i, H:])
+                    _copy_into(dgib[H2:], dg_n[i])
+            if reset_after:
+                if packed:
+                    mm_packed(dgp, wh_p, dh)
+                else:
+                    mm_nt(dgp, wT, dh)
             else:
-                mm_nt(dg_rz, w_rzT, dh)
-            DG[:, :H2] = dg_rz[:nb]
-            DG[:, H2:] = dg_n[:nb]
-        dgh[d, t, b0:b1] = DG
+                # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
+                if packed:
+                    mm_packed(dg_n, wn_p, drh)
+                else:
+                    mm_nt(dg_n, w_nT, drh)
+                for i in range(nb):
+                    b = b0 + i
+                    if t >= lengths[b]:
+                        continue
+                    dgib = dgi[b, t, goff:goff + H3]
+                    _bw_r(drh[i, :H], HP[i], G[i, :H], dgib[:H])             # da_r
+                    _copy_into(dgib[:H], dg_rz[i, :H])
+                    _fma_into(drh[i, :H], G[i, :H], dd[i])                   # + r * d(rh)
+                if packed:
+                    mm_packed(dg_rz, wh_p, dh)
+                else:
+                    mm_nt(dg_rz, w_rzT, dh)
+                _copy_rows(dg_rz[:nb], DG[:, :H2])
+                _copy_rows(dg_n[:nb], DG[:, H2:])
+            _copy_rows(DG, dgh[d, t, b0:b1])
+            for i in range(nb):
+                _add_into(dd[i], dh[i, :H])
+                _add_into(DG[i], db_h)
+                _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
         for i in range(nb):
-            _add_into(dd[i], dh[i, :H])
-            _add_into(DG[i], db_h)
-            _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
-    for i in range(nb):
-        dh0[d, b0 + i, :] = dh[i, :H]
+            _copy_into(dh[i, :H], dh0[d, b0 + i])
+
+    return _backward_chunk
+
+
+# the backward chunk kernel of each gate form, by reset_after
+_BACKWARD_CHUNK = {True: _make_backward_chunk(True), False: _make_backward_chunk(False)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +542,6 @@ def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(parallel=True, **_JIT)
 def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, h_n, store,
                       states):
     """Forward of one vanilla RNN layer, all directions: input projection and recurrence.
@@ -520,19 +567,22 @@ def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, 
     derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
     ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
     """
-    D = whh.shape[0]
     B = x.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
             _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
                                states, d, b0, b1)
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
 @njit(**_JIT)
 def _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store, states, d,
                        b0, b1):
-    """All timesteps of direction d for batch rows b0..b1-1 (see ``_forward_chunk``: the same
+    """All timesteps of direction d for batch rows b0..b1-1 (see ``_make_forward_chunk``: the
+    same
     input projection by blocks of steps, and the recurrent product through ``_gemm``).
 
     The recurrent product of a step is written into ``gh``; the activation overwrites it in
@@ -556,16 +606,16 @@ def _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, sto
     h = np.zeros((mp, H), dtype=dt)
     gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # W_hh h
     for i in range(nb):
-        h[i, :] = h0[d, b0 + i]
+        _copy_into(h0[d, b0 + i], h[i])
     if store:
-        states[d, T if d == 1 else 0, b0:b1] = h[:nb]
+        _copy_rows(h[:nb], states[d, T if d == 1 else 0, b0:b1])
     for s0 in range(0, T, tb):
         ns = min(tb, T - s0)
         for q in range(ns):
             s = s0 + q
             t = T - 1 - s if d == 1 else s
             for i in range(nb):
-                xblk[q * nb + i, :] = x[b0 + i, t]
+                _copy_into(x[b0 + i, t], xblk[q * nb + i])
         mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
         for q in range(ns):
             s = s0 + q
@@ -588,12 +638,11 @@ def _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, sto
                     _tanh_sum3(a, GI[i, :H], bias)
                 _copy_into2(a, h[i], o)
             if store:
-                states[d, t if d == 1 else t + 1, b0:b1] = h[:nb]
+                _copy_rows(h[:nb], states[d, t if d == 1 else t + 1, b0:b1])
     for i in range(nb):
-        h_n[d, b0 + i, :] = h[i]
+        _copy_into(h[i], h_n[d, b0 + i])
 
 
-@njit(parallel=True, **_JIT)
 def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh, dh0, dbias):
     """Backward recurrence of one vanilla RNN layer, all directions (every output is written).
 
@@ -612,15 +661,17 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
                              caller adds the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    D = whh.shape[0]
     B = d_out.shape[0]
-    for task in prange(D * nchunks):
-        d, b0, b1 = _task_rows(task, nchunks, B)
+
+    def task(i):
+        d, b0, b1 = _task_rows(i, nchunks, B)
         if b1 > b0:
             _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
-                                dbias[task], d, b0, b1)
+                                dbias[i], d, b0, b1)
         else:
-            dbias[task, :, :] = 0
+            dbias[i] = 0
+
+    _pool.run(whh.shape[0] * nchunks, task)
 
 
 @njit(**_JIT)
@@ -650,7 +701,7 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
     db = dbias[0]                                # (H,) running sum of da
     db[:] = 0
     for i in range(nb):
-        dh[i, :H] = d_h_n[d, b0 + i]
+        _copy_into(d_h_n[d, b0 + i], dh[i, :H])
     for s in range(T):
         t = s if d == 1 else T - 1 - s
         HN = states[d, t if d == 1 else t + 1]   # (B, H) the states step t wrote
@@ -660,14 +711,14 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
             if t >= lengths[b]:
                 da[i, :] = 0
                 dgi[b, t, goff:goff + H] = 0
-                keep[i, :] = dh[i, :H]
+                _copy_into(dh[i, :H], keep[i])
                 any_padded = True
                 continue
             if relu:
                 _bw_relu(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
             else:
                 _bw_tanh(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
-            dgi[b, t, goff:goff + H] = da[i]
+            _copy_into(da[i], dgi[b, t, goff:goff + H])
             _add_into(da[i], db)
         if packed:
             mm_packed(da, wh_p, dh)
@@ -676,11 +727,11 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
         if any_padded:
             for i in range(nb):
                 if t >= lengths[b0 + i]:
-                    dh[i, :H] = keep[i]
-        dgh[d, t, b0:b1] = da[:nb]
-    dbias[1, :] = db
+                    _copy_into(keep[i], dh[i, :H])
+        _copy_rows(da[:nb], dgh[d, t, b0:b1])
+    _copy_into(db, dbias[1])
     for i in range(nb):
-        dh0[d, b0 + i, :] = dh[i, :H]
+        _copy_into(dh[i, :H], dh0[d, b0 + i])
 
 
 def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):
@@ -749,14 +800,12 @@ def _embedding_forward_rows(ids, weight, out, r0, r1):
         out[m, :] = weight[ids[m]]
 
 
-@njit(parallel=True, **_JIT)
 def embedding_forward(ids, weight, out, ntasks):
     """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
     ``ntasks`` blocks."""
     M = ids.shape[0]
-    for task in prange(ntasks):
-        _embedding_forward_rows(ids, weight, out, (task * M) // ntasks,
-                                ((task + 1) * M) // ntasks)
+    _pool.run(ntasks, lambda i: _embedding_forward_rows(ids, weight, out, (i * M) // ntasks,
+                                                        ((i + 1) * M) // ntasks))
 
 
 @njit(**_JIT)
@@ -777,7 +826,6 @@ def _embedding_backward_cols(ids, d_out, d_weight, c0, c1):
         _add_into(d_out[m, c0:c1], d_weight[ids[m], c0:c1])
 
 
-@njit(parallel=True, **_JIT)
 def embedding_backward(ids, d_out, d_weight, ntasks):
     """d_weight (V, E) = per-id sums of the rows of d_out (M, E) (ids (M,) int64), parallel over
     ``ntasks`` blocks of columns; deterministic, bit-identical for any ``ntasks``.
@@ -789,9 +837,8 @@ def embedding_backward(ids, d_out, d_weight, ntasks):
     waking it dominated both).
     """
     E = d_weight.shape[1]
-    for task in prange(ntasks):
-        _embedding_backward_cols(ids, d_out, d_weight, (task * E) // ntasks,
-                                 ((task + 1) * E) // ntasks)
+    _pool.run(ntasks, lambda i: _embedding_backward_cols(ids, d_out, d_weight, (i * E) // ntasks,
+                                                         ((i + 1) * E) // ntasks))
 
 
 @njit(inline="always", **_JIT)
@@ -856,13 +903,11 @@ def _softmax_xent_rows(L, b, targets, weights, loss, r0, r1):
         row[t] -= wm
 
 
-@njit(parallel=True, **_JIT)
 def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
     """:func:`_softmax_xent_rows` over all rows of the block, in ``ntasks`` blocks of rows."""
     n = L.shape[0]
-    for task in prange(ntasks):
-        _softmax_xent_rows(L, b, targets, weights, loss, (task * n) // ntasks,
-                           ((task + 1) * n) // ntasks)
+    _pool.run(ntasks, lambda i: _softmax_xent_rows(L, b, targets, weights, loss,
+                                                   (i * n) // ntasks, ((i + 1) * n) // ntasks))
 
 
 @intrinsic
@@ -951,13 +996,12 @@ def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
     _gemm_tn_cols(G, v0, v1, Y, dw[v0:], 1.0 if accumulate else 0.0)
 
 
-@njit(parallel=True, **_JIT)
 def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
     """:func:`_softmax_weight_grad_rows` over all V rows of dw, in ``ntasks`` blocks of rows."""
     V = G.shape[1]
-    for task in prange(ntasks):
-        _softmax_weight_grad_rows(G, Y, dw, db, accumulate, (task * V) // ntasks,
-                                  ((task + 1) * V) // ntasks)
+    _pool.run(ntasks, lambda i: _softmax_weight_grad_rows(G, Y, dw, db, accumulate,
+                                                          (i * V) // ntasks,
+                                                          ((i + 1) * V) // ntasks))
 
 
 @njit(**_JIT)
@@ -972,12 +1016,10 @@ def _softmax_logprob_rows(L, b, targets, out, r0, r1):
         out[m] = row[targets[m]] - (mx + math.log(_row_sumexp(row, mx)))
 
 
-@njit(parallel=True, **_JIT)
 def softmax_logprob_rows(L, b, targets, out, ntasks):
     n = L.shape[0]
-    for task in prange(ntasks):
-        _softmax_logprob_rows(L, b, targets, out, (task * n) // ntasks,
-                              ((task + 1) * n) // ntasks)
+    _pool.run(ntasks, lambda i: _softmax_logprob_rows(L, b, targets, out, (i * n) // ntasks,
+                                                      ((i + 1) * n) // ntasks))
 
 
 @njit(**_JIT)
@@ -991,11 +1033,9 @@ def _log_softmax_rows(L, r0, r1):
             row[v] -= lse
 
 
-@njit(parallel=True, **_JIT)
 def log_softmax_rows(L, ntasks):
     n = L.shape[0]
-    for task in prange(ntasks):
-        _log_softmax_rows(L, (task * n) // ntasks, ((task + 1) * n) // ntasks)
+    _pool.run(ntasks, lambda i: _log_softmax_rows(L, (i * n) // ntasks, ((i + 1) * n) // ntasks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1014,7 +1054,9 @@ class CPUBackend(Backend):
 
     Recurrences: one chunk of batch rows per thread and direction, or a single chunk when a step
     has fewer than ``PARALLEL_MIN_WORK`` multiply-adds (waking a second thread costs more).
-    Products over all timesteps: one block of at least 64 rows per thread.
+    Products over all timesteps: one block of at least 64 rows per thread. "Per thread": at most
+    ``numba.get_num_threads()`` of the calling thread (``_config.compute_threads`` caps it at
+    the OpenMP and threadpoolctl limits); the tasks run on :mod:`numgru._pool`.
     """
 
     name = "cpu"
@@ -1080,8 +1122,8 @@ class CPUBackend(Backend):
         B = x.shape[0]
         nchunks = self._nchunks(B, whh.shape[2])
         if whh.shape[0] * nchunks == 1:
-            _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store,
-                           gates, hn_s, hprev, 0, 0, B)
+            _FORWARD_CHUNK[bool(reset_after)](x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
+                                              store, gates, hn_s, hprev, 0, 0, B)
         else:
             gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks, out,
                               h_n, store, gates, hn_s, hprev)
@@ -1092,8 +1134,8 @@ class CPUBackend(Backend):
         nchunks = self._nchunks(B, H)
         dbias = np.empty((D * nchunks, 2, 3 * H), dtype=dgi.dtype)
         if D * nchunks == 1:
-            _backward_chunk(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, dgi,
-                            dgh, dh0, dbias[0], 0, 0, B)
+            _BACKWARD_CHUNK[bool(reset_after)](d_out, d_h_n, gates, hn_s, hprev, whh, lengths,
+                                               dgi, dgh, dh0, dbias[0], 0, 0, B)
         else:
             gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
                                nchunks, dgi, dgh, dh0, dbias)

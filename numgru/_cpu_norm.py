@@ -31,15 +31,13 @@ The layer (:class:`numgru._cells.GRULayer` / ``RNNLayer``) runs:
 Kernel kinds (``kind``): 0 GRU (reset_after form), 1 RNN tanh, 2 RNN relu.
 
 Tasks are launched by :func:`run_tasks` (the one place that decides how: in the calling
-thread for one task, else on a thread pool; the chunk functions are ``nogil``).
+thread for one task, else on numgru's thread pool; the chunk functions are ``nogil``).
 """
-
-import concurrent.futures
-import threading
 
 import numpy as np
 from numba import njit
 
+from . import _pool
 from ._config import CACHE, FASTMATH
 from ._gemm import mm_nt
 from ._math import sigmoid, tanh
@@ -51,30 +49,15 @@ EPS = 1e-5           # LayerNorm's epsilon (torch.nn.LayerNorm's default)
 GRU, RNN_TANH, RNN_RELU = 0, 1, 2
 
 # ---------------------------------------------------------------------------------------------
-# Launching (one small place: direct call for one task, a thread pool otherwise)
+# Launching (one small place: direct call for one task, numgru's thread pool otherwise)
 # ---------------------------------------------------------------------------------------------
-
-_pool = None
-_pool_lock = threading.Lock()
 
 
 def run_tasks(fn, arg_lists):
     """``fn(*args)`` for every ``args`` in ``arg_lists``: in the calling thread when there is
-    one, else on a thread pool (``fn`` is a ``nogil`` Numba function); waits for all and
-    re-raises the first error."""
-    global _pool
-    if len(arg_lists) == 1:
-        fn(*arg_lists[0])
-        return
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                import os
-
-                _pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="numgru-norm")
-    for fut in [_pool.submit(fn, *args) for args in arg_lists]:
-        fut.result()
+    one, else on numgru's thread pool (:mod:`numgru._pool`; ``fn`` is a ``nogil`` Numba
+    function); waits for all and re-raises the first error."""
+    _pool.run(len(arg_lists), lambda task: fn(*arg_lists[task]))
 
 
 def task_rows(nchunks, B, D):

@@ -53,11 +53,12 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from . import _pool
 from ._config import CACHE, FASTMATH, GEMM_REFERENCE
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -503,18 +504,17 @@ def mm_nt(A, Bm, C):
 
 
 # ---------------------------------------------------------------------------------------------
-# Large matrix products over all timesteps: BLAS per block of rows, on Numba's thread pool
+# Large matrix products over all timesteps: BLAS per block of rows, on numgru._pool
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(parallel=True, **_JIT)
 def gemm(A, W, bias, C, ntasks):
     """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
     weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
     in ``ntasks`` blocks."""
     M = A.shape[0]
-    for task in prange(ntasks):
-        _gemm_rows(A, W, bias, C, (task * M) // ntasks, ((task + 1) * M) // ntasks)
+    _pool.run(ntasks, lambda i: _gemm_rows(A, W, bias, C, (i * M) // ntasks,
+                                           ((i + 1) * M) // ntasks))
 
 
 @njit(**_JIT)
@@ -530,7 +530,6 @@ def _gemm_rows(A, W, bias, C, r0, r1):
                 c[j] += bias[j]
 
 
-@njit(parallel=True, **_JIT)
 def gemm_tn(A, X, C, ntasks):
     """C = A^T @ X, reducing over the M rows of A (M, N1) and X (M, N2): C (N1, N2).
 
@@ -539,8 +538,8 @@ def gemm_tn(A, X, C, ntasks):
     """
     M = A.shape[0]
     parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
-    for task in prange(ntasks):
-        _gemm_tn_rows(A, X, parts[task], (task * M) // ntasks, ((task + 1) * M) // ntasks)
+    _pool.run(ntasks, lambda i: _gemm_tn_rows(A, X, parts[i], (i * M) // ntasks,
+                                              ((i + 1) * M) // ntasks))
     C[:] = parts[0]
     for task in range(1, ntasks):
         C += parts[task]

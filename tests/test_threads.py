@@ -92,3 +92,55 @@ def test_results_do_not_depend_on_the_thread_limit():
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         limited, _ = gru.forward(x)
     np.testing.assert_allclose(limited, free, rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------------------------
+# numgru._pool: the Python threads that run the CPU kernels' tasks
+# ----------------------------------------------------------------------------------------------
+
+
+def test_pool_runs_every_task_once_and_raises_a_tasks_exception():
+    from numgru import _pool
+
+    for n in (0, 1, 2, 3, 17):
+        seen = []
+        _pool.run(n, seen.append)
+        assert sorted(seen) == list(range(n))
+
+    def fail(i):
+        if i == 2:
+            raise ValueError("task 2")
+
+    with pytest.raises(ValueError, match="task 2"):
+        _pool.run(5, fail)
+    seen = []
+    _pool.run(4, seen.append)                  # the pool still works afterwards
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+@needs_two
+def test_concurrent_forward_from_threads_matches_serial():
+    """Forward passes from several Python threads at once (sharing the pool's workers) give
+    the bits of the same passes run one after the other."""
+    rng = np.random.default_rng(5)
+    gru = numgru.GRU(4, 32, 2, bidirectional=True, dtype="float32", random_state=0)
+    xs = [rng.standard_normal((24, 15, 4)).astype(np.float32) for _ in range(6)]
+    want = [gru.forward(x)[0] for x in xs]
+    got = [None] * len(xs)
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(5):
+                got[k] = gru.forward(xs[k])[0]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
