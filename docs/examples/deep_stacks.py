@@ -5,7 +5,7 @@ Trains six regressors (an 8-layer tanh RNN and an 8-layer GRU, each plain, with 
 connections, and with residual connections and layer-normalised cells; hidden size 32) on the
 adding problem with T = 100 steps and draws their training loss curves side by side into
 ``docs/deep_stacks.png``. Unlike the examples of the gallery, it is not run while the
-documentation builds (about 25 minutes on two cores; the layer-normalised cells run the general
+documentation builds (about 7 minutes on two cores; the layer-normalised cells run the general
 kernels, slower than the plain ones); run it by hand::
 
     python docs/examples/deep_stacks.py [output.png]
