@@ -734,6 +734,69 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
         _copy_into(dh[i, :H], dh0[d, b0 + i])
 
 
+# ---------------------------------------------------------------------------------------------
+# One step of one sequence (token-by-token generation, streaming one step at a time): the
+# matrix-vector products split over the rows of the weights, so that both cores stream weights
+# (a batch of one row is otherwise a single chunk on one thread, bound by one core's bandwidth)
+# ---------------------------------------------------------------------------------------------
+
+# multiply-adds of one step below which the products stay on the calling thread (~1 MB of
+# float32 weights: a launch on the pool costs ~30 us, a quarter of such a product)
+SPLIT_STEP_MIN_WORK = 1 << 18
+
+
+@njit(**_JIT)
+def _matvec_rows(W, v, bias, out, r0, r1):
+    """out[r0:r1] = W[r0:r1] @ v (+ bias[r0:r1]): W (N, K) C-contiguous, v (K,), bias (N,) or
+    (0,) for none, out (N,)."""
+    if r1 <= r0:
+        return
+    np.dot(W[r0:r1], v, out[r0:r1])
+    if bias.shape[0] == out.shape[0]:
+        for i in range(r0, r1):
+            out[i] += bias[i]
+
+
+@njit(**_JIT)
+def _step_products(w_ih, xv, whh, hv, gi, gh, r0, r1):
+    """Rows r0:r1 of gi = W_ih x and gh = W_hh h for one sequence: w_ih (3H, I), xv (I,),
+    whh (3H, H), hv (H,) -> gi, gh (3H,)."""
+    if r1 <= r0:
+        return
+    np.dot(w_ih[r0:r1], xv, gi[r0:r1])
+    np.dot(whh[r0:r1], hv, gh[r0:r1])
+
+
+@njit(**_JIT)
+def _gru_step_after(gi, gh, b_ih, bhh, h, out, h_n):
+    """The gates of one reset_after step of one sequence from its products (biases not yet
+    added): gi, gh (3H,), b_ih, bhh (3H,), h (H,) the state -> out, h_n (H,) the new state."""
+    H = h.shape[0]
+    for j in range(H):
+        r = sigmoid(gi[j] + b_ih[j] + gh[j] + bhh[j])
+        z = sigmoid(gi[H + j] + b_ih[H + j] + gh[H + j] + bhh[H + j])
+        n = tanh(gi[2 * H + j] + b_ih[2 * H + j] + r * (gh[2 * H + j] + bhh[2 * H + j]))
+        hv = n + z * (h[j] - n)
+        out[j] = hv
+        h_n[j] = hv
+
+
+def gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks):
+    """One timestep of one sequence, one direction, reset_after: x (1, 1, I), w_ih (3H, I),
+    whh (1, 3H, H), h0 (1, 1, H) -> out (1, 1, H), h_n (1, 1, H); the two products split into
+    ``ntasks`` blocks of rows on the pool."""
+    G = whh.shape[1]
+    gi = np.empty(G, dtype=out.dtype)
+    gh = np.empty(G, dtype=out.dtype)
+    xv, hv, w0 = x[0, 0], h0[0, 0], whh[0]
+
+    def task(i):
+        _step_products(w_ih, xv, w0, hv, gi, gh, (i * G) // ntasks, ((i + 1) * G) // ntasks)
+
+    _pool.run(ntasks, task)
+    _gru_step_after(gi, gh, b_ih, bhh[0], hv, out[0, 0], h_n[0, 0])
+
+
 def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):
     """dW_hh of one direction: dgh_d (M, 3H), hprev_d (M, H), gates_d (M, 3H) -> out (3H, H).
 
@@ -1120,6 +1183,14 @@ class CPUBackend(Backend):
     def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
                           store, gates, hn_s, hprev):
         B = x.shape[0]
+        if B == 1 and x.shape[1] == 1 and reset_after and not store and whh.shape[0] == 1:
+            # one step of one sequence (generation): split the products by rows instead
+            G = whh.shape[1]
+            ntasks = max(1, min(_num_threads(), G * (x.shape[2] + whh.shape[2])
+                                // SPLIT_STEP_MIN_WORK))
+            if ntasks > 1:
+                gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks)
+                return
         nchunks = self._nchunks(B, whh.shape[2])
         if whh.shape[0] * nchunks == 1:
             _FORWARD_CHUNK[bool(reset_after)](x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
@@ -1285,7 +1356,15 @@ class CPUBackend(Backend):
         V = w.shape[0]
         if M == 0:
             return
-        self.gemm(y, w.T, b, out)
+        nsplit = max(1, min(_num_threads(), V * y.shape[1] // SPLIT_STEP_MIN_WORK))
+        if M == 1 and nsplit > 1:
+            # one row (generation): the decoder product split over the vocabulary's rows
+            def task(i):
+                _matvec_rows(w, y[0], b, out[0], (i * V) // nsplit, ((i + 1) * V) // nsplit)
+
+            _pool.run(nsplit, task)
+        else:
+            self.gemm(y, w.T, b, out)
         ntasks = self._lm_ntasks(M, M * V)
         if ntasks == 1:
             _log_softmax_rows(out, 0, M)

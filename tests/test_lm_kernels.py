@@ -362,3 +362,49 @@ def test_cuda_softmax_logprob_and_log_softmax(gpu, block_rows):
     full = gpu.empty((M, V), dtype)
     gpu.log_softmax(dev(y), dev(w), dev(b), full)
     assert_cuda_close(gpu.to_host(full), ref.log_softmax(y, w, b), dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# one step of one sequence (generation): products split by rows over the pool
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_single_step_split_matches_chunk_kernel_and_oracle(dtype, monkeypatch):
+    import numba
+
+    import numgru
+    from numgru import _cpu
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: the split path is not taken")
+    calls = []
+    real = _cpu.gru_single_step
+    monkeypatch.setattr(_cpu, "gru_single_step", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(0)
+    I, H = 128, 384                  # 3H * (I + H) multiply-adds: two tasks' worth of the split
+    gru = numgru.GRU(I, H, 2, dtype=dtype, random_state=0)
+    x = rng.standard_normal((1, 1, I)).astype(dtype)
+    h0 = rng.standard_normal((2, 1, H)).astype(dtype) * 0.5
+    out, h_n = gru.forward(x, h0=h0)
+    assert len(calls) == 2                       # both layers took the split path
+    monkeypatch.setattr(_cpu, "SPLIT_STEP_MIN_WORK", 1 << 40)
+    out_c, h_n_c = gru.forward(x, h0=h0)
+    assert len(calls) == 2
+    tol = 1e-12 if dtype == "float64" else 2e-6
+    np.testing.assert_allclose(out, out_c, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h_n, h_n_c, rtol=tol, atol=tol)
+    exp_out, exp_h = ref.gru_forward(x, gru.state_dict(), num_layers=2, hidden_size=H, h0=h0)[:2]
+    np.testing.assert_allclose(out, exp_out, rtol=10 * tol, atol=10 * tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_log_softmax_one_row_split_matches_oracle(dtype):
+    rng = np.random.default_rng(1)
+    V, K = 2000, 300                             # V * K: two tasks' worth of the split
+    y = rng.standard_normal((1, K)).astype(dtype)
+    w = (rng.standard_normal((V, K)) * 0.1).astype(dtype)
+    b = rng.standard_normal(V).astype(dtype)
+    out = np.empty((1, V), dtype)
+    assert V * K // _cpu.SPLIT_STEP_MIN_WORK >= 2
+    _cpu.backend.log_softmax(y, w, b, out)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(out, ref.log_softmax(y, w, b), rtol=tol, atol=tol)
