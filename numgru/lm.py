@@ -962,16 +962,6 @@ class GRULanguageModel(BaseEstimator):
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_nested(x):
-    if isinstance(x, np.ndarray):
-        return x.ndim > 1 or x.dtype.kind == "O"
-    try:
-        first = next(iter(x))
-    except (StopIteration, TypeError):
-        return False
-    return not isinstance(first, (Integral, np.integer))
-
-
 def _split_tail(docs, fraction):
     """(train, validation): the last ``fraction`` of the tokens, whole documents from the end
     (the document where the cut falls is split in two, each part its own document)."""
