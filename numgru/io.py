@@ -40,6 +40,23 @@ def _register_estimator(cls):
     return cls
 
 
+_DICT_ITEMS = "__dict_items__"
+
+
+def _dict_from_items(name, value):
+    """A parameter as :func:`save` stored it: a dict with non-string keys comes back from its
+    ``{"__dict_items__": [[key, value], ...]}`` form; anything else as it is."""
+    if not (isinstance(value, dict) and set(value) == {_DICT_ITEMS}):
+        return value
+    items = value[_DICT_ITEMS]
+    if not (isinstance(items, list) and all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], (bool, int, float, str))
+            for p in items)):
+        raise ValueError(f"parameter {name!r} must be stored as a list of [key, value] pairs "
+                         f"with number or string keys, got {items!r}"[:300])
+    return {k: v for k, v in items}
+
+
 def _jsonable(value):
     """``value`` with numpy scalars turned into Python numbers, or TypeError if JSON cannot
     hold it."""
@@ -114,6 +131,11 @@ def save(estimator, path):
     params = estimator.get_params(deep=False)
     if not (params.get("random_state") is None or isinstance(params["random_state"], (int, np.integer))):
         params["random_state"] = None  # a RandomState/Generator object is not stored
+    for name, value in params.items():
+        if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+            # JSON object keys are strings: a dict keyed by numbers (class_weight={0: 1, 1: 3})
+            # is stored as its (key, value) pairs so that the keys come back as they were
+            params[name] = {_DICT_ITEMS: [[_jsonable(k), _jsonable(v)] for k, v in value.items()]}
     meta = {"format": FORMAT, "version": VERSION, "class": type(estimator).__name__,
             "params": _jsonable(params), "fitted": _jsonable(fitted)}
     arrays = dict(arrays)
@@ -292,7 +314,7 @@ def load(path):
         if not isinstance(params, dict) or not isinstance(fitted, dict):
             raise ValueError(f"'params' and 'fitted' must be JSON objects, got "
                              f"{type(params).__name__} and {type(fitted).__name__}")
-        params = dict(params)
+        params = {name: _dict_from_items(name, value) for name, value in params.items()}
         if isinstance(params.get("hidden_layer_sizes"), list):
             params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         est = cls(**params)

@@ -263,6 +263,21 @@ def test_corrupt_or_foreign_model_files_raise(tmp_path, seq_data):
         numgru.load(tmp_path / "future.npz")
 
 
+def test_class_weight_with_number_keys_survives_save_load(tmp_path, seq_data):
+    """JSON keys are strings: class_weight={0: ..., 1: ...} must come back with int keys, so
+    that the loaded model refits (it raised "classes [0, 1] are not in class_weight")."""
+    X, y = seq_data[0][:60], np.asarray(seq_data[1])[:60]
+    weights = {0: 1.0, 1: 3.0, 2: 2.0}
+    clf = GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                        class_weight=weights).fit(X, y)
+    clf.save(tmp_path / "c.npz")
+    loaded = numgru.load(tmp_path / "c.npz")
+    assert loaded.class_weight == weights
+    assert all(type(k) is int for k in loaded.class_weight)
+    assert loaded.get_params() == clf.get_params()
+    np.testing.assert_array_equal(loaded.fit(X, y).predict_proba(X), clf.fit(X, y).predict_proba(X))
+
+
 def test_save_before_fit_raises(tmp_path):
     with pytest.raises(NotFittedError):
         GRUClassifier().save(tmp_path / "x.npz")

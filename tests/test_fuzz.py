@@ -1188,6 +1188,12 @@ LOAD_BAD = [
      CORRUPT + r".*must be JSON objects, got list"),
     ("params-null", edit_meta(lambda m: m.update(params=None)),
      CORRUPT + r".*must be JSON objects, got NoneType"),
+    ("dict-items-not-pairs", set_in("params", class_weight={"__dict_items__": [[0, 1.0, 2]]}),
+     CORRUPT + r".*'class_weight' must be stored as a list of \[key, value\] pairs"),
+    ("dict-items-list-key", set_in("params", class_weight={"__dict_items__": [[[0], 1.0]]}),
+     CORRUPT + r".*'class_weight' must be stored as a list of \[key, value\] pairs"),
+    ("dict-items-string", set_in("params", class_weight={"__dict_items__": "0:1"}),
+     CORRUPT + r".*'class_weight' must be stored as a list of \[key, value\] pairs"),
     ("fitted-missing", edit_meta(lambda m: m.pop("fitted")), CORRUPT + r".*'fitted'"),
     ("fitted-string", edit_meta(lambda m: m.update(fitted="abc")), CORRUPT + r".*got dict and str"),
     # parameters the estimator refuses
