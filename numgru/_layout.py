@@ -32,6 +32,21 @@ def named_grads(stack, grads):
             for name, lay, d, kind in names(stack)}
 
 
+def read_entry(state_dict, name, shape, dtype):
+    """``state_dict[name]`` (any array-like, a torch tensor too) as a finite ``dtype`` array of
+    ``shape``, or ValueError naming the entry."""
+    try:
+        value = to_numpy(state_dict[name])
+    except (ValueError, TypeError) as exc:  # ragged nested lists, unreadable objects
+        raise ValueError(f"state_dict[{name!r}] could not be read as an array of numbers: "
+                         f"{exc}") from exc
+    arr = check_float_array(value, f"state_dict[{name!r}]", dtype)
+    if arr.shape != shape:
+        raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
+    check_finite(arr, f"state_dict[{name!r}]")
+    return arr
+
+
 def load_state_dict(stack, state_dict, what="GRU"):
     """Load any array-likes (torch tensors too) with strict name, shape and finiteness checks;
     nothing is changed unless every entry is valid."""
@@ -45,19 +60,8 @@ def load_state_dict(stack, state_dict, what="GRU"):
     if missing or unexpected:
         raise ValueError(f"state_dict does not match this {what}: missing keys {missing}, "
                          f"unexpected keys {unexpected}")
-    converted = {}
-    for name, (lay, d, kind) in expected.items():
-        try:
-            value = to_numpy(state_dict[name])
-        except (ValueError, TypeError) as exc:  # ragged nested lists, unreadable objects
-            raise ValueError(f"state_dict[{name!r}] could not be read as an array of numbers: "
-                             f"{exc}") from exc
-        arr = check_float_array(value, f"state_dict[{name!r}]", stack.dtype)
-        shape = lay.torch_shape(kind)
-        if arr.shape != shape:
-            raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
-        check_finite(arr, f"state_dict[{name!r}]")
-        converted[name] = arr
+    converted = {name: read_entry(state_dict, name, lay.torch_shape(kind), stack.dtype)
+                 for name, (lay, d, kind) in expected.items()}
     for name, (lay, d, kind) in expected.items():
         lay.view(lay.params, kind, d)[...] = converted[name]
     stack.params_changed()

@@ -83,9 +83,8 @@ class Stack:
     @property
     def residual_layers(self):
         """Indices among :attr:`recurrent_layers` of the layers with a skip connection."""
-        skips = getattr(self, "skips", frozenset())
         rec = [i for i, lay in enumerate(self.layers) if lay.num_states]
-        return [k for k, i in enumerate(rec) if i in skips]
+        return [k for k, i in enumerate(rec) if i in self.skips]
 
     @property
     def recurrent_layers(self):
@@ -151,6 +150,7 @@ class Stack:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("skips", frozenset())     # stacks pickled before skips existed
         self.__dict__.update(state)
         self._tls = threading.local()
 
@@ -178,7 +178,7 @@ class Stack:
         inp = x
         si = 0
         last = len(self.layers) - 1
-        skips = getattr(self, "skips", frozenset())   # stacks pickled before skips existed
+        skips = self.skips
         for i, lay in enumerate(self.layers):
             if lay.num_states:
                 out, saved = lay.forward(ctx, params[i], inp, h0[si], h_n[si], i == last)
@@ -234,7 +234,7 @@ class Stack:
         grads = [None] * len(self.layers)
         si = len(rec)
         d = d_out
-        skips = getattr(self, "skips", frozenset())
+        skips = self.skips
         for i in range(len(self.layers) - 1, -1, -1):
             lay = self.layers[i]
             want_dx = need_dx or i > 0

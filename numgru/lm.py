@@ -258,8 +258,9 @@ class GRULanguageModel(BaseEstimator):
     def _params(self):
         """Every distinct parameter array (the tied decoder weight is the embedding's)."""
         params = [a for a, _ in self.stack_.parameters()]
-        params.append(self.head_.params["bias"]) if self.tie_weights else params.extend(
-            [self.head_.params["weight"], self.head_.params["bias"]])
+        if not self.tie_weights:
+            params.append(self.head_.params["weight"])
+        params.append(self.head_.params["bias"])
         return params
 
     def _grads(self, stack_grads, head_grads):
@@ -300,7 +301,6 @@ class GRULanguageModel(BaseEstimator):
         if isinstance(X, str):
             raise TypeError(f"{what} must be integer token ids for level='tokens', got a str; "
                             "use level='char' or 'word' for text")
-        arr = None
         if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind != "O":
             seqs = [X]
         else:
@@ -854,8 +854,6 @@ class GRULanguageModel(BaseEstimator):
         return self
 
     def _load_arrays(self, state_dict, sizes):
-        from ._validation import check_finite, check_float_array
-
         expected = {"encoder.weight", "decoder.weight", "decoder.bias"}
         rnn = {f"rnn.{name}" for name, *_ in _layout.names(self.stack_)}
         given = set(state_dict.keys())
@@ -865,18 +863,8 @@ class GRULanguageModel(BaseEstimator):
             raise ValueError(f"state_dict does not match this GRULanguageModel "
                              f"(embedding_dim={self.embedding_dim}, hidden_layer_sizes={sizes}): "
                              f"missing keys {missing}, unexpected keys {unexpected}")
-        dt = self._dtype
-
         def read(name, shape):
-            try:
-                value = to_numpy(state_dict[name])
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"state_dict[{name!r}] could not be read as an array: {exc}") from exc
-            arr = check_float_array(value, f"state_dict[{name!r}]", dt)
-            if arr.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
-            check_finite(arr, f"state_dict[{name!r}]")
-            return arr
+            return _layout.read_entry(state_dict, name, shape, self._dtype)
 
         V, E = self._embedding.params["weight"].shape
         enc = read("encoder.weight", (V, E))
