@@ -65,8 +65,8 @@ CUDA_SELF_CHECK_TOL = {"float32": 1e-4, "float64": 1e-10}
 def select_threading_layer():
     """Prefer a thread-safe Numba threading layer (TBB, else OpenMP) unless the user chose one.
 
-    numgru's own kernels no longer run Numba parallel regions (their launches run on the Python
-    threads of ``numgru._pool``), but Numba's threading layer still matters: numgru reads the
+    numgru's own kernels no longer run Numba parallel regions (their launches run on the native
+    worker threads of ``numgru._pool``), but Numba's threading layer still matters: numgru reads the
     thread count from ``numba.get_num_threads`` (which starts the layer), the OpenMP layer loads
     the OpenMP runtime through which ``threadpoolctl.threadpool_limits`` reaches numgru (see
     ``_ComputeThreads``), and a user's own ``parallel=True`` code in the same process stays safe

@@ -21,11 +21,13 @@ The layer is computed the way cuDNN does it:
    product over all timesteps (``dW_ih = dgi^T x``, ``dW_hh = dgh^T h_prev``) and
    ``dx = dgi @ W_ih``.
 
-Launches: a launch of several tasks (chunks, blocks of rows) runs them on the calling thread and
-the Python worker threads of :mod:`numgru._pool`, each task a call of a serial kernel compiled
-with ``nogil=True``; a launch of one task runs in the calling thread. Nothing here is compiled
-with ``parallel=True``: the prange launchers cost as much compile time as the kernels they
-called, and their OpenMP workers spun while waiting (see docs/performance.md, 2026-12-01).
+Launches: every kernel that runs as tasks (chunks of batch rows, blocks of rows) is written as
+``kernel(task, ntasks, ...)`` and launched by a small compiled launcher (``_*_launch``) on the
+native worker threads of :mod:`numgru._pool`; its body is compiled once, into the launcher, and
+a launch of one task runs in the calling thread. Nothing here is compiled with
+``parallel=True``: the prange launchers cost as much compile time as the kernels they called,
+and their OpenMP workers spun for milliseconds after every region (see docs/performance.md,
+2026-12-01).
 
 Matrix products: every product runs on numgru's own threads (BLAS's own pool and another spin
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
@@ -61,7 +63,7 @@ from numba.extending import intrinsic, overload
 from . import _config, _cpu_norm, _pool
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
-from ._gemm import (PACK_MIN_ROWS, _gemm_rows, _gemm_tn_rows, gemm, gemm_tn, mm_nt, mm_packed,
+from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
                     pack_nt, padded_rows)
 from ._math import _exp_f32, sigmoid, tanh
 
@@ -161,11 +163,18 @@ def _bw_r(dr, v, r, out):
         out[j] = dr[j] * v[j] * r[j] * (one - r[j])
 
 
+@njit(inline="always", **_JIT)
 def _task_rows(task, nchunks, B):
     """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
     d = task // nchunks
     c = task % nchunks
     return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
+
+
+@njit(inline="always", **_JIT)
+def _block(task, ntasks, n):
+    """Task ``task`` of ``ntasks`` over n items: items r0..r1-1."""
+    return (task * n) // ntasks, ((task + 1) * n) // ntasks
 
 
 @njit(**_JIT)
@@ -194,6 +203,15 @@ def _copy_rows(a, out):
     """out = a, elementwise (2-D, same shape)."""
     for i in range(out.shape[0]):
         _copy_into(a[i], out[i])
+
+
+@njit(**_JIT)
+def _zero_rows(out):
+    """out = 0 (2-D)."""
+    zero = out.dtype.type(0)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = zero
 
 
 @njit(**_JIT)
@@ -244,16 +262,9 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     thread's share (see ``_make_forward_chunk``), so it never makes a round trip through
     memory.
     """
-    B = x.shape[0]
-    chunk = _FORWARD_CHUNK[bool(reset_after)]
-
-    def task(i):
-        d, b0, b1 = _task_rows(i, nchunks, B)
-        if b1 > b0:
-            chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store, gates, hn_s, hprev_s,
-                  d, b0, b1)
-
-    _pool.run(whh.shape[0] * nchunks, task)
+    launch = _gru_forward_after_launch if reset_after else _gru_forward_cho_launch
+    launch(_pool.ctl(), whh.shape[0] * nchunks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
+           store, gates, hn_s, hprev_s, nchunks)
 
 
 def _make_forward_chunk(reset_after):
@@ -261,9 +272,10 @@ def _make_forward_chunk(reset_after):
     closure: each form compiles only its own branches, and only when first used)."""
 
     @njit(**_JIT)
-    def _forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store, gates, hn_s,
-                       hprev_s, d, b0, b1):
-        """All timesteps of direction d for batch rows b0..b1-1: one thread's share.
+    def _forward_chunk(task, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
+                       gates, hn_s, hprev_s, nchunks):
+        """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (chunk ``task %
+        nchunks`` of direction ``task // nchunks``), one thread's share.
 
         A separate function (a task of :func:`gru_layer_forward`'s launch): compiled as the
         body of a prange loop, the same loop nest came out markedly slower. The saved buffers
@@ -278,6 +290,9 @@ def _make_forward_chunk(reset_after):
         shape) went to memory and came back, which cost the gate loop as much as its
         arithmetic. Biases: b_ih + b_hh are added together for r and z, b_in with the n gate.
         """
+        d, b0, b1 = _task_rows(task, nchunks, x.shape[0])
+        if b1 <= b0:
+            return
         H = whh.shape[2]
         T = x.shape[1]
         I = x.shape[2]
@@ -377,8 +392,24 @@ def _make_forward_chunk(reset_after):
     return _forward_chunk
 
 
-# the forward chunk kernel of each gate form, by reset_after
+# the forward chunk kernel of each gate form, by reset_after, and their launchers
 _FORWARD_CHUNK = {True: _make_forward_chunk(True), False: _make_forward_chunk(False)}
+_gru_forward_after = _FORWARD_CHUNK[True]
+_gru_forward_cho = _FORWARD_CHUNK[False]
+
+
+@njit(**_JIT)
+def _gru_forward_after_launch(ctl, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
+                              gates, hn_s, hprev_s, nchunks):
+    _pool.launch(ctl, ntasks, _gru_forward_after, (x, w_ih, b_ih, whh, bhh, h0, lengths, out,
+                                                   h_n, store, gates, hn_s, hprev_s, nchunks))
+
+
+@njit(**_JIT)
+def _gru_forward_cho_launch(ctl, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
+                            gates, hn_s, hprev_s, nchunks):
+    _pool.launch(ctl, ntasks, _gru_forward_cho, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
+                                                 store, gates, hn_s, hprev_s, nchunks))
 
 
 def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
@@ -398,26 +429,17 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
                            the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    B = d_out.shape[0]
-    chunk = _BACKWARD_CHUNK[bool(reset_after)]
-
-    def task(i):
-        d, b0, b1 = _task_rows(i, nchunks, B)
-        if b1 > b0:
-            chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi, dgh, dh0, dbias[i],
-                  d, b0, b1)
-        else:
-            dbias[i] = 0
-
-    _pool.run(whh.shape[0] * nchunks, task)
+    launch = _gru_backward_after_launch if reset_after else _gru_backward_cho_launch
+    launch(_pool.ctl(), whh.shape[0] * nchunks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
+           dgi, dgh, dh0, dbias, nchunks)
 
 
 def _make_backward_chunk(reset_after):
     """The backward chunk kernel of one gate form (as :func:`_make_forward_chunk`)."""
 
     @njit(**_JIT)
-    def _backward_chunk(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi, dgh, dh0, dbias,
-                        d, b0, b1):
+    def _backward_chunk(task, ntasks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi, dgh,
+                        dh0, dbias_all, nchunks):
         """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
 
         Per step: dh' = carried gradient + d_out; then (reset_after)
@@ -428,6 +450,11 @@ def _make_backward_chunk(reset_after):
         One step's dgh rows are formed in a padded scratch block (the packed product reads whole
         tiles of 8 rows) and then copied into the time-major dgh.
         """
+        d, b0, b1 = _task_rows(task, nchunks, d_out.shape[0])
+        dbias = dbias_all[task]                      # this task's bias-gradient sums
+        if b1 <= b0:
+            _zero_rows(dbias)
+            return
         H = whh.shape[2]
         T = d_out.shape[1]
         H2 = 2 * H
@@ -535,6 +562,22 @@ def _make_backward_chunk(reset_after):
 
 # the backward chunk kernel of each gate form, by reset_after
 _BACKWARD_CHUNK = {True: _make_backward_chunk(True), False: _make_backward_chunk(False)}
+_gru_backward_after = _BACKWARD_CHUNK[True]
+_gru_backward_cho = _BACKWARD_CHUNK[False]
+
+
+@njit(**_JIT)
+def _gru_backward_after_launch(ctl, ntasks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
+                               dgi, dgh, dh0, dbias, nchunks):
+    _pool.launch(ctl, ntasks, _gru_backward_after, (d_out, d_h_n, gates, hn_s, hprev_s, whh,
+                                                    lengths, dgi, dgh, dh0, dbias, nchunks))
+
+
+@njit(**_JIT)
+def _gru_backward_cho_launch(ctl, ntasks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
+                             dgh, dh0, dbias, nchunks):
+    _pool.launch(ctl, ntasks, _gru_backward_cho, (d_out, d_h_n, gates, hn_s, hprev_s, whh,
+                                                  lengths, dgi, dgh, dh0, dbias, nchunks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,27 +610,23 @@ def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, 
     derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
     ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
     """
-    B = x.shape[0]
-
-    def task(i):
-        d, b0, b1 = _task_rows(i, nchunks, B)
-        if b1 > b0:
-            _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
-                               states, d, b0, b1)
-
-    _pool.run(whh.shape[0] * nchunks, task)
+    _rnn_forward_launch(_pool.ctl(), whh.shape[0] * nchunks, x, w_ih, b_ih, whh, bhh, h0,
+                        lengths, relu, out, h_n, store, states, nchunks)
 
 
 @njit(**_JIT)
-def _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store, states, d,
-                       b0, b1):
-    """All timesteps of direction d for batch rows b0..b1-1 (see ``_make_forward_chunk``: the
+def _rnn_forward_chunk(task, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+                       states, nchunks):
+    """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (see ``_make_forward_chunk``: the
     same
     input projection by blocks of steps, and the recurrent product through ``_gemm``).
 
     The recurrent product of a step is written into ``gh``; the activation overwrites it in
     place (with the step's input projection and b_ih + b_hh), and the result is the new state.
     """
+    d, b0, b1 = _task_rows(task, nchunks, x.shape[0])
+    if b1 <= b0:
+        return
     H = whh.shape[2]
     T = x.shape[1]
     I = x.shape[2]
@@ -661,23 +700,14 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
                              caller adds the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    B = d_out.shape[0]
-
-    def task(i):
-        d, b0, b1 = _task_rows(i, nchunks, B)
-        if b1 > b0:
-            _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
-                                dbias[i], d, b0, b1)
-        else:
-            dbias[i] = 0
-
-    _pool.run(whh.shape[0] * nchunks, task)
+    _rnn_backward_launch(_pool.ctl(), whh.shape[0] * nchunks, d_out, d_h_n, states, whh,
+                         lengths, relu, dgi, dgh, dh0, dbias, nchunks)
 
 
 @njit(**_JIT)
-def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0, dbias, d, b0,
-                        b1):
-    """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
+def _rnn_backward_chunk(task, ntasks, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+                        dbias_all, nchunks):
+    """Task ``task``: all timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
 
     Per valid step, with h' the state the step wrote::
 
@@ -686,6 +716,11 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
     At a padded step da = 0 and the carried dh passes through unchanged (kept aside while the
     product overwrites the block).
     """
+    d, b0, b1 = _task_rows(task, nchunks, d_out.shape[0])
+    dbias = dbias_all[task]                      # this task's bias-gradient sums
+    if b1 <= b0:
+        _zero_rows(dbias)
+        return
     H = whh.shape[2]
     T = d_out.shape[1]
     dt = dgi.dtype
@@ -734,6 +769,20 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
         _copy_into(dh[i, :H], dh0[d, b0 + i])
 
 
+@njit(**_JIT)
+def _rnn_forward_launch(ctl, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+                        states, nchunks):
+    _pool.launch(ctl, ntasks, _rnn_forward_chunk, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu,
+                                                   out, h_n, store, states, nchunks))
+
+
+@njit(**_JIT)
+def _rnn_backward_launch(ctl, ntasks, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+                         dbias, nchunks):
+    _pool.launch(ctl, ntasks, _rnn_backward_chunk, (d_out, d_h_n, states, whh, lengths, relu,
+                                                    dgi, dgh, dh0, dbias, nchunks))
+
+
 # ---------------------------------------------------------------------------------------------
 # One step of one sequence (token-by-token generation, streaming one step at a time): the
 # matrix-vector products split over the rows of the weights, so that both cores stream weights
@@ -741,14 +790,15 @@ def _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
 # ---------------------------------------------------------------------------------------------
 
 # multiply-adds of one step below which the products stay on the calling thread (~1 MB of
-# float32 weights: a launch on the pool costs ~30 us, a quarter of such a product)
+# float32 weights)
 SPLIT_STEP_MIN_WORK = 1 << 18
 
 
 @njit(**_JIT)
-def _matvec_rows(W, v, bias, out, r0, r1):
-    """out[r0:r1] = W[r0:r1] @ v (+ bias[r0:r1]): W (N, K) C-contiguous, v (K,), bias (N,) or
-    (0,) for none, out (N,)."""
+def _matvec_task(task, ntasks, W, v, bias, out):
+    """out[r0:r1] = W[r0:r1] @ v (+ bias[r0:r1]) for block ``task`` of the N rows: W (N, K)
+    C-contiguous, v (K,), bias (N,) or (0,) for none, out (N,)."""
+    r0, r1 = _block(task, ntasks, W.shape[0])
     if r1 <= r0:
         return
     np.dot(W[r0:r1], v, out[r0:r1])
@@ -758,13 +808,24 @@ def _matvec_rows(W, v, bias, out, r0, r1):
 
 
 @njit(**_JIT)
-def _step_products(w_ih, xv, whh, hv, gi, gh, r0, r1):
-    """Rows r0:r1 of gi = W_ih x and gh = W_hh h for one sequence: w_ih (3H, I), xv (I,),
-    whh (3H, H), hv (H,) -> gi, gh (3H,)."""
+def _matvec_launch(ctl, ntasks, W, v, bias, out):
+    _pool.launch(ctl, ntasks, _matvec_task, (W, v, bias, out))
+
+
+@njit(**_JIT)
+def _step_products_task(task, ntasks, w_ih, xv, whh, hv, gi, gh):
+    """Rows r0:r1 (block ``task``) of gi = W_ih x and gh = W_hh h for one sequence: w_ih (3H, I),
+    xv (I,), whh (3H, H), hv (H,) -> gi, gh (3H,)."""
+    r0, r1 = _block(task, ntasks, gi.shape[0])
     if r1 <= r0:
         return
     np.dot(w_ih[r0:r1], xv, gi[r0:r1])
     np.dot(whh[r0:r1], hv, gh[r0:r1])
+
+
+@njit(**_JIT)
+def _step_products_launch(ctl, ntasks, w_ih, xv, whh, hv, gi, gh):
+    _pool.launch(ctl, ntasks, _step_products_task, (w_ih, xv, whh, hv, gi, gh))
 
 
 @njit(**_JIT)
@@ -788,12 +849,8 @@ def gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks):
     G = whh.shape[1]
     gi = np.empty(G, dtype=out.dtype)
     gh = np.empty(G, dtype=out.dtype)
-    xv, hv, w0 = x[0, 0], h0[0, 0], whh[0]
-
-    def task(i):
-        _step_products(w_ih, xv, w0, hv, gi, gh, (i * G) // ntasks, ((i + 1) * G) // ntasks)
-
-    _pool.run(ntasks, task)
+    hv = h0[0, 0]
+    _step_products_launch(_pool.ctl(), ntasks, w_ih, x[0, 0], whh[0], hv, gi, gh)
     _gru_step_after(gi, gh, b_ih, bhh[0], hv, out[0, 0], h_n[0, 0])
 
 
@@ -804,12 +861,12 @@ def hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out, ntasks):
     over [h | r*h] columns is formed and its two diagonal blocks kept.
     """
     if reset_after:
-        _gemm_tn_any(dgh_d, hprev_d, out, ntasks)
+        gemm_tn(dgh_d, hprev_d, out, ntasks)
         return
     H = hprev_d.shape[1]
     rh = gates_d[:, :H] * hprev_d
     both = np.empty((3 * H, 2 * H), dtype=out.dtype)
-    _gemm_tn_any(dgh_d, np.concatenate([hprev_d, rh], axis=1), both, ntasks)
+    gemm_tn(dgh_d, np.concatenate([hprev_d, rh], axis=1), both, ntasks)
     out[: 2 * H] = both[: 2 * H, :H]
     out[2 * H:] = both[2 * H:, H:]
 
@@ -852,13 +909,14 @@ def _ol_exp(x):
 
 
 @njit(**_JIT)
-def _embedding_forward_rows(ids, weight, out, r0, r1):
-    """out[m] = weight[ids[m]] for rows m = r0..r1-1.
+def _embedding_forward_task(task, ntasks, ids, weight, out):
+    """out[m] = weight[ids[m]] for the rows m = r0..r1-1 of block ``task``.
 
     ids     (M,)    int64, 0 <= id < V (validated by the caller)
     weight  (V, E)  the embedding table
     out     (M, E)  written
     """
+    r0, r1 = _block(task, ntasks, ids.shape[0])
     for m in range(r0, r1):
         out[m, :] = weight[ids[m]]
 
@@ -866,14 +924,17 @@ def _embedding_forward_rows(ids, weight, out, r0, r1):
 def embedding_forward(ids, weight, out, ntasks):
     """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
     ``ntasks`` blocks."""
-    M = ids.shape[0]
-    _pool.run(ntasks, lambda i: _embedding_forward_rows(ids, weight, out, (i * M) // ntasks,
-                                                        ((i + 1) * M) // ntasks))
+    _embedding_forward_launch(_pool.ctl(), ntasks, ids, weight, out)
 
 
 @njit(**_JIT)
-def _embedding_backward_cols(ids, d_out, d_weight, c0, c1):
-    """Columns c0..c1-1 of the embedding gradient: d_weight[:, c0:c1] = 0, then for m in order
+def _embedding_forward_launch(ctl, ntasks, ids, weight, out):
+    _pool.launch(ctl, ntasks, _embedding_forward_task, (ids, weight, out))
+
+
+@njit(**_JIT)
+def _embedding_backward_task(task, ntasks, ids, d_out, d_weight):
+    """Block ``task`` (columns c0..c1-1) of the embedding gradient: d_weight[:, c0:c1] = 0, then for m in order
     d_weight[ids[m], c0:c1] += d_out[m, c0:c1].
 
     ids       (M,)    int64
@@ -882,6 +943,7 @@ def _embedding_backward_cols(ids, d_out, d_weight, c0, c1):
                       starting from 0, whoever owns its column, so the result does not depend
                       on the number of tasks
     """
+    c0, c1 = _block(task, ntasks, d_weight.shape[1])
     V = d_weight.shape[0]
     for v in range(V):
         d_weight[v, c0:c1] = 0
@@ -899,9 +961,12 @@ def embedding_backward(ids, d_out, d_weight, ntasks):
     and 6.1 ms against 14.6 ms with 2 tasks (that VM's second vCPU was busy with other work:
     waking it dominated both).
     """
-    E = d_weight.shape[1]
-    _pool.run(ntasks, lambda i: _embedding_backward_cols(ids, d_out, d_weight, (i * E) // ntasks,
-                                                         ((i + 1) * E) // ntasks))
+    _embedding_backward_launch(_pool.ctl(), ntasks, ids, d_out, d_weight)
+
+
+@njit(**_JIT)
+def _embedding_backward_launch(ctl, ntasks, ids, d_out, d_weight):
+    _pool.launch(ctl, ntasks, _embedding_backward_task, (ids, d_out, d_weight))
 
 
 @njit(inline="always", **_JIT)
@@ -935,8 +1000,8 @@ def _row_sumexp(row, mx):
 
 
 @njit(**_JIT)
-def _softmax_xent_rows(L, b, targets, weights, loss, r0, r1):
-    """Rows r0..r1-1 of a block of logits: loss and, in place, the gradient of the logits.
+def _softmax_xent_task(task, ntasks, L, b, targets, weights, loss):
+    """Rows r0..r1-1 (block ``task``) of a block of logits: loss and, in place, the gradient of the logits.
 
     L        (n, V)  y @ w^T in (logits without the bias); out: (softmax - onehot(target))
                      * weight
@@ -948,6 +1013,7 @@ def _softmax_xent_rows(L, b, targets, weights, loss, r0, r1):
     Stable: exp of (logit - row max) only; the sum of exps is float64 whatever the dtype. One
     exp per element (the exps are stored, then scaled by weight / sum).
     """
+    r0, r1 = _block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         t = targets[m]
@@ -967,10 +1033,13 @@ def _softmax_xent_rows(L, b, targets, weights, loss, r0, r1):
 
 
 def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
-    """:func:`_softmax_xent_rows` over all rows of the block, in ``ntasks`` blocks of rows."""
-    n = L.shape[0]
-    _pool.run(ntasks, lambda i: _softmax_xent_rows(L, b, targets, weights, loss,
-                                                   (i * n) // ntasks, ((i + 1) * n) // ntasks))
+    """:func:`_softmax_xent_task` over all rows of the block, in ``ntasks`` blocks of rows."""
+    _softmax_xent_launch(_pool.ctl(), ntasks, L, b, targets, weights, loss)
+
+
+@njit(**_JIT)
+def _softmax_xent_launch(ctl, ntasks, L, b, targets, weights, loss):
+    _pool.launch(ctl, ntasks, _softmax_xent_task, (L, b, targets, weights, loss))
 
 
 @intrinsic
@@ -1032,8 +1101,8 @@ def _gemm_tn_cols(typingctx, G, v0, v1, Y, C, beta):
 
 
 @njit(**_JIT)
-def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
-    """Rows v0..v1-1 of the decoder's gradients from one block of rows.
+def _softmax_weight_grad_task(task, ntasks, G, Y, dw, db, accumulate):
+    """Rows v0..v1-1 (block ``task``) of the decoder's gradients from one block of rows.
 
     G           (n, V)  gradient of the block's logits
     Y           (n, K)  the block's features
@@ -1047,6 +1116,7 @@ def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
     the first version (a contiguous copy of each 256-column slice, ``np.dot`` into scratch,
     then an add) took 27.6 ms.
     """
+    v0, v1 = _block(task, ntasks, G.shape[1])
     if v1 <= v0:
         return
     dbv = db[v0:v1]
@@ -1060,19 +1130,23 @@ def _softmax_weight_grad_rows(G, Y, dw, db, accumulate, v0, v1):
 
 
 def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
-    """:func:`_softmax_weight_grad_rows` over all V rows of dw, in ``ntasks`` blocks of rows."""
-    V = G.shape[1]
-    _pool.run(ntasks, lambda i: _softmax_weight_grad_rows(G, Y, dw, db, accumulate,
-                                                          (i * V) // ntasks,
-                                                          ((i + 1) * V) // ntasks))
+    """:func:`_softmax_weight_grad_task` over all V rows of dw, in ``ntasks`` blocks of rows."""
+    _softmax_weight_grad_launch(_pool.ctl(), ntasks, G, Y, dw, db, accumulate)
 
 
 @njit(**_JIT)
-def _softmax_logprob_rows(L, b, targets, out, r0, r1):
-    """out[m] = l[m, targets[m]] - logsumexp(l[m]) for rows r0..r1-1 of a block, l = L + b.
+def _softmax_weight_grad_launch(ctl, ntasks, G, Y, dw, db, accumulate):
+    _pool.launch(ctl, ntasks, _softmax_weight_grad_task, (G, Y, dw, db, accumulate))
+
+
+@njit(**_JIT)
+def _softmax_logprob_task(task, ntasks, L, b, targets, out):
+    """out[m] = l[m, targets[m]] - logsumexp(l[m]) for rows r0..r1-1 (block ``task``) of a
+    block, l = L + b.
 
     L (n, V) y @ w^T (b is added to it in place), b (V,), targets (n,) int64, out (n,) written.
     """
+    r0, r1 = _block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         mx = _row_add_max(row, b)
@@ -1080,14 +1154,19 @@ def _softmax_logprob_rows(L, b, targets, out, r0, r1):
 
 
 def softmax_logprob_rows(L, b, targets, out, ntasks):
-    n = L.shape[0]
-    _pool.run(ntasks, lambda i: _softmax_logprob_rows(L, b, targets, out, (i * n) // ntasks,
-                                                      ((i + 1) * n) // ntasks))
+    _softmax_logprob_launch(_pool.ctl(), ntasks, L, b, targets, out)
 
 
 @njit(**_JIT)
-def _log_softmax_rows(L, r0, r1):
-    """L[m] -= logsumexp(L[m]) in place for rows r0..r1-1: L (M, V) logits -> log-probabilities."""
+def _softmax_logprob_launch(ctl, ntasks, L, b, targets, out):
+    _pool.launch(ctl, ntasks, _softmax_logprob_task, (L, b, targets, out))
+
+
+@njit(**_JIT)
+def _log_softmax_task(task, ntasks, L):
+    """L[m] -= logsumexp(L[m]) in place for rows r0..r1-1 (block ``task``): L (M, V) logits ->
+    log-probabilities."""
+    r0, r1 = _block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         mx = _row_max(row)
@@ -1097,8 +1176,12 @@ def _log_softmax_rows(L, r0, r1):
 
 
 def log_softmax_rows(L, ntasks):
-    n = L.shape[0]
-    _pool.run(ntasks, lambda i: _log_softmax_rows(L, (i * n) // ntasks, ((i + 1) * n) // ntasks))
+    _log_softmax_launch(_pool.ctl(), ntasks, L)
+
+
+@njit(**_JIT)
+def _log_softmax_launch(ctl, ntasks, L):
+    _pool.launch(ctl, ntasks, _log_softmax_task, (L,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1171,14 +1254,10 @@ class CPUBackend(Backend):
     # milliseconds (measured here with other processes running: 16 ms for a batch-1 forward
     # that takes 0.4 ms alone).
     def gemm(self, A, W, bias, C):
-        ntasks = self._ntasks(A.shape[0])
-        if ntasks == 1:
-            _gemm_rows(A, W, bias, C, 0, A.shape[0])
-        else:
-            gemm(A, W, bias, C, ntasks)
+        gemm(A, W, bias, C, self._ntasks(A.shape[0]))
 
     def gemm_tn(self, A, X, C):
-        _gemm_tn_any(A, X, C, self._ntasks(A.shape[0]))
+        gemm_tn(A, X, C, self._ntasks(A.shape[0]))
 
     def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
                           store, gates, hn_s, hprev):
@@ -1191,25 +1270,16 @@ class CPUBackend(Backend):
             if ntasks > 1:
                 gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks)
                 return
-        nchunks = self._nchunks(B, whh.shape[2])
-        if whh.shape[0] * nchunks == 1:
-            _FORWARD_CHUNK[bool(reset_after)](x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
-                                              store, gates, hn_s, hprev, 0, 0, B)
-        else:
-            gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks, out,
-                              h_n, store, gates, hn_s, hprev)
+        gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after,
+                          self._nchunks(B, whh.shape[2]), out, h_n, store, gates, hn_s, hprev)
 
     def gru_layer_backward(self, d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
                            dgi, dgh, dh0):
         D, B, H = d_h_n.shape
         nchunks = self._nchunks(B, H)
         dbias = np.empty((D * nchunks, 2, 3 * H), dtype=dgi.dtype)
-        if D * nchunks == 1:
-            _BACKWARD_CHUNK[bool(reset_after)](d_out, d_h_n, gates, hn_s, hprev, whh, lengths,
-                                               dgi, dgh, dh0, dbias[0], 0, 0, B)
-        else:
-            gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
-                               nchunks, dgi, dgh, dh0, dbias)
+        gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
+                           nchunks, dgi, dgh, dh0, dbias)
         return dbias.reshape(D, nchunks, 2, 3 * H).sum(axis=1)
 
     def gru_hh_weight_grad(self, dgh_d, hprev_d, gates_d, reset_after, out):
@@ -1218,24 +1288,15 @@ class CPUBackend(Backend):
     def rnn_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
                           states):
         B = x.shape[0]
-        nchunks = self._nchunks(B, whh.shape[2], 1)
-        if whh.shape[0] * nchunks == 1:
-            _rnn_forward_chunk(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
-                               states, 0, 0, B)
-        else:
-            rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, h_n,
-                              store, states)
+        rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu,
+                          self._nchunks(B, whh.shape[2], 1), out, h_n, store, states)
 
     def rnn_layer_backward(self, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0):
         D, B, H = d_h_n.shape
         nchunks = self._nchunks(B, H, 1)
         dbias = np.empty((D * nchunks, 2, H), dtype=dgi.dtype)
-        if D * nchunks == 1:
-            _rnn_backward_chunk(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
-                                dbias[0], 0, 0, B)
-        else:
-            rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh,
-                               dh0, dbias)
+        rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh, dh0,
+                           dbias)
         return dbias.reshape(D, nchunks, 2, H).sum(axis=1)
 
     # general layers: layer normalisation and recurrent dropout (numgru._cpu_norm)
@@ -1272,21 +1333,13 @@ class CPUBackend(Backend):
         M = ids.size
         E = weight.shape[1]
         ids_f, out_f = ids.reshape(M), out.reshape(M, E)
-        ntasks = self._lm_ntasks(M, M * E)
-        if ntasks == 1:
-            _embedding_forward_rows(ids_f, weight, out_f, 0, M)
-        else:
-            embedding_forward(ids_f, weight, out_f, ntasks)
+        embedding_forward(ids_f, weight, out_f, self._lm_ntasks(M, M * E))
 
     def embedding_backward(self, ids, d_out, d_weight):
         M = ids.size
         V, E = d_weight.shape
         ids_f, d_f = ids.reshape(M), d_out.reshape(M, E)
-        ntasks = self._lm_ntasks(E // 16, (V + M) * E)
-        if ntasks == 1:
-            _embedding_backward_cols(ids_f, d_f, d_weight, 0, E)
-        else:
-            embedding_backward(ids_f, d_f, d_weight, ntasks)
+        embedding_backward(ids_f, d_f, d_weight, self._lm_ntasks(E // 16, (V + M) * E))
 
     @staticmethod
     def _softmax_block(V, dtype):
@@ -1319,16 +1372,10 @@ class CPUBackend(Backend):
             G = L[:n]
             yb = y[r0:r1]
             self.gemm(yb, w.T, no_bias, G)                           # logits, less b
-            ntasks = self._lm_ntasks(n, n * V)
-            if ntasks == 1:
-                _softmax_xent_rows(G, b, targets[r0:r1], weights[r0:r1], loss[r0:r1], 0, n)
-            else:
-                softmax_xent_rows(G, b, targets[r0:r1], weights[r0:r1], loss[r0:r1], ntasks)
+            softmax_xent_rows(G, b, targets[r0:r1], weights[r0:r1], loss[r0:r1],
+                              self._lm_ntasks(n, n * V))
             self.gemm(G, w, no_bias, dy_k[r0:r1])                    # dy = g @ w
-            if tasks_v == 1:                                        # dw, db (+)= g^T y, sums
-                _softmax_weight_grad_rows(G, yb, dw, db, r0 > 0, 0, V)
-            else:
-                softmax_weight_grad(G, yb, dw, db, r0 > 0, tasks_v)
+            softmax_weight_grad(G, yb, dw, db, r0 > 0, tasks_v)     # dw, db (+)= g^T y, sums
         if Mk < M:
             dy[keep] = dy_k
         return float(loss.sum())
@@ -1345,11 +1392,7 @@ class CPUBackend(Backend):
             r1 = min(M, r0 + rows)
             n = r1 - r0
             self.gemm(y[r0:r1], w.T, no_bias, L[:n])                # logits, less b
-            ntasks = self._lm_ntasks(n, n * V)
-            if ntasks == 1:
-                _softmax_logprob_rows(L[:n], b, targets[r0:r1], out[r0:r1], 0, n)
-            else:
-                softmax_logprob_rows(L[:n], b, targets[r0:r1], out[r0:r1], ntasks)
+            softmax_logprob_rows(L[:n], b, targets[r0:r1], out[r0:r1], self._lm_ntasks(n, n * V))
 
     def log_softmax(self, y, w, b, out):
         M = y.shape[0]
@@ -1359,25 +1402,10 @@ class CPUBackend(Backend):
         nsplit = max(1, min(_num_threads(), V * y.shape[1] // SPLIT_STEP_MIN_WORK))
         if M == 1 and nsplit > 1:
             # one row (generation): the decoder product split over the vocabulary's rows
-            def task(i):
-                _matvec_rows(w, y[0], b, out[0], (i * V) // nsplit, ((i + 1) * V) // nsplit)
-
-            _pool.run(nsplit, task)
+            _matvec_launch(_pool.ctl(), nsplit, w, y[0], b, out[0])
         else:
             self.gemm(y, w.T, b, out)
-        ntasks = self._lm_ntasks(M, M * V)
-        if ntasks == 1:
-            _log_softmax_rows(out, 0, M)
-        else:
-            log_softmax_rows(out, ntasks)
-
-
-def _gemm_tn_any(A, X, C, ntasks):
-    """gemm_tn, in the calling thread when there is one task."""
-    if ntasks == 1:
-        _gemm_tn_rows(A, X, C, 0, A.shape[0])
-    else:
-        gemm_tn(A, X, C, ntasks)
+        log_softmax_rows(out, self._lm_ntasks(M, M * V))
 
 
 backend = CPUBackend()

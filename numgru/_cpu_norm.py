@@ -30,8 +30,8 @@ The layer (:class:`numgru._cells.GRULayer` / ``RNNLayer``) runs:
 
 Kernel kinds (``kind``): 0 GRU (reset_after form), 1 RNN tanh, 2 RNN relu.
 
-Tasks are launched by :func:`run_tasks` (the one place that decides how: in the calling
-thread for one task, else on numgru's thread pool; the chunk functions are ``nogil``).
+Tasks are launched on numgru's thread pool (:mod:`numgru._pool`): one task per (direction,
+chunk of batch rows); a launch of one task runs in the calling thread.
 """
 
 import numpy as np
@@ -53,23 +53,12 @@ GRU, RNN_TANH, RNN_RELU = 0, 1, 2
 # ---------------------------------------------------------------------------------------------
 
 
-def run_tasks(fn, arg_lists):
-    """``fn(*args)`` for every ``args`` in ``arg_lists``: in the calling thread when there is
-    one, else on numgru's thread pool (:mod:`numgru._pool`; ``fn`` is a ``nogil`` Numba
-    function); waits for all and re-raises the first error."""
-    _pool.run(len(arg_lists), lambda task: fn(*arg_lists[task]))
-
-
-def task_rows(nchunks, B, D):
-    """(d, b0, b1) of every task: chunk c of the batch for direction d (empty chunks left
-    out)."""
-    out = []
-    for d in range(D):
-        for c in range(nchunks):
-            b0, b1 = (c * B) // nchunks, ((c + 1) * B) // nchunks
-            if b1 > b0:
-                out.append((d, b0, b1))
-    return out
+@njit(inline="always", **_JIT)
+def _chunk_rows(task, nchunks, B):
+    """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
+    d = task // nchunks
+    c = task % nchunks
+    return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,15 +155,18 @@ def ln_rows_backward(dy, xhat, rstd, gain, dv, dgain):
 
 
 @njit(**_JIT)
-def norm_forward_chunk(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out,
-                       h_n, store, gates, ahn, xh, rstd, hprev, hm, d, b0, b1):
-    """All timesteps of direction d for batch rows b0..b1-1 (one task of
+def norm_forward_chunk(task, ntasks, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+                       layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev, hm, nchunks):
+    """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (one task of
     :func:`norm_layer_forward`, whose docstring has the arrays).
 
     Per step: the N recurrent products ``P_g = (h * m_g) @ W_g^T`` of the chunk (``mm_nt``),
     then per valid row the LN of ``P = [P_0 .. P_N-1]`` over its G entries, ``+ b_hh``, the
     gates and h'. Padded rows keep their state and write 0.
     """
+    d, b0, b1 = _chunk_rows(task, nchunks, h0.shape[1])
+    if b1 <= b0:
+        return
     N = whh.shape[1] // whh.shape[2]
     H = whh.shape[2]
     G = N * H
@@ -286,17 +278,23 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     hm       (D, T, B, G)  with masks: the masked states per gate block (for dW_hh)
     nchunks  int           batch chunks per direction
     """
-    D, B = h0.shape[0], h0.shape[1]
-    run_tasks(norm_forward_chunk,
-              [(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out, h_n, store,
-                gates, ahn, xh, rstd, hprev, hm, d, b0, b1)
-               for d, b0, b1 in task_rows(nchunks, B, D)])
+    _norm_forward_launch(_pool.ctl(), h0.shape[0] * nchunks, gi, whh, bhh, ln_g, ln_b, masks, h0,
+                         lengths, kind, layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
+                         hm, nchunks)
 
 
 @njit(**_JIT)
-def norm_backward_chunk(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths,
-                        kind, layer_norm, dgi, dgh, dh0, sums, d, b0, b1):
-    """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1 (one
+def _norm_forward_launch(ctl, ntasks, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+                         layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev, hm, nchunks):
+    _pool.launch(ctl, ntasks, norm_forward_chunk, (gi, whh, bhh, ln_g, ln_b, masks, h0, lengths,
+                                                   kind, layer_norm, out, h_n, store, gates, ahn,
+                                                   xh, rstd, hprev, hm, nchunks))
+
+
+@njit(**_JIT)
+def norm_backward_chunk(task, ntasks, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
+                        masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums_all, nchunks):
+    """Task ``task``: all timesteps (in reverse processing order) of direction d for batch rows b0..b1-1 (one
     task of :func:`norm_layer_backward`).
 
     Per valid row, with dh' = carried + d_out:
@@ -307,6 +305,10 @@ def norm_backward_chunk(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
         dh = direct + sum_g (dP_g @ W_g) * m_g
     sums (3, G) of this task: [0] d a_i (b_ih), [1] d a_h (b_hh, beta_hh), [2] d a_h * xh (g_hh).
     """
+    d, b0, b1 = _chunk_rows(task, nchunks, d_h_n.shape[1])
+    if b1 <= b0:
+        return                                   # its sums stay 0
+    sums = sums_all[task]
     N = whh.shape[1] // whh.shape[2]
     H = whh.shape[2]
     G = N * H
@@ -415,15 +417,20 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     Returns (D, 3, G) host: [d, 0] sum of dgi (b_ih; also beta_ih with layer_norm),
     [d, 1] sum of d a_h (b_hh, beta_hh), [d, 2] sum of d a_h * xh (g_hh; 0 without layer_norm).
     """
-    D, B, H = d_h_n.shape
+    D = d_h_n.shape[0]
     G = whh.shape[1]
-    tasks = task_rows(nchunks, B, D)
-    sums = np.zeros((len(tasks), 3, G), dtype=dgi.dtype)
-    run_tasks(norm_backward_chunk,
-              [(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths, kind,
-                layer_norm, dgi, dgh, dh0, sums[q], d, b0, b1)
-               for q, (d, b0, b1) in enumerate(tasks)])
+    sums = np.zeros((D * nchunks, 3, G), dtype=dgi.dtype)
+    _norm_backward_launch(_pool.ctl(), D * nchunks, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh,
+                          ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)
     out = np.zeros((D, 3, G), dtype=dgi.dtype)
-    for q, (d, _, _) in enumerate(tasks):
-        out[d] += sums[q]
+    for q in range(D * nchunks):                 # chunks in order: the sums do not depend on
+        out[q // nchunks] += sums[q]             # the pool
     return out
+
+
+@njit(**_JIT)
+def _norm_backward_launch(ctl, ntasks, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
+                          masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks):
+    _pool.launch(ctl, ntasks, norm_backward_chunk, (d_out, d_h_n, gates, ahn, xh, rstd, hprev,
+                                                    whh, ln_g, masks, lengths, kind, layer_norm,
+                                                    dgi, dgh, dh0, sums, nchunks))

@@ -511,14 +511,16 @@ def mm_nt(A, Bm, C):
 def gemm(A, W, bias, C, ntasks):
     """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
     weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
-    in ``ntasks`` blocks."""
-    M = A.shape[0]
-    _pool.run(ntasks, lambda i: _gemm_rows(A, W, bias, C, (i * M) // ntasks,
-                                           ((i + 1) * M) // ntasks))
+    in ``ntasks`` blocks (one block runs on the calling thread)."""
+    _gemm_launch(_pool.ctl(), ntasks, A, W, bias, C)
 
 
 @njit(**_JIT)
-def _gemm_rows(A, W, bias, C, r0, r1):
+def _gemm_task(task, ntasks, A, W, bias, C):
+    """Block ``task`` of ``ntasks`` of C's rows: C = A @ W + bias there."""
+    M = A.shape[0]
+    r0 = (task * M) // ntasks
+    r1 = ((task + 1) * M) // ntasks
     if r1 <= r0:
         return
     np.dot(A[r0:r1], W, C[r0:r1])
@@ -530,22 +532,37 @@ def _gemm_rows(A, W, bias, C, r0, r1):
                 c[j] += bias[j]
 
 
+@njit(**_JIT)
+def _gemm_launch(ctl, ntasks, A, W, bias, C):
+    _pool.launch(ctl, ntasks, _gemm_task, (A, W, bias, C))
+
+
 def gemm_tn(A, X, C, ntasks):
     """C = A^T @ X, reducing over the M rows of A (M, N1) and X (M, N2): C (N1, N2).
 
     Weight gradients: the reduction runs over all B*T timesteps. Each task reduces its own
     block of rows into a private partial product; the partials are then added.
     """
-    M = A.shape[0]
+    if ntasks <= 1:
+        _gemm_tn_launch(_pool.ctl(), 1, A, X, C[np.newaxis])          # a view: written in place
+        return
     parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
-    _pool.run(ntasks, lambda i: _gemm_tn_rows(A, X, parts[i], (i * M) // ntasks,
-                                              ((i + 1) * M) // ntasks))
+    _gemm_tn_launch(_pool.ctl(), ntasks, A, X, parts)
     C[:] = parts[0]
     for task in range(1, ntasks):
         C += parts[task]
 
 
 @njit(**_JIT)
-def _gemm_tn_rows(A, X, P, r0, r1):
+def _gemm_tn_task(task, ntasks, A, X, parts):
+    """Block ``task`` of ``ntasks`` of the M rows: parts[task] = A[rows]^T @ X[rows]."""
+    M = A.shape[0]
+    r0 = (task * M) // ntasks
+    r1 = ((task + 1) * M) // ntasks
     if r1 > r0:
-        np.dot(A[r0:r1].T, X[r0:r1], P)
+        np.dot(A[r0:r1].T, X[r0:r1], parts[task])
+
+
+@njit(**_JIT)
+def _gemm_tn_launch(ctl, ntasks, A, X, parts):
+    _pool.launch(ctl, ntasks, _gemm_tn_task, (A, X, parts))

@@ -95,27 +95,137 @@ def test_results_do_not_depend_on_the_thread_limit():
 
 
 # ----------------------------------------------------------------------------------------------
-# numgru._pool: the Python threads that run the CPU kernels' tasks
+# numgru._pool: the native worker threads that run the CPU kernels' tasks
 # ----------------------------------------------------------------------------------------------
+
+from numba import njit  # noqa: E402
+
+from numgru import _pool  # noqa: E402
+
+
+@njit(nogil=True)
+def _count_task(task, ntasks, counts, fail_at):
+    if task == fail_at:
+        raise ValueError("task failed on purpose")
+    counts[task] += 1
+
+
+@njit(nogil=True)
+def _count_launch(ctl, ntasks, counts, fail_at):
+    _pool.launch(ctl, ntasks, _count_task, (counts, fail_at))
+
+
+@njit(nogil=True)
+def _meet_task(task, ntasks, flags, polls):
+    """Task 1 raises a flag; task 0 waits (up to ``polls`` polls) to see it: only two threads
+    running the launch at once can meet."""
+    if task == 1:
+        flags[1] = 1
+    elif task == 0:
+        for i in range(polls):
+            if flags[1] != 0:
+                flags[0] = 1
+                return
+
+
+@njit(nogil=True)
+def _meet_launch(ctl, ntasks, flags, polls):
+    _pool.launch(ctl, ntasks, _meet_task, (flags, polls))
 
 
 def test_pool_runs_every_task_once_and_raises_a_tasks_exception():
-    from numgru import _pool
+    for n in (0, 1, 2, 3, 17, 200):
+        counts = np.zeros(max(n, 1), dtype=np.int64)
+        _count_launch(_pool.ctl(), n, counts, -1)
+        assert counts[:n].tolist() == [1] * n
+    counts = np.zeros(5, dtype=np.int64)
+    with pytest.raises(ValueError, match="task failed on purpose"):
+        _count_launch(_pool.ctl(), 5, counts, 2)
+    assert counts.tolist() == [1, 1, 0, 1, 1]   # every other task ran, once
+    counts[:] = 0
+    _count_launch(_pool.ctl(), 4, counts, -1)    # the pool still works afterwards
+    assert counts.tolist() == [1, 1, 1, 1, 0]
 
-    for n in (0, 1, 2, 3, 17):
-        seen = []
-        _pool.run(n, seen.append)
-        assert sorted(seen) == list(range(n))
 
-    def fail(i):
-        if i == 2:
-            raise ValueError("task 2")
+@needs_two
+def test_pool_runs_tasks_on_two_threads_at_once():
+    ctl = _pool.ctl()
+    met = 0
+    for _ in range(20):
+        flags = np.zeros(2, dtype=np.int64)
+        _meet_launch(ctl, 2, flags, 200_000_000)
+        assert flags[1] == 1
+        met += int(flags[0])
+    assert met == 20                             # the caller ran task 0, a worker task 1
 
-    with pytest.raises(ValueError, match="task 2"):
-        _pool.run(5, fail)
-    seen = []
-    _pool.run(4, seen.append)                  # the pool still works afterwards
-    assert sorted(seen) == [0, 1, 2, 3]
+
+@needs_two
+def test_pool_stop_and_restart():
+    counts = np.zeros(8, dtype=np.int64)
+    _count_launch(_pool.ctl(), 8, counts, -1)
+    _pool.stop()
+    assert _pool._ctl is None and not _pool._threads
+    _count_launch(_pool.ctl(), 8, counts, -1)    # new workers
+    assert counts.tolist() == [2] * 8
+    assert _pool._ctl[_pool.ALIVE] >= 0
+
+
+_MODE_SCRIPT = """
+import json, numpy as np, numgru
+from numgru import _pool
+gru = numgru.GRU(3, 16, 2, bidirectional=True, dtype="float64", random_state=0)
+x = np.random.default_rng(0).standard_normal((12, 9, 3))
+y, h = gru.forward(x, training=True)
+dx, dh0, g = gru.backward(np.ones_like(y))
+print(json.dumps({"mode": _pool.wait_mode(), "workers": len(_pool._threads),
+                  "y": float(np.abs(y).sum()), "dx": float(np.abs(dx).sum())}))
+"""
+
+
+@needs_two
+@pytest.mark.parametrize("mode", ["poll", "none"])
+def test_pool_wait_modes_give_the_same_results(mode):
+    import json
+
+    def run(env_mode):
+        env = dict(os.environ)
+        env.pop("NUMGRU_POOL_WAIT", None)
+        if env_mode:
+            env["NUMGRU_POOL_WAIT"] = env_mode
+        out = subprocess.run([sys.executable, "-c", _MODE_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    default, other = run(None), run(mode)
+    assert default["mode"] == ("futex" if sys.platform.startswith("linux") else "poll")
+    assert other["mode"] == mode
+    assert other["workers"] == (0 if mode == "none" else default["workers"])
+    assert other["y"] == default["y"] and other["dx"] == default["dx"]
+
+
+@needs_two
+def test_pool_after_fork():
+    """A forked child (multiprocessing's fork start, as joblib's and dask's may be) starts its
+    own workers and computes the parent's results."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    gru = numgru.GRU(4, 32, 2, dtype="float32", random_state=0)
+    x = np.random.default_rng(1).standard_normal((16, 10, 4)).astype(np.float32)
+    want = gru.forward(x)[0]
+    with multiprocessing.get_context("fork").Pool(1) as p:
+        got = p.apply(_forward_in_child, (gru, x))
+    np.testing.assert_array_equal(got, want)
+
+
+def _forward_in_child(gru, x):
+    from numgru import _pool as pool
+
+    out = gru.forward(x)[0]
+    assert pool._ctl is not None and len(pool._threads) == numba.config.NUMBA_NUM_THREADS - 1
+    return out
 
 
 @needs_two
