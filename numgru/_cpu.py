@@ -22,9 +22,9 @@ The layer is computed the way cuDNN does it:
    ``dx = dgi @ W_ih``.
 
 Launches: every kernel that runs as tasks (chunks of batch rows, blocks of rows) is written as
-``kernel(task, ntasks, ...)`` and launched by a small compiled launcher (``_*_launch``) on the
-native worker threads of :mod:`numgru._pool`; its body is compiled once, into the launcher, and
-a launch of one task runs in the calling thread. Nothing here is compiled with
+``kernel(ctl, ntasks, task, ...)``; called from Python with ``task = -1`` it launches itself on
+the native worker threads of :mod:`numgru._pool` (a launch of one task runs in the calling
+thread). Nothing here is compiled with
 ``parallel=True``: the prange launchers cost as much compile time as the kernels they called,
 and their OpenMP workers spun for milliseconds after every region (see docs/performance.md,
 2026-12-01).
@@ -262,8 +262,8 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     thread's share (see ``_make_forward_chunk``), so it never makes a round trip through
     memory.
     """
-    launch = _gru_forward_after_launch if reset_after else _gru_forward_cho_launch
-    launch(_pool.ctl(), whh.shape[0] * nchunks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
+    kernel = _gru_forward_after if reset_after else _gru_forward_cho
+    kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
            store, gates, hn_s, hprev_s, nchunks)
 
 
@@ -272,7 +272,7 @@ def _make_forward_chunk(reset_after):
     closure: each form compiles only its own branches, and only when first used)."""
 
     @njit(**_JIT)
-    def _forward_chunk(task, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
+    def _forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
                        gates, hn_s, hprev_s, nchunks):
         """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (chunk ``task %
         nchunks`` of direction ``task // nchunks``), one thread's share.
@@ -290,6 +290,10 @@ def _make_forward_chunk(reset_after):
         shape) went to memory and came back, which cost the gate loop as much as its
         arithmetic. Biases: b_ih + b_hh are added together for r and z, b_in with the n gate.
         """
+        if task < 0:                                 # the launch (see numgru._pool)
+            _pool.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
+                                             gates, hn_s, hprev_s, nchunks))
+            return
         d, b0, b1 = _task_rows(task, nchunks, x.shape[0])
         if b1 <= b0:
             return
@@ -398,20 +402,6 @@ _gru_forward_after = _FORWARD_CHUNK[True]
 _gru_forward_cho = _FORWARD_CHUNK[False]
 
 
-@njit(**_JIT)
-def _gru_forward_after_launch(ctl, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
-                              gates, hn_s, hprev_s, nchunks):
-    _pool.launch(ctl, ntasks, _gru_forward_after, (x, w_ih, b_ih, whh, bhh, h0, lengths, out,
-                                                   h_n, store, gates, hn_s, hprev_s, nchunks))
-
-
-@njit(**_JIT)
-def _gru_forward_cho_launch(ctl, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
-                            gates, hn_s, hprev_s, nchunks):
-    _pool.launch(ctl, ntasks, _gru_forward_cho, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
-                                                 store, gates, hn_s, hprev_s, nchunks))
-
-
 def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
                        dgi, dgh, dh0, dbias):
     """Backward recurrence of one layer, all directions (adds nothing: every output is written).
@@ -429,8 +419,9 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
                            the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    launch = _gru_backward_after_launch if reset_after else _gru_backward_cho_launch
-    launch(_pool.ctl(), whh.shape[0] * nchunks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
+    kernel = _gru_backward_after if reset_after else _gru_backward_cho
+    kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
+           lengths,
            dgi, dgh, dh0, dbias, nchunks)
 
 
@@ -438,7 +429,8 @@ def _make_backward_chunk(reset_after):
     """The backward chunk kernel of one gate form (as :func:`_make_forward_chunk`)."""
 
     @njit(**_JIT)
-    def _backward_chunk(task, ntasks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi, dgh,
+    def _backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
+                        dgh,
                         dh0, dbias_all, nchunks):
         """All timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
 
@@ -450,6 +442,10 @@ def _make_backward_chunk(reset_after):
         One step's dgh rows are formed in a padded scratch block (the packed product reads whole
         tiles of 8 rows) and then copied into the time-major dgh.
         """
+        if task < 0:                                 # the launch (see numgru._pool)
+            _pool.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
+                                             dgh, dh0, dbias_all, nchunks))
+            return
         d, b0, b1 = _task_rows(task, nchunks, d_out.shape[0])
         dbias = dbias_all[task]                      # this task's bias-gradient sums
         if b1 <= b0:
@@ -566,20 +562,6 @@ _gru_backward_after = _BACKWARD_CHUNK[True]
 _gru_backward_cho = _BACKWARD_CHUNK[False]
 
 
-@njit(**_JIT)
-def _gru_backward_after_launch(ctl, ntasks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
-                               dgi, dgh, dh0, dbias, nchunks):
-    _pool.launch(ctl, ntasks, _gru_backward_after, (d_out, d_h_n, gates, hn_s, hprev_s, whh,
-                                                    lengths, dgi, dgh, dh0, dbias, nchunks))
-
-
-@njit(**_JIT)
-def _gru_backward_cho_launch(ctl, ntasks, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
-                             dgh, dh0, dbias, nchunks):
-    _pool.launch(ctl, ntasks, _gru_backward_cho, (d_out, d_h_n, gates, hn_s, hprev_s, whh,
-                                                  lengths, dgi, dgh, dh0, dbias, nchunks))
-
-
 # ---------------------------------------------------------------------------------------------
 # The vanilla RNN cell (torch.nn.RNN): h' = act(W_ih x + b_ih + W_hh h + b_hh)
 # ---------------------------------------------------------------------------------------------
@@ -610,20 +592,26 @@ def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, 
     derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
     ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
     """
-    _rnn_forward_launch(_pool.ctl(), whh.shape[0] * nchunks, x, w_ih, b_ih, whh, bhh, h0,
+    _rnn_forward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0,
                         lengths, relu, out, h_n, store, states, nchunks)
 
 
 @njit(**_JIT)
-def _rnn_forward_chunk(task, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
+def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n,
+                       store,
                        states, nchunks):
-    """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (see ``_make_forward_chunk``: the
+    """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (see
+    ``_make_forward_chunk``: the
     same
     input projection by blocks of steps, and the recurrent product through ``_gemm``).
 
     The recurrent product of a step is written into ``gh``; the activation overwrites it in
     place (with the step's input projection and b_ih + b_hh), and the result is the new state.
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n,
+                                         store, states, nchunks))
+        return
     d, b0, b1 = _task_rows(task, nchunks, x.shape[0])
     if b1 <= b0:
         return
@@ -700,14 +688,15 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
                              caller adds the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    _rnn_backward_launch(_pool.ctl(), whh.shape[0] * nchunks, d_out, d_h_n, states, whh,
+    _rnn_backward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, states, whh,
                          lengths, relu, dgi, dgh, dh0, dbias, nchunks)
 
 
 @njit(**_JIT)
-def _rnn_backward_chunk(task, ntasks, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
                         dbias_all, nchunks):
-    """Task ``task``: all timesteps (in reverse processing order) of direction d for batch rows b0..b1-1.
+    """Task ``task``: all timesteps (in reverse processing order) of direction d for batch rows
+    b0..b1-1.
 
     Per valid step, with h' the state the step wrote::
 
@@ -716,6 +705,10 @@ def _rnn_backward_chunk(task, ntasks, d_out, d_h_n, states, whh, lengths, relu, 
     At a padded step da = 0 and the carried dh passes through unchanged (kept aside while the
     product overwrites the block).
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+                                         dbias_all, nchunks))
+        return
     d, b0, b1 = _task_rows(task, nchunks, d_out.shape[0])
     dbias = dbias_all[task]                      # this task's bias-gradient sums
     if b1 <= b0:
@@ -769,20 +762,6 @@ def _rnn_backward_chunk(task, ntasks, d_out, d_h_n, states, whh, lengths, relu, 
         _copy_into(dh[i, :H], dh0[d, b0 + i])
 
 
-@njit(**_JIT)
-def _rnn_forward_launch(ctl, ntasks, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
-                        states, nchunks):
-    _pool.launch(ctl, ntasks, _rnn_forward_chunk, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu,
-                                                   out, h_n, store, states, nchunks))
-
-
-@njit(**_JIT)
-def _rnn_backward_launch(ctl, ntasks, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
-                         dbias, nchunks):
-    _pool.launch(ctl, ntasks, _rnn_backward_chunk, (d_out, d_h_n, states, whh, lengths, relu,
-                                                    dgi, dgh, dh0, dbias, nchunks))
-
-
 # ---------------------------------------------------------------------------------------------
 # One step of one sequence (token-by-token generation, streaming one step at a time): the
 # matrix-vector products split over the rows of the weights, so that both cores stream weights
@@ -795,9 +774,12 @@ SPLIT_STEP_MIN_WORK = 1 << 18
 
 
 @njit(**_JIT)
-def _matvec_task(task, ntasks, W, v, bias, out):
+def _matvec_task(ctl, ntasks, task, W, v, bias, out):
     """out[r0:r1] = W[r0:r1] @ v (+ bias[r0:r1]) for block ``task`` of the N rows: W (N, K)
     C-contiguous, v (K,), bias (N,) or (0,) for none, out (N,)."""
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (W, v, bias, out))
+        return
     r0, r1 = _block(task, ntasks, W.shape[0])
     if r1 <= r0:
         return
@@ -808,24 +790,17 @@ def _matvec_task(task, ntasks, W, v, bias, out):
 
 
 @njit(**_JIT)
-def _matvec_launch(ctl, ntasks, W, v, bias, out):
-    _pool.launch(ctl, ntasks, _matvec_task, (W, v, bias, out))
-
-
-@njit(**_JIT)
-def _step_products_task(task, ntasks, w_ih, xv, whh, hv, gi, gh):
+def _step_products_task(ctl, ntasks, task, w_ih, xv, whh, hv, gi, gh):
     """Rows r0:r1 (block ``task``) of gi = W_ih x and gh = W_hh h for one sequence: w_ih (3H, I),
     xv (I,), whh (3H, H), hv (H,) -> gi, gh (3H,)."""
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (w_ih, xv, whh, hv, gi, gh))
+        return
     r0, r1 = _block(task, ntasks, gi.shape[0])
     if r1 <= r0:
         return
     np.dot(w_ih[r0:r1], xv, gi[r0:r1])
     np.dot(whh[r0:r1], hv, gh[r0:r1])
-
-
-@njit(**_JIT)
-def _step_products_launch(ctl, ntasks, w_ih, xv, whh, hv, gi, gh):
-    _pool.launch(ctl, ntasks, _step_products_task, (w_ih, xv, whh, hv, gi, gh))
 
 
 @njit(**_JIT)
@@ -850,7 +825,7 @@ def gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks):
     gi = np.empty(G, dtype=out.dtype)
     gh = np.empty(G, dtype=out.dtype)
     hv = h0[0, 0]
-    _step_products_launch(_pool.ctl(), ntasks, w_ih, x[0, 0], whh[0], hv, gi, gh)
+    _step_products_task(_pool.ctl(), ntasks, -1, w_ih, x[0, 0], whh[0], hv, gi, gh)
     _gru_step_after(gi, gh, b_ih, bhh[0], hv, out[0, 0], h_n[0, 0])
 
 
@@ -909,13 +884,16 @@ def _ol_exp(x):
 
 
 @njit(**_JIT)
-def _embedding_forward_task(task, ntasks, ids, weight, out):
+def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
     """out[m] = weight[ids[m]] for the rows m = r0..r1-1 of block ``task``.
 
     ids     (M,)    int64, 0 <= id < V (validated by the caller)
     weight  (V, E)  the embedding table
     out     (M, E)  written
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (ids, weight, out))
+        return
     r0, r1 = _block(task, ntasks, ids.shape[0])
     for m in range(r0, r1):
         out[m, :] = weight[ids[m]]
@@ -924,17 +902,13 @@ def _embedding_forward_task(task, ntasks, ids, weight, out):
 def embedding_forward(ids, weight, out, ntasks):
     """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
     ``ntasks`` blocks."""
-    _embedding_forward_launch(_pool.ctl(), ntasks, ids, weight, out)
+    _embedding_forward_task(_pool.ctl(), ntasks, -1, ids, weight, out)
 
 
 @njit(**_JIT)
-def _embedding_forward_launch(ctl, ntasks, ids, weight, out):
-    _pool.launch(ctl, ntasks, _embedding_forward_task, (ids, weight, out))
-
-
-@njit(**_JIT)
-def _embedding_backward_task(task, ntasks, ids, d_out, d_weight):
-    """Block ``task`` (columns c0..c1-1) of the embedding gradient: d_weight[:, c0:c1] = 0, then for m in order
+def _embedding_backward_task(ctl, ntasks, task, ids, d_out, d_weight):
+    """Block ``task`` (columns c0..c1-1) of the embedding gradient: d_weight[:, c0:c1] = 0, then
+    for m in order
     d_weight[ids[m], c0:c1] += d_out[m, c0:c1].
 
     ids       (M,)    int64
@@ -943,6 +917,9 @@ def _embedding_backward_task(task, ntasks, ids, d_out, d_weight):
                       starting from 0, whoever owns its column, so the result does not depend
                       on the number of tasks
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (ids, d_out, d_weight))
+        return
     c0, c1 = _block(task, ntasks, d_weight.shape[1])
     V = d_weight.shape[0]
     for v in range(V):
@@ -961,12 +938,7 @@ def embedding_backward(ids, d_out, d_weight, ntasks):
     and 6.1 ms against 14.6 ms with 2 tasks (that VM's second vCPU was busy with other work:
     waking it dominated both).
     """
-    _embedding_backward_launch(_pool.ctl(), ntasks, ids, d_out, d_weight)
-
-
-@njit(**_JIT)
-def _embedding_backward_launch(ctl, ntasks, ids, d_out, d_weight):
-    _pool.launch(ctl, ntasks, _embedding_backward_task, (ids, d_out, d_weight))
+    _embedding_backward_task(_pool.ctl(), ntasks, -1, ids, d_out, d_weight)
 
 
 @njit(inline="always", **_JIT)
@@ -1000,8 +972,9 @@ def _row_sumexp(row, mx):
 
 
 @njit(**_JIT)
-def _softmax_xent_task(task, ntasks, L, b, targets, weights, loss):
-    """Rows r0..r1-1 (block ``task``) of a block of logits: loss and, in place, the gradient of the logits.
+def _softmax_xent_task(ctl, ntasks, task, L, b, targets, weights, loss):
+    """Rows r0..r1-1 (block ``task``) of a block of logits: loss and, in place, the gradient of
+    the logits.
 
     L        (n, V)  y @ w^T in (logits without the bias); out: (softmax - onehot(target))
                      * weight
@@ -1013,6 +986,9 @@ def _softmax_xent_task(task, ntasks, L, b, targets, weights, loss):
     Stable: exp of (logit - row max) only; the sum of exps is float64 whatever the dtype. One
     exp per element (the exps are stored, then scaled by weight / sum).
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (L, b, targets, weights, loss))
+        return
     r0, r1 = _block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
@@ -1034,12 +1010,7 @@ def _softmax_xent_task(task, ntasks, L, b, targets, weights, loss):
 
 def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
     """:func:`_softmax_xent_task` over all rows of the block, in ``ntasks`` blocks of rows."""
-    _softmax_xent_launch(_pool.ctl(), ntasks, L, b, targets, weights, loss)
-
-
-@njit(**_JIT)
-def _softmax_xent_launch(ctl, ntasks, L, b, targets, weights, loss):
-    _pool.launch(ctl, ntasks, _softmax_xent_task, (L, b, targets, weights, loss))
+    _softmax_xent_task(_pool.ctl(), ntasks, -1, L, b, targets, weights, loss)
 
 
 @intrinsic
@@ -1101,7 +1072,7 @@ def _gemm_tn_cols(typingctx, G, v0, v1, Y, C, beta):
 
 
 @njit(**_JIT)
-def _softmax_weight_grad_task(task, ntasks, G, Y, dw, db, accumulate):
+def _softmax_weight_grad_task(ctl, ntasks, task, G, Y, dw, db, accumulate):
     """Rows v0..v1-1 (block ``task``) of the decoder's gradients from one block of rows.
 
     G           (n, V)  gradient of the block's logits
@@ -1116,6 +1087,9 @@ def _softmax_weight_grad_task(task, ntasks, G, Y, dw, db, accumulate):
     the first version (a contiguous copy of each 256-column slice, ``np.dot`` into scratch,
     then an add) took 27.6 ms.
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (G, Y, dw, db, accumulate))
+        return
     v0, v1 = _block(task, ntasks, G.shape[1])
     if v1 <= v0:
         return
@@ -1131,21 +1105,19 @@ def _softmax_weight_grad_task(task, ntasks, G, Y, dw, db, accumulate):
 
 def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
     """:func:`_softmax_weight_grad_task` over all V rows of dw, in ``ntasks`` blocks of rows."""
-    _softmax_weight_grad_launch(_pool.ctl(), ntasks, G, Y, dw, db, accumulate)
+    _softmax_weight_grad_task(_pool.ctl(), ntasks, -1, G, Y, dw, db, accumulate)
 
 
 @njit(**_JIT)
-def _softmax_weight_grad_launch(ctl, ntasks, G, Y, dw, db, accumulate):
-    _pool.launch(ctl, ntasks, _softmax_weight_grad_task, (G, Y, dw, db, accumulate))
-
-
-@njit(**_JIT)
-def _softmax_logprob_task(task, ntasks, L, b, targets, out):
+def _softmax_logprob_task(ctl, ntasks, task, L, b, targets, out):
     """out[m] = l[m, targets[m]] - logsumexp(l[m]) for rows r0..r1-1 (block ``task``) of a
     block, l = L + b.
 
     L (n, V) y @ w^T (b is added to it in place), b (V,), targets (n,) int64, out (n,) written.
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (L, b, targets, out))
+        return
     r0, r1 = _block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
@@ -1154,18 +1126,16 @@ def _softmax_logprob_task(task, ntasks, L, b, targets, out):
 
 
 def softmax_logprob_rows(L, b, targets, out, ntasks):
-    _softmax_logprob_launch(_pool.ctl(), ntasks, L, b, targets, out)
+    _softmax_logprob_task(_pool.ctl(), ntasks, -1, L, b, targets, out)
 
 
 @njit(**_JIT)
-def _softmax_logprob_launch(ctl, ntasks, L, b, targets, out):
-    _pool.launch(ctl, ntasks, _softmax_logprob_task, (L, b, targets, out))
-
-
-@njit(**_JIT)
-def _log_softmax_task(task, ntasks, L):
+def _log_softmax_task(ctl, ntasks, task, L):
     """L[m] -= logsumexp(L[m]) in place for rows r0..r1-1 (block ``task``): L (M, V) logits ->
     log-probabilities."""
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (L,))
+        return
     r0, r1 = _block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
@@ -1176,12 +1146,7 @@ def _log_softmax_task(task, ntasks, L):
 
 
 def log_softmax_rows(L, ntasks):
-    _log_softmax_launch(_pool.ctl(), ntasks, L)
-
-
-@njit(**_JIT)
-def _log_softmax_launch(ctl, ntasks, L):
-    _pool.launch(ctl, ntasks, _log_softmax_task, (L,))
+    _log_softmax_task(_pool.ctl(), ntasks, -1, L)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1402,7 +1367,7 @@ class CPUBackend(Backend):
         nsplit = max(1, min(_num_threads(), V * y.shape[1] // SPLIT_STEP_MIN_WORK))
         if M == 1 and nsplit > 1:
             # one row (generation): the decoder product split over the vocabulary's rows
-            _matvec_launch(_pool.ctl(), nsplit, w, y[0], b, out[0])
+            _matvec_task(_pool.ctl(), nsplit, -1, w, y[0], b, out[0])
         else:
             self.gemm(y, w.T, b, out)
         log_softmax_rows(out, self._lm_ntasks(M, M * V))

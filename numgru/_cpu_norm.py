@@ -155,7 +155,7 @@ def ln_rows_backward(dy, xhat, rstd, gain, dv, dgain):
 
 
 @njit(**_JIT)
-def norm_forward_chunk(task, ntasks, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
                        layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev, hm, nchunks):
     """Task ``task``: all timesteps of direction d for batch rows b0..b1-1 (one task of
     :func:`norm_layer_forward`, whose docstring has the arrays).
@@ -164,6 +164,11 @@ def norm_forward_chunk(task, ntasks, gi, whh, bhh, ln_g, ln_b, masks, h0, length
     then per valid row the LN of ``P = [P_0 .. P_N-1]`` over its G entries, ``+ b_hh``, the
     gates and h'. Padded rows keep their state and write 0.
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+                                         layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
+                                         hm, nchunks))
+        return
     d, b0, b1 = _chunk_rows(task, nchunks, h0.shape[1])
     if b1 <= b0:
         return
@@ -278,23 +283,16 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     hm       (D, T, B, G)  with masks: the masked states per gate block (for dW_hh)
     nchunks  int           batch chunks per direction
     """
-    _norm_forward_launch(_pool.ctl(), h0.shape[0] * nchunks, gi, whh, bhh, ln_g, ln_b, masks, h0,
+    norm_forward_chunk(_pool.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks, h0,
                          lengths, kind, layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
                          hm, nchunks)
 
 
 @njit(**_JIT)
-def _norm_forward_launch(ctl, ntasks, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
-                         layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev, hm, nchunks):
-    _pool.launch(ctl, ntasks, norm_forward_chunk, (gi, whh, bhh, ln_g, ln_b, masks, h0, lengths,
-                                                   kind, layer_norm, out, h_n, store, gates, ahn,
-                                                   xh, rstd, hprev, hm, nchunks))
-
-
-@njit(**_JIT)
-def norm_backward_chunk(task, ntasks, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
+def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
                         masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums_all, nchunks):
-    """Task ``task``: all timesteps (in reverse processing order) of direction d for batch rows b0..b1-1 (one
+    """Task ``task``: all timesteps (in reverse processing order) of direction d for batch rows
+    b0..b1-1 (one
     task of :func:`norm_layer_backward`).
 
     Per valid row, with dh' = carried + d_out:
@@ -305,6 +303,11 @@ def norm_backward_chunk(task, ntasks, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
         dh = direct + sum_g (dP_g @ W_g) * m_g
     sums (3, G) of this task: [0] d a_i (b_ih), [1] d a_h (b_hh, beta_hh), [2] d a_h * xh (g_hh).
     """
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
+                                         masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums_all,
+                                         nchunks))
+        return
     d, b0, b1 = _chunk_rows(task, nchunks, d_h_n.shape[1])
     if b1 <= b0:
         return                                   # its sums stay 0
@@ -420,17 +423,10 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     D = d_h_n.shape[0]
     G = whh.shape[1]
     sums = np.zeros((D * nchunks, 3, G), dtype=dgi.dtype)
-    _norm_backward_launch(_pool.ctl(), D * nchunks, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh,
+    norm_backward_chunk(_pool.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
+                        whh,
                           ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)
     out = np.zeros((D, 3, G), dtype=dgi.dtype)
     for q in range(D * nchunks):                 # chunks in order: the sums do not depend on
         out[q // nchunks] += sums[q]             # the pool
     return out
-
-
-@njit(**_JIT)
-def _norm_backward_launch(ctl, ntasks, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
-                          masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks):
-    _pool.launch(ctl, ntasks, norm_backward_chunk, (d_out, d_h_n, gates, ahn, xh, rstd, hprev,
-                                                    whh, ln_g, masks, lengths, kind, layer_norm,
-                                                    dgi, dgh, dh0, sums, nchunks))

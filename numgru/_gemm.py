@@ -512,12 +512,15 @@ def gemm(A, W, bias, C, ntasks):
     """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
     weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
     in ``ntasks`` blocks (one block runs on the calling thread)."""
-    _gemm_launch(_pool.ctl(), ntasks, A, W, bias, C)
+    _gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)
 
 
 @njit(**_JIT)
-def _gemm_task(task, ntasks, A, W, bias, C):
+def _gemm_task(ctl, ntasks, task, A, W, bias, C):
     """Block ``task`` of ``ntasks`` of C's rows: C = A @ W + bias there."""
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (A, W, bias, C))
+        return
     M = A.shape[0]
     r0 = (task * M) // ntasks
     r1 = ((task + 1) * M) // ntasks
@@ -532,11 +535,6 @@ def _gemm_task(task, ntasks, A, W, bias, C):
                 c[j] += bias[j]
 
 
-@njit(**_JIT)
-def _gemm_launch(ctl, ntasks, A, W, bias, C):
-    _pool.launch(ctl, ntasks, _gemm_task, (A, W, bias, C))
-
-
 def gemm_tn(A, X, C, ntasks):
     """C = A^T @ X, reducing over the M rows of A (M, N1) and X (M, N2): C (N1, N2).
 
@@ -544,25 +542,23 @@ def gemm_tn(A, X, C, ntasks):
     block of rows into a private partial product; the partials are then added.
     """
     if ntasks <= 1:
-        _gemm_tn_launch(_pool.ctl(), 1, A, X, C[np.newaxis])          # a view: written in place
+        _gemm_tn_task(_pool.ctl(), 1, -1, A, X, C[np.newaxis])          # a view: written in place
         return
     parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
-    _gemm_tn_launch(_pool.ctl(), ntasks, A, X, parts)
+    _gemm_tn_task(_pool.ctl(), ntasks, -1, A, X, parts)
     C[:] = parts[0]
     for task in range(1, ntasks):
         C += parts[task]
 
 
 @njit(**_JIT)
-def _gemm_tn_task(task, ntasks, A, X, parts):
+def _gemm_tn_task(ctl, ntasks, task, A, X, parts):
     """Block ``task`` of ``ntasks`` of the M rows: parts[task] = A[rows]^T @ X[rows]."""
+    if task < 0:                                 # the launch (see numgru._pool)
+        _pool.launch(ctl, ntasks, task, (A, X, parts))
+        return
     M = A.shape[0]
     r0 = (task * M) // ntasks
     r1 = ((task + 1) * M) // ntasks
     if r1 > r0:
         np.dot(A[r0:r1].T, X[r0:r1], parts[task])
-
-
-@njit(**_JIT)
-def _gemm_tn_launch(ctl, ntasks, A, X, parts):
-    _pool.launch(ctl, ntasks, _gemm_tn_task, (A, X, parts))

@@ -1,21 +1,24 @@
 """The CPU kernels' thread pool: native worker threads that run compiled tasks side by side.
 
-A launch runs ``kernel(task, ntasks, *args)`` for every task in ``range(ntasks)`` (one chunk of
-batch rows of a recurrence, one block of rows of a product, ...). It is written inside a small
-compiled *launcher*, one per kernel::
+A launch runs a task kernel for every task in ``range(ntasks)`` (one chunk of batch rows of a
+recurrence, one block of rows of a product, ...). A task kernel takes ``(ctl, ntasks, task,
+*args)`` and launches itself::
 
     @njit(nogil=True, cache=CACHE)
-    def _gemm_launch(ctl, ntasks, A, W, bias, C):
-        _pool.launch(ctl, ntasks, _gemm_task, (A, W, bias, C))
+    def _gemm_task(ctl, ntasks, task, A, W, bias, C):
+        if task < 0:                              # called from Python: run every task
+            _pool.launch(ctl, ntasks, task, (A, W, bias, C))
+            return
+        ...                                       # the work of task ``task``
 
-and called from Python as ``_gemm_launch(_pool.ctl(), ntasks, A, W, bias, C)``. How it works:
+called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. How it works:
 
-- ``launch`` compiles the kernel's body into the launcher (it is never compiled on its own, so it
-  costs its compile once) together with a small *entry* function ``int32(task, ntasks, argp)``
-  that reads the argument tuple from ``argp`` and calls it. The launcher keeps the tuple on its
-  stack, publishes (entry address, tuple address, ntasks) in the control block ``ctl``, runs
-  tasks itself and waits until every task has finished. No Python runs between a launch's start
-  and its end, so the workers never need the GIL.
+- ``launch`` adds to the kernel a small *entry* function ``int32(task, ntasks, argp)`` that
+  reads the kernel's arguments from ``argp`` and calls the kernel itself for one task (the body
+  is compiled once: no second copy of it anywhere). The launching call keeps the arguments on
+  its stack, publishes (entry address, their address, ntasks) in the control block ``ctl``,
+  runs tasks itself and waits until every task has finished. No Python runs between a launch's
+  start and its end, so the workers never need the GIL.
 - The workers are Python threads that call :func:`_worker_loop` once and stay in it (compiled,
   GIL released): they poll the control block for a new launch for ``~WORKER_SPIN_US``
   microseconds after each launch, then sleep on a Linux futex until the next launch wakes them.
@@ -61,18 +64,19 @@ import time
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils, compiler
+from numba import cfunc, njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import CACHE
 
 # how long an idle worker polls for the next launch before it sleeps, and how long a caller
-# whose own tasks are done polls for the others' before it sleeps (microseconds; converted to
-# polls at start-up). Launches of one fit follow each other within tens of microseconds; a
+# whose own tasks are done polls for the others' before it sleeps, in polls (one poll with its
+# ``pause`` took 25 ns on the 2-vCPU AMD EPYC development VM: ~200 and ~100 us; Intel's
+# ``pause`` is longer). Launches of one fit follow each other within tens of microseconds; a
 # short poll keeps an idle numgru from taking CPU time from other processes.
-WORKER_SPIN_US = 200
-CALLER_SPIN_US = 100
+WORKER_SPIN_POLLS = 8000
+CALLER_SPIN_POLLS = 4000
 POLL_SLEEP_US = 50          # the sleep step where there is no futex
 
 _I32 = ir.IntType(32)
@@ -102,8 +106,10 @@ _FUTEX_WAIT_PRIVATE, _FUTEX_WAKE_PRIVATE = 128, 129
 
 def _register_symbols():
     """Give the compiled code its two system calls by name (resolved when a kernel is loaded,
-    from the compile cache too): ``numgru_syscall`` (Linux's futex) and ``numgru_usleep``."""
+    from the compile cache too): ``numgru_syscall`` (Linux's futex) and ``numgru_usleep``.
+    Returns libc (None on Windows) and what must stay alive."""
     keep = []
+    libc = None
     if sys.platform == "win32":
         dummy = ctypes.CFUNCTYPE(None)(lambda: None)      # never called: no workers on Windows
         keep.append(dummy)
@@ -115,15 +121,17 @@ def _register_symbols():
                     if hasattr(libc, "syscall") else sleep_addr)
     llvm.add_symbol("numgru_syscall", sys_addr)
     llvm.add_symbol("numgru_usleep", sleep_addr)
-    return keep
+    return libc, keep
 
 
-_KEEP = _register_symbols()
+_LIBC, _KEEP = _register_symbols()
 
 
-def _elem_ptr(context, builder, arrty, arr, idx):
-    ary = context.make_array(arrty)(context, builder, arr)
-    return builder.gep(ary.data, [idx])
+def _elem_ptr(context, builder, ctlty, ctl, idx):
+    """Address of field ``idx`` of the control block: ``ctl`` an int64 array or pointer."""
+    if isinstance(ctlty, types.Array):
+        ctl = context.make_array(ctlty)(context, builder, ctl).data
+    return builder.gep(ctl, [idx])
 
 
 @intrinsic
@@ -216,6 +224,7 @@ def _usleep(typingctx, us):
 
 
 _ENTRY_FNTY = ir.FunctionType(_I32, [_I64, _I64, _I8P])
+_RUN_FNTY = ir.FunctionType(_I64, [_I64.as_pointer(), _I64, _I64, _I64])   # _run_impl's cfunc
 
 
 @intrinsic
@@ -261,7 +270,6 @@ def _take_tasks(ctl, seq):
                 _futex_wake(ctl, DONE, 1)
 
 
-@njit(nogil=True, cache=CACHE)
 def _worker_loop(ctl):
     """A worker's whole life: take tasks of each new launch; poll, then sleep, in between."""
     _add(ctl, ALIVE, 1)
@@ -331,58 +339,54 @@ def _run_impl(ctl, ntasks, fn, argp):
     return err
 
 
-def _kernel_flags(disp):
-    """The kernel's own compile options (fastmath, error model, ...) as compiler flags, for a
-    body compiled into its launcher."""
-    flags = compiler.Flags()
-    disp.targetdescr.options.parse_as_flags(flags, disp.targetoptions)
-    flags.no_compile = True
-    flags.no_cpython_wrapper = True
-    flags.no_cfunc_wrapper = True
-    return flags
-
-
 @intrinsic
-def launch(typingctx, ctl, ntasks, kernel, args):
-    """Run ``kernel(task, ntasks, *args)`` for task in range(ntasks) on the pool (see the module
-    docstring). ``kernel`` is a global ``@njit`` function (its body is compiled here, not by its
-    own dispatcher); ``args`` is a tuple."""
-    if not isinstance(kernel, types.Dispatcher) or not isinstance(args, types.BaseTuple) \
-            or not isinstance(ntasks, types.Integer):
+def launch(typingctx, ctl, ntasks, task, args):
+    """Run the calling kernel for every task in ``range(ntasks)`` on the pool (see the module
+    docstring). The kernel's parameters are ``(ctl, ntasks, task, *args)`` and ``args`` is the
+    tuple of the rest, in order; it calls ``launch`` when ``task < 0`` and then returns."""
+    if not isinstance(ntasks, types.Integer) or not isinstance(task, types.Integer) \
+            or not isinstance(args, types.BaseTuple):
         return None
-    disp = kernel.dispatcher
-    ksig = types.none(types.int64, types.int64, *args.types)
-    sig = types.void(ctl, ntasks, kernel, args)
+    argtys = (ctl, ntasks, task) + tuple(args.types)
+    stored = types.Tuple(argtys)                 # what a task needs, kept on the caller's stack
+    sig = types.void(ctl, ntasks, task, args)
 
     def codegen(context, builder, signature, llargs):
-        ctl_v, n_v, _, tup = llargs
-        n_v = context.cast(builder, n_v, signature.args[1], types.int64)
-        cres = context.compile_subroutine(builder, disp.py_func, ksig, flags=_kernel_flags(disp))
+        ctl_v, n_v, task_v, tup = llargs
+        kernel = builder.function                # the kernel that calls launch
+        packer = context.call_conv._get_arg_packer(argtys)
+        if len(kernel.args) != 2 + len(packer.argument_types):
+            raise TypeError(f"numgru._pool.launch: {kernel.name} must take exactly "
+                            f"(ctl, ntasks, task, *args), args as passed to launch")
+        items = [builder.extract_value(tup, k) for k in range(len(args))]
         mod = builder.module
-        name = "numgru_entry." + cres.fndesc.mangled_name
+        name = "numgru_entry." + kernel.name
         entry = mod.globals.get(name)
         if entry is None:
             entry = ir.Function(mod, _ENTRY_FNTY, name=name)
             entry.linkage = "internal"
             b = ir.IRBuilder(entry.append_basic_block("entry"))
-            task, nt, argp = entry.args
-            vals = b.load(b.bitcast(argp, context.get_value_type(args).as_pointer()))
-            items = [b.extract_value(vals, k) for k in range(len(args))]
-            status, _ = context.call_conv.call_function(
-                b, context.declare_function(mod, cres.fndesc), types.none, ksig.args,
-                [task, nt] + items)
+            t, _, argp = entry.args
+            vals = b.load(b.bitcast(argp, context.get_value_type(stored).as_pointer()))
+            call_args = [b.extract_value(vals, k) for k in range(len(argtys))]
+            call_args[2] = context.cast(b, t, types.int64, task)
+            status, _ = context.call_conv.call_function(b, kernel, types.none, argtys,
+                                                        call_args)
             b.ret(b.select(status.is_error, _I32(1), _I32(0)))
-        argp = cgutils.alloca_once_value(builder, tup)
-        run_sig = types.int64(signature.args[0], types.int64, types.int64, types.int64)
-        err = context.compile_internal(builder, _run_impl, run_sig,
-                                       [ctl_v, n_v, builder.ptrtoint(entry, _I64),
-                                        builder.ptrtoint(argp, _I64)])
+        packed = context.make_tuple(builder, stored, [ctl_v, n_v, task_v] + items)
+        argp = cgutils.alloca_once_value(builder, packed)
+        n64 = context.cast(builder, n_v, ntasks, types.int64)
+        run = cgutils.get_or_insert_function(mod, _RUN_FNTY, "numgru_pool_run")
+        err = builder.call(run, [_elem_ptr(context, builder, ctl, ctl_v, _I64(0)), n64,
+                                 builder.ptrtoint(entry, _I64), builder.ptrtoint(argp, _I64)])
         with cgutils.if_unlikely(builder, builder.icmp_signed("!=", err, _I64(0))):
             # every task has finished; run the failing one again here, so that its own
             # exception propagates (a task that fails only on a worker still raises, below)
-            items = [builder.extract_value(tup, k) for k in range(len(args))]
-            context.call_internal(builder, cres.fndesc, ksig,
-                                  [builder.sub(err, _I64(1)), n_v] + items)
+            again = context.cast(builder, builder.sub(err, _I64(1)), types.int64, task)
+            status, _ = context.call_conv.call_function(builder, kernel, types.none, argtys,
+                                                        [ctl_v, n_v, again] + items)
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
             context.call_conv.return_user_exc(
                 builder, RuntimeError, ("a numgru kernel task failed on a worker thread",))
         return context.get_dummy_value()
@@ -397,6 +401,7 @@ def launch(typingctx, ctl, ntasks, kernel, args):
 _ctl = None
 _threads = []
 _lock = threading.Lock()
+_ALL_CTL = []
 
 
 def ctl():
@@ -415,14 +420,25 @@ def wait_mode():
     return "futex" if _SYS_FUTEX is not None else "poll"
 
 
-@njit(nogil=True, cache=CACHE)
-def _probe(ctl, n):
-    """n polls of the kind the waits make (to convert the spin times into counts)."""
-    s = 0
-    for i in range(n):
-        s += _load(ctl, SEQ)
-        _pause()
-    return s
+_CFUNCS = {}
+
+
+def _compiled():
+    """The pool's two compiled entry points (once per process; from the on-disk cache when
+    there): ``numgru_pool_run`` (:func:`_run_impl`, which every launch calls by that name) and
+    the workers' loop. C functions with pointer arguments, so that a kernel refers to the first
+    by name only (nothing of the pool is compiled into each kernel) and a worker thread enters
+    the second through ctypes, which releases the GIL for the whole call."""
+    if not _CFUNCS:
+        ptr = types.CPointer(types.int64)
+        run = cfunc(types.int64(ptr, types.int64, types.int64, types.int64), nogil=True,
+                    cache=CACHE)(_run_impl)
+        loop = cfunc(types.void(ptr), nogil=True, cache=CACHE)(_worker_loop)
+        llvm.add_symbol("numgru_pool_run", run.address)
+        _CFUNCS["run"] = run
+        _CFUNCS["loop"] = loop
+        _CFUNCS["loop_ctypes"] = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(loop.address)
+    return _CFUNCS
 
 
 def _start():
@@ -431,31 +447,30 @@ def _start():
         if _ctl is None:
             import numba
 
+            funcs = _compiled()
             c = np.zeros(CTL_SIZE, dtype=np.int64)
             mode = wait_mode()
             c[MODE] = MODE_FUTEX if mode == "futex" else MODE_POLL
             nworkers = 0 if mode == "none" else max(0, numba.config.NUMBA_NUM_THREADS - 1)
             c[NWORKERS] = nworkers
-            if nworkers:
-                _probe(c, 1000)
-                t0 = time.perf_counter()
-                _probe(c, 20000)
-                per_poll_us = max((time.perf_counter() - t0) / 20000 * 1e6, 1e-3)
-                c[WSPIN] = int(WORKER_SPIN_US / per_poll_us)
-                c[CSPIN] = int(CALLER_SPIN_US / per_poll_us)
-                for k in range(nworkers):
-                    t = threading.Thread(target=_worker_loop, args=(c,), daemon=True,
-                                         name=f"numgru-worker-{k}")
-                    t.start()
-                    _threads.append(t)
+            c[WSPIN] = WORKER_SPIN_POLLS
+            c[CSPIN] = CALLER_SPIN_POLLS
+            _ALL_CTL.append(c)                   # never freed: a worker may still read it
+            for k in range(nworkers):
+                t = threading.Thread(target=funcs["loop_ctypes"], args=(c.ctypes.data,),
+                                     daemon=True, name=f"numgru-worker-{k}")
+                t.start()
+                _threads.append(t)
             _ctl = c
         return _ctl
 
 
-@njit(nogil=True, cache=CACHE)
-def _wake_all(ctl):
-    if _load(ctl, MODE) == MODE_FUTEX:
-        _futex_wake(ctl, SEQ, 1 << 30)
+def _wake_all(c):
+    """Wake every worker sleeping on the control block ``c`` (futex mode)."""
+    if c[MODE] == MODE_FUTEX and _LIBC is not None:
+        _LIBC.syscall(ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(c.ctypes.data + 8 * SEQ),
+                      ctypes.c_int(_FUTEX_WAKE_PRIVATE), ctypes.c_int(1 << 30),
+                      ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_int(0))
 
 
 def stop(timeout=2.0):

@@ -104,21 +104,22 @@ from numgru import _pool  # noqa: E402
 
 
 @njit(nogil=True)
-def _count_task(task, ntasks, counts, fail_at):
+def _count_launch(ctl, ntasks, task, counts, fail_at):
+    if task < 0:
+        _pool.launch(ctl, ntasks, task, (counts, fail_at))
+        return
     if task == fail_at:
         raise ValueError("task failed on purpose")
     counts[task] += 1
 
 
 @njit(nogil=True)
-def _count_launch(ctl, ntasks, counts, fail_at):
-    _pool.launch(ctl, ntasks, _count_task, (counts, fail_at))
-
-
-@njit(nogil=True)
-def _meet_task(task, ntasks, flags, polls):
+def _meet_launch(ctl, ntasks, task, flags, polls):
     """Task 1 raises a flag; task 0 waits (up to ``polls`` polls) to see it: only two threads
     running the launch at once can meet."""
+    if task < 0:
+        _pool.launch(ctl, ntasks, task, (flags, polls))
+        return
     if task == 1:
         flags[1] = 1
     elif task == 0:
@@ -128,22 +129,17 @@ def _meet_task(task, ntasks, flags, polls):
                 return
 
 
-@njit(nogil=True)
-def _meet_launch(ctl, ntasks, flags, polls):
-    _pool.launch(ctl, ntasks, _meet_task, (flags, polls))
-
-
 def test_pool_runs_every_task_once_and_raises_a_tasks_exception():
     for n in (0, 1, 2, 3, 17, 200):
         counts = np.zeros(max(n, 1), dtype=np.int64)
-        _count_launch(_pool.ctl(), n, counts, -1)
+        _count_launch(_pool.ctl(), n, -1, counts, -1)
         assert counts[:n].tolist() == [1] * n
     counts = np.zeros(5, dtype=np.int64)
     with pytest.raises(ValueError, match="task failed on purpose"):
-        _count_launch(_pool.ctl(), 5, counts, 2)
+        _count_launch(_pool.ctl(), 5, -1, counts, 2)
     assert counts.tolist() == [1, 1, 0, 1, 1]   # every other task ran, once
     counts[:] = 0
-    _count_launch(_pool.ctl(), 4, counts, -1)    # the pool still works afterwards
+    _count_launch(_pool.ctl(), 4, -1, counts, -1)    # the pool still works afterwards
     assert counts.tolist() == [1, 1, 1, 1, 0]
 
 
@@ -153,7 +149,7 @@ def test_pool_runs_tasks_on_two_threads_at_once():
     met = 0
     for _ in range(20):
         flags = np.zeros(2, dtype=np.int64)
-        _meet_launch(ctl, 2, flags, 200_000_000)
+        _meet_launch(ctl, 2, -1, flags, 200_000_000)
         assert flags[1] == 1
         met += int(flags[0])
     assert met == 20                             # the caller ran task 0, a worker task 1
@@ -162,10 +158,10 @@ def test_pool_runs_tasks_on_two_threads_at_once():
 @needs_two
 def test_pool_stop_and_restart():
     counts = np.zeros(8, dtype=np.int64)
-    _count_launch(_pool.ctl(), 8, counts, -1)
+    _count_launch(_pool.ctl(), 8, -1, counts, -1)
     _pool.stop()
     assert _pool._ctl is None and not _pool._threads
-    _count_launch(_pool.ctl(), 8, counts, -1)    # new workers
+    _count_launch(_pool.ctl(), 8, -1, counts, -1)    # new workers
     assert counts.tolist() == [2] * 8
     assert _pool._ctl[_pool.ALIVE] >= 0
 
