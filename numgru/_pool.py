@@ -19,8 +19,8 @@ called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. Ho
   its stack, publishes (entry address, their address, ntasks) in the control block ``ctl``,
   runs tasks itself and waits until every task has finished. No Python runs between a launch's
   start and its end, so the workers never need the GIL.
-- The workers are Python threads that call :func:`_worker_loop` once and stay in it (compiled,
-  GIL released): they poll the control block for a new launch for ``~WORKER_SPIN_US``
+- The workers are Python threads that call :func:`_pool_main` once and stay in it (compiled,
+  entered through ctypes, so the GIL is released for their whole life): they poll the control block for a new launch for ``~WORKER_SPIN_US``
   microseconds after each launch, then sleep on a Linux futex until the next launch wakes them.
   Tasks are taken from one shared counter (``NEXT``: launch number << 32 | next task) with a
   compare-and-swap, so a worker that arrives late at a launch can never take a task of the next.
@@ -64,7 +64,7 @@ import time
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import cfunc, njit, types
+from numba import cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -224,7 +224,7 @@ def _usleep(typingctx, us):
 
 
 _ENTRY_FNTY = ir.FunctionType(_I32, [_I64, _I64, _I8P])
-_RUN_FNTY = ir.FunctionType(_I64, [_I64.as_pointer(), _I64, _I64, _I64])   # _run_impl's cfunc
+_RUN_FNTY = ir.FunctionType(_I64, [_I64.as_pointer(), _I64, _I64, _I64])   # _pool_main as a C function
 
 
 @intrinsic
@@ -237,89 +237,87 @@ def _call_entry(typingctx, fn, task, ntasks, argp):
     return types.int64(types.int64, types.int64, types.int64, types.int64), codegen
 
 
-@njit(nogil=True, cache=CACHE)
-def _wait_change(ctl, i, old):
-    """Sleep until ctl[i] differs from ``old`` (or may have: the callers re-check)."""
-    if _load(ctl, MODE) == MODE_FUTEX:
-        _futex_wait(ctl, i, old)
+def _pool_main(ctl, ntasks, fn, argp):
+    """The pool's one C function (``numgru_pool_run``; one function, so that a cold start
+    compiles one small thing). Two roles:
+
+    - ``ntasks >= 0``: the calling thread's side of a launch of ``ntasks`` tasks of the entry
+      ``fn`` on the arguments at ``argp``: publish it, take tasks, wait for the rest; returns
+      0, or 1 + the first task that raised.
+    - ``ntasks < 0``: a worker's whole life: take tasks of each new launch; poll, then sleep,
+      in between; returns when the pool is stopped.
+    """
+    caller = ntasks >= 0
+    if caller:
+        if ntasks == 0:
+            return 0
+        if ntasks == 1 or _load(ctl, ALIVE) == 0 or _cas(ctl, BUSY, 0, 1) != 0:
+            err = 0                              # on this thread alone
+            for t in range(ntasks):
+                if _call_entry(fn, t, ntasks, argp) != 0 and err == 0:
+                    err = t + 1
+            return err
+        seq = (_load(ctl, SEQ) + 1) & SEQ_MASK
+        _store(ctl, NEXT, (seq << 32) | CLOSED)  # first: no late worker takes a task of it
+        _store(ctl, FN, fn)
+        _store(ctl, ARG, argp)
+        _store(ctl, NT, ntasks)
+        _store(ctl, DONE, 0)
+        _store(ctl, ERR, 0)
+        _store(ctl, NEXT, seq << 32)
+        _store(ctl, SEQ, seq)
+        if _load(ctl, SLEEPERS) > 0 and _load(ctl, MODE) == MODE_FUTEX:
+            _futex_wake(ctl, SEQ, min(ntasks - 1, _load(ctl, NWORKERS)))
     else:
-        _usleep(POLL_SLEEP_US)
-
-
-@njit(nogil=True, cache=CACHE)
-def _take_tasks(ctl, seq):
-    """Run tasks of launch ``seq`` until none is left."""
+        _add(ctl, ALIVE, 1)
+        seq = _load(ctl, SEQ)
     while True:
-        w = _load(ctl, NEXT)
-        if (w >> 32) != seq:
-            return
-        t = w & CLOSED
-        fn = _load(ctl, FN)
-        argp = _load(ctl, ARG)
-        n = _load(ctl, NT)
-        if t >= n:
-            return
-        # NEXT changes first whenever a launch is published: if it is still w, the three
-        # fields just read belong to launch seq, and task t is this thread's
-        if _cas(ctl, NEXT, w, w + 1) != w:
-            continue
-        if _call_entry(fn, t, n, argp) != 0:
-            _cas(ctl, ERR, 0, t + 1)
-        if _add(ctl, DONE, 1) + 1 == n and _load(ctl, CALLER_SLEEPING) != 0:
-            if _load(ctl, MODE) == MODE_FUTEX:
-                _futex_wake(ctl, DONE, 1)
-
-
-def _worker_loop(ctl):
-    """A worker's whole life: take tasks of each new launch; poll, then sleep, in between."""
-    _add(ctl, ALIVE, 1)
-    seen = _load(ctl, SEQ)
-    while True:
-        i = 0
-        spin = _load(ctl, WSPIN)
-        while True:
+        if not caller:                           # wait for the next launch
+            i = 0
+            spin = _load(ctl, WSPIN)
             s = _load(ctl, SEQ)
-            if s != seen:
+            while s == seq:
+                i += 1
+                if i > spin:
+                    _add(ctl, SLEEPERS, 1)
+                    if _load(ctl, SEQ) == seq:
+                        if _load(ctl, MODE) == MODE_FUTEX:
+                            _futex_wait(ctl, SEQ, seq)
+                        else:
+                            _usleep(POLL_SLEEP_US)
+                    _add(ctl, SLEEPERS, -1)
+                    i = 0
+                else:
+                    _pause()
+                s = _load(ctl, SEQ)
+            seq = s
+            if _load(ctl, STOP) != 0:
                 break
-            i += 1
-            if i > spin:
-                _add(ctl, SLEEPERS, 1)
-                if _load(ctl, SEQ) == seen:
-                    _wait_change(ctl, SEQ, seen)
-                _add(ctl, SLEEPERS, -1)
-                i = 0
-            else:
-                _pause()
-        seen = s
-        if _load(ctl, STOP) != 0:
+        while True:                              # take tasks of launch seq until none is left
+            w = _load(ctl, NEXT)
+            if (w >> 32) != seq:
+                break
+            t = w & CLOSED
+            f = _load(ctl, FN)
+            a = _load(ctl, ARG)
+            n = _load(ctl, NT)
+            if t >= n:
+                break
+            # NEXT changes first whenever a launch is published: if it is still w, the three
+            # fields just read belong to launch seq, and task t is this thread's
+            if _cas(ctl, NEXT, w, w + 1) != w:
+                continue
+            if _call_entry(f, t, n, a) != 0:
+                _cas(ctl, ERR, 0, t + 1)
+            if _add(ctl, DONE, 1) + 1 == n and _load(ctl, CALLER_SLEEPING) != 0:
+                if _load(ctl, MODE) == MODE_FUTEX:
+                    _futex_wake(ctl, DONE, 1)
+        if caller:
             break
-        _take_tasks(ctl, s)
-    _add(ctl, ALIVE, -1)
-
-
-def _run_impl(ctl, ntasks, fn, argp):
-    """The calling thread's side of a launch; returns 0, or 1 + the first task that raised."""
-    if ntasks <= 0:
+    if not caller:
+        _add(ctl, ALIVE, -1)
         return 0
-    if ntasks == 1 or _load(ctl, ALIVE) == 0 or _cas(ctl, BUSY, 0, 1) != 0:
-        err = 0
-        for t in range(ntasks):
-            if _call_entry(fn, t, ntasks, argp) != 0 and err == 0:
-                err = t + 1
-        return err
-    seq = (_load(ctl, SEQ) + 1) & SEQ_MASK
-    _store(ctl, NEXT, (seq << 32) | CLOSED)
-    _store(ctl, FN, fn)
-    _store(ctl, ARG, argp)
-    _store(ctl, NT, ntasks)
-    _store(ctl, DONE, 0)
-    _store(ctl, ERR, 0)
-    _store(ctl, NEXT, seq << 32)
-    _store(ctl, SEQ, seq)
-    if _load(ctl, SLEEPERS) > 0 and _load(ctl, MODE) == MODE_FUTEX:
-        _futex_wake(ctl, SEQ, min(ntasks - 1, _load(ctl, NWORKERS)))
-    _take_tasks(ctl, seq)
-    i = 0
+    i = 0                                        # wait for the others' tasks
     spin = _load(ctl, CSPIN)
     while True:
         d = _load(ctl, DONE)
@@ -330,7 +328,10 @@ def _run_impl(ctl, ntasks, fn, argp):
             _store(ctl, CALLER_SLEEPING, 1)
             d = _load(ctl, DONE)
             if d < ntasks:
-                _wait_change(ctl, DONE, d)
+                if _load(ctl, MODE) == MODE_FUTEX:
+                    _futex_wait(ctl, DONE, d)
+                else:
+                    _usleep(POLL_SLEEP_US)
             _store(ctl, CALLER_SLEEPING, 0)
         else:
             _pause()
@@ -424,20 +425,18 @@ _CFUNCS = {}
 
 
 def _compiled():
-    """The pool's two compiled entry points (once per process; from the on-disk cache when
-    there): ``numgru_pool_run`` (:func:`_run_impl`, which every launch calls by that name) and
-    the workers' loop. C functions with pointer arguments, so that a kernel refers to the first
-    by name only (nothing of the pool is compiled into each kernel) and a worker thread enters
-    the second through ctypes, which releases the GIL for the whole call."""
+    """The pool's compiled entry point, once per process (from the on-disk cache when there):
+    :func:`_pool_main` as a C function with a pointer argument, registered under the name
+    ``numgru_pool_run`` that every launch calls (nothing of the pool is compiled into each
+    kernel). A worker thread enters it through ctypes, which releases the GIL for the call."""
     if not _CFUNCS:
         ptr = types.CPointer(types.int64)
         run = cfunc(types.int64(ptr, types.int64, types.int64, types.int64), nogil=True,
-                    cache=CACHE)(_run_impl)
-        loop = cfunc(types.void(ptr), nogil=True, cache=CACHE)(_worker_loop)
+                    cache=CACHE)(_pool_main)
         llvm.add_symbol("numgru_pool_run", run.address)
         _CFUNCS["run"] = run
-        _CFUNCS["loop"] = loop
-        _CFUNCS["loop_ctypes"] = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(loop.address)
+        _CFUNCS["ctypes"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                             ctypes.c_int64, ctypes.c_int64)(run.address)
     return _CFUNCS
 
 
@@ -457,7 +456,7 @@ def _start():
             c[CSPIN] = CALLER_SPIN_POLLS
             _ALL_CTL.append(c)                   # never freed: a worker may still read it
             for k in range(nworkers):
-                t = threading.Thread(target=funcs["loop_ctypes"], args=(c.ctypes.data,),
+                t = threading.Thread(target=funcs["ctypes"], args=(c.ctypes.data, -1, 0, 0),
                                      daemon=True, name=f"numgru-worker-{k}")
                 t.start()
                 _threads.append(t)

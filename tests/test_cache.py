@@ -26,10 +26,10 @@ SCRIPT = textwrap.dedent("""
         numgru.__file__
     y, h = numgru.GRU(2, 3, dtype="float64", random_state=0).forward(np.ones((2, 4, 2)))
     assert np.isfinite(y).all() and y.shape == (2, 4, 3)
-    # the forward's compiled kernel, and the pool's two C functions (launch and worker loop)
+    # the forward's compiled kernel, and the pool's C function (launch and worker loop)
     from numgru import _pool
     stats = [f.stats for f in (_cpu._gru_forward_after,)]
-    cfuncs = [_pool._CFUNCS["run"], _pool._CFUNCS["loop"]]
+    cfuncs = [_pool._CFUNCS["run"]]
     print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats)
                               + sum(f.cache_hits for f in cfuncs),
                       "misses": sum(sum(s.cache_misses.values()) for s in stats)
