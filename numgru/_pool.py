@@ -20,8 +20,9 @@ called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. Ho
   runs tasks itself and waits until every task has finished. No Python runs between a launch's
   start and its end, so the workers never need the GIL.
 - The workers are Python threads that call :func:`_pool_main` once and stay in it (compiled,
-  entered through ctypes, so the GIL is released for their whole life): they poll the control block for a new launch for ``~WORKER_SPIN_US``
-  microseconds after each launch, then sleep on a Linux futex until the next launch wakes them.
+  entered through ctypes, so the GIL is released for their whole life): they poll the control
+  block for a new launch for ``WORKER_SPIN_POLLS`` polls (~200 us) after each launch, then sleep
+  on a Linux futex until the next launch wakes them.
   Tasks are taken from one shared counter (``NEXT``: launch number << 32 | next task) with a
   compare-and-swap, so a worker that arrives late at a launch can never take a task of the next.
 - Which thread runs a task does not change its result (every task writes its own part), so
@@ -224,7 +225,7 @@ def _usleep(typingctx, us):
 
 
 _ENTRY_FNTY = ir.FunctionType(_I32, [_I64, _I64, _I8P])
-_RUN_FNTY = ir.FunctionType(_I64, [_I64.as_pointer(), _I64, _I64, _I64])   # _pool_main as a C function
+_RUN_FNTY = ir.FunctionType(_I64, [_I64.as_pointer(), _I64, _I64, _I64])   # _pool_main
 
 
 @intrinsic

@@ -548,8 +548,11 @@ class _BaseGRUEstimator(BaseEstimator):
         return out, lengths
 
     def _unpad(self, rows, lengths, X):
-        """Per-step predictions back to the user's shape: (n, T, ...) or a ragged list."""
+        """Per-step predictions back to the user's shape: (n, T, ...) with the input's T (zeros
+        past each length), or a ragged list."""
         T = int(lengths.max())
+        if not _data._is_ragged_list(X):
+            T = max(T, int(np.shape(X)[1]))
         full = np.zeros((len(lengths), T) + rows.shape[1:], dtype=rows.dtype)
         full[_data.valid_mask(lengths, T)] = rows
         if _data._is_ragged_list(X):

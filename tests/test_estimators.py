@@ -390,6 +390,16 @@ def test_each_step_with_padded_array_and_lengths():
     pred = reg.predict(X, lengths=lengths)
     assert pred.shape == (60, 9)
     assert np.all(pred[np.arange(9)[None, :] >= lengths[:, None]] == 0)
+    # every length shorter than the padded array: still the input's T steps, zeros past each
+    short = np.minimum(lengths, 6)
+    pred = reg.predict(X, lengths=short)
+    assert pred.shape == (60, 9)
+    assert np.all(pred[:, 6:] == 0)
+    np.testing.assert_allclose(pred[:, :6], reg.predict(X[:, :6], lengths=short), rtol=1e-12)
+    clf = GRUClassifier(hidden_layer_sizes=(8,), output="each_step", max_iter=2,
+                        random_state=0).fit(X, (Y > 0).astype(int), lengths=lengths)
+    assert clf.predict(X, lengths=short).shape == (60, 9)
+    assert clf.predict_proba(X, lengths=short).shape == (60, 9, 2)
 
 
 def test_dtype_auto_follows_the_input_like_mlp():

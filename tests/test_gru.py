@@ -430,3 +430,71 @@ def test_stable_for_huge_preactivations(dtype, reset_after):
     atol = 1e-9 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=atol)
     np.testing.assert_allclose(h_n, ref_h_n, rtol=0, atol=atol)
+
+
+# ----------------------------------------------------------------------------------------------
+# chunk kernels compiled per product path (packed micro-kernel, small mm_nt, or both)
+# ----------------------------------------------------------------------------------------------
+
+
+def _layer_run(B, nchunks, reset_after, seed=3, T=5, I=3, H=6):
+    from numgru import _cpu
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, T, I))
+    w_ih = rng.standard_normal((3 * H, I))
+    b_ih = rng.standard_normal(3 * H)
+    whh = rng.standard_normal((1, 3 * H, H)) * 0.5
+    bhh = rng.standard_normal((1, 3 * H))
+    if not reset_after:
+        bhh[:, 2 * H:] = 0
+    h0 = rng.standard_normal((1, B, H))
+    lengths = rng.integers(1, T + 1, B).astype(np.int64)
+    out = np.empty((B, T, H))
+    h_n = np.empty((1, B, H))
+    gates = np.empty((1, T, B, 3 * H))
+    hn_s = np.empty((1, T, B, H))
+    hprev = np.empty((1, T, B, H))
+    _cpu.gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks, out, h_n,
+                           True, gates, hn_s, hprev)
+    d_out = rng.standard_normal((B, T, H))
+    d_h_n = rng.standard_normal((1, B, H))
+    dgi = np.empty((B, T, 3 * H))
+    dgh = np.empty((1, T, B, 3 * H))
+    dh0 = np.empty((1, B, H))
+    dbias = np.empty((nchunks, 2, 3 * H))
+    _cpu.gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after, nchunks,
+                            dgi, dgh, dh0, dbias)
+    return out, h_n, dgi, dgh, dh0, dbias.sum(axis=0)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("rows, paths", [(-1, "both"), (0, "packed"), (-2, "small")])
+def test_chunk_kernels_per_product_path_agree(reset_after, rows, paths):
+    """A launch whose chunks are all at least PACK_MIN_ROWS rows runs the packed-only kernel,
+    all below it the small-only kernel, straddling it the kernel with both; each gives what one
+    chunk of the whole batch gives (float64, to rounding)."""
+    from numgru import _cpu
+    from numgru._gemm import PACK_MIN_ROWS
+
+    B = 2 * PACK_MIN_ROWS + rows
+    want = {"both": _cpu.BOTH_PATHS, "packed": _cpu.PACKED_PATH, "small": _cpu.SMALL_PATH}
+    assert _cpu._product_paths(B, 2) == want[paths]
+    split = _layer_run(B, 2, reset_after)
+    whole = _layer_run(B, 1, reset_after)
+    for a, b in zip(split, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+    for table in (_cpu._FORWARD_CHUNK, _cpu._BACKWARD_CHUNK):
+        assert table[reset_after, want[paths]].signatures      # this variant ran
+
+
+def test_product_paths_rule():
+    from numgru import _cpu
+    from numgru._gemm import PACK_MIN_ROWS as P
+
+    assert _cpu._product_paths(1, 1) == _cpu.SMALL_PATH
+    assert _cpu._product_paths(P, 1) == _cpu.PACKED_PATH
+    assert _cpu._product_paths(P - 1, 1) == _cpu.SMALL_PATH
+    assert _cpu._product_paths(3, 8) == _cpu.SMALL_PATH           # empty chunks are skipped
+    assert _cpu._product_paths(3 * P - 1, 3) == _cpu.BOTH_PATHS
+    assert _cpu._product_paths(3 * P, 3) == _cpu.PACKED_PATH
