@@ -262,46 +262,14 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     thread's share (see ``_make_forward_chunk``), so it never makes a round trip through
     memory.
     """
-    kernel = _FORWARD_CHUNK[bool(reset_after), _product_paths(x.shape[0], nchunks)]
+    kernel = _gru_forward_after if reset_after else _gru_forward_cho
     kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
            store, gates, hn_s, hprev_s, nchunks)
 
 
-# Which per-step product paths a chunk kernel is compiled with (a constant of its closure, like
-# the gate form): a launch whose chunks all have PACK_MIN_ROWS rows or more needs only the
-# packed micro-kernel, one whose chunks all have fewer only the small ``mm_nt``; only a launch
-# with chunks on both sides of the threshold needs both. Each chunk takes the path its row count
-# selects, as always (the same bits); a fit or a prediction compiles only what its batches use
-# (``mm_nt`` inlined is about a third of a chunk kernel's compile).
-BOTH_PATHS, PACKED_PATH, SMALL_PATH = 0, 1, 2
-
-
-def _product_paths(B, nchunks):
-    """The product paths a layer launch of B rows in ``nchunks`` chunks needs."""
-    smallest = max(1, B // nchunks)             # chunk sizes are floor(B/n) and ceil(B/n)
-    largest = -(-B // nchunks)
-    if smallest >= PACK_MIN_ROWS:
-        return PACKED_PATH
-    if largest < PACK_MIN_ROWS:
-        return SMALL_PATH
-    return BOTH_PATHS
-
-
-@njit(inline="always", **_JIT)
-def _uses_packed(paths, nb):
-    """Whether a chunk of nb rows uses the packed product path (``paths`` a closure constant of
-    the calling kernel, so this folds to a constant unless both paths are compiled)."""
-    if paths == PACKED_PATH:
-        return True
-    if paths == SMALL_PATH:
-        return False
-    return nb >= PACK_MIN_ROWS
-
-
-def _make_forward_chunk(reset_after, paths):
-    """The forward chunk kernel of one gate form and product paths (``reset_after`` and
-    ``paths`` constants of the closure: each variant compiles only its own branches, and only
-    when first used)."""
+def _make_forward_chunk(reset_after):
+    """The forward chunk kernel of one gate form (``reset_after`` a constant of the
+    closure: each form compiles only its own branches, and only when first used)."""
 
     @njit(**_JIT)
     def _forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
@@ -345,7 +313,7 @@ def _make_forward_chunk(reset_after, paths):
         b_in = b_ih[goff + H2:goff + H3]
         b_hn = bhh[d, H2:]
         # weights packed once for all T steps (numgru._gemm); products then write padded rows
-        packed = _uses_packed(paths, nb)
+        packed = nb >= PACK_MIN_ROWS
         mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
         wi_p = pack_nt(w_ih[goff:goff + H3])       # W_ih of direction d, (3H, I)
         wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
@@ -428,9 +396,10 @@ def _make_forward_chunk(reset_after, paths):
     return _forward_chunk
 
 
-# the forward chunk kernels, by (reset_after, paths)
-_FORWARD_CHUNK = {(ra, paths): _make_forward_chunk(ra, paths) for ra in (True, False)
-                  for paths in (BOTH_PATHS, PACKED_PATH, SMALL_PATH)}
+# the forward chunk kernel of each gate form, by reset_after, and their launchers
+_FORWARD_CHUNK = {True: _make_forward_chunk(True), False: _make_forward_chunk(False)}
+_gru_forward_after = _FORWARD_CHUNK[True]
+_gru_forward_cho = _FORWARD_CHUNK[False]
 
 
 def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_after, nchunks,
@@ -450,15 +419,14 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
                            the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
-    kernel = _BACKWARD_CHUNK[bool(reset_after), _product_paths(d_out.shape[0], nchunks)]
+    kernel = _gru_backward_after if reset_after else _gru_backward_cho
     kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
            lengths,
            dgi, dgh, dh0, dbias, nchunks)
 
 
-def _make_backward_chunk(reset_after, paths):
-    """The backward chunk kernel of one gate form and product paths (as
-    :func:`_make_forward_chunk`)."""
+def _make_backward_chunk(reset_after):
+    """The backward chunk kernel of one gate form (as :func:`_make_forward_chunk`)."""
 
     @njit(**_JIT)
     def _backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
@@ -497,7 +465,7 @@ def _make_backward_chunk(reset_after, paths):
         w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
         # products with the packed micro-kernel (numgru._gemm) from PACK_MIN_ROWS rows on: their
         # operands get rows padded to a multiple of 8 and outputs whole panels of columns
-        packed = _uses_packed(paths, nb)
+        packed = nb >= PACK_MIN_ROWS
         mp = padded_rows(nb) if packed else nb
         # dh = dgh @ W_hh (Cho: [da_r, da_z] @ W_h[rz]); Cho: d(rh) = da_n @ W_hn
         wh_p = pack_nt((wT if reset_after else w_rzT) if packed else wT[:0])
@@ -588,9 +556,10 @@ def _make_backward_chunk(reset_after, paths):
     return _backward_chunk
 
 
-# the backward chunk kernels, by (reset_after, paths)
-_BACKWARD_CHUNK = {(ra, paths): _make_backward_chunk(ra, paths) for ra in (True, False)
-                   for paths in (BOTH_PATHS, PACKED_PATH, SMALL_PATH)}
+# the backward chunk kernel of each gate form, by reset_after
+_BACKWARD_CHUNK = {True: _make_backward_chunk(True), False: _make_backward_chunk(False)}
+_gru_backward_after = _BACKWARD_CHUNK[True]
+_gru_backward_cho = _BACKWARD_CHUNK[False]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def _cache_dir():
     from . import _cpu
 
     try:
-        return _cpu._FORWARD_CHUNK[True, 0]._cache._cache_path
+        return _cpu._gru_forward_after._cache._cache_path
     except AttributeError:
         return "unknown (caching disabled)"
 

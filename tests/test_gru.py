@@ -433,7 +433,7 @@ def test_stable_for_huge_preactivations(dtype, reset_after):
 
 
 # ----------------------------------------------------------------------------------------------
-# chunk kernels compiled per product path (packed micro-kernel, small mm_nt, or both)
+# chunks on either side of the packed product's row threshold
 # ----------------------------------------------------------------------------------------------
 
 
@@ -469,32 +469,15 @@ def _layer_run(B, nchunks, reset_after, seed=3, T=5, I=3, H=6):
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
-@pytest.mark.parametrize("rows, paths", [(-1, "both"), (0, "packed"), (-2, "small")])
-def test_chunk_kernels_per_product_path_agree(reset_after, rows, paths):
-    """A launch whose chunks are all at least PACK_MIN_ROWS rows runs the packed-only kernel,
-    all below it the small-only kernel, straddling it the kernel with both; each gives what one
-    chunk of the whole batch gives (float64, to rounding)."""
-    from numgru import _cpu
+@pytest.mark.parametrize("rows", [-2, -1, 0])
+def test_split_chunks_agree_with_one_chunk_around_the_packed_threshold(reset_after, rows):
+    """Two chunks of a batch of 2 * PACK_MIN_ROWS + rows rows (both below the packed product's
+    threshold, one each side, both at it) give what one chunk of the whole batch gives (float64,
+    to rounding): forward, state, and every gradient of the backward."""
     from numgru._gemm import PACK_MIN_ROWS
 
     B = 2 * PACK_MIN_ROWS + rows
-    want = {"both": _cpu.BOTH_PATHS, "packed": _cpu.PACKED_PATH, "small": _cpu.SMALL_PATH}
-    assert _cpu._product_paths(B, 2) == want[paths]
     split = _layer_run(B, 2, reset_after)
     whole = _layer_run(B, 1, reset_after)
     for a, b in zip(split, whole):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
-    for table in (_cpu._FORWARD_CHUNK, _cpu._BACKWARD_CHUNK):
-        assert table[reset_after, want[paths]].signatures      # this variant ran
-
-
-def test_product_paths_rule():
-    from numgru import _cpu
-    from numgru._gemm import PACK_MIN_ROWS as P
-
-    assert _cpu._product_paths(1, 1) == _cpu.SMALL_PATH
-    assert _cpu._product_paths(P, 1) == _cpu.PACKED_PATH
-    assert _cpu._product_paths(P - 1, 1) == _cpu.SMALL_PATH
-    assert _cpu._product_paths(3, 8) == _cpu.SMALL_PATH           # empty chunks are skipped
-    assert _cpu._product_paths(3 * P - 1, 3) == _cpu.BOTH_PATHS
-    assert _cpu._product_paths(3 * P, 3) == _cpu.PACKED_PATH
