@@ -1312,7 +1312,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         out = logits.astype(np.float64)
         return out[:, 0] if self._single_output else out
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, lengths=None):
         """Coefficient of determination R^2 of the predictions.
 
         Parameters
@@ -1328,6 +1328,10 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sequence; with ``output="each_step"`` the weight of each of its
             timesteps.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
+            :meth:`fit` and :meth:`predict`; steps past it are ignored.
 
         Returns
         -------
@@ -1353,10 +1357,10 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         True
         """
         if self.output == "each_step":
-            pred, lengths = self._predict_padded(X)
+            pred, lengths = self._predict_padded(X, lengths)
             Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
             return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
-        pred = self.predict(X)
+        pred = self.predict(X, lengths=lengths)
         if sample_weight is not None:     # checked as fit checks it
             sample_weight = _sample_weight(sample_weight, len(pred))
         return r2_score(y, pred, sample_weight=sample_weight)
@@ -1980,7 +1984,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             return softmax(logits.astype(np.float64))
         return self.classes_[logits.argmax(axis=1)]
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, lengths=None):
         """Mean accuracy of the predictions.
 
         Parameters
@@ -1996,6 +2000,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sequence; with ``output="each_step"`` the weight of each of its
             timesteps.
+
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
+            :meth:`fit` and :meth:`predict`; steps past it are ignored.
 
         Returns
         -------
@@ -2018,7 +2026,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         True
         """
         if self.output == "each_step":
-            out, lengths = self._predict_padded(X)
+            out, lengths = self._predict_padded(X, lengths)
             y_true = _step_values(y, lengths)
             if y_true.ndim != 1:
                 raise ValueError(f"with output='each_step', y must hold one label per timestep; "
@@ -2026,7 +2034,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             y_pred = self.classes_[out.argmax(axis=1)]
             return accuracy_score(y_true, y_pred,
                                   sample_weight=_step_weights(sample_weight, lengths))
-        pred = self.predict(X)
+        pred = self.predict(X, lengths=lengths)
         if sample_weight is not None:     # checked as fit checks it
             sample_weight = _sample_weight(sample_weight, len(pred))
         return accuracy_score(y, pred, sample_weight=sample_weight)

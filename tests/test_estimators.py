@@ -745,3 +745,38 @@ def test_check_estimator_rnn_cell():
 
     check_estimator(GRURegressor(hidden_layer_sizes=(16,), cell="rnn_relu", random_state=0),
                     expected_failed_checks=EXPECTED_FAILURES)
+
+
+def test_score_takes_lengths_like_fit_and_predict():
+    """score(X, y, lengths=...) scores what predict(X, lengths=...) predicts: pooled targets,
+    and per-step targets over the valid steps only."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    rng = np.random.default_rng(21)
+    n, T = 50, 9
+    lengths = rng.integers(3, T + 1, n)
+    X = rng.standard_normal((n, T, 2))
+    X[np.arange(T)[None, :] >= lengths[:, None]] = 0
+    y_last = X[np.arange(n), lengths - 1, 0]
+    reg = GRURegressor(hidden_layer_sizes=(6,), max_iter=3, random_state=0)
+    reg.fit(X, y_last, lengths=lengths)
+    assert reg.score(X, y_last, lengths=lengths) == pytest.approx(
+        r2_score(y_last, reg.predict(X, lengths=lengths)), rel=1e-12)
+    assert reg.score(X, y_last, lengths=lengths) != reg.score(X, y_last)
+
+    Y = np.cumsum(X[:, :, 0], axis=1)
+    step = GRURegressor(hidden_layer_sizes=(6,), output="each_step", max_iter=3,
+                        random_state=0).fit(X, Y, lengths=lengths)
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    pred = step.predict(X, lengths=lengths)
+    assert step.score(X, Y, lengths=lengths) == pytest.approx(r2_score(Y[valid], pred[valid]),
+                                                              rel=1e-12)
+
+    labels = (Y > 0).astype(int)
+    clf = GRUClassifier(hidden_layer_sizes=(6,), output="each_step", max_iter=3,
+                        random_state=0).fit(X, labels, lengths=lengths)
+    pred = clf.predict(X, lengths=lengths)
+    assert clf.score(X, labels, lengths=lengths) == pytest.approx(
+        accuracy_score(labels[valid], pred[valid]), rel=1e-12)
+    with pytest.raises(ValueError, match="lengths"):
+        clf.score(X, labels, lengths=np.full(n, T + 1))
