@@ -96,18 +96,13 @@ def worker_env(n_workers=1, threads_per_worker=1, n_cores=None):
             "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def _predict_block(X, estimator, *rest, method, n_steps, has_lengths, trailing, out_dtype):
-    """One block of samples: the estimator's ``method``, each-step outputs zero-padded to
-    ``n_steps`` timesteps (local ``predict`` pads to the longest length of all samples)."""
+def _predict_block(X, estimator, *rest, method, has_lengths, trailing, out_dtype):
+    """One block of samples: the estimator's ``method`` (each-step outputs have the input's
+    timesteps, zeros past each length, as the local method gives them)."""
     if X.shape[0] == 0:  # an empty chunk
         return np.zeros((0,) + trailing, dtype=out_dtype)
     lengths = rest[0] if has_lengths else None
-    out = getattr(estimator, method)(X, lengths=lengths)
-    if n_steps is not None and out.shape[1] < n_steps:
-        full = np.zeros((out.shape[0], n_steps) + out.shape[2:], dtype=out.dtype)
-        full[:, : out.shape[1]] = out
-        out = full
-    return out
+    return getattr(estimator, method)(X, lengths=lengths)
 
 
 def predict(estimator, X, *, method="predict", lengths=None):
@@ -134,15 +129,14 @@ def predict(estimator, X, *, method="predict", lengths=None):
         The estimator's method to apply to each block.
     lengths : array-like or dask array of int of shape (n_samples,), default=None
         Valid lengths of right-padded sequences, as for the estimator's own methods. A dask
-        array is rechunked to ``X``'s samples; with ``output="each_step"`` its maximum is
-        computed at once (it fixes the output shape).
+        array is rechunked to ``X``'s samples.
 
     Returns
     -------
     y : dask array
         Shaped as the local method's result for a 3-D or 2-D ``X``: ``(n_samples,)`` or
         ``(n_samples, n_outputs)``; with ``output="each_step"``, ``(n_samples, T[, ...])``
-        with ``T`` the longest valid length (zeros past each sequence's length).
+        with ``T`` the input's number of timesteps (zeros past each sequence's length).
 
     Raises
     ------
@@ -191,28 +185,20 @@ def predict(estimator, X, *, method="predict", lengths=None):
 
     # the output's trailing shape and dtype: the method on one all-zero sequence, here
     probe = getattr(estimator, method)(np.zeros((1,) + X.shape[1:], dtype=X.dtype))
-    each_step = getattr(estimator, "output", "last") == "each_step"
     trailing = probe.shape[1:]
 
     args = [X, "ijk"[: X.ndim]]
-    n_steps = None
     if lengths is not None:
         if isinstance(lengths, da.Array):
             if lengths.shape != (n,):
                 raise ValueError(f"lengths must have shape ({n},), got {lengths.shape}")
             L = lengths.rechunk((X.chunks[0],))
-            if each_step:
-                n_steps = int(L.max().compute())
         else:
             L = np.asarray(lengths)
             if L.shape != (n,):
                 raise ValueError(f"lengths must have shape ({n},), got {L.shape}")
-            if each_step:
-                n_steps = int(L.max()) if n else 0
             L = da.from_array(L, chunks=(X.chunks[0],))
         args += [L, "i"]
-        if each_step:
-            trailing = (n_steps,) + trailing[1:]
 
     est = dask.delayed(estimator, name=f"numgru-estimator-{uuid.uuid4().hex}", traverse=False)
     out_ind = "i" + "abc"[: len(trailing)]
@@ -220,5 +206,5 @@ def predict(estimator, X, *, method="predict", lengths=None):
     meta = np.empty((0,) * len(out_ind), dtype=probe.dtype)
     return da.blockwise(_predict_block, out_ind, *args[:2], est, None, *args[2:],
                         new_axes=new_axes, concatenate=True, dtype=probe.dtype, meta=meta,
-                        method=method, n_steps=n_steps, has_lengths=lengths is not None,
+                        method=method, has_lengths=lengths is not None,
                         trailing=tuple(trailing), out_dtype=probe.dtype)
