@@ -48,9 +48,10 @@ idle vCPU halts. Here an empty launch costs under a microsecond when the worker 
   (``numba.get_num_threads()`` of the calling thread, see ``_cpu.CPUBackend``). After a ``fork``
   the child starts its own workers. At exit the workers are stopped before the interpreter
   finalises.
-- Waiting: Linux (x86-64, aarch64) sleeps on a futex; other POSIX systems sleep in steps of
-  ``POLL_SLEEP_US`` (``NUMGRU_POOL_WAIT=poll`` selects that on Linux too, for tests); on Windows
-  there are no workers and every launch runs on the calling thread.
+- Waiting: Linux (x86-64, aarch64) sleeps on a futex; elsewhere idle workers and waiting
+  callers sleep in steps (POSIX: ``POLL_SLEEP_US``; Windows: 1 ms when idle, a yield while a
+  launch waits). ``NUMGRU_POOL_WAIT=poll`` selects the stepped sleep on Linux too (tests run it
+  there), ``NUMGRU_POOL_WAIT=none`` starts no workers.
 """
 
 import atexit
@@ -78,7 +79,11 @@ from ._config import CACHE
 # short poll keeps an idle numgru from taking CPU time from other processes.
 WORKER_SPIN_POLLS = 8000
 CALLER_SPIN_POLLS = 4000
-POLL_SLEEP_US = 50          # the sleep step where there is no futex
+POLL_SLEEP_US = 50          # the sleep step where there is no futex (POSIX ``usleep``)
+# the sleep steps as the platform's sleep function takes them: an idle worker's, and a caller's
+# waiting for the last tasks of its launch (Windows' ``Sleep`` counts milliseconds: 1 ms when
+# idle, and 0, a yield, while a launch waits)
+_IDLE_SLEEP, _WAIT_SLEEP = (1, 0) if sys.platform == "win32" else (POLL_SLEEP_US, POLL_SLEEP_US)
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -107,14 +112,15 @@ _FUTEX_WAIT_PRIVATE, _FUTEX_WAKE_PRIVATE = 128, 129
 
 def _register_symbols():
     """Give the compiled code its two system calls by name (resolved when a kernel is loaded,
-    from the compile cache too): ``numgru_syscall`` (Linux's futex) and ``numgru_usleep``.
-    Returns libc (None on Windows) and what must stay alive."""
+    from the compile cache too): ``numgru_syscall`` (Linux's futex) and ``numgru_usleep`` (POSIX
+    ``usleep``; Windows' ``Sleep``). Returns libc (None on Windows) and what must stay alive."""
     keep = []
     libc = None
     if sys.platform == "win32":
-        dummy = ctypes.CFUNCTYPE(None)(lambda: None)      # never called: no workers on Windows
+        dummy = ctypes.CFUNCTYPE(None)(lambda: None)      # never called: no futex on Windows
         keep.append(dummy)
-        sys_addr = sleep_addr = ctypes.cast(dummy, ctypes.c_void_p).value
+        sys_addr = ctypes.cast(dummy, ctypes.c_void_p).value
+        sleep_addr = ctypes.cast(ctypes.windll.kernel32.Sleep, ctypes.c_void_p).value
     else:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
         sleep_addr = ctypes.cast(libc.usleep, ctypes.c_void_p).value
@@ -215,7 +221,7 @@ def _futex_wake(typingctx, ctl, i, n):
 
 @intrinsic
 def _usleep(typingctx, us):
-    """Sleep ``us`` microseconds (POSIX ``usleep``)."""
+    """Sleep ``us`` microseconds (POSIX ``usleep``; on Windows ``Sleep``, in milliseconds)."""
     def codegen(context, builder, sig, args):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [_I32]),
                                             "numgru_usleep")
@@ -285,7 +291,7 @@ def _pool_main(ctl, ntasks, fn, argp):
                         if _load(ctl, MODE) == MODE_FUTEX:
                             _futex_wait(ctl, SEQ, seq)
                         else:
-                            _usleep(POLL_SLEEP_US)
+                            _usleep(_IDLE_SLEEP)
                     _add(ctl, SLEEPERS, -1)
                     i = 0
                 else:
@@ -332,7 +338,7 @@ def _pool_main(ctl, ntasks, fn, argp):
                 if _load(ctl, MODE) == MODE_FUTEX:
                     _futex_wait(ctl, DONE, d)
                 else:
-                    _usleep(POLL_SLEEP_US)
+                    _usleep(_WAIT_SLEEP)
             _store(ctl, CALLER_SLEEPING, 0)
         else:
             _pause()
@@ -414,8 +420,6 @@ def ctl():
 
 def wait_mode():
     """"futex", "poll" or "none" (no workers: every launch runs on the calling thread)."""
-    if sys.platform == "win32":
-        return "none"
     mode = os.environ.get("NUMGRU_POOL_WAIT", "").strip().lower()
     if mode in ("poll", "none"):
         return mode
