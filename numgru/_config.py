@@ -13,7 +13,10 @@
   at import. The kernels that call ``mm_packed`` are compiled with it, so while it is set the
   on-disk cache is off (a cached build would keep the other product).
 - ``PARALLEL_MIN_WORK``: below this many multiply-adds per recurrent step the kernels run on one
-  thread, because waking a second thread costs more than it saves.
+  thread, because waking a second thread costs more than it saves. ``INFERENCE_MIN_WORK``: the
+  same for a forward pass that saves nothing for a backward (inference), which gains from two
+  threads from less work on (measured with the native pool, 2026-12-01: 1.2-1.7x at 1-4k
+  multiply-adds per step; training steps did not gain, some lost up to 20%).
 - ``SOFTMAX_BLOCK_BYTES``: the language-model softmax (``softmax_xent``, ``softmax_logprob``)
   never holds the logits of all rows at once: it works on blocks of rows whose (rows, V) logits
   take at most this many bytes (at least one row per block). Read on every call (not compiled
@@ -36,6 +39,7 @@ GEMM_REFERENCE = os.environ.get("NUMGRU_GEMM_REFERENCE", "") in ("1", "true", "y
 # the cache is off with the reference product: cached kernels would keep the micro-kernel
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes") and not GEMM_REFERENCE
 PARALLEL_MIN_WORK = 16384
+INFERENCE_MIN_WORK = 1024
 # the language-model softmax's block of logits: (rows, V) * itemsize at most this many bytes
 SOFTMAX_BLOCK_BYTES = int(os.environ.get("NUMGRU_SOFTMAX_BLOCK_BYTES", "") or 8 * 1024 * 1024)
 

@@ -62,7 +62,7 @@ from numba.extending import intrinsic, overload
 
 from . import _config, _cpu_norm, _pool
 from ._backend import Backend
-from ._config import CACHE, FASTMATH, PARALLEL_MIN_WORK
+from ._config import CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
                     pack_nt, padded_rows)
 from ._math import _exp_f32, sigmoid, tanh
@@ -1164,7 +1164,8 @@ class CPUBackend(Backend):
     """The Numba CPU kernels on NumPy arrays; how rows are shared among threads is decided here.
 
     Recurrences: one chunk of batch rows per thread and direction, or a single chunk when a step
-    has fewer than ``PARALLEL_MIN_WORK`` multiply-adds (waking a second thread costs more).
+    has fewer than ``PARALLEL_MIN_WORK`` multiply-adds (``INFERENCE_MIN_WORK`` for a forward
+    that stores nothing for a backward; waking a second thread costs more).
     Products over all timesteps: one block of at least 64 rows per thread. "Per thread": at most
     ``numba.get_num_threads()`` of the calling thread (``_config.compute_threads`` caps it at
     the OpenMP and threadpoolctl limits); the tasks run on :mod:`numgru._pool`.
@@ -1208,9 +1209,10 @@ class CPUBackend(Backend):
         return max(1, min(_num_threads(), M // 64))
 
     @staticmethod
-    def _nchunks(B, H, gates=3):
-        """Batch chunks per direction; ``gates``: blocks of H rows in W_hh (GRU 3, RNN 1)."""
-        if B * gates * H * H < PARALLEL_MIN_WORK:
+    def _nchunks(B, H, gates=3, store=True):
+        """Batch chunks per direction; ``gates``: blocks of H rows in W_hh (GRU 3, RNN 1);
+        ``store``: a training forward or a backward (else inference: less work is enough)."""
+        if B * gates * H * H < (PARALLEL_MIN_WORK if store else INFERENCE_MIN_WORK):
             return 1
         return max(1, min(_num_threads(), B))
 
@@ -1236,7 +1238,8 @@ class CPUBackend(Backend):
                 gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks)
                 return
         gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after,
-                          self._nchunks(B, whh.shape[2]), out, h_n, store, gates, hn_s, hprev)
+                          self._nchunks(B, whh.shape[2], store=store), out, h_n, store, gates,
+                          hn_s, hprev)
 
     def gru_layer_backward(self, d_out, d_h_n, gates, hn_s, hprev, whh, lengths, reset_after,
                            dgi, dgh, dh0):
@@ -1254,7 +1257,8 @@ class CPUBackend(Backend):
                           states):
         B = x.shape[0]
         rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu,
-                          self._nchunks(B, whh.shape[2], 1), out, h_n, store, states)
+                          self._nchunks(B, whh.shape[2], 1, store=store), out, h_n, store,
+                          states)
 
     def rnn_layer_backward(self, d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0):
         D, B, H = d_h_n.shape
