@@ -163,20 +163,6 @@ def _bw_r(dr, v, r, out):
         out[j] = dr[j] * v[j] * r[j] * (one - r[j])
 
 
-@njit(inline="always", **_JIT)
-def _task_rows(task, nchunks, B):
-    """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
-    d = task // nchunks
-    c = task % nchunks
-    return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
-
-
-@njit(inline="always", **_JIT)
-def _block(task, ntasks, n):
-    """Task ``task`` of ``ntasks`` over n items: items r0..r1-1."""
-    return (task * n) // ntasks, ((task + 1) * n) // ntasks
-
-
 @njit(**_JIT)
 def _relu_sum3(x, a, b):
     """x = max(x + a + b, 0), elementwise, in place."""
@@ -212,6 +198,17 @@ def _zero_rows(out):
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] = zero
+
+
+@njit(inline="always", **_JIT)
+def _backward_task(task, nchunks, B, dbias_all):
+    """A backward chunk task's rows (``numgru._pool.task_rows``) and its bias-gradient sums
+    ``dbias_all[task]``, zeroed when the chunk is empty."""
+    d, b0, b1 = _pool.task_rows(task, nchunks, B)
+    dbias = dbias_all[task]
+    if b1 <= b0:
+        _zero_rows(dbias)
+    return d, b0, b1, dbias
 
 
 @njit(**_JIT)
@@ -294,7 +291,7 @@ def _make_forward_chunk(reset_after):
             _pool.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
                                              gates, hn_s, hprev_s, nchunks))
             return
-        d, b0, b1 = _task_rows(task, nchunks, x.shape[0])
+        d, b0, b1 = _pool.task_rows(task, nchunks, x.shape[0])
         if b1 <= b0:
             return
         H = whh.shape[2]
@@ -446,10 +443,8 @@ def _make_backward_chunk(reset_after):
             _pool.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
                                              dgh, dh0, dbias_all, nchunks))
             return
-        d, b0, b1 = _task_rows(task, nchunks, d_out.shape[0])
-        dbias = dbias_all[task]                      # this task's bias-gradient sums
+        d, b0, b1, dbias = _backward_task(task, nchunks, d_out.shape[0], dbias_all)
         if b1 <= b0:
-            _zero_rows(dbias)
             return
         H = whh.shape[2]
         T = d_out.shape[1]
@@ -612,7 +607,7 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
         _pool.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n,
                                          store, states, nchunks))
         return
-    d, b0, b1 = _task_rows(task, nchunks, x.shape[0])
+    d, b0, b1 = _pool.task_rows(task, nchunks, x.shape[0])
     if b1 <= b0:
         return
     H = whh.shape[2]
@@ -709,10 +704,8 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
         _pool.launch(ctl, ntasks, task, (d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
                                          dbias_all, nchunks))
         return
-    d, b0, b1 = _task_rows(task, nchunks, d_out.shape[0])
-    dbias = dbias_all[task]                      # this task's bias-gradient sums
+    d, b0, b1, dbias = _backward_task(task, nchunks, d_out.shape[0], dbias_all)
     if b1 <= b0:
-        _zero_rows(dbias)
         return
     H = whh.shape[2]
     T = d_out.shape[1]
@@ -781,7 +774,7 @@ def _matvec_task(ctl, ntasks, task, W, v, bias, out):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (W, v, bias, out))
         return
-    r0, r1 = _block(task, ntasks, W.shape[0])
+    r0, r1 = _pool.task_block(task, ntasks, W.shape[0])
     if r1 <= r0:
         return
     np.dot(W[r0:r1], v, out[r0:r1])
@@ -797,7 +790,7 @@ def _step_products_task(ctl, ntasks, task, w_ih, xv, whh, hv, gi, gh):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (w_ih, xv, whh, hv, gi, gh))
         return
-    r0, r1 = _block(task, ntasks, gi.shape[0])
+    r0, r1 = _pool.task_block(task, ntasks, gi.shape[0])
     if r1 <= r0:
         return
     np.dot(w_ih[r0:r1], xv, gi[r0:r1])
@@ -895,7 +888,7 @@ def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (ids, weight, out))
         return
-    r0, r1 = _block(task, ntasks, ids.shape[0])
+    r0, r1 = _pool.task_block(task, ntasks, ids.shape[0])
     for m in range(r0, r1):
         out[m, :] = weight[ids[m]]
 
@@ -921,7 +914,7 @@ def _embedding_backward_task(ctl, ntasks, task, ids, d_out, d_weight):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (ids, d_out, d_weight))
         return
-    c0, c1 = _block(task, ntasks, d_weight.shape[1])
+    c0, c1 = _pool.task_block(task, ntasks, d_weight.shape[1])
     V = d_weight.shape[0]
     for v in range(V):
         d_weight[v, c0:c1] = 0
@@ -990,7 +983,7 @@ def _softmax_xent_task(ctl, ntasks, task, L, b, targets, weights, loss):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (L, b, targets, weights, loss))
         return
-    r0, r1 = _block(task, ntasks, L.shape[0])
+    r0, r1 = _pool.task_block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         t = targets[m]
@@ -1091,7 +1084,7 @@ def _softmax_weight_grad_task(ctl, ntasks, task, G, Y, dw, db, accumulate):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (G, Y, dw, db, accumulate))
         return
-    v0, v1 = _block(task, ntasks, G.shape[1])
+    v0, v1 = _pool.task_block(task, ntasks, G.shape[1])
     if v1 <= v0:
         return
     dbv = db[v0:v1]
@@ -1119,7 +1112,7 @@ def _softmax_logprob_task(ctl, ntasks, task, L, b, targets, out):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (L, b, targets, out))
         return
-    r0, r1 = _block(task, ntasks, L.shape[0])
+    r0, r1 = _pool.task_block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         mx = _row_add_max(row, b)
@@ -1137,7 +1130,7 @@ def _log_softmax_task(ctl, ntasks, task, L):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (L,))
         return
-    r0, r1 = _block(task, ntasks, L.shape[0])
+    r0, r1 = _pool.task_block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         mx = _row_max(row)

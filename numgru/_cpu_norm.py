@@ -53,14 +53,6 @@ GRU, RNN_TANH, RNN_RELU = 0, 1, 2
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(inline="always", **_JIT)
-def _chunk_rows(task, nchunks, B):
-    """Task ``task`` of a layer launch: direction d and batch rows b0..b1-1 (chunk c of d)."""
-    d = task // nchunks
-    c = task % nchunks
-    return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
-
-
 # ---------------------------------------------------------------------------------------------
 # Row-wise layer normalisation (the input side)
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +161,7 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
                                          layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
                                          hm, nchunks))
         return
-    d, b0, b1 = _chunk_rows(task, nchunks, h0.shape[1])
+    d, b0, b1 = _pool.task_rows(task, nchunks, h0.shape[1])
     if b1 <= b0:
         return
     N = whh.shape[1] // whh.shape[2]
@@ -308,7 +300,7 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
                                          masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums_all,
                                          nchunks))
         return
-    d, b0, b1 = _chunk_rows(task, nchunks, d_h_n.shape[1])
+    d, b0, b1 = _pool.task_rows(task, nchunks, d_h_n.shape[1])
     if b1 <= b0:
         return                                   # its sums stay 0
     sums = sums_all[task]

@@ -521,9 +521,7 @@ def _gemm_task(ctl, ntasks, task, A, W, bias, C):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (A, W, bias, C))
         return
-    M = A.shape[0]
-    r0 = (task * M) // ntasks
-    r1 = ((task + 1) * M) // ntasks
+    r0, r1 = _pool.task_block(task, ntasks, A.shape[0])
     if r1 <= r0:
         return
     np.dot(A[r0:r1], W, C[r0:r1])
@@ -557,8 +555,6 @@ def _gemm_tn_task(ctl, ntasks, task, A, X, parts):
     if task < 0:                                 # the launch (see numgru._pool)
         _pool.launch(ctl, ntasks, task, (A, X, parts))
         return
-    M = A.shape[0]
-    r0 = (task * M) // ntasks
-    r1 = ((task + 1) * M) // ntasks
+    r0, r1 = _pool.task_block(task, ntasks, A.shape[0])
     if r1 > r0:
         np.dot(A[r0:r1].T, X[r0:r1], parts[task])

@@ -56,7 +56,6 @@ idle vCPU halts. Here an empty launch costs under a microsecond when the worker 
 
 import atexit
 import ctypes
-import ctypes.util
 import os
 import platform
 import sys
@@ -66,7 +65,7 @@ import time
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import cfunc, types
+from numba import cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -122,7 +121,8 @@ def _register_symbols():
         sys_addr = ctypes.cast(dummy, ctypes.c_void_p).value
         sleep_addr = ctypes.cast(ctypes.windll.kernel32.Sleep, ctypes.c_void_p).value
     else:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        libc = ctypes.CDLL(None)            # the process's symbols, libc's among them (no
+                                            # find_library: it runs ldconfig, ~50 ms of import)
         sleep_addr = ctypes.cast(libc.usleep, ctypes.c_void_p).value
         sys_addr = (ctypes.cast(libc.syscall, ctypes.c_void_p).value
                     if hasattr(libc, "syscall") else sleep_addr)
@@ -345,6 +345,22 @@ def _pool_main(ctl, ntasks, fn, argp):
     err = _load(ctl, ERR)
     _store(ctl, BUSY, 0)
     return err
+
+
+@njit(inline="always", nogil=True, cache=CACHE)
+def task_block(task, ntasks, n):
+    """Task ``task`` of a launch of ``ntasks`` over n items (rows, columns): items r0..r1-1."""
+    return (task * n) // ntasks, ((task + 1) * n) // ntasks
+
+
+@njit(inline="always", nogil=True, cache=CACHE)
+def task_rows(task, nchunks, B):
+    """Task ``task`` of a layer launch (``nchunks`` chunks of B batch rows per direction): its
+    direction d and batch rows b0..b1-1 (chunk ``task % nchunks`` of direction ``task //
+    nchunks``; empty when B < nchunks)."""
+    d = task // nchunks
+    c = task % nchunks
+    return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
 
 
 @intrinsic
