@@ -65,7 +65,7 @@ from ._backend import Backend
 from ._config import CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
                     pack_nt, padded_rows)
-from ._math import _exp_f32, sigmoid, tanh
+from ._math import _exp_f32, copy_into, sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
@@ -172,23 +172,14 @@ def _relu_sum3(x, a, b):
         x[j] = v if v > zero else zero
 
 
-# Copies as loops rather than slice assignments (``out[:] = a``): a slice assignment from an array
-# compiles NumPy's broadcasting error path with its string formatting (~3 s of a cold start's
-# compile), which no shape here can reach.
-
-
-@njit(**_JIT)
-def _copy_into(a, out):
-    """out = a, elementwise (1-D, same length)."""
-    for j in range(out.shape[0]):
-        out[j] = a[j]
+# Copies as loops rather than slice assignments (``out[:] = a``, see numgru._math.copy_into).
 
 
 @njit(**_JIT)
 def _copy_rows(a, out):
     """out = a, elementwise (2-D, same shape)."""
     for i in range(out.shape[0]):
-        _copy_into(a[i], out[i])
+        copy_into(a[i], out[i])
 
 
 @njit(**_JIT)
@@ -327,14 +318,14 @@ def _make_forward_chunk(reset_after):
         hn_scratch = np.empty((nb, H), dtype=dt)     # W_hn h + b_hn when not storing
         rh = np.zeros((mp, H), dtype=dt)             # r * h             (Cho)
         for i in range(nb):
-            _copy_into(h0[d, b0 + i], h[i])
+            copy_into(h0[d, b0 + i], h[i])
         for s0 in range(0, T, tb):
             ns = min(tb, T - s0)
             for q in range(ns):
                 s = s0 + q
                 t = T - 1 - s if d == 1 else s
                 for i in range(nb):
-                    _copy_into(x[b0 + i, t], xblk[q * nb + i])
+                    copy_into(x[b0 + i, t], xblk[q * nb + i])
             mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
             for q in range(ns):
                 s = s0 + q
@@ -378,17 +369,17 @@ def _make_forward_chunk(reset_after):
                         _sigmoid_sum3(gr[:H2], gib[:H2], b_rz)                        # r, z
                         _n_gate_after(gr[H2:], gib[H2:H3], b_in, gr[:H], b_hn, HN[i])  # n
                         if store:
-                            _copy_into(gr, gates[d, t, b])
+                            copy_into(gr, gates[d, t, b])
                         _h_update(gr[H2:], gr[H:H2], hi, o)
                     else:
                         ghn = gh_n[i, :H]
                         _tanh_sum3(ghn, gib[H2:H3], b_in)                             # n
                         if store:
-                            _copy_into(gh[i, :H2], gates[d, t, b, :H2])
-                            _copy_into(ghn, gates[d, t, b, H2:])
+                            copy_into(gh[i, :H2], gates[d, t, b, :H2])
+                            copy_into(ghn, gates[d, t, b, H2:])
                         _h_update(ghn, gh[i, H:H2], hi, o)
         for i in range(nb):
-            _copy_into(h[i], h_n[d, b0 + i])
+            copy_into(h[i], h_n[d, b0 + i])
 
     return _forward_chunk
 
@@ -479,7 +470,7 @@ def _make_backward_chunk(reset_after):
         db_i[:] = 0
         db_h[:] = 0
         for i in range(nb):
-            _copy_into(d_h_n[d, b0 + i], dh[i, :H])
+            copy_into(d_h_n[d, b0 + i], dh[i, :H])
         for s in range(T):
             t = s if d == 1 else T - 1 - s
             DG = dgp[:nb]                            # (nb, 3H)
@@ -496,7 +487,7 @@ def _make_backward_chunk(reset_after):
                     dgr[:] = 0
                     dg_rz[i, :] = 0
                     dg_n[i, :] = 0
-                    _copy_into(dhi, ddi)
+                    copy_into(dhi, ddi)
                     continue
                 do = d_out[b, t, ooff:ooff + H]
                 g = G[i]
@@ -510,11 +501,11 @@ def _make_backward_chunk(reset_after):
                 _mul2(gsum, z, ddi)                                      # direct path z * dh'
                 if reset_after:
                     _bw_r(dgib[H2:], hn_s[d, t, b], r, dgib[:H])         # da_r
-                    _copy_into(dgib[:H2], dgr[:H2])
+                    copy_into(dgib[:H2], dgr[:H2])
                     _mul2(dgib[H2:], r, dgr[H2:])                        # r * da_n
                 else:
-                    _copy_into(dgib[H:H2], dg_rz[i, H:])
-                    _copy_into(dgib[H2:], dg_n[i])
+                    copy_into(dgib[H:H2], dg_rz[i, H:])
+                    copy_into(dgib[H2:], dg_n[i])
             if reset_after:
                 if packed:
                     mm_packed(dgp, wh_p, dh)
@@ -532,7 +523,7 @@ def _make_backward_chunk(reset_after):
                         continue
                     dgib = dgi[b, t, goff:goff + H3]
                     _bw_r(drh[i, :H], HP[i], G[i, :H], dgib[:H])             # da_r
-                    _copy_into(dgib[:H], dg_rz[i, :H])
+                    copy_into(dgib[:H], dg_rz[i, :H])
                     _fma_into(drh[i, :H], G[i, :H], dd[i])                   # + r * d(rh)
                 if packed:
                     mm_packed(dg_rz, wh_p, dh)
@@ -546,7 +537,7 @@ def _make_backward_chunk(reset_after):
                 _add_into(DG[i], db_h)
                 _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
         for i in range(nb):
-            _copy_into(dh[i, :H], dh0[d, b0 + i])
+            copy_into(dh[i, :H], dh0[d, b0 + i])
 
     return _backward_chunk
 
@@ -628,7 +619,7 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
     h = np.zeros((mp, H), dtype=dt)
     gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # W_hh h
     for i in range(nb):
-        _copy_into(h0[d, b0 + i], h[i])
+        copy_into(h0[d, b0 + i], h[i])
     if store:
         _copy_rows(h[:nb], states[d, T if d == 1 else 0, b0:b1])
     for s0 in range(0, T, tb):
@@ -637,7 +628,7 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
             s = s0 + q
             t = T - 1 - s if d == 1 else s
             for i in range(nb):
-                _copy_into(x[b0 + i, t], xblk[q * nb + i])
+                copy_into(x[b0 + i, t], xblk[q * nb + i])
         mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
         for q in range(ns):
             s = s0 + q
@@ -662,7 +653,7 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
             if store:
                 _copy_rows(h[:nb], states[d, t if d == 1 else t + 1, b0:b1])
     for i in range(nb):
-        _copy_into(h[i], h_n[d, b0 + i])
+        copy_into(h[i], h_n[d, b0 + i])
 
 
 def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, dgh, dh0, dbias):
@@ -722,7 +713,7 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
     db = dbias[0]                                # (H,) running sum of da
     db[:] = 0
     for i in range(nb):
-        _copy_into(d_h_n[d, b0 + i], dh[i, :H])
+        copy_into(d_h_n[d, b0 + i], dh[i, :H])
     for s in range(T):
         t = s if d == 1 else T - 1 - s
         HN = states[d, t if d == 1 else t + 1]   # (B, H) the states step t wrote
@@ -732,14 +723,14 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
             if t >= lengths[b]:
                 da[i, :] = 0
                 dgi[b, t, goff:goff + H] = 0
-                _copy_into(dh[i, :H], keep[i])
+                copy_into(dh[i, :H], keep[i])
                 any_padded = True
                 continue
             if relu:
                 _bw_relu(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
             else:
                 _bw_tanh(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
-            _copy_into(da[i], dgi[b, t, goff:goff + H])
+            copy_into(da[i], dgi[b, t, goff:goff + H])
             _add_into(da[i], db)
         if packed:
             mm_packed(da, wh_p, dh)
@@ -748,11 +739,11 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
         if any_padded:
             for i in range(nb):
                 if t >= lengths[b0 + i]:
-                    _copy_into(keep[i], dh[i, :H])
+                    copy_into(keep[i], dh[i, :H])
         _copy_rows(da[:nb], dgh[d, t, b0:b1])
-    _copy_into(db, dbias[1])
+    copy_into(db, dbias[1])
     for i in range(nb):
-        _copy_into(dh[i, :H], dh0[d, b0 + i])
+        copy_into(dh[i, :H], dh0[d, b0 + i])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -890,7 +881,7 @@ def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
         return
     r0, r1 = _pool.task_block(task, ntasks, ids.shape[0])
     for m in range(r0, r1):
-        out[m, :] = weight[ids[m]]
+        copy_into(weight[ids[m]], out[m])
 
 
 def embedding_forward(ids, weight, out, ntasks):

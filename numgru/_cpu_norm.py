@@ -40,7 +40,7 @@ from numba import njit
 from . import _pool
 from ._config import CACHE, FASTMATH
 from ._gemm import mm_nt
-from ._math import sigmoid, tanh
+from ._math import copy_into, sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
@@ -180,7 +180,7 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
     a = np.empty(G, dtype=dt)                    # a_h of one row
     eps = EPS
     for i in range(nb):
-        h[i, :] = h0[d, b0 + i]
+        copy_into(h0[d, b0 + i], h[i])
     for s in range(T):
         t = T - 1 - s if d == 1 else s
         for g in range(N):
@@ -189,16 +189,16 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
                     for k in range(H):
                         hmk[g, i, k] = h[i, k] * masks[d, g, b0 + i, k]
                 else:
-                    hmk[g, i, :] = h[i]
+                    copy_into(h[i], hmk[g, i])
             mm_nt(hmk[g], w[g], P[g])
         for i in range(nb):
             b = b0 + i
             o = out[b, t, d * H:(d + 1) * H]
             if store:
-                hprev[d, t, b] = h[i]
+                copy_into(h[i], hprev[d, t, b])
                 if use_mask:
                     for g in range(N):
-                        hm[d, t, b, g * H:(g + 1) * H] = hmk[g, i]
+                        copy_into(hmk[g, i], hm[d, t, b, g * H:(g + 1) * H])
             if t >= lengths[b]:
                 o[:] = 0
                 if store:
@@ -210,13 +210,13 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
                         rstd[d, t, b] = 0
                 continue
             for g in range(N):
-                prow[g * H:(g + 1) * H] = P[g, i]
+                copy_into(P[g, i], prow[g * H:(g + 1) * H])
             if layer_norm:
                 rs = _ln_row(prow, eps, xrow)
                 for j in range(G):
                     a[j] = ln_g[d, j] * xrow[j] + ln_b[d, j] + bhh[d, j]
                 if store:
-                    xh[d, t, b, :] = xrow
+                    copy_into(xrow, xh[d, t, b])
                     rstd[d, t, b] = rs
             else:
                 for j in range(G):
@@ -248,7 +248,7 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
                     hi[j] = hv
                     o[j] = hv
     for i in range(nb):
-        h_n[d, b0 + i, :] = h[i]
+        copy_into(h[i], h_n[d, b0 + i])
 
 
 def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm, out, h_n,
@@ -321,7 +321,7 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
     sums[:] = 0
     one = dt.type(1)
     for i in range(nb):
-        dh[i, :] = d_h_n[d, b0 + i]
+        copy_into(d_h_n[d, b0 + i], dh[i])
     for s in range(T):
         t = s if d == 1 else T - 1 - s
         for i in range(nb):
@@ -332,7 +332,7 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
                 dgh[d, t, b, :] = 0
                 for g in range(N):
                     DP[g, i, :] = 0
-                direct[i, :] = dh[i]
+                copy_into(dh[i], direct[i])
                 continue
             do = d_out[b, t, d * H:(d + 1) * H]
             gt = gates[d, t, b]
@@ -374,16 +374,16 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
                     sums[2, j] += dah[j] * xr[j]
                 _ln_row_backward(dah, ln_g[d], xr, rstd[d, t, b], dp)
             else:
-                dp[:] = dah
-            dgh[d, t, b, :] = dp
+                copy_into(dah, dp)
+            copy_into(dp, dgh[d, t, b])
             for g in range(N):
-                DP[g, i, :] = dp[g * H:(g + 1) * H]
+                copy_into(dp[g * H:(g + 1) * H], DP[g, i])
         for g in range(N):
             mm_nt(DP[g], wT[g], Q[g])
         for i in range(nb):
             b = b0 + i
             if t >= lengths[b]:
-                dh[i, :] = direct[i]
+                copy_into(direct[i], dh[i])
                 continue
             for k in range(H):
                 acc = direct[i, k]
@@ -394,7 +394,7 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
                         acc += Q[g, i, k]
                 dh[i, k] = acc
     for i in range(nb):
-        dh0[d, b0 + i, :] = dh[i]
+        copy_into(dh[i], dh0[d, b0 + i])
 
 
 def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths,

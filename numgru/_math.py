@@ -94,6 +94,18 @@ def _tanh_f64(x):
     return math.tanh(x)
 
 
+@njit
+def copy_into(a, out):
+    """out = a, elementwise (1-D, same length).
+
+    The kernels copy with this loop rather than a slice assignment (``out[:] = a``): a slice
+    assignment from an array compiles NumPy's broadcasting error path, with its string
+    formatting (~2 s of a cold start's compile), which no shape in the kernels can reach.
+    """
+    for j in range(out.shape[0]):
+        out[j] = a[j]
+
+
 def sigmoid(x):
     """Logistic sigmoid 1 / (1 + exp(-x)) (dispatches on float32/float64 inside Numba)."""
     x = np.clip(x, -745.0, 745.0)
