@@ -2,6 +2,7 @@
 """Cold and warm first fit + predict of an estimator, each in a fresh process: CPU time and wall.
 
     python benchmarks/cold_fit.py [--tree CHECKOUT] [--dtype float32,float64] [--repeat 1]
+                                  [--ahead on|off|both]
 
 For each dtype a child process starts with an empty Numba cache (``NUMBA_CACHE_DIR`` a fresh
 temporary directory, the cache on, as a new user meets it), imports numgru and runs a first
@@ -14,7 +15,11 @@ recurrences split into one chunk per thread, as in a real fit (the tiny fit of
 Reported per child: the CPU seconds it used (user + sys, from ``getrusage(RUSAGE_CHILDREN)``:
 compile work, which barely depends on what else runs on the machine), its wall time, and the
 time of the first fit + predict inside it. ``--tree`` imports numgru from another checkout
-(its ``PYTHONPATH``), to compare revisions under the same conditions.
+(its ``PYTHONPATH``), to compare revisions under the same conditions. ``--ahead`` sets
+``NUMGRU_COMPILE_AHEAD`` in the children: ``on`` (numgru's default: a helper process compiles
+the backward kernel while the fit compiles the forward, ``numgru._compile_ahead``), ``off``, or
+``both``, alternating on and off in each round so that both see the same machine. The CPU seconds
+include the helper's (the child waits for it).
 """
 
 import argparse
@@ -48,8 +53,8 @@ print("COLD_FIT " + json.dumps({"import": t_import, "first": t_first,
 """
 
 
-def run_child(dtype, cache_dir, tree=None):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+def run_child(dtype, cache_dir, tree=None, ahead="on"):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, NUMGRU_COMPILE_AHEAD="1" if ahead == "on" else "0")
     env.pop("NUMGRU_NO_CACHE", None)
     if tree:
         env["PYTHONPATH"] = os.path.abspath(tree)
@@ -73,23 +78,26 @@ def main():
     p.add_argument("--tree", default=None, help="checkout whose numgru/ to import")
     p.add_argument("--dtype", default="float32,float64")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--ahead", default="on", choices=["on", "off", "both"])
     args = p.parse_args()
-    print(f"{'dtype':8s} {'run':5s} {'cpu s':>7s} {'wall s':>7s} {'fit+pred s':>10s}")
+    aheads = ["on", "off"] if args.ahead == "both" else [args.ahead]
+    print(f"{'dtype':8s} {'ahead':5s} {'run':5s} {'cpu s':>7s} {'wall s':>7s} {'fit+pred s':>10s}")
     for dtype in args.dtype.split(","):
-        rows = {"cold": [], "warm": []}
+        rows = {(a, k): [] for a in aheads for k in ("cold", "warm")}
         for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory(prefix="numgru-cold-") as tmp:
-                for kind in ("cold", "warm"):
-                    d = run_child(dtype, tmp, args.tree)
-                    rows[kind].append(d)
-                    print(f"{dtype:8s} {kind:5s} {d['cpu']:7.2f} {d['wall']:7.2f} "
-                          f"{d['first']:10.3f}", flush=True)
+            for ahead in aheads:
+                with tempfile.TemporaryDirectory(prefix="numgru-cold-") as tmp:
+                    for kind in ("cold", "warm"):
+                        d = run_child(dtype, tmp, args.tree, ahead)
+                        rows[ahead, kind].append(d)
+                        print(f"{dtype:8s} {ahead:5s} {kind:5s} {d['cpu']:7.2f} {d['wall']:7.2f} "
+                              f"{d['first']:10.3f}", flush=True)
         if args.repeat > 1:
-            for kind, ds in rows.items():
+            for (ahead, kind), ds in rows.items():
                 med = {k: statistics.median(d[k] for d in ds) for k in ("cpu", "wall", "first")}
-                print(f"{dtype:8s} {kind:5s} {med['cpu']:7.2f} {med['wall']:7.2f} "
+                print(f"{dtype:8s} {ahead:5s} {kind:5s} {med['cpu']:7.2f} {med['wall']:7.2f} "
                       f"{med['first']:10.3f}  (median of {len(ds)})")
-    print(f"numgru: {rows['cold'][0]['numgru']}")
+    print(f"numgru: {next(iter(rows.values()))[0]['numgru']}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ is computed the same way, with one gate::
 
 import math
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -60,7 +61,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from . import _config, _cpu_norm, _pool
+from . import _compile_ahead, _config, _cpu_norm, _pool
 from ._backend import Backend
 from ._config import CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
@@ -408,6 +409,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     Positions past a sequence's end get zeros in dgi and dgh.
     """
     kernel = _gru_backward_after if reset_after else _gru_backward_cho
+    _compile_ahead.wait(kernel)
     kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
            lengths,
            dgi, dgh, dh0, dbias, nchunks)
@@ -674,6 +676,7 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
                              caller adds the chunks of each direction
     Positions past a sequence's end get zeros in dgi and dgh.
     """
+    _compile_ahead.wait(_rnn_backward_chunk)
     _rnn_backward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, states, whh,
                          lengths, relu, dgi, dgh, dh0, dbias, nchunks)
 
@@ -1139,9 +1142,33 @@ def log_softmax_rows(L, ntasks):
 # ---------------------------------------------------------------------------------------------
 
 
-def _num_threads():
-    import numba
+_AHEAD_ASKED = set()
 
+
+def _backward_ahead(name, dtype, *saved):
+    """At a training forward: have the backward chunk kernel ``name`` compiled for this dtype
+    by its first call, by a helper process while this one compiles the forward if it is not in
+    the on-disk cache (``numgru._compile_ahead``). Once per kernel and dtype: its argument types
+    are predicted from the forward's, ``(ctl, ntasks, task, d_out, d_h_n, *saved, dgi, dgh,
+    dh0, dbias, nchunks)``, gradients being C-contiguous arrays of the dtype (``saved``: arrays
+    and Numba types of the arguments in between)."""
+    key = (name, dtype.str)
+    if key in _AHEAD_ASKED:
+        return
+    _AHEAD_ASKED.add(key)
+    _compile_ahead.ahead(__name__, name, _backward_argtypes(dtype, *saved), _num_threads())
+
+
+def _backward_argtypes(dtype, *saved):
+    """The Numba argument types of a backward chunk kernel's launch (see _backward_ahead)."""
+    nt = numba.from_dtype(dtype)
+    a3, a4 = types.Array(nt, 3, "C"), types.Array(nt, 4, "C")
+    mid = tuple(v if isinstance(v, types.Type) else numba.typeof(v) for v in saved)
+    return ((numba.typeof(_pool.ctl()), types.int64, types.int64, a3, a3) + mid
+            + (a3, a4, a3, a3, types.int64))
+
+
+def _num_threads():
     return numba.get_num_threads()
 
 
@@ -1214,6 +1241,9 @@ class CPUBackend(Backend):
     def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
                           store, gates, hn_s, hprev):
         B = x.shape[0]
+        if store:
+            _backward_ahead("_gru_backward_after" if reset_after else "_gru_backward_cho",
+                            x.dtype, gates, hn_s, hprev, whh, lengths)
         if B == 1 and x.shape[1] == 1 and reset_after and not store and whh.shape[0] == 1:
             # one step of one sequence (generation): split the products by rows instead
             G = whh.shape[1]
@@ -1241,6 +1271,8 @@ class CPUBackend(Backend):
     def rnn_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, store,
                           states):
         B = x.shape[0]
+        if store:
+            _backward_ahead("_rnn_backward_chunk", x.dtype, states, whh, lengths, types.boolean)
         rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu,
                           self._nchunks(B, whh.shape[2], 1, store=store), out, h_n, store,
                           states)

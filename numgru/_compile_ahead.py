@@ -1,0 +1,156 @@
+"""Compile a kernel in a helper process while this process compiles another (cold starts).
+
+A first training step compiles the forward chunk kernel (~5 s on the reference 2-core machine)
+and then the backward one (~4 s), one after the other, while the second core idles. At the
+first training forward, :func:`ahead` asks: can the backward kernel's specialization (its
+argument types, predicted from the forward's) be loaded from Numba's on-disk cache? If so it is
+loaded now. If not, a helper process is started that imports only the kernel modules (~0.4 s,
+not numgru's estimators), compiles that specialization and writes it to the cache, while this
+process compiles the forward. Before its first call the backward waits for the helper
+(:func:`wait`); Numba then finds the specialization in the cache and loads it (~0.1 s). A
+failed or killed helper costs nothing but its time: Numba then compiles here as it would have.
+
+Used only when it can help and is allowed to:
+
+- the on-disk cache is on (not ``NUMGRU_NO_CACHE=1``) and writable;
+- numgru may use at least 2 threads (``NUMBA_NUM_THREADS``, ``OMP_NUM_THREADS`` and
+  threadpoolctl limits respected: a process limited to one CPU gets no helper) and the
+  process may run on at least 2 CPUs;
+- ``NUMGRU_COMPILE_AHEAD`` is not ``0``.
+
+Helpers still running when the process exits are stopped. ``benchmarks/cold_fit.py`` measures
+the cold first fit with and without (``NUMGRU_COMPILE_AHEAD=0``).
+"""
+
+import atexit
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+
+from numba.core.compiler_lock import global_compiler_lock
+
+#: Longest wait for a helper before compiling here instead (a helper on a machine so busy
+#: that it has not finished by then is abandoned: this process compiles the kernel itself).
+WAIT_TIMEOUT_S = 300.0
+
+_lock = threading.Lock()
+_pending = []          # [(pid of this process, dispatcher, Popen)]
+
+
+def enabled(num_threads):
+    """Whether a helper may be started, for a process allowed ``num_threads`` threads."""
+    if os.environ.get("NUMGRU_COMPILE_AHEAD", "").strip().lower() in ("0", "false", "no"):
+        return False
+    from ._config import CACHE
+    if not CACHE or num_threads < 2 or not sys.executable:
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except AttributeError:                          # no sched_getaffinity (macOS, Windows)
+        return (os.cpu_count() or 1) >= 2
+
+
+def _load_cached(disp, argtypes):
+    """True if ``disp`` has the specialization ``argtypes``, now or after loading it from the
+    on-disk cache (what ``Dispatcher.compile`` does on a cache hit), False if it would compile."""
+    with global_compiler_lock:
+        if tuple(argtypes) in disp.overloads:
+            return True
+        cache = getattr(disp, "_cache", None)
+        if cache is None or type(cache).__name__ == "NullCache":
+            return None                                    # no cache: a helper cannot help
+        cres = cache.load_overload(tuple(argtypes), disp.targetctx)
+        if cres is None:
+            return False
+        disp._cache_hits[tuple(argtypes)] += 1
+        if not cres.objectmode:
+            disp.targetctx.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
+        disp.add_overload(cres)
+        return True
+
+
+def ahead(module, name, argtypes, num_threads):
+    """Make sure the kernel ``module.name`` (a Numba dispatcher with ``cache=True``) has the
+    specialization ``argtypes`` by its first call: load it from the cache now, or start a helper
+    process compiling it into the cache. Returns True when a helper was started."""
+    _reap()
+    if not enabled(num_threads):
+        return False
+    disp = getattr(importlib.import_module(module), name)
+    with _lock:                                        # one helper per kernel at a time
+        if any(d is disp and pid == os.getpid() for pid, d, _ in _pending):
+            return False
+        try:
+            if _load_cached(disp, argtypes) is not False:
+                return False
+            payload = pickle.dumps([(module, name, tuple(argtypes))])
+        except Exception:                              # noqa: BLE001 -- an optimisation only
+            return False
+        env = dict(os.environ, NUMGRU_COMPILE_AHEAD="0")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                    else "")
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, root], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env=env)
+            proc.stdin.write(payload)
+            proc.stdin.close()
+        except Exception:                              # noqa: BLE001 -- then compile here
+            return False
+        _pending.append((os.getpid(), disp, proc))
+    return True
+
+
+def wait(disp):
+    """Before a first call of ``disp``: wait for any helper compiling it (nothing to do, and
+    no cost beyond a list check, when there is none)."""
+    if not _pending:
+        return
+    pid = os.getpid()
+    with _lock:
+        mine = [p for q, d, p in _pending if d is disp and q == pid]
+    for proc in mine:
+        try:
+            proc.wait(timeout=WAIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _reap()
+
+
+def _reap():
+    """Forget finished helpers (and those of the parent of a forked process)."""
+    if not _pending:
+        return
+    pid = os.getpid()
+    with _lock:
+        _pending[:] = [e for e in _pending if e[0] == pid and e[2].poll() is None]
+
+
+@atexit.register
+def _stop_all():
+    pid = os.getpid()
+    with _lock:
+        procs = [p for q, _, p in _pending if q == pid]
+        _pending.clear()
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# The helper: numgru's kernel modules without the package's __init__ (which imports the
+# estimators and scikit-learn: ~1 s more), then Dispatcher.compile, which writes the cache.
+_CHILD = r"""
+import os, pickle, sys, types
+pkg = types.ModuleType("numgru")
+pkg.__path__ = [os.path.join(sys.argv[1], "numgru")]
+sys.modules["numgru"] = pkg
+import importlib
+for module, name, argtypes in pickle.loads(sys.stdin.buffer.read()):
+    getattr(importlib.import_module(module), name).compile(argtypes)
+"""

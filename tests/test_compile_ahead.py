@@ -1,0 +1,171 @@
+"""numgru._compile_ahead: a helper process compiles the backward kernel during a cold first fit.
+
+- the backward kernel's argument types predicted at the training forward are exactly those its
+  launch then compiles for (every cell form, dtype, direction count, with and without lengths,
+  through the estimators and the language model);
+- in a fresh process with an empty cache the backward kernel is loaded from the helper's cache
+  entry, not compiled there, and the results are the same bits as here;
+- a failing, hanging or unneeded helper costs nothing but its time: waits time out and kill it,
+  exit stops it, and it is not started when threads, the cache or the environment say no.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+import pytest
+from numba import types
+
+import numgru
+from numgru import _compile_ahead, _cpu
+
+needs_helper = pytest.mark.skipif(not _compile_ahead.enabled(numba.config.NUMBA_NUM_THREADS),
+                                  reason="compile-ahead disabled here (one CPU, or no cache)")
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The (kernel name, argument types) each training forward predicts, nothing started."""
+    calls = []
+    monkeypatch.setattr(_cpu, "_AHEAD_ASKED", set())
+    monkeypatch.setattr(_cpu, "_compile_ahead", SimpleNamespace(
+        ahead=lambda module, name, argtypes, threads: calls.append((name, argtypes)),
+        wait=_compile_ahead.wait))
+    return calls
+
+
+def _check_predicted(calls):
+    assert calls
+    for name, argtypes in calls:
+        sigs = getattr(_cpu, name).signatures
+        assert tuple(argtypes) in sigs, (name, argtypes, sigs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", ["gru", "gru_cho", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_predicted_backward_types_are_the_launched_ones(recorded, dtype, cell, bidirectional):
+    rng = np.random.default_rng(0)
+    if cell.startswith("gru"):
+        net = numgru.GRU(3, 5, num_layers=2, bidirectional=bidirectional,
+                         reset_after=cell == "gru", dtype=dtype, random_state=0)
+    else:
+        net = numgru.RNN(3, 5, num_layers=2, bidirectional=bidirectional,
+                         nonlinearity=cell[4:], dtype=dtype, random_state=0)
+    x = rng.standard_normal((6, 4, 3)).astype(dtype)
+    out, _ = net.forward(x, lengths=np.array([4, 3, 1, 4, 2, 4]), training=True)
+    net.backward(np.ones_like(out))
+    _check_predicted(recorded)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_predicted_backward_types_through_estimators_and_language_model(recorded):
+    rng = np.random.default_rng(0)
+    ragged = [rng.standard_normal((n, 2)) for n in (3, 5, 4, 2, 6, 5)]
+    numgru.GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(
+        ragged, [0, 1, 0, 1, 0, 1])
+    numgru.GRURegressor(hidden_layer_sizes=(4, 3), max_iter=2, output="each_step",
+                        dtype="float32", random_state=0).fit(
+        rng.standard_normal((5, 4, 2)).astype("float32"),
+        rng.standard_normal((5, 4)).astype("float32"))
+    numgru.GRULanguageModel(embedding_dim=3, hidden_layer_sizes=(4,), bptt=4, batch_size=2,
+                            max_iter=1, random_state=0).fit(["abcab cab", "bca abc"])
+    _check_predicted(recorded)
+
+
+_COLD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import numgru
+    from numgru import _compile_ahead, _cpu
+    x = np.random.default_rng(1).standard_normal((5, 4, 3))
+    net = numgru.GRU(3, 6, random_state=0)
+    out, h_n = net.forward(x, training=True)
+    dx, dh0, grads = net.backward(np.ones_like(out))
+    st = _cpu._gru_backward_after.stats
+    print(json.dumps({"hits": sum(st.cache_hits.values()), "misses": sum(st.cache_misses.values()),
+                      "pending": len(_compile_ahead._pending),
+                      "out": out.tolist(), "dx": dx.tolist(),
+                      "g": {k: v.tolist() for k, v in grads.items()}}))
+""")
+
+
+@needs_helper
+def test_cold_process_loads_the_helpers_backward_and_gets_the_same_bits(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMGRU_NO_CACHE", "NUMBA_DISABLE_JIT")}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMGRU_COMPILE_AHEAD="1")
+    proc = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (res["hits"], res["misses"]) == (1, 0)        # loaded from the helper's cache entry
+    assert res["pending"] == 0
+    x = np.random.default_rng(1).standard_normal((5, 4, 3))
+    net = numgru.GRU(3, 6, random_state=0)
+    out, _ = net.forward(x, training=True)
+    dx, _, grads = net.backward(np.ones_like(out))
+    assert np.array_equal(np.array(res["out"]), out)
+    assert np.array_equal(np.array(res["dx"]), dx)
+    for k, v in grads.items():
+        assert np.array_equal(np.array(res["g"][k]), v), k
+
+
+def _fresh_signature():
+    """Argument types no process has compiled: a helper started for them fails to type them."""
+    return (types.int64, types.int64, types.int64, types.float32)
+
+
+@needs_helper
+def test_a_failing_helper_is_waited_for_and_forgotten():
+    assert _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(),
+                                numba.config.NUMBA_NUM_THREADS)
+    (_, _, proc), = [e for e in _compile_ahead._pending if e[1] is _cpu._rnn_backward_chunk]
+    _compile_ahead.wait(_cpu._rnn_backward_chunk)
+    assert proc.returncode != 0                          # it could not compile those types
+    assert not _compile_ahead._pending
+
+
+@needs_helper
+def test_a_hanging_helper_is_killed_by_the_wait_timeout_and_at_exit(monkeypatch):
+    monkeypatch.setattr(_compile_ahead, "_CHILD", "import time; time.sleep(120)")
+    monkeypatch.setattr(_compile_ahead, "WAIT_TIMEOUT_S", 0.5)
+    threads = numba.config.NUMBA_NUM_THREADS
+    assert _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(), threads)
+    # one helper per kernel at a time
+    assert not _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(),
+                                    threads)
+    t0 = time.perf_counter()
+    _compile_ahead.wait(_cpu._rnn_backward_chunk)
+    assert time.perf_counter() - t0 < 30
+    assert not _compile_ahead._pending
+    assert _compile_ahead.ahead("numgru._cpu", "_gru_backward_cho", _fresh_signature(), threads)
+    (_, _, proc), = _compile_ahead._pending
+    _compile_ahead._stop_all()                           # what runs at exit
+    assert proc.returncode is not None and not _compile_ahead._pending
+
+
+def test_no_helper_when_limited_to_one_thread_or_disabled(monkeypatch):
+    assert not _compile_ahead.enabled(1)
+    monkeypatch.setenv("NUMGRU_COMPILE_AHEAD", "0")
+    assert not _compile_ahead.enabled(8)
+    assert not _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(), 8)
+    monkeypatch.delenv("NUMGRU_COMPILE_AHEAD")
+    monkeypatch.setattr("numgru._config.CACHE", False)
+    assert not _compile_ahead.enabled(8)
+
+
+@needs_helper
+def test_no_helper_for_a_compiled_specialization(recorded):
+    x = np.ones((2, 3, 3))
+    net = numgru.GRU(3, 4, random_state=0)
+    out, _ = net.forward(x, training=True)
+    net.backward(np.ones_like(out))
+    (name, argtypes), = recorded
+    # already compiled (or loaded) here: nothing to start
+    assert not _compile_ahead.ahead("numgru._cpu", name, argtypes, 8)
