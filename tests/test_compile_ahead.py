@@ -169,3 +169,19 @@ def test_no_helper_for_a_compiled_specialization(recorded):
     (name, argtypes), = recorded
     # already compiled (or loaded) here: nothing to start
     assert not _compile_ahead.ahead("numgru._cpu", name, argtypes, 8)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one Numba thread here")
+def test_thread_limits_reach_the_helper_decision(monkeypatch):
+    """A fit held to one thread (threadpoolctl, as OMP_NUM_THREADS) asks with 1 thread: no helper."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+    monkeypatch.setattr(_cpu, "_AHEAD_ASKED", set())
+    monkeypatch.setattr(_cpu, "_compile_ahead", SimpleNamespace(
+        ahead=lambda module, name, argtypes, threads: seen.append(threads),
+        wait=_compile_ahead.wait))
+    X = np.random.default_rng(0).standard_normal((6, 3, 2))
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        numgru.GRURegressor(hidden_layer_sizes=(3,), max_iter=1).fit(X, X[:, 0, 0])
+    assert seen and set(seen) == {1}
+    assert not _compile_ahead.enabled(1)
