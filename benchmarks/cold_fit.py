@@ -15,9 +15,10 @@ recurrences split into one chunk per thread, as in a real fit (the tiny fit of
 Reported per child: the CPU seconds it used (user + sys, from ``getrusage(RUSAGE_CHILDREN)``:
 compile work, which barely depends on what else runs on the machine), its wall time, and the
 time of the first fit + predict inside it. ``--tree`` imports numgru from another checkout
-(its ``PYTHONPATH``), to compare revisions under the same conditions. ``--ahead`` sets
-``NUMGRU_COMPILE_AHEAD`` in the children: ``on`` (numgru's default: a helper process compiles
-the backward kernel while the fit compiles the forward, ``numgru._compile_ahead``), ``off``, or
+(its ``PYTHONPATH``), to compare revisions under the same conditions. ``--ahead``: ``on``
+is numgru's default (``NUMGRU_COMPILE_AHEAD`` unset: a helper process compiles the backward
+kernel while the fit compiles the forward when a CPU is idle, ``numgru._compile_ahead``),
+``off`` sets ``NUMGRU_COMPILE_AHEAD=0``, and
 ``both``, alternating on and off in each round so that both see the same machine. The CPU seconds
 include the helper's (the child waits for it).
 """
@@ -54,7 +55,10 @@ print("COLD_FIT " + json.dumps({"import": t_import, "first": t_first,
 
 
 def run_child(dtype, cache_dir, tree=None, ahead="on"):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, NUMGRU_COMPILE_AHEAD="1" if ahead == "on" else "0")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env.pop("NUMGRU_COMPILE_AHEAD", None)
+    if ahead == "off":
+        env["NUMGRU_COMPILE_AHEAD"] = "0"
     env.pop("NUMGRU_NO_CACHE", None)
     if tree:
         env["PYTHONPATH"] = os.path.abspath(tree)

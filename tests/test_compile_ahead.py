@@ -121,8 +121,14 @@ def _fresh_signature():
     return (types.int64, types.int64, types.int64, types.float32)
 
 
+@pytest.fixture
+def idle(monkeypatch):
+    """As if a CPU were idle (the tests must not depend on this machine's other work)."""
+    monkeypatch.setattr(_compile_ahead, "cpu_free", lambda: True)
+
+
 @needs_helper
-def test_a_failing_helper_is_waited_for_and_forgotten():
+def test_a_failing_helper_is_waited_for_and_forgotten(idle):
     assert _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(),
                                 numba.config.NUMBA_NUM_THREADS)
     (_, _, proc), = [e for e in _compile_ahead._pending if e[1] is _cpu._rnn_backward_chunk]
@@ -132,7 +138,7 @@ def test_a_failing_helper_is_waited_for_and_forgotten():
 
 
 @needs_helper
-def test_a_hanging_helper_is_killed_by_the_wait_timeout_and_at_exit(monkeypatch):
+def test_a_hanging_helper_is_killed_by_the_wait_timeout_and_at_exit(monkeypatch, idle):
     monkeypatch.setattr(_compile_ahead, "_CHILD", "import time; time.sleep(120)")
     monkeypatch.setattr(_compile_ahead, "WAIT_TIMEOUT_S", 0.5)
     threads = numba.config.NUMBA_NUM_THREADS
@@ -150,6 +156,28 @@ def test_a_hanging_helper_is_killed_by_the_wait_timeout_and_at_exit(monkeypatch)
     assert proc.returncode is not None and not _compile_ahead._pending
 
 
+@needs_helper
+def test_no_helper_beside_busy_cpus_unless_forced(monkeypatch):
+    """Every usable CPU running something (this thread included): no helper, unless
+    NUMGRU_COMPILE_AHEAD=1; the running count is read from this machine where it can be."""
+    monkeypatch.delenv("NUMGRU_COMPILE_AHEAD", raising=False)
+    n = _compile_ahead._usable_cpus()
+    monkeypatch.setattr(_compile_ahead, "running_now", lambda: n)
+    assert not _compile_ahead.cpu_free()
+    assert not _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(), n)
+    assert not _compile_ahead._pending
+    monkeypatch.setenv("NUMGRU_COMPILE_AHEAD", "1")
+    assert _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(), n)
+    _compile_ahead.wait(_cpu._rnn_backward_chunk)
+    monkeypatch.setattr(_compile_ahead, "running_now", lambda: n - 1)
+    assert _compile_ahead.cpu_free()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="no /proc/loadavg")
+def test_running_now_counts_this_thread():
+    assert 1 <= _compile_ahead.running_now() < 100000
+
+
 def test_no_helper_when_limited_to_one_thread_or_disabled(monkeypatch):
     assert not _compile_ahead.enabled(1)
     monkeypatch.setenv("NUMGRU_COMPILE_AHEAD", "0")
@@ -161,7 +189,7 @@ def test_no_helper_when_limited_to_one_thread_or_disabled(monkeypatch):
 
 
 @needs_helper
-def test_no_helper_for_a_compiled_specialization(recorded):
+def test_no_helper_for_a_compiled_specialization(recorded, idle):
     x = np.ones((2, 3, 3))
     net = numgru.GRU(3, 4, random_state=0)
     out, _ = net.forward(x, training=True)
