@@ -8,7 +8,11 @@ that cost in a **separate Python process** whose Numba cache is empty:
   cache files next to numgru's sources (``numgru/__pycache__``), so nothing cached by earlier
   runs, tests or other processes is reused; Numba's cache stays *on*, as for a user, so the
   measured time includes writing the new cache files;
-* ``NUMGRU_NO_CACHE`` is removed from the child's environment (it would disable the cache).
+* ``NUMGRU_NO_CACHE`` is removed from the child's environment (it would disable the cache);
+* the compile-ahead helper (``numgru._compile_ahead``: a process that compiles the backward
+  kernel while the child compiles the forward) runs as it would for a user, when a CPU is idle;
+  ``NUMGRU_COMPILE_AHEAD=0`` in asv's environment measures without it. The child waits for the
+  helper, so ``track_cold_fit_cpu`` includes the helper's CPU time.
 
 The child imports numgru, builds ``numgru.GRU`` with the ``mid`` shape (B, T, I, H, L) =
 (32, 100, 32, 128, 2) and the benchmark's dtype, and times its first

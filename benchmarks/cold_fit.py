@@ -19,7 +19,7 @@ time of the first fit + predict inside it. ``--tree`` imports numgru from anothe
 is numgru's default (``NUMGRU_COMPILE_AHEAD`` unset: a helper process compiles the backward
 kernel while the fit compiles the forward when a CPU is idle, ``numgru._compile_ahead``),
 ``off`` sets ``NUMGRU_COMPILE_AHEAD=0``, and
-``both``, alternating on and off in each round so that both see the same machine. The CPU seconds
+``both``, on and off in each round (in alternating order) so that both see the same machine. The CPU seconds
 include the helper's (the child waits for it).
 """
 
@@ -88,8 +88,8 @@ def main():
     print(f"{'dtype':8s} {'ahead':5s} {'run':5s} {'cpu s':>7s} {'wall s':>7s} {'fit+pred s':>10s}")
     for dtype in args.dtype.split(","):
         rows = {(a, k): [] for a in aheads for k in ("cold", "warm")}
-        for _ in range(args.repeat):
-            for ahead in aheads:
+        for r in range(args.repeat):
+            for ahead in (aheads if r % 2 == 0 else aheads[::-1]):      # alternate the order
                 with tempfile.TemporaryDirectory(prefix="numgru-cold-") as tmp:
                     for kind in ("cold", "warm"):
                         d = run_child(dtype, tmp, args.tree, ahead)

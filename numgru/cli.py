@@ -209,8 +209,8 @@ def demo(out=None, plot_path="numgru_demo_loss.png"):
     :class:`~numgru.GRULanguageModel` on 18 of Shakespeare's sonnets (shipped with the package,
     public domain) and reports its perplexity on the other two against the unigram model's,
     with a generated sample, and saves the loss curves to ``plot_path`` when matplotlib is
-    installed. About 6 s on two cores once the kernels are
-    compiled (the first run compiles them: about 15 s more).
+    installed. About 5 s on two cores once the kernels are
+    compiled (the first run compiles them: about 10 s more).
 
     Parameters
     ----------
@@ -235,7 +235,7 @@ def demo(out=None, plot_path="numgru_demo_loss.png"):
     >>> with tempfile.TemporaryDirectory() as tmp:            # doctest: +SKIP
     ...     code = demo(out=buf, plot_path=os.path.join(tmp, "loss.png"))
     >>> print(buf.getvalue())                                  # doctest: +SKIP
-    numgru 0.1.0 demo (first run compiles the kernels: ~15 s)
+    numgru 0.1.0 demo (first run compiles the kernels: ~10 s)
     <BLANKLINE>
     Forecasting 1960-01..1960-12 (airline passengers, Box-Jenkins series G) from 1949-1959: ...
       MAPE  numgru GRU   6.4 %   seasonal naive  10.0 %   last value  14.3 %
@@ -252,7 +252,7 @@ def demo(out=None, plot_path="numgru_demo_loss.png"):
     import numgru
 
     out = sys.stdout if out is None else out
-    print(f"numgru {numgru.__version__} demo (first run compiles the kernels: ~15 s)", file=out)
+    print(f"numgru {numgru.__version__} demo (first run compiles the kernels: ~10 s)", file=out)
     verbose = 2 if out is sys.stdout and sys.stdout.isatty() else 0
     with warnings.catch_warnings():  # fixed epoch budgets: convergence warnings are expected
         warnings.simplefilter("ignore", category=ConvergenceWarning)
