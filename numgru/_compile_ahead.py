@@ -18,6 +18,7 @@ Used only when it can help and is allowed to:
   process may run on at least 2 CPUs;
 - one of them is idle now (Linux: ``/proc/loadavg``'s count of running threads): beside a busy
   process a helper would only compete for the same cores;
+- ``sys.executable`` is a Python interpreter (not a frozen or embedding application);
 - ``NUMGRU_COMPILE_AHEAD`` is not ``0`` (``1`` skips the idle-CPU check; unset is the default).
 
 Helpers still running when the process exits are stopped. ``benchmarks/cold_fit.py`` measures
@@ -59,7 +60,16 @@ def enabled(num_threads):
     if os.environ.get("NUMGRU_COMPILE_AHEAD", "").strip().lower() in ("0", "false", "no"):
         return False
     from ._config import CACHE
-    return bool(CACHE and num_threads >= 2 and sys.executable and _usable_cpus() >= 2)
+    return bool(CACHE and num_threads >= 2 and _python_executable() and _usable_cpus() >= 2)
+
+
+def _python_executable():
+    """Whether ``sys.executable`` is a Python interpreter that can run ``-c``: not a frozen
+    application (PyInstaller and the like) or an embedding program (uWSGI, ...), which would
+    start another copy of themselves."""
+    exe = sys.executable or ""
+    return (not getattr(sys, "frozen", False)
+            and os.path.basename(exe).lower().startswith("python") and os.path.isfile(exe))
 
 
 def running_now():

@@ -189,6 +189,16 @@ def test_no_helper_when_limited_to_one_thread_or_disabled(monkeypatch):
 
 
 @needs_helper
+@pytest.mark.parametrize("exe, frozen", [("/opt/app/myapp", False), ("/usr/bin/uwsgi", False),
+                                         (sys.executable, True), ("", False)])
+def test_no_helper_from_a_frozen_or_embedding_program(monkeypatch, exe, frozen):
+    monkeypatch.setattr(sys, "executable", exe)
+    if frozen:
+        monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert not _compile_ahead.enabled(8)
+
+
+@needs_helper
 def test_no_helper_for_a_compiled_specialization(recorded, idle):
     x = np.ones((2, 3, 3))
     net = numgru.GRU(3, 4, random_state=0)
