@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 
+from numba.core import config as numba_config
 from numba.core.compiler_lock import global_compiler_lock
 
 #: Longest wait for a helper before compiling here instead (a helper on a machine so busy
@@ -134,6 +135,9 @@ def ahead(module, name, argtypes, num_threads):
         except Exception:                              # noqa: BLE001 -- an optimisation only
             return False
         env = dict(os.environ, NUMGRU_COMPILE_AHEAD="0")
+        env.pop("NUMBA_CACHE_DIR", None)                # the cache this process reads
+        if numba_config.CACHE_DIR:
+            env["NUMBA_CACHE_DIR"] = numba_config.CACHE_DIR
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                     else "")

@@ -80,10 +80,11 @@ def test_predicted_backward_types_through_estimators_and_language_model(recorded
 
 
 _COLD = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     import numpy as np
     import numgru
     from numgru import _compile_ahead, _cpu
+    os.environ["NUMBA_CACHE_DIR"] = sys.argv[1]    # changed after import: Numba keeps the first
     x = np.random.default_rng(1).standard_normal((5, 4, 3))
     net = numgru.GRU(3, 6, random_state=0)
     out, h_n = net.forward(x, training=True)
@@ -98,10 +99,11 @@ _COLD = textwrap.dedent("""
 
 @needs_helper
 def test_cold_process_loads_the_helpers_backward_and_gets_the_same_bits(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMGRU_NO_CACHE", "NUMBA_DISABLE_JIT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMGRU_NO_CACHE", "NUMBA_DISABLE_JIT")}
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMGRU_COMPILE_AHEAD="1")
-    proc = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", _COLD, str(tmp_path / "other")], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (res["hits"], res["misses"]) == (1, 0)        # loaded from the helper's cache entry
