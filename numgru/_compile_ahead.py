@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 
-from numba.core import config as numba_config
 from numba.core.compiler_lock import global_compiler_lock
 
 #: Longest wait for a helper before compiling here instead (a helper on a machine so busy
@@ -115,6 +114,16 @@ def _load_cached(disp, argtypes):
         return True
 
 
+def _user_cache_dir(disp):
+    """The ``NUMBA_CACHE_DIR`` that ``disp``'s cache was set up with (Numba picks the directory
+    when the kernel is defined, at import; the variable may have changed since), or None when
+    it uses the default places (next to the source, or the user cache directory)."""
+    locator = getattr(getattr(disp._cache, "_impl", None), "_locator", None)
+    if type(locator).__name__ == "UserProvidedCacheLocator":
+        return os.path.dirname(locator._cache_path)
+    return None
+
+
 def ahead(module, name, argtypes, num_threads):
     """Make sure the kernel ``module.name`` (a Numba dispatcher with ``cache=True``) has the
     specialization ``argtypes`` by its first call: load it from the cache now, or start a helper
@@ -135,9 +144,10 @@ def ahead(module, name, argtypes, num_threads):
         except Exception:                              # noqa: BLE001 -- an optimisation only
             return False
         env = dict(os.environ, NUMGRU_COMPILE_AHEAD="0")
-        env.pop("NUMBA_CACHE_DIR", None)                # the cache this process reads
-        if numba_config.CACHE_DIR:
-            env["NUMBA_CACHE_DIR"] = numba_config.CACHE_DIR
+        env.pop("NUMBA_CACHE_DIR", None)
+        cache_dir = _user_cache_dir(disp)
+        if cache_dir:                                  # the directory this kernel's cache reads
+            env["NUMBA_CACHE_DIR"] = cache_dir
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                     else "")
