@@ -36,6 +36,17 @@ def _cache_dir():
         return "unknown (caching disabled)"
 
 
+def _compile_ahead_status():
+    """Whether a cold first fit may compile its backward kernel in a helper process."""
+    import numba
+
+    from . import _compile_ahead
+
+    if _compile_ahead.enabled(numba.get_num_threads()):
+        return "on (a helper process at cold first fits, when a CPU is idle)"
+    return "off (needs the cache, 2 threads and CPUs, NUMGRU_COMPILE_AHEAD not 0)"
+
+
 def info(out=None):
     """Print versions, the Numba threading layer and thread count, CUDA and the compile cache.
 
@@ -64,6 +75,7 @@ def info(out=None):
     numba threads          ...
     cuda available         ...
     compile cache          ...
+    compile ahead          ...
     """
     import numba
     import scipy
@@ -88,6 +100,7 @@ def info(out=None):
         ("cpu count", str(os.cpu_count())),
         ("cuda available", f"{'yes' if cuda_ok else 'no'} ({cuda_msg})"),
         ("compile cache", _cache_dir()),
+        ("compile ahead", _compile_ahead_status()),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
