@@ -83,7 +83,9 @@ def _check_recurrent_dropout(p):
 
 
 class _GeneralCell:
-    """Layer normalisation and recurrent dropout for a cell (``GRULayer``, ``RNNLayer``).
+    """What the recurrent cells (``GRULayer``, ``RNNLayer``) share: sizes, the packed
+    parameters of N = ``gates`` blocks of H rows per direction and their PyTorch views and
+    initialisation, and layer normalisation and recurrent dropout.
 
     With ``layer_norm`` or ``recurrent_dropout > 0`` a layer runs the general kernels
     (``backend.ln_rows_forward``, ``norm_layer_forward`` and their backwards, see
@@ -101,6 +103,69 @@ class _GeneralCell:
 
     gates = 1
     kind = 1
+    reset_after = True          # only GRULayer has the other form (b_hh's n part then unused)
+    param_keys = ("w_ih", "w_hh", "b_ih", "b_hh")
+    is_weight = (True, True, False, False)
+    torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+    def _init_cell(self, input_size, hidden_size, num_directions, dtype, layer_norm,
+                   recurrent_dropout):
+        """Sizes, zeroed packed parameters (G = gates * H rows per direction), and the general
+        kernels' options."""
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_directions = int(num_directions)
+        self.dtype = np.dtype(dtype)
+        H, D, G = self.hidden_size, self.num_directions, self.gates * self.hidden_size
+        self.params = {"w_ih": np.zeros((D * G, self.input_size), self.dtype),
+                       "w_hh": np.zeros((D, G, H), self.dtype),
+                       "b_ih": np.zeros(D * G, self.dtype),
+                       "b_hh": np.zeros((D, G), self.dtype)}
+        self._init_general(layer_norm, recurrent_dropout)
+
+    # ------------------------------------------------------------------ sizes and layout
+    @property
+    def output_size(self):
+        return self.num_directions * self.hidden_size
+
+    @property
+    def num_states(self):
+        return self.num_directions
+
+    @property
+    def state_size(self):
+        return self.hidden_size
+
+    def torch_shape(self, kind):
+        """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
+        H, G = self.hidden_size, self.gates * self.hidden_size
+        if kind.startswith("layer_norm"):
+            return (G,)
+        return {"weight_ih": (G, self.input_size), "weight_hh": (G, H), "bias_ih": (G,),
+                "bias_hh": (G,) if self.reset_after else (2 * H,)}[kind]
+
+    def view(self, arrays, kind, d):
+        """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
+        if kind.startswith("layer_norm"):
+            return self._ln_view(arrays, kind, d)
+        G = self.gates * self.hidden_size
+        if kind == "weight_ih":
+            return arrays["w_ih"][d * G:(d + 1) * G]
+        if kind == "weight_hh":
+            return arrays["w_hh"][d]
+        if kind == "bias_ih":
+            return arrays["b_ih"][d * G:(d + 1) * G]
+        return arrays["b_hh"][d] if self.reset_after else arrays["b_hh"][d, : 2 * self.hidden_size]
+
+    def init_params(self, rng):
+        """PyTorch's initialisation: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)],
+        drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for d in range(self.num_directions):
+            for kind in type(self).torch_kinds:
+                self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
+                                                                   self.torch_shape(kind))
+        self._init_ln()     # layer norm: gains 1, biases 0 (no draws: same weights as without)
 
     def _init_general(self, layer_norm, recurrent_dropout):
         self.layer_norm = bool(layer_norm)
@@ -245,18 +310,10 @@ class GRULayer(_GeneralCell):
     """
 
     gates = 3
-    param_keys = ("w_ih", "w_hh", "b_ih", "b_hh")
-    is_weight = (True, True, False, False)
-    torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
     kind = 0          # the general kernels' cell kind (numgru._cpu_norm)
 
     def __init__(self, input_size, hidden_size, num_directions, dtype, reset_after=True,
                  layer_norm=False, recurrent_dropout=0.0):
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.num_directions = int(num_directions)
-        self.dtype = np.dtype(dtype)
         self.reset_after = bool(reset_after)
         if not self.reset_after and layer_norm:
             raise ValueError("layer_norm=True needs reset_after=True: with reset_after=False "
@@ -266,56 +323,8 @@ class GRULayer(_GeneralCell):
         if not self.reset_after and recurrent_dropout:
             raise ValueError("recurrent_dropout > 0 needs reset_after=True (not implemented "
                              "for the reset_after=False form)")
-        H, D, G = self.hidden_size, self.num_directions, self.gates * self.hidden_size
-        self.params = {"w_ih": np.zeros((D * G, self.input_size), self.dtype),
-                       "w_hh": np.zeros((D, G, H), self.dtype),
-                       "b_ih": np.zeros(D * G, self.dtype),
-                       "b_hh": np.zeros((D, G), self.dtype)}
-        self._init_general(layer_norm, recurrent_dropout)
-
-    # ------------------------------------------------------------------ sizes and layout
-    @property
-    def output_size(self):
-        return self.num_directions * self.hidden_size
-
-    @property
-    def num_states(self):
-        return self.num_directions
-
-    @property
-    def state_size(self):
-        return self.hidden_size
-
-    def torch_shape(self, kind):
-        """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
-        H, G = self.hidden_size, self.gates * self.hidden_size
-        if kind.startswith("layer_norm"):
-            return (G,)
-        return {"weight_ih": (G, self.input_size), "weight_hh": (G, H), "bias_ih": (G,),
-                "bias_hh": (G,) if self.reset_after else (2 * H,)}[kind]
-
-    def view(self, arrays, kind, d):
-        """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
-        if kind.startswith("layer_norm"):
-            return self._ln_view(arrays, kind, d)
-        G = self.gates * self.hidden_size
-        if kind == "weight_ih":
-            return arrays["w_ih"][d * G:(d + 1) * G]
-        if kind == "weight_hh":
-            return arrays["w_hh"][d]
-        if kind == "bias_ih":
-            return arrays["b_ih"][d * G:(d + 1) * G]
-        return arrays["b_hh"][d] if self.reset_after else arrays["b_hh"][d, : 2 * self.hidden_size]
-
-    def init_params(self, rng):
-        """PyTorch's initialisation: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)],
-        drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        for d in range(self.num_directions):
-            for kind in type(self).torch_kinds:
-                self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
-                                                                   self.torch_shape(kind))
-        self._init_ln()     # layer norm: gains 1, biases 0 (no draws: same weights as without)
+        self._init_cell(input_size, hidden_size, num_directions, dtype, layer_norm,
+                        recurrent_dropout)
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, ctx, p, inp, h0, h_n, fresh):
@@ -389,22 +398,11 @@ class RNNLayer(_GeneralCell):
     """
 
     nonlinearity = "tanh"
-    param_keys = ("w_ih", "w_hh", "b_ih", "b_hh")
-    is_weight = (True, True, False, False)
-    torch_kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def __init__(self, input_size, hidden_size, num_directions, dtype, layer_norm=False,
                  recurrent_dropout=0.0):
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.num_directions = int(num_directions)
-        self.dtype = np.dtype(dtype)
-        H, D = self.hidden_size, self.num_directions
-        self.params = {"w_ih": np.zeros((D * H, self.input_size), self.dtype),
-                       "w_hh": np.zeros((D, H, H), self.dtype),
-                       "b_ih": np.zeros(D * H, self.dtype),
-                       "b_hh": np.zeros((D, H), self.dtype)}
-        self._init_general(layer_norm, recurrent_dropout)
+        self._init_cell(input_size, hidden_size, num_directions, dtype, layer_norm,
+                        recurrent_dropout)
 
     @property
     def kind(self):
@@ -413,50 +411,6 @@ class RNNLayer(_GeneralCell):
     @property
     def relu(self):
         return self.nonlinearity == "relu"
-
-    # ------------------------------------------------------------------ sizes and layout
-    @property
-    def output_size(self):
-        return self.num_directions * self.hidden_size
-
-    @property
-    def num_states(self):
-        return self.num_directions
-
-    @property
-    def state_size(self):
-        return self.hidden_size
-
-    def torch_shape(self, kind):
-        """Shape of one direction's parameter under PyTorch's name ``{kind}_l{k}{suffix}``."""
-        H = self.hidden_size
-        if kind.startswith("layer_norm"):
-            return (H,)
-        return {"weight_ih": (H, self.input_size), "weight_hh": (H, H), "bias_ih": (H,),
-                "bias_hh": (H,)}[kind]
-
-    def view(self, arrays, kind, d):
-        """The writable view of direction d's ``kind`` parameter inside packed ``arrays``."""
-        if kind.startswith("layer_norm"):
-            return self._ln_view(arrays, kind, d)
-        H = self.hidden_size
-        if kind == "weight_ih":
-            return arrays["w_ih"][d * H:(d + 1) * H]
-        if kind == "weight_hh":
-            return arrays["w_hh"][d]
-        if kind == "bias_ih":
-            return arrays["b_ih"][d * H:(d + 1) * H]
-        return arrays["b_hh"][d]
-
-    def init_params(self, rng):
-        """PyTorch's initialisation: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)],
-        drawn per direction in state_dict order (weight_ih, weight_hh, bias_ih, bias_hh)."""
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        for d in range(self.num_directions):
-            for kind in type(self).torch_kinds:
-                self.view(self.params, kind, d)[...] = rng.uniform(-bound, bound,
-                                                                   self.torch_shape(kind))
-        self._init_ln()     # layer norm: gains 1, biases 0 (no draws: same weights as without)
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, ctx, p, inp, h0, h_n, fresh):
