@@ -1,6 +1,7 @@
 """Compile a kernel in a helper process while this process compiles another (cold starts).
 
-A first training step compiles the forward chunk kernel (~5 s on the reference 2-core machine)
+A first training step (of the GRU and RNN layers, and of the general layer-norm / recurrent-dropout
+layers) compiles the forward chunk kernel (~5 s on the reference 2-core machine)
 and then the backward one (~4 s), one after the other, while the second core idles. At the
 first training forward, :func:`ahead` asks: can the backward kernel's specialization (its
 argument types, predicted from the forward's) be loaded from Numba's on-disk cache? If so it is

@@ -1145,18 +1145,18 @@ def log_softmax_rows(L, ntasks):
 _AHEAD_ASKED = set()
 
 
-def _backward_ahead(name, dtype, *saved):
+def _backward_ahead(name, dtype, *saved, module=__name__):
     """At a training forward: have the backward chunk kernel ``name`` compiled for this dtype
     by its first call, by a helper process while this one compiles the forward if it is not in
     the on-disk cache (``numgru._compile_ahead``). Once per kernel and dtype: its argument types
     are predicted from the forward's, ``(ctl, ntasks, task, d_out, d_h_n, *saved, dgi, dgh,
     dh0, dbias, nchunks)``, gradients being C-contiguous arrays of the dtype (``saved``: arrays
-    and Numba types of the arguments in between)."""
+    and Numba types of the arguments in between; ``module``: the kernel's module)."""
     key = (name, dtype.str)
     if key in _AHEAD_ASKED:
         return
     _AHEAD_ASKED.add(key)
-    _compile_ahead.ahead(__name__, name, _backward_argtypes(dtype, *saved), _num_threads())
+    _compile_ahead.ahead(module, name, _backward_argtypes(dtype, *saved), _num_threads())
 
 
 def _backward_argtypes(dtype, *saved):
@@ -1297,6 +1297,10 @@ class CPUBackend(Backend):
     def norm_layer_forward(self, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm,
                            out, h_n, store, gates, ahn, xh, rstd, hprev, hm):
         D, B, H = h0.shape
+        if store:
+            _backward_ahead("norm_backward_chunk", gi.dtype, gates, ahn, xh, rstd, hprev, whh,
+                            ln_g, masks, lengths, types.int64, types.boolean,
+                            module=_cpu_norm.__name__)
         _cpu_norm.norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
                                      layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
                                      hm, self._nchunks(B, H, whh.shape[1] // H))

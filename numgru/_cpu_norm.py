@@ -37,7 +37,7 @@ chunk of batch rows); a launch of one task runs in the calling thread.
 import numpy as np
 from numba import njit
 
-from . import _pool
+from . import _compile_ahead, _pool
 from ._config import CACHE, FASTMATH
 from ._gemm import mm_nt
 from ._math import copy_into, sigmoid, tanh
@@ -415,6 +415,7 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     D = d_h_n.shape[0]
     G = whh.shape[1]
     sums = np.zeros((D * nchunks, 3, G), dtype=dgi.dtype)
+    _compile_ahead.wait(norm_backward_chunk)
     norm_backward_chunk(_pool.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
                         whh,
                           ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)

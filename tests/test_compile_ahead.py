@@ -9,6 +9,7 @@
   exit stops it, and it is not started when threads, the cache or the environment say no.
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -35,29 +36,32 @@ def recorded(monkeypatch):
     calls = []
     monkeypatch.setattr(_cpu, "_AHEAD_ASKED", set())
     monkeypatch.setattr(_cpu, "_compile_ahead", SimpleNamespace(
-        ahead=lambda module, name, argtypes, threads: calls.append((name, argtypes)),
+        ahead=lambda module, name, argtypes, threads: calls.append((module, name, argtypes)),
         wait=_compile_ahead.wait))
     return calls
 
 
 def _check_predicted(calls):
     assert calls
-    for name, argtypes in calls:
-        sigs = getattr(_cpu, name).signatures
+    for module, name, argtypes in calls:
+        sigs = getattr(importlib.import_module(module), name).signatures
         assert tuple(argtypes) in sigs, (name, argtypes, sigs)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("cell", ["gru", "gru_cho", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("cell", ["gru", "gru_cho", "rnn_tanh", "rnn_relu", "gru_layer_norm",
+                                  "rnn_tanh_recurrent_dropout"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_predicted_backward_types_are_the_launched_ones(recorded, dtype, cell, bidirectional):
     rng = np.random.default_rng(0)
+    general = dict(layer_norm=cell.endswith("layer_norm"),
+                   recurrent_dropout=0.3 if cell.endswith("recurrent_dropout") else 0.0)
     if cell.startswith("gru"):
         net = numgru.GRU(3, 5, num_layers=2, bidirectional=bidirectional,
-                         reset_after=cell == "gru", dtype=dtype, random_state=0)
+                         reset_after=cell != "gru_cho", dtype=dtype, random_state=0, **general)
     else:
         net = numgru.RNN(3, 5, num_layers=2, bidirectional=bidirectional,
-                         nonlinearity=cell[4:], dtype=dtype, random_state=0)
+                         nonlinearity=cell.split("_")[1], dtype=dtype, random_state=0, **general)
     x = rng.standard_normal((6, 4, 3)).astype(dtype)
     out, _ = net.forward(x, lengths=np.array([4, 3, 1, 4, 2, 4]), training=True)
     net.backward(np.ones_like(out))
@@ -206,9 +210,9 @@ def test_no_helper_for_a_compiled_specialization(recorded, idle):
     net = numgru.GRU(3, 4, random_state=0)
     out, _ = net.forward(x, training=True)
     net.backward(np.ones_like(out))
-    (name, argtypes), = recorded
+    (module, name, argtypes), = recorded
     # already compiled (or loaded) here: nothing to start
-    assert not _compile_ahead.ahead("numgru._cpu", name, argtypes, 8)
+    assert not _compile_ahead.ahead(module, name, argtypes, 8)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one Numba thread here")
