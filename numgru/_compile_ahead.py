@@ -1,12 +1,12 @@
 """Compile a kernel in a helper process while this process compiles another (cold starts).
 
-A first training step (of the GRU and RNN layers, and of the general layer-norm and recurrent-
-dropout layers) compiles the forward chunk kernel (~5 s on the reference 2-core machine) and
-then the backward one (~4 s), one after the other, while the second core idles. At the first
-training forward, :func:`ahead` asks: can the backward kernel's specialization (its argument
-types, predicted from the forward's) be loaded from Numba's on-disk cache? If so it is loaded
-now. If not, a helper process is started that imports only the kernel modules (~0.4 s, not
-numgru's estimators), compiles that specialization and writes it to the cache, while this
+A first training step (of the GRU and RNN layers, and of the general layer-norm and
+recurrent-dropout layers) compiles the forward chunk kernel (~5 s on the reference 2-core
+machine) and then the backward one (~4 s), one after the other, while the second core idles. At
+the first training forward, :func:`ahead` asks: can the backward kernel's specialization (its
+argument types, predicted from the forward's) be loaded from Numba's on-disk cache? If so it is
+loaded now. If not, a helper process is started that imports only the kernel modules (~0.4 s,
+not numgru's estimators), compiles that specialization and writes it to the cache, while this
 process compiles the forward. Before its first call the backward waits for the helper
 (:func:`wait`); Numba then finds the specialization in the cache and loads it (~0.1 s). A failed
 or killed helper costs nothing but its time: Numba then compiles here as it would have.
