@@ -41,6 +41,9 @@ from numba.core.compiler_lock import global_compiler_lock
 #: that it has not finished by then is abandoned: this process compiles the kernel itself).
 WAIT_TIMEOUT_S = 300.0
 
+# Windows: no console window for the helper (a GUI program's would flash one up)
+_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+
 _lock = threading.Lock()
 _pending = []          # [(pid of this process, dispatcher, Popen)]
 
@@ -155,7 +158,7 @@ def ahead(module, name, argtypes, num_threads):
         try:
             proc = subprocess.Popen([sys.executable, "-c", _CHILD, root], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    env=env)
+                                    env=env, creationflags=_NO_WINDOW)
             proc.stdin.write(payload)
             proc.stdin.close()
         except Exception:                              # noqa: BLE001 -- then compile here
