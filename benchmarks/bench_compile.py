@@ -28,7 +28,11 @@ one measurement each -- the child runs once per dtype, in ``setup_cache``):
   sequences of 20 steps and 3 features, 2 epochs, as ``cold_fit.py``): wall time of the fit +
   predict (the issue's target: 10 s for either dtype);
 * ``track_cold_fit_cpu``: the CPU seconds (user + sys) that whole child used, import included:
-  compile work, which depends far less on the machine's load than the wall time does.
+  compile work, which depends far less on the machine's load than the wall time does;
+* ``ColdDemo.track_cold_demo`` / ``track_cold_demo_cpu``: wall and CPU seconds of a whole
+  ``numgru demo`` process with an empty cache (the issue's target: 20 s), and
+  ``track_warm_demo``: the same process again with the cache it filled. The demo must exit 0
+  (it beat every baseline) and the cold one must have written cache index files.
 
 Before anything is reported, ``setup`` checks that
 
@@ -227,3 +231,63 @@ class ColdStart:
         return results[dtype][2]["cpu"]
 
     track_cold_fit_cpu.unit = "seconds"
+
+
+def run_demo_child(cache_dir, timeout=CHILD_TIMEOUT):
+    """``numgru demo`` (``numgru.cli.main(["demo"])``) in a fresh child with the cache in
+    ``cache_dir``: (child wall s, child CPU s, exit status, cache index files, output)."""
+    import resource
+    import time
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env.pop("NUMGRU_NO_CACHE", None)
+    code = "import sys; from numgru.cli import main; sys.exit(main(['demo']))"
+    with tempfile.TemporaryDirectory(prefix="numgru-demo-") as cwd:      # its loss plot
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout)
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    nbi = sum(f.endswith(".nbi") for _, _, files in os.walk(cache_dir) for f in files)
+    return {"wall": wall, "cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+            "status": proc.returncode, "nbi_files": nbi, "output": proc.stdout + proc.stderr}
+
+
+class ColdDemo:
+    """``numgru demo`` as a new user first runs it: a fresh process with an empty Numba cache
+    (issue 12's target: 20 s on two cores), then again with the cache it filled."""
+
+    timeout = 60
+
+    def setup_cache(self):
+        with tempfile.TemporaryDirectory(prefix="numgru-demo-cache-") as cache_dir:
+            cold = run_demo_child(cache_dir)
+            warm = run_demo_child(cache_dir)
+        return {"cold": cold, "warm": warm}
+
+    setup_cache.timeout = 2 * CHILD_TIMEOUT + 60
+
+    def setup(self, results):
+        for kind, r in results.items():
+            if r["status"] != 0:
+                raise CorrectnessError(f"{kind} numgru demo exited with status {r['status']} "
+                                       f"(1: it did not beat its baselines):\n{r['output']}")
+        if not results["cold"]["nbi_files"] > 0:
+            raise CorrectnessError("the cold numgru demo wrote no Numba cache index into its "
+                                   "fresh NUMBA_CACHE_DIR: it was not cold")
+
+    def track_cold_demo(self, results):
+        return results["cold"]["wall"]
+
+    track_cold_demo.unit = "seconds"
+
+    def track_cold_demo_cpu(self, results):
+        return results["cold"]["cpu"]
+
+    track_cold_demo_cpu.unit = "seconds"
+
+    def track_warm_demo(self, results):
+        return results["warm"]["wall"]
+
+    track_warm_demo.unit = "seconds"
