@@ -5,16 +5,16 @@
                                             [--top 25]
 
 Runs itself again in a child process with an empty on-disk cache (``NUMBA_CACHE_DIR`` a fresh
-temporary directory, so nothing is loaded from a previous run, but a backward kernel compiled
-by the compile-ahead helper, ``numgru._compile_ahead``, is loaded from there), and times ``import numgru`` and a first
-``GRURegressor`` fit + predict (what a new user meets first): ``--fit default`` the default
-estimator (64 units) on 256 sequences of 20 steps, 2 epochs, as ``cold_fit.py`` (batches of 200
-rows: the recurrences split into one chunk per thread); ``--fit tiny`` 8 units on 20 sequences
-of 8 steps, 1 epoch (one chunk: compiles less). Numba's compile events give each
-compiled function's time; nested compilations (a kernel typing its callees) are counted inside
-their caller, so the table shows both the inclusive time and the time of the function alone
-(exclusive). The asv benchmark ``bench_compile`` tracks the total; this script says what to
-shorten.
+temporary directory, so nothing is loaded from a previous run, but a backward kernel compiled by
+the compile-ahead helper, ``numgru._compile_ahead``, is loaded from there), and times
+``import numgru`` and a first ``GRURegressor`` fit + predict (what a new user meets first):
+``--fit default`` the default estimator (64 units) on 256 sequences of 20 steps, 2 epochs, as
+``cold_fit.py`` (batches of 200 rows: the recurrences split into one chunk per thread);
+``--fit tiny`` 8 units on 20 sequences of 8 steps, 1 epoch (one chunk: compiles less). Numba's
+compile events give each compiled function's time; nested compilations (a kernel typing its
+callees) are counted inside their caller, so the table shows both the inclusive time and the
+time of the function alone (exclusive). The asv benchmark ``bench_compile`` tracks the total;
+this script says what to shorten.
 """
 
 import argparse

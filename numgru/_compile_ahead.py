@@ -55,13 +55,17 @@ def _usable_cpus():
         return os.cpu_count() or 1
 
 
+def _setting():
+    return os.environ.get("NUMGRU_COMPILE_AHEAD", "").strip().lower()
+
+
 def _forced():
-    return os.environ.get("NUMGRU_COMPILE_AHEAD", "").strip().lower() in ("1", "true", "yes")
+    return _setting() in ("1", "true", "yes")
 
 
 def enabled(num_threads):
     """Whether a helper may be started, for a process allowed ``num_threads`` threads."""
-    if os.environ.get("NUMGRU_COMPILE_AHEAD", "").strip().lower() in ("0", "false", "no"):
+    if _setting() in ("0", "false", "no"):
         return False
     from ._config import CACHE
     return bool(CACHE and num_threads >= 2 and _python_executable() and _usable_cpus() >= 2)
@@ -82,10 +86,11 @@ def running_now():
     moment is not counted). None where there is no ``/proc/loadavg`` (not Linux)."""
     samples = []
     try:
-        for _ in range(5):
+        for i in range(5):
+            if i:
+                time.sleep(0.002)
             with open("/proc/loadavg") as f:
                 samples.append(int(f.read().split()[3].split("/")[0]))
-            time.sleep(0.002)
     except (OSError, ValueError, IndexError):
         return None
     return min(samples)
@@ -101,7 +106,8 @@ def cpu_free():
 
 def _load_cached(disp, argtypes):
     """True if ``disp`` has the specialization ``argtypes``, now or after loading it from the
-    on-disk cache (what ``Dispatcher.compile`` does on a cache hit), False if it would compile."""
+    on-disk cache (what ``Dispatcher.compile`` does on a cache hit), False if it would compile,
+    None if it has no on-disk cache (a helper could not hand the kernel over)."""
     with global_compiler_lock:
         if tuple(argtypes) in disp.overloads:
             return True
