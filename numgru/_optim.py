@@ -98,8 +98,8 @@ class AdamOptimizer(BaseOptimizer):
     def _get_updates(self, grads):
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
-        lr = self.learning_rate_init * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        self.learning_rate = lr
+        # the current base step size (a schedule may have changed it), bias-corrected
+        lr = self.learning_rate * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
         updates = []
         for m, v, g in zip(self.ms, self.vs, grads):
             m *= b1

@@ -78,7 +78,7 @@ class Stream:
         if arr.shape[2] != est._n_inputs:
             raise ValueError(f"X_chunk has {arr.shape[2]} features per step, but "
                              f"{type(est).__name__} is expecting {est._n_inputs}")
-        return np.ascontiguousarray(arr, dtype=est._dtype)
+        return est._scale_inputs(np.ascontiguousarray(arr, dtype=est._dtype))
 
     def update(self, X_chunk, proba=False):
         """Feed the next steps of every stream; return the predictions they lead to.

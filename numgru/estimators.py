@@ -2,9 +2,10 @@
 
 They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names wherever one exists,
 ``fit`` and ``partial_fit`` sharing one ``_fit(X, y, incremental)`` path (``_initialize``,
-``_fit_stochastic``, ``_train_step``, ``_update_no_improvement_count``), early stopping on a
-held-out ``validation_fraction`` with best-weight restore, and the fitted attributes
-``loss_curve_``, ``validation_scores_``, ``best_loss_``, ``n_iter_`` and ``t_``.
+``_fit_stochastic``), early stopping on a held-out ``validation_fraction`` with best-weight
+restore, and the fitted attributes ``loss_curve_``, ``validation_scores_``, ``best_loss_``,
+``n_iter_`` and ``t_``. The epochs run in :mod:`numgru._training` (the loop the language model
+shares); a minibatch's forward, loss and backward is :meth:`_BaseGRUEstimator._loss_and_grads`.
 
 The network: one engine stack (:class:`numgru._stack.Stack`) with a recurrent layer per entry of
 ``hidden_layer_sizes`` (sizes may differ; the cell is ``cell``: the GRU, or the vanilla RNN with
@@ -16,13 +17,11 @@ the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="eac
 head's output goes through softmax (classifier) or the identity (regressor).
 """
 
-import time
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -32,11 +31,10 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from . import _attention, _data
+from . import _attention, _data, _training
 from . import io as _io
 from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
-from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
 from ._backend import get_backend
 from ._stack import Stack
 from ._validation import check_finite, check_float_array
@@ -46,6 +44,50 @@ from .rnn import RNN
 # the public one-layer facade (``layers_``) and the file-name prefix of each cell's weights
 _CELL_FACADES = {"gru": GRU, "rnn_tanh": RNN, "rnn_relu": RNN}
 _CELL_FILE_PREFIX = {"gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
+# batch_size="auto": min(AUTO_BATCH, n_samples) sequences per minibatch. Keras's and most
+# PyTorch recipes' 32: on the quality benchmark (docs/training.md) MLP's 200 gave the small
+# UCR/UEA sets one optimizer step per epoch, and most of them never reached full accuracy
+AUTO_BATCH = 32
+
+
+def _standardizer(values, on):
+    """Per-feature (mean, scale) of ``values`` (rows, F) as StandardScaler computes them (a
+    constant feature gets scale 1), or (0, 1) when standardisation is off."""
+    F = values.shape[-1]
+    if not on or values.shape[0] == 0:
+        return np.zeros(F), np.ones(F)
+    v = values.astype(np.float64)
+    mean = v.mean(axis=0)
+    scale = v.std(axis=0)
+    scale[~(scale > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0))] = 1.0
+    return mean, scale
+
+
+class _SequenceProblem(_training.Problem):
+    """The sequence estimators as :func:`numgru._training.train` sees them: minibatches of
+    sequences grouped by length, one :meth:`_BaseGRUEstimator._loss_and_grads` per step."""
+
+    def __init__(self, est, X, lengths, Y, sample_weight, val):
+        self.est = est
+        self.X, self.lengths, self.Y, self.w = X, lengths, Y, sample_weight
+        self.params = est._params()
+        self.is_weight = est._is_weight()
+        self.n_samples = X.shape[0]
+        self.batch_size = est._batch_size(self.n_samples)
+        self.val = val
+        self.has_validation = val is not None
+
+    def epoch(self):
+        return _data.batches(self.lengths, self.batch_size, self.est._rng, self.est.shuffle)
+
+    def step(self, idx):
+        Lb = self.lengths[idx]
+        Xb = np.ascontiguousarray(self.X[idx, :int(Lb.max())])
+        loss, grads, wsum = self.est._loss_and_grads(Xb, Lb, self.Y[idx], self.w[idx])
+        return loss, grads, len(idx), wsum
+
+    def validation_score(self):
+        return self.est._score_arrays(*self.val)
 
 
 class _BaseGRUEstimator(BaseEstimator):
@@ -72,7 +114,7 @@ class _BaseGRUEstimator(BaseEstimator):
         "shuffle": ["boolean"],
         "random_state": ["random_state"],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "verbose": ["verbose"],
+        "verbose": [StrOptions({"auto"}), "verbose"],
         "warm_start": ["boolean"],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
@@ -85,17 +127,18 @@ class _BaseGRUEstimator(BaseEstimator):
         "clip_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "dtype": [StrOptions({"auto", "float32", "float64"})],
+        "standardize": ["boolean"],
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
                  pooling="last", output="last", solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 alpha=1e-4, batch_size="auto", learning_rate="adaptive", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
-                 verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
-                 dtype="auto"):
+                 dtype="auto", standardize=True):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.cell = cell
         self.bidirectional = bidirectional
@@ -129,6 +172,7 @@ class _BaseGRUEstimator(BaseEstimator):
         self.clip_grad_norm = clip_grad_norm
         self.device = device
         self.dtype = dtype
+        self.standardize = standardize
 
     # ------------------------------------------------------------------ input
     def _sizes(self):
@@ -148,6 +192,8 @@ class _BaseGRUEstimator(BaseEstimator):
         return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
 
     def _input(self, X, reset, lengths=None):
+        """``X`` as padded (n, T, F) sequences in the compute dtype, standardised with the
+        fitted ``input_mean_`` / ``input_scale_`` (fitted here when ``reset``), and lengths."""
         if reset:
             self._dtype = self._resolve_dtype(X)
         Xp, lengths_, kind = _data.as_sequences(X, self._dtype)
@@ -156,6 +202,8 @@ class _BaseGRUEstimator(BaseEstimator):
             self._input_kind = kind
             self._n_inputs = Xp.shape[2]
             self.n_features_in_ = Xp.shape[1] if kind == "2d" else Xp.shape[2]
+            self.input_mean_, self.input_scale_ = _standardizer(
+                Xp[_data.valid_mask(lengths, Xp.shape[1])], self.standardize)
         else:
             if kind == "2d" and self._input_kind == "2d" and Xp.shape[1] != self.n_features_in_:
                 raise ValueError(f"X has {Xp.shape[1]} features, but {type(self).__name__} is "
@@ -164,7 +212,22 @@ class _BaseGRUEstimator(BaseEstimator):
                 raise ValueError(f"X has {Xp.shape[2]} features per timestep, but "
                                  f"{type(self).__name__} is expecting {self._n_inputs} features "
                                  "per timestep as input.")
-        return Xp, lengths
+        return self._scale_inputs(Xp, lengths), lengths
+
+    def _scale_inputs(self, X, lengths=None):
+        """(X - input_mean_) / input_scale_ in the compute dtype; steps past ``lengths`` stay
+        0. Models without the attributes (files from before standardisation) pass X as is."""
+        mean = getattr(self, "input_mean_", None)
+        if mean is None or (not mean.any() and (self.input_scale_ == 1).all()):
+            return X
+        with np.errstate(over="ignore", invalid="ignore"):
+            Xs = ((X - mean) / self.input_scale_).astype(self._dtype, copy=False)
+        if lengths is not None:
+            Xs[~_data.valid_mask(lengths, Xs.shape[1])] = 0
+        if not np.isfinite(Xs).all():
+            raise ValueError(f"X has values too large for {self._dtype} once standardised with "
+                             "the training data's mean and scale (input_mean_, input_scale_).")
+        return np.ascontiguousarray(Xs)
 
     # ------------------------------------------------------------------ network
     def _init_network(self, n_inputs, n_outputs, rng):
@@ -307,19 +370,10 @@ class _BaseGRUEstimator(BaseEstimator):
         return stack.flat_grads(grads) + g_att + g_head
 
     # ------------------------------------------------------------------ training
-    def _make_optimizer(self, params):
-        if self.solver == "adam":
-            return AdamOptimizer(params, self.learning_rate_init, self.beta_1, self.beta_2,
-                                 self.epsilon)
-        if self.solver == "rmsprop":
-            return RMSpropOptimizer(params, self.learning_rate_init, rho=self.beta_2,
-                                    epsilon=self.epsilon)
-        return SGDOptimizer(params, self.learning_rate_init, self.learning_rate, self.momentum,
-                            self.nesterovs_momentum, self.power_t)
-
     def _batch_size(self, n):
+        """Sequences per minibatch: ``batch_size``, or for "auto" ``min(AUTO_BATCH, n)``."""
         if self.batch_size == "auto":
-            return min(200, n)
+            return min(AUTO_BATCH, n)
         if self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going "
                           "to be clipped")
@@ -356,125 +410,40 @@ class _BaseGRUEstimator(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
         self._init_network(self._n_inputs, n_outputs, self._random_state)
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.loss_curve_ = []
-        self._no_improvement_count = 0
-        self.best_loss_ = np.inf
-        self.validation_scores_ = None
-        self.best_validation_score_ = None
-        self._optimizer = None
+        _training.start_history(self)
 
     def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental):
-        """Run the epochs of minibatch training: ``max_iter`` for ``fit``, one for
-        ``partial_fit``.
+        """Run the epochs of minibatch training in :func:`numgru._training.train`:
+        ``max_iter`` for ``fit``, one for ``partial_fit``.
 
         ``X`` (n, T, F) padded sequences with their ``lengths``, ``Y`` the encoded targets and
-        ``sample_weight`` the weights from ``_encode_targets``. As in
-        ``BaseMultilayerPerceptron._fit_stochastic``: a new optimiser unless continuing a
-        ``partial_fit``, the early-stopping split, one :meth:`_train_step` per minibatch, the
-        epoch bookkeeping in :meth:`_update_no_improvement_count`, and on the way out the best
-        weights restored (early stopping, or an interrupted fit). A non-finite loss, gradient
-        or weight stops training with a warning and the weights from the start of that epoch;
-        ``KeyboardInterrupt`` stops it with a warning and the best weights so far.
+        ``sample_weight`` the weights from ``_encode_targets``. With early stopping (not in
+        ``partial_fit``) ``validation_fraction`` of the sequences is held out (stratified for a
+        classifier) and scored after every epoch.
         """
-        if self._optimizer is None or not incremental:
-            self._optimizer = self._make_optimizer(self._params())
         early_stopping = self.early_stopping and not incremental
-        n_samples = X.shape[0]
+        val = None
         if early_stopping:
             stratify = self._stratify(Y) if self.output == "last" else None
-            train, val = train_test_split(np.arange(n_samples),
-                                          test_size=self.validation_fraction,
-                                          random_state=self._random_state, stratify=stratify)
-            if len(val) < 2:
+            train, held = train_test_split(np.arange(X.shape[0]),
+                                           test_size=self.validation_fraction,
+                                           random_state=self._random_state, stratify=stratify)
+            if len(held) < 2:
                 raise ValueError("The validation set is too small: increase validation_fraction "
-                                 f"or the number of samples (got {len(val)} validation samples).")
-            X_val, lengths_val = X[val], lengths[val]
-            Y_val, sample_weight_val = Y[val], sample_weight[val]
+                                 f"or the number of samples (got {len(held)} validation samples).")
+            val = (X[held], lengths[held], Y[held], sample_weight[held])
             X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
-            n_samples = len(train)
-            if self.validation_scores_ is None:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-        else:
-            X_val = lengths_val = Y_val = sample_weight_val = None
-        batch_size = self._batch_size(n_samples)
-        params = self._params()
-        is_weight = self._is_weight()
-        self._best_params = [p.copy() for p in params]
-        n_epochs = 1 if incremental else self.max_iter
-        interrupted = False
-        try:
-            try:
-                for _ in range(n_epochs):
-                    t0 = time.perf_counter()
-                    accumulated_loss = 0.0
-                    epoch_start = [p.copy() for p in params]
-                    batches = _data.batches(lengths, batch_size, self._rng, self.shuffle)
-                    for batch, idx in enumerate(batches):
-                        Lb = lengths[idx]
-                        Xb = np.ascontiguousarray(X[idx, :int(Lb.max())])
-                        loss = self._train_step(Xb, Lb, Y[idx], sample_weight[idx], params,
-                                                is_weight)
-                        accumulated_loss += loss * len(idx)
-                        if self.verbose >= 2:
-                            _progress(self.n_iter_, n_epochs, batch + 1, len(batches), loss)
-                    self.n_iter_ += 1
-                    self.t_ += n_samples
-                    self.loss_ = accumulated_loss / n_samples
-                    self.loss_curve_.append(self.loss_)
-                    self._optimizer.iteration_ends(self.t_)
-                    self._update_no_improvement_count(early_stopping, X_val, lengths_val, Y_val,
-                                                      sample_weight_val)
-                    if self.verbose == 1:
-                        msg = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
-                        if early_stopping:
-                            msg += f", validation score = {self.validation_scores_[-1]:.6f}"
-                        msg += f", time = {time.perf_counter() - t0:.2f}s"
-                        print(msg, flush=True)
-                    if self._no_improvement_count > self.n_iter_no_change and not incremental:
-                        what = "Validation score" if early_stopping else "Training loss"
-                        msg = (f"{what} did not improve more than tol={self.tol} for "
-                               f"{self.n_iter_no_change} consecutive epochs.")
-                        if self._optimizer.trigger_stopping(msg, self.verbose):
-                            break
-                        self._no_improvement_count = 0
-                else:
-                    if not incremental and self.n_iter_ >= self.max_iter:
-                        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                      "reached and the optimization hasn't converged yet.",
-                                      ConvergenceWarning)
-            except FloatingPointError:
-                for p, start in zip(params, epoch_start):
-                    p[...] = start
-                warnings.warn("The training loss became NaN or infinite; training stopped and the "
-                              "weights from the start of the last epoch were restored. Lower "
-                              "learning_rate_init or set clip_grad_norm.", RuntimeWarning)
-                if not self.loss_curve_:
-                    self.loss_ = float("nan")
-            except KeyboardInterrupt:
-                interrupted = True
-                warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the "
-                              "best weights found so far.", RuntimeWarning)
-            if self.verbose >= 2:
-                print(flush=True)
-            if early_stopping or (interrupted and self.loss_curve_):
-                for p, best in zip(params, self._best_params):
-                    p[...] = best
-        finally:
-            del self._best_params      # a snapshot for this fit only, not fitted state
-        if not hasattr(self, "loss_"):
-            self.loss_ = float("nan")
+        problem = _SequenceProblem(self, X, lengths, Y, sample_weight, val)
+        _training.train(self, problem, _training.Settings.from_estimator(self),
+                        incremental=incremental)
 
-    def _train_step(self, X, lengths, Y, sample_weight, params, is_weight):
-        """One minibatch: forward, loss, backward, L2 penalty, clipping, optimiser update.
+    def _loss_and_grads(self, X, lengths, Y, sample_weight):
+        """One minibatch's forward, loss and backward: ``(loss, grads, total weight)``.
 
         ``X`` (B, T, F) holds the batch's sequences cut to their longest length ``T``; ``Y`` and
-        ``sample_weight`` are their rows of the encoded targets and weights; ``params`` and
-        ``is_weight`` are :meth:`_params` and :meth:`_is_weight`. Returns the batch's loss
-        (L2 term included); raises ``FloatingPointError`` when the loss, a gradient or an
-        updated weight is not finite.
+        ``sample_weight`` are their rows of the encoded targets and weights. ``loss`` is the
+        weighted mean data loss (the loop adds the L2 term), ``grads`` follow :meth:`_params`.
+        Raises ``FloatingPointError`` when the loss or a gradient is not finite.
         """
         feats, top = self._features(X, lengths, True, self._rng)
         Y, sample_weight = self._rows(Y, sample_weight, lengths, X.shape[1])
@@ -484,48 +453,7 @@ class _BaseGRUEstimator(BaseEstimator):
         if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
             raise FloatingPointError
         grads = self._backward(lengths, feats, top, dlogits.astype(X.dtype))
-        if not all(np.isfinite(g).all() for g in grads):
-            raise FloatingPointError
-        if self.alpha:
-            wsum = float(sample_weight.sum())
-            sq = 0.0
-            for p, g, flag in zip(params, grads, is_weight):
-                if flag:
-                    g += (self.alpha / wsum) * p
-                    sq += float(np.vdot(p, p))
-            loss += 0.5 * self.alpha * sq / wsum
-        if not np.isfinite(loss):
-            raise FloatingPointError
-        if self.clip_grad_norm is not None:
-            clip_grad_norm(grads, self.clip_grad_norm)
-        self._optimizer.update_params(params, grads)
-        if not all(np.isfinite(p).all() for p in params):
-            raise FloatingPointError
-        return loss
-
-    def _update_no_improvement_count(self, early_stopping, X_val, lengths_val, Y_val,
-                                     sample_weight_val):
-        """End-of-epoch bookkeeping, as in ``BaseMultilayerPerceptron``: with early stopping
-        score the validation set and count epochs without an improvement of ``tol`` in it,
-        otherwise count them in the training loss; snapshot the weights of the best epoch."""
-        if early_stopping:
-            score = self._score_arrays(X_val, lengths_val, Y_val, sample_weight_val)
-            self.validation_scores_.append(score)
-            if score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params = [p.copy() for p in self._params()]
-        else:
-            if self.loss_ > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if self.loss_ < self.best_loss_:
-                self.best_loss_ = self.loss_
-                self._best_params = [p.copy() for p in self._params()]
+        return loss, grads, float(sample_weight.sum())
 
     def _stratify(self, Y):
         return None
@@ -779,6 +707,9 @@ class _BaseGRUEstimator(BaseEstimator):
                 arrays[f"{prefix}{i}.{name}"] = value
         arrays["head_coef"] = self.head_coef_
         arrays["head_intercept"] = self.head_intercept_
+        for name in _SCALING_ARRAYS:
+            if getattr(self, name + "_", None) is not None:
+                arrays[name] = np.asarray(getattr(self, name + "_"), np.float64)
         if self._attention_pooled():
             for name in _ATTENTION_ARRAYS:
                 arrays[name] = getattr(self, name + "_")
@@ -819,6 +750,7 @@ class _BaseGRUEstimator(BaseEstimator):
                              f"{(self.n_outputs_,)}")
         check_finite(self.head_coef_, "head_coef")
         check_finite(self.head_intercept_, "head_intercept")
+        self._load_scaling_arrays(arrays)
         if self._attention_pooled():          # A = F = the top layer's output width
             shapes = {"attention_coef": (size_in, size_in), "attention_intercept": (size_in,),
                       "attention_vector": (size_in,)}
@@ -832,6 +764,32 @@ class _BaseGRUEstimator(BaseEstimator):
                 check_finite(value, name)
                 setattr(self, name + "_", value)
 
+    def _load_scaling_arrays(self, arrays):
+        """The standardisation (``input_mean_``, ``input_scale_``, and a regressor's
+        ``target_mean_``, ``target_scale_``) from a model file: both of a pair or neither (a
+        file from before standardisation: the identity), finite, scales positive."""
+        sizes = {"input": self._n_inputs, "target": self.n_outputs_}
+        for kind, size in sizes.items():
+            names = [f"{kind}_mean", f"{kind}_scale"]
+            present = [n in arrays for n in names]
+            if kind == "target" and not isinstance(self, RegressorMixin):
+                continue
+            if not any(present):
+                setattr(self, names[0] + "_", np.zeros(size))
+                setattr(self, names[1] + "_", np.ones(size))
+                continue
+            if not all(present):
+                raise ValueError(f"network arrays {names} must both be present or both absent")
+            for n in names:
+                value = check_float_array(arrays[n], n, np.float64)
+                if value.shape != (size,):
+                    raise ValueError(f"network array {n!r} has shape {value.shape}, expected "
+                                     f"{(size,)}")
+                check_finite(value, n)
+                if n.endswith("scale") and not (value > 0).all():
+                    raise ValueError(f"network array {n!r} must be positive")
+                setattr(self, n + "_", value)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
@@ -840,6 +798,8 @@ class _BaseGRUEstimator(BaseEstimator):
 
 # file names of the attention pooling's arrays (attributes ``<name>_``)
 _ATTENTION_ARRAYS = ("attention_coef", "attention_intercept", "attention_vector")
+# file names of the standardisation (attributes ``<name>_``; targets: regressors only)
+_SCALING_ARRAYS = ("input_mean", "input_scale", "target_mean", "target_scale")
 
 
 def _last_step_outputs(h, lengths, D):
@@ -862,15 +822,6 @@ def _last_step_outputs_backward(d_feats, lengths, shape, D):
     if D == 2:
         d_out[:, 0, H:] += d_feats[:, H:]
     return d_out
-
-
-def _progress(epoch, n_epochs, batch, n_batches, loss):
-    """One-line progress bar over all epochs of a fit (verbose=2), redrawn in place."""
-    width = 30
-    frac = (epoch + batch / max(n_batches, 1)) / max(n_epochs, 1)
-    k = int(width * frac)
-    print(f"\r[{'#' * k}{'.' * (width - k)}] epoch {epoch + 1}/{n_epochs} "
-          f"batch {batch}/{n_batches} loss {loss:.5f}", end="", flush=True)
 
 
 @_io._register_estimator
@@ -1128,14 +1079,19 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             single = Y.ndim == 1
             if single:
                 Y = Y[:, None]
+        inside = Y[_data.valid_mask(lengths, Y.shape[1])] if self.output == "each_step" else Y
         if first:
             self.n_outputs_ = Y.shape[-1]
             self._single_output = single
             self.out_activation_ = "identity"
+            self.target_mean_, self.target_scale_ = _standardizer(inside, self.standardize)
         elif Y.shape[-1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
                              f"{self.n_outputs_}")
         w = _sample_weight(sample_weight, len(lengths))
+        mean = getattr(self, "target_mean_", None)
+        if mean is not None:            # the network learns standardised targets
+            Y = (Y - mean) / self.target_scale_
         with np.errstate(over="ignore"):
             Yc = Y.astype(self._dtype)
         inside = Yc[_data.valid_mask(lengths, Yc.shape[1])] if self.output == "each_step" else Yc
@@ -1310,6 +1266,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         if proba:
             raise ValueError("proba=True is for classifiers; a regressor predicts values")
         out = logits.astype(np.float64)
+        mean = getattr(self, "target_mean_", None)
+        if mean is not None:            # back to the units of y
+            out = out * self.target_scale_ + mean
         return out[:, 0] if self._single_output else out
 
     def score(self, X, y, sample_weight=None, lengths=None):
@@ -1614,12 +1573,12 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
                  pooling="last", output="last", solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 alpha=1e-4, batch_size="auto", learning_rate="adaptive", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
-                 verbose=0, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
-                 dtype="auto", class_weight=None):
+                 dtype="auto", standardize=True, class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
             dropout=dropout, residual=residual, layer_norm=layer_norm,
@@ -1630,7 +1589,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            clip_grad_norm=clip_grad_norm, device=device, dtype=dtype)
+            clip_grad_norm=clip_grad_norm, device=device, dtype=dtype, standardize=standardize)
         self.class_weight = class_weight
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):

@@ -14,12 +14,15 @@ Everything runs on the engine: the embedding and the GRU layers are one
 :class:`numgru._cells.SoftmaxHead`, whose kernels fuse the output projection with the softmax
 cross-entropy over blocks of rows, so that the (M, V) logits never exist at once.
 
-Training is PyTorch's: the token stream is cut into ``batch_size`` parallel streams, each trained
-by truncated backpropagation through time over windows of ``bptt`` steps with its hidden state
-carried from window to window. Documents (a list of texts) never share a state: each one (or
-each piece of one, when a text is cut into streams) starts from a zero state, exactly as a
-sequence of its own; a stream that moves on to its next piece mid-window simply has a shorter
-window (the kernels' variable-length masking), so no state crosses a piece boundary.
+Training is PyTorch's ``batchify``: the training documents, one after the other, are cut into
+``batch_size`` parallel streams of equal length (+-1 token), each trained by truncated
+backpropagation through time over windows of ``bptt`` steps with its hidden state carried from
+window to window, so that every window but the last is full. Documents (a list of texts) never
+share a state: where a document ends inside a window, the stream's row is split there and the
+next document continues in a row of its own from a zero state (:func:`_windows`), so the state
+resets at that step, exactly as ``score`` scores each document from a zero state. No
+end-of-document token is added (``word_language_model`` appends ``<eos>`` to each line): the
+vocabulary, the scores and the generated text stay those of the documents themselves.
 """
 
 import math
@@ -35,12 +38,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import _layout
+from . import _layout, _training
 from . import io as _io
 from ._backend import get_backend
 from ._cells import Context, Dropout, Embedding, SoftmaxHead, get_cell
 from ._config import compute_threads
-from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
 from ._stack import Stack
 from ._validation import as_dtype, to_numpy
 
@@ -114,10 +116,16 @@ class GRULanguageModel(BaseEstimator):
     n_iter_no_change : int, default=3
     random_state : int, RandomState instance or None, default=None
         Initialisation, the order of the training pieces and dropout masks.
-    verbose : bool or int, default=False
-        Print the loss (and validation perplexity) after every epoch.
+    verbose : "auto", bool or int, default="auto"
+        "auto": a progress line with an estimate of the time left, on a terminal, once a fit
+        has run a few seconds (nothing when the output is not a terminal); 0/False: silent;
+        1: one line per epoch; 2: the progress line from the start.
     dtype : {"float32", "float64"}, default="float32"
     device : {"cpu", "cuda", "auto"}, default="cpu"
+    alpha : float, default=0.0
+        L2 penalty on the weight matrices (embedding, GRU, decoder; not the biases), as the
+        sequence estimators' ``alpha``: ``0.5 * alpha * ||W||^2 / n`` with n the tokens of a
+        window. ``word_language_model`` has none (0).
 
     Attributes
     ----------
@@ -134,12 +142,16 @@ class GRULanguageModel(BaseEstimator):
         Mean training cross-entropy per token (nats) of the last epoch.
     loss_curve_ : list of float
         ``loss_`` of every epoch.
-    validation_scores_ : list of float
+    best_loss_ : float
+        Lowest ``loss_`` of the fit.
+    validation_scores_ : list of float or None
         With early stopping: the validation score (mean log-likelihood per token) after each
-        epoch. Perplexity is ``exp(-score)``.
+        epoch, else None. Perplexity is ``exp(-score)``.
     best_validation_score_ : float or None
     n_iter_ : int
         Epochs run.
+    t_ : int
+        Tokens trained on (each epoch adds the training text's).
 
     Examples
     --------
@@ -173,7 +185,8 @@ class GRULanguageModel(BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "verbose": [StrOptions({"auto"}), "verbose"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
         "dtype": [StrOptions({"float32", "float64"})],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
     }
@@ -182,8 +195,8 @@ class GRULanguageModel(BaseEstimator):
                  min_frequency=1, max_vocabulary=None, dropout=0.0, tie_weights=False, bptt=35,
                  batch_size=20, solver="adam", learning_rate_init=0.002, momentum=0.0,
                  clip_grad_norm=0.25, max_iter=10, early_stopping=False, validation_fraction=0.1,
-                 tol=1e-4, n_iter_no_change=3, random_state=None, verbose=False,
-                 dtype="float32", device="cpu"):
+                 tol=1e-4, n_iter_no_change=3, random_state=None, verbose="auto",
+                 dtype="float32", device="cpu", alpha=0.0):
         self.embedding_dim = embedding_dim
         self.hidden_layer_sizes = hidden_layer_sizes
         self.level = level
@@ -206,6 +219,7 @@ class GRULanguageModel(BaseEstimator):
         self.verbose = verbose
         self.dtype = dtype
         self.device = device
+        self.alpha = alpha
 
     # ------------------------------------------------------------------ configuration
     def _sizes(self):
@@ -262,6 +276,13 @@ class GRULanguageModel(BaseEstimator):
             params.append(self.head_.params["weight"])
         params.append(self.head_.params["bias"])
         return params
+
+    def _is_weight(self):
+        """Which of :meth:`_params` get the L2 penalty (weight matrices, not biases)."""
+        flags = [flag for _, flag in self.stack_.parameters()]
+        if not self.tie_weights:
+            flags.append(True)
+        return flags + [False]
 
     def _grads(self, stack_grads, head_grads):
         """Gradients in the order of :meth:`_params` (tied: the decoder's added to the
@@ -469,99 +490,16 @@ class GRULanguageModel(BaseEstimator):
         self.token_counts_ = counts
         backend = get_backend(self.device)
         self._build(len(vocab), init_rng, backend)
-        self.loss_curve_ = []
-        self.validation_scores_ = []
-        self.best_validation_score_ = None
-        self.n_iter_ = 0
+        _training.start_history(self)
         with compute_threads:
-            self._train(train_ids, val_ids)
-        return self
-
-    def _make_optimizer(self, params):
-        if self.solver == "adam":
-            return AdamOptimizer(params, self.learning_rate_init)
-        if self.solver == "rmsprop":
-            return RMSpropOptimizer(params, self.learning_rate_init)
-        return SGDOptimizer(params, self.learning_rate_init, "constant", self.momentum,
-                            nesterov=False)
-
-    def _train(self, train_ids, val_ids):
-        params = self._params()
-        optimizer = self._make_optimizer(params)
-        pieces = _cut_pieces(train_ids, self.batch_size)
-        best_loss, best_score, best_params, stall = np.inf, -np.inf, None, 0
-        for epoch in range(self.max_iter):
-            epoch_start = [p.copy() for p in params]
+            problem = _TextProblem(self, train_ids, val_ids)
+            settings = _training.Settings.from_estimator(
+                self, learning_rate="constant", nesterovs_momentum=False)
             try:
-                loss = self._epoch(pieces, params, optimizer)
-            except FloatingPointError:
-                for p, start in zip(params, epoch_start):
-                    p[...] = start
-                self.stack_.params_changed()
-                warnings.warn("The training loss became NaN or infinite; training stopped and the "
-                              "weights from the start of the last epoch were restored. Lower "
-                              "learning_rate_init or clip_grad_norm.", RuntimeWarning)
-                break
-            except KeyboardInterrupt:
-                warnings.warn("Training interrupted by the user (KeyboardInterrupt); keeping the "
-                              "weights so far.", RuntimeWarning)
-                break
-            self.n_iter_ += 1
-            self.loss_ = loss
-            self.loss_curve_.append(loss)
-            msg = f"Iteration {self.n_iter_}, loss = {loss:.4f} (perplexity {math.exp(min(loss, 700)):.2f})"
-            if val_ids:
-                score = self._score_ids(val_ids)
-                self.validation_scores_.append(score)
-                msg += f", validation perplexity = {math.exp(-score):.2f}"
-                improved = score > best_score + self.tol
-                if score > best_score:
-                    best_score = score
-                    best_params = [p.copy() for p in params]
-                self.best_validation_score_ = best_score
-            else:
-                improved = loss < best_loss - self.tol
-                best_loss = min(best_loss, loss)
-            stall = 0 if improved else stall + 1
-            if self.verbose:
-                print(msg)
-            if stall >= self.n_iter_no_change:
-                if self.verbose:
-                    print(f"No improvement of tol={self.tol} for {self.n_iter_no_change} "
-                          "epochs. Stopping.")
-                break
-        else:
-            if self.max_iter > 0:
-                warnings.warn(f"Maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning)
-        if best_params is not None:
-            for p, best in zip(params, best_params):
-                p[...] = best
-        self.stack_.updates_done()
-
-    def _epoch(self, pieces, params, optimizer):
-        """One pass over the training pieces; returns the mean loss per token."""
-        streams = _assign_streams(pieces, self.batch_size, self._rng)
-        states = [np.zeros((1, len(streams), H), self._dtype) for H in self._sizes()]
-        total, count = 0.0, 0
-        for ids, targets, lengths, rows, fresh in _windows(streams, self.bptt):
-            h0 = []                    # carried states; zero where a stream starts a piece
-            for s in states:
-                h = s[:, rows]
-                h[:, fresh] = 0
-                h0.append(h)
-            loss, n, stack_grads, head_grads, h_n = self._window_step(ids, targets, lengths, h0)
-            grads = self._grads(stack_grads, head_grads)
-            if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in grads):
-                raise FloatingPointError
-            for s, h in zip(states, h_n):
-                s[:, rows] = self.stack_.backend.to_host(h)
-            if self.clip_grad_norm is not None:
-                clip_grad_norm(grads, self.clip_grad_norm)
-            optimizer.update_params(params, grads)
-            total += loss * n
-            count += n
-        return total / max(count, 1)
+                _training.train(self, problem, settings, name="GRULanguageModel")
+            finally:
+                self.stack_.updates_done()
+        return self
 
     def _window_step(self, ids, targets, lengths, h0):
         """Forward and backward of one window:
@@ -969,60 +907,106 @@ def _split_tail(docs, fraction):
     return train, val
 
 
-def _cut_pieces(docs, n_streams):
-    """Documents cut into pieces of at most ``ceil(total / n_streams)`` tokens, so that even a
-    single text fills every stream (PyTorch's ``batchify``); pieces of fewer than two tokens
-    predict nothing and are dropped."""
-    total = sum(len(d) for d in docs)
-    size = max(2, -(-total // n_streams))
-    pieces = []
-    for d in docs:
-        for s in range(0, len(d), size):
-            piece = d[s:s + size]
-            if len(piece) >= 2:
-                pieces.append(piece)
-    return pieces
+class _TextProblem(_training.Problem):
+    """The language model as :func:`numgru._training.train` sees it: an epoch is the windows
+    of :func:`_windows` over the :func:`_streams` of the training documents, with each
+    stream's state carried from window to window."""
+
+    def __init__(self, lm, train_ids, val_ids):
+        self.lm = lm
+        self.params = lm._params()
+        self.is_weight = lm._is_weight()
+        self.text, self.starts, self.ends, self.doc_ends = _streams(train_ids, lm.batch_size)
+        self.n_samples = int(self.text.size)
+        self.val_ids = val_ids
+        self.has_validation = bool(val_ids)
+
+    def epoch(self):
+        lm = self.lm
+        B = len(self.starts)
+        states = [np.zeros((1, B, H), lm._dtype) for H in lm._sizes()]
+        for window in _windows(self.text, self.starts, self.ends, self.doc_ends, lm.bptt):
+            yield states, window
+
+    def step(self, batch):
+        states, (ids, targets, lengths, stream, carried, carries) = batch
+        lm = self.lm
+        h0 = []                      # the carried state, or zero where a document starts
+        for s in states:
+            h = np.zeros((1, len(stream), s.shape[2]), s.dtype)
+            h[:, carried] = s[:, stream[carried]]
+            h0.append(h)
+        loss, n, stack_grads, head_grads, h_n = lm._window_step(ids, targets, lengths, h0)
+        for s, h in zip(states, h_n):
+            s[...] = 0
+            s[:, stream[carries]] = lm.stack_.backend.to_host(h)[:, carries]
+        return loss, lm._grads(stack_grads, head_grads), n, n
+
+    def validation_score(self):
+        return self.lm._score_ids(self.val_ids)
+
+    def params_changed(self):
+        self.lm.stack_.params_changed()
 
 
-def _assign_streams(pieces, n_streams, rng):
-    """Pieces in a random order, each appended to the stream with the fewest tokens so far."""
-    order = rng.permutation(len(pieces))
-    streams = [[] for _ in range(min(n_streams, len(pieces)))]
-    load = np.zeros(len(streams), np.int64)
-    for i in order:
-        s = int(np.argmin(load))
-        streams[s].append(pieces[i])
-        load[s] += len(pieces[i])
-    return streams
+def _streams(docs, n_streams):
+    """PyTorch's ``batchify`` over documents: ``(text, starts, ends, doc_ends)``.
 
-
-def _windows(streams, bptt):
-    """Yield ``(ids, targets, lengths, rows, fresh)`` per window: the active streams ``rows``,
-    their inputs and next-token targets (B, T) padded with 0, their valid lengths, and which of
-    them start a new piece (their state must be zero).
+    ``text`` is the documents' ids one after the other; stream ``s`` is ``text[starts[s]:
+    ends[s]]``, the streams of equal length (the first ``len(text) % n_streams`` one token
+    longer; no token dropped); ``doc_ends`` is the sorted end offset of every document in
+    ``text``, where the state resets.
     """
-    n = len(streams)
-    piece = [0] * n
-    offset = [0] * n
-    while True:
-        rows = [s for s in range(n) if piece[s] < len(streams[s])]
+    docs = [np.asarray(d, np.int64) for d in docs if len(d)]
+    text = np.concatenate(docs) if docs else np.zeros(0, np.int64)
+    doc_ends = np.cumsum([len(d) for d in docs]).astype(np.int64)
+    n = min(n_streams, max(len(text) // 2, 1))     # a stream needs two tokens to predict one
+    size, extra = divmod(len(text), n)
+    lens = np.full(n, size, np.int64)
+    lens[:extra] += 1
+    ends = np.cumsum(lens)
+    return text, ends - lens, ends, doc_ends
+
+
+def _windows(text, starts, ends, doc_ends, bptt):
+    """Yield ``(ids, targets, lengths, stream, carried, carries)`` per window of ``bptt`` steps.
+
+    Window k covers steps ``[k*bptt, (k+1)*bptt)`` of every stream (each step predicts the
+    next token of its stream). Its rows are the stretches of one document within one stream:
+    a stream whose window holds a document end is split there, the next document's stretch
+    getting a row of its own that starts from a zero state; the last token of a document
+    predicts nothing (the next document is not its continuation), and neither does a stream's
+    last token. ``stream`` is each row's stream, ``carried`` whether its state comes from the
+    stream's previous window, ``carries`` whether its final state goes on to the next one.
+    """
+    n_steps = int((ends - starts).max()) - 1 if len(starts) else 0
+    for a in range(0, max(n_steps, 0), bptt):
+        rows = []                      # (first input, length, stream, carried, carries)
+        for s in range(len(starts)):
+            lo = int(starts[s]) + a                               # first input of the window
+            hi = min(lo + bptt, int(ends[s]) - 1)                 # one past its last input
+            pos = lo
+            while pos < hi:
+                d = int(np.searchsorted(doc_ends, pos, side="right"))  # the document at pos
+                doc_start = int(doc_ends[d - 1]) if d else 0
+                last = int(doc_ends[d]) - 1          # its last token, which predicts nothing
+                stop = min(hi, last)
+                if stop > pos:
+                    carried = pos == lo and pos > doc_start and pos > starts[s]
+                    carries = stop == hi and hi < last
+                    rows.append((pos, stop - pos, s, carried, carries))
+                pos = stop if stop == hi else last + 1
         if not rows:
-            return
-        lengths = np.array([min(bptt, len(streams[s][piece[s]]) - 1 - offset[s]) for s in rows],
-                           np.int64)
+            continue
+        lengths = np.array([r[1] for r in rows], np.int64)
         T = int(lengths.max())
         ids = np.zeros((len(rows), T), np.int64)
         targets = np.zeros((len(rows), T), np.int64)
-        fresh = np.array([offset[s] == 0 for s in rows])
-        for r, s in enumerate(rows):
-            p, o, L = streams[s][piece[s]], offset[s], int(lengths[r])
-            ids[r, :L] = p[o:o + L]
-            targets[r, :L] = p[o + 1:o + 1 + L]
-            offset[s] += L
-            if offset[s] >= len(p) - 1:
-                piece[s] += 1
-                offset[s] = 0
-        yield ids, targets, lengths, np.array(rows), fresh
+        for r, (pos, L, _, _, _) in enumerate(rows):
+            ids[r, :L] = text[pos:pos + L]
+            targets[r, :L] = text[pos + 1:pos + 1 + L]
+        yield (ids, targets, lengths, np.array([r[2] for r in rows], np.int64),
+               np.array([r[3] for r in rows], bool), np.array([r[4] for r in rows], bool))
 
 
 def _sample(logp, temperature, top_k, rng):

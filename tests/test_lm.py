@@ -142,33 +142,77 @@ def _random_sd(lm, V, rng):
 # ----------------------------------------------------------------------------------------------
 # streams, windows, scoring
 # ----------------------------------------------------------------------------------------------
-def test_windows_cover_every_target_once_and_reset_state_at_piece_starts():
-    rng = np.random.default_rng(0)
-    docs = [np.arange(100, 100 + n) for n in (23, 5, 1, 11, 40)]
-    pieces = lm_mod._cut_pieces(docs, 4)
-    assert all(len(p) >= 2 for p in pieces)
-    streams = lm_mod._assign_streams(pieces, 4, rng)
-    seen = []
-    prev_last = {}
-    for ids, targets, lengths, rows, fresh in lm_mod._windows(streams, 6):
-        assert ids.shape == targets.shape and ids.shape[0] == len(rows) == len(lengths)
-        for r, s in enumerate(rows):
-            L = lengths[r]
-            assert 1 <= L <= 6
-            np.testing.assert_array_equal(targets[r, :L - 1], ids[r, 1:L])   # next-token
-            if not fresh[r]:           # continues the stream's previous window
-                assert ids[r, 0] == prev_last[s]
-            prev_last[s] = targets[r, L - 1]
+def _oracle_pairs(docs, n_streams):
+    """(input, target) pairs batchify over the joined documents trains on, without the pairs
+    that cross a document end or a stream end (a NumPy oracle: no numgru code)."""
+    text = np.concatenate(docs)
+    doc_of = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
+    size, extra = divmod(len(text), n_streams)
+    lens = [size + (s < extra) for s in range(n_streams)]
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    pairs = []
+    for s, (a, n) in enumerate(zip(starts, lens)):
+        for p in range(a, a + n - 1):
+            if doc_of[p] == doc_of[p + 1]:
+                pairs.append((int(text[p]), int(text[p + 1])))
+    return pairs, lens
+
+
+@pytest.mark.parametrize("n_streams, bptt", [(4, 6), (3, 5), (20, 35)])
+def test_windows_cover_batchify_pairs_once_and_reset_state_at_document_starts(n_streams, bptt):
+    docs = [np.arange(1000 * (i + 1), 1000 * (i + 1) + n)
+            for i, n in enumerate((23, 5, 1, 11, 40, 2, 17))]
+    text, starts, ends, doc_ends = lm_mod._streams(docs, n_streams)
+    pairs, lens = _oracle_pairs(docs, min(n_streams, len(text) // 2))
+    # equal streams (+-1 token) covering the whole text in order, as batchify
+    np.testing.assert_array_equal(ends - starts, lens)
+    assert (ends - starts).max() - (ends - starts).min() <= 1
+    windows = list(lm_mod._windows(text, starts, ends, doc_ends, bptt))
+    assert len(windows) == -(-(max(lens) - 1) // bptt)          # windows per epoch
+    seen, carried_last = [], {}
+    doc_of = {int(t): i for i, d in enumerate(docs) for t in d}
+    for ids, targets, lengths, stream, carried, carries in windows:
+        last = {}
+        for r in range(len(lengths)):
+            L = int(lengths[r])
+            assert 1 <= L <= bptt
+            np.testing.assert_array_equal(targets[r, :L - 1], ids[r, 1:L])
+            # one document per row: the state resets where a document starts
+            assert len({doc_of[int(t)] for t in ids[r, :L]} | {doc_of[int(targets[r, L - 1])]}) == 1
+            if carried[r]:                 # continues the same stream's previous row
+                assert carried_last[int(stream[r])] == int(ids[r, 0])
+            else:                          # a document's (or a stream's) first token
+                t = int(ids[r, 0])
+                first_of_doc = t in {int(d[0]) for d in docs}
+                first_of_stream = t in {int(text[a]) for a in starts}
+                assert first_of_doc or first_of_stream
+            if carries[r]:
+                last[int(stream[r])] = int(targets[r, L - 1])
             seen.extend(zip(ids[r, :L].tolist(), targets[r, :L].tolist()))
-    expected = [(a, b) for p in pieces for a, b in zip(p[:-1].tolist(), p[1:].tolist())]
-    assert sorted(seen) == sorted(expected)
+        carried_last = last
+    assert sorted(seen) == sorted(pairs)
 
 
-def test_single_text_is_cut_like_torch_batchify():
-    pieces = lm_mod._cut_pieces([np.arange(100)], 4)
-    assert [len(p) for p in pieces] == [25] * 4
-    streams = lm_mod._assign_streams(pieces, 4, np.random.default_rng(0))
-    assert sorted(s[0][0] for s in streams) == [0, 25, 50, 75]
+def test_a_single_text_is_cut_like_torch_batchify():
+    text, starts, ends, doc_ends = lm_mod._streams([np.arange(100)], 4)
+    np.testing.assert_array_equal(starts, [0, 25, 50, 75])
+    np.testing.assert_array_equal(ends, [25, 50, 75, 100])
+    windows = list(lm_mod._windows(text, starts, ends, doc_ends, 10))
+    # batchify (100 // 4 = 25 rows, bptt 10): windows of 10, 10 and 4 steps, every stream in each
+    assert [w[0].shape for w in windows] == [(4, 10), (4, 10), (4, 4)]
+    np.testing.assert_array_equal(windows[1][0][:, 0], [10, 35, 60, 85])
+    assert all(w[4].all() for w in windows[1:]) and not windows[0][4].any()
+
+
+def test_a_list_of_documents_fills_every_window_but_the_last():
+    docs = [np.arange(1000 * (i + 1), 1000 * (i + 1) + 30 + 7 * i) for i in range(12)]
+    text, starts, ends, doc_ends = lm_mod._streams(docs, 5)
+    windows = list(lm_mod._windows(text, starts, ends, doc_ends, 8))
+    for ids, targets, lengths, stream, carried, carries in windows[:-1]:
+        # every stream is in every window, with 8 steps minus the document ends it meets
+        assert set(stream.tolist()) == set(range(5))
+        per_stream = np.bincount(stream, weights=lengths, minlength=5)
+        assert (per_stream >= 8 - np.bincount(stream, minlength=5)).all()
 
 
 def test_score_is_exact_whatever_the_window(monkeypatch):
