@@ -6,8 +6,8 @@ carried) and in how a step computes its loss and gradients. Everything else is h
 
 - the optimizer factory (:func:`make_optimizer`) and the learning-rate schedule
   ("constant", "invscaling", "adaptive" = reduce on plateau), for every solver;
-- per step: finiteness checks, the L2 penalty (:func:`l2_penalty`), gradient clipping, the
-  update, divergence detection;
+- per step: finiteness checks, the L2 penalty (:func:`numgru._optim.l2_penalty`), gradient
+  clipping, the update, divergence detection;
 - per epoch: the loss curve, the validation score, the stopping rule (:class:`Plateau`), a
   snapshot of the best weights and a progress line;
 - on the way out: the best weights restored (early stopping, divergence, a non-finite loss, an
@@ -29,7 +29,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_norm
+from ._optim import (Adaptive, AdamOptimizer, InvScaling, RMSpropOptimizer, SGDOptimizer,
+                     clip_grad_norm, l2_penalty)
 
 # A minibatch loss above DIVERGENCE_FACTOR times the reference loss (the best epoch's, or before
 # the first epoch ends the fit's first minibatch's) is divergence: the loss of a network that
@@ -40,9 +41,11 @@ from ._optim import AdamOptimizer, RMSpropOptimizer, SGDOptimizer, clip_grad_nor
 DIVERGENCE_FACTOR = 1e3
 # ... and above DIVERGENCE_FACTOR * DIVERGENCE_FLOOR (a loss that started near 0 may wobble)
 DIVERGENCE_FLOOR = 1e-2
-# "adaptive": the learning rate is divided by ADAPTIVE_FACTOR when the loss (or validation
-# score) stalls for n_iter_no_change epochs (scikit-learn's factor), and training stops when a
-# stall finds it already at or below learning_rate_init * ADAPTIVE_MIN_RATIO
+# "adaptive" (numgru._optim.Adaptive, for every solver): the learning rate is divided by
+# ADAPTIVE_FACTOR when the loss (or validation score) stalls for n_iter_no_change epochs
+# (scikit-learn's factor), and training stops when a stall finds it already at or below
+# learning_rate_init * ADAPTIVE_MIN_RATIO (scikit-learn stops at 1e-6 absolute: 5 more stalls
+# for Adam's 1e-3, which gained nothing on the quality benchmark, docs/training.md)
 ADAPTIVE_FACTOR = 5.0
 ADAPTIVE_MIN_RATIO = 1e-2
 # progress is shown on a terminal once a fit has run this long (verbose="auto")
@@ -64,20 +67,6 @@ def make_optimizer(solver, params, learning_rate_init, *, momentum=0.9, nesterov
     if solver == "sgd":
         return SGDOptimizer(params, learning_rate_init, "constant", momentum, nesterov)
     raise ValueError(f"solver must be 'adam', 'rmsprop' or 'sgd', got {solver!r}")
-
-
-def l2_penalty(params, grads, is_weight, alpha, n):
-    """scikit-learn MLP's L2 term: returns ``0.5 * alpha * sum ||W||^2 / n`` over the weight
-    arrays (``is_weight``) and adds its gradient ``alpha * W / n`` to ``grads`` in place. ``n``
-    is the minibatch's total sample weight."""
-    if not alpha:
-        return 0.0
-    sq = 0.0
-    for p, g, flag in zip(params, grads, is_weight):
-        if flag:
-            g += (alpha / n) * p
-            sq += float(np.vdot(p, p))
-    return 0.5 * alpha * sq / n
 
 
 class Settings:
@@ -122,6 +111,15 @@ class Settings:
         return make_optimizer(self.solver, params, self.learning_rate_init,
                               momentum=self.momentum, nesterov=self.nesterovs_momentum,
                               beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+
+    def schedule(self, optimizer):
+        """The learning-rate schedule bound to ``optimizer`` (None for "constant")."""
+        if self.learning_rate == "invscaling":
+            return InvScaling(self.power_t).attach(optimizer)
+        if self.learning_rate == "adaptive":
+            return Adaptive(ADAPTIVE_FACTOR,
+                            self.learning_rate_init * ADAPTIVE_MIN_RATIO).attach(optimizer)
+        return None
 
 
 class Problem:
@@ -259,6 +257,7 @@ def start_history(est):
     est.best_validation_score_ = None
     est._no_improvement_count = 0
     est._optimizer = None
+    est._schedule = None
 
 
 def train(est, problem, settings, *, incremental=False, name=None):
@@ -272,8 +271,8 @@ def train(est, problem, settings, *, incremental=False, name=None):
     params = list(problem.params)
     if getattr(est, "_optimizer", None) is None or not incremental:
         est._optimizer = settings.optimizer(params)
-        est._optimizer.learning_rate = settings.learning_rate_init
-    opt = est._optimizer
+        est._schedule = settings.schedule(est._optimizer)
+    opt, schedule = est._optimizer, getattr(est, "_schedule", None)
     validate = problem.has_validation and not incremental
     if validate and est.validation_scores_ is None:
         est.validation_scores_ = []
@@ -324,8 +323,8 @@ def train(est, problem, settings, *, incremental=False, name=None):
             est.loss_ = total / max(weight, 1e-300)
             est.loss_curve_.append(est.loss_)
             reference = min(reference, est.loss_) if reference is not None else est.loss_
-            if settings.learning_rate == "invscaling":
-                opt.learning_rate = settings.learning_rate_init / (est.t_ + 1) ** settings.power_t
+            if isinstance(schedule, InvScaling):
+                schedule.step(est.t_)
             score = None
             if validate:
                 score = problem.validation_score()
@@ -343,10 +342,8 @@ def train(est, problem, settings, *, incremental=False, name=None):
             progress.epoch(est.n_iter_, est.loss_, score, time.perf_counter() - t0,
                            opt.learning_rate)
             if fire and not incremental:
-                if (settings.learning_rate == "adaptive" and opt.learning_rate
-                        > settings.learning_rate_init * ADAPTIVE_MIN_RATIO * (1 + 1e-9)):
-                    opt.learning_rate /= ADAPTIVE_FACTOR
-                    rule.count = 0
+                if isinstance(schedule, Adaptive) and schedule.step():
+                    rule.count = 0            # the rate was lowered: give it its patience
                     continue
                 reason = "converged"
                 what = "Validation score" if validate else "Training loss"

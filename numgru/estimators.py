@@ -692,6 +692,7 @@ class _BaseGRUEstimator(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
         self._optimizer = None
+        self._schedule = None
         self._no_improvement_count = 0
 
     # The two methods below are the network's side of persistence (like _init_network and
