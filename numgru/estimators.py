@@ -133,12 +133,12 @@ class _BaseGRUEstimator(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
                  pooling="last", output="last", solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="adaptive", learning_rate_init=1e-3,
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
-                 dtype="auto", standardize=True):
+                 dtype="float32", standardize=True):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.cell = cell
         self.bidirectional = bidirectional
@@ -901,17 +901,21 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         ``MLPRegressor``.
 
     batch_size : int or "auto", default="auto"
-        Sequences per minibatch; "auto" is ``min(200, n_samples)``. Batches group sequences of
-        similar length.
+        Sequences per minibatch; "auto" is ``min(32, n_samples)`` (Keras's 32; scikit-learn's
+        MLP uses 200, which gives small data sets one step per epoch). Batches group
+        sequences of similar length.
 
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Step-size schedule of ``solver="sgd"``.
+        Step-size schedule, for every solver: "constant"; "invscaling" ``lr =
+        learning_rate_init / (t + 1) ** power_t`` with ``t`` the sequences seen; "adaptive"
+        (reduce on plateau): divide the rate by 5 each time the stopping rule fires, and stop
+        once it fires with the rate at 1/100 of ``learning_rate_init`` or below.
 
     learning_rate_init : float, default=1e-3
         Initial step size.
 
     power_t : float, default=0.5
-        Exponent of the "invscaling" schedule (``solver="sgd"``).
+        Exponent of the "invscaling" schedule.
 
     max_iter : int, default=200
         Maximum number of epochs (passes over the training sequences).
@@ -926,8 +930,11 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     tol : float, default=1e-4
         Minimum improvement of the loss (or validation score) that counts as progress.
 
-    verbose : int, default=0
-        0 silent, 1 one line per epoch, 2 a progress bar.
+    verbose : "auto" or int, default="auto"
+        "auto": a progress line with the loss and an estimate of the time left, redrawn on
+        a terminal (standard error) once a fit has run 3 s, nothing when the output is not a
+        terminal (Keras's convention); 0 silent; 1 one line per epoch; 2 the progress line
+        from the first epoch.
 
     warm_start : bool, default=False
         Continue from the previous fit's weights instead of reinitialising.
@@ -956,7 +963,10 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         Numerical-stability term of Adam and RMSprop.
 
     n_iter_no_change : int, default=10
-        Epochs without an improvement of at least ``tol`` before stopping.
+        Epochs in a row without an improvement of more than ``tol`` after which training stops
+        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
+        beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
+        training with a ``RuntimeWarning`` and the best epoch's weights.
 
     clip_grad_norm : float or None, default=None
         Rescale the gradient of each minibatch to at most this global L2 norm.
@@ -966,13 +976,31 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
         when there is none. "auto": the GPU when one is usable, the CPU otherwise.
 
-    dtype : {"auto", "float32", "float64"}, default="auto"
-        Compute dtype: "auto" uses float32 for float32 input and float64 otherwise.
+    dtype : {"float32", "float64", "auto"}, default="float32"
+        Compute dtype: float32 as PyTorch and Keras (as accurate on the quality benchmark and
+        faster, see the training page of the documentation); "float64" for results equal to
+        PyTorch's float64 to 1e-10; "auto": float32 for float32 input, float64 otherwise.
+
+    standardize : bool, default=True
+        Standardise every input feature (and a regressor's every target) with the mean and
+        standard deviation of the training data, before the network sees them; predictions
+        come back in the units of ``y``. The statistics are fitted attributes
+        (``input_mean_``, ``input_scale_``, ``target_mean_``, ``target_scale_``), kept by
+        ``save``; ``warm_start`` and ``partial_fit`` keep those of the first fit. False feeds
+        the data as given (the loss is then in the units of ``y``).
 
     Attributes
     ----------
     loss_ : float
-        Training loss (including the L2 term) of the last epoch.
+        Training loss (including the L2 term) of the last epoch; with ``standardize`` a
+        regressor's is that of the standardised targets.
+
+    input_mean_ : ndarray of shape (n_features_per_timestep,)
+        Mean of each input feature over all valid timesteps of the training sequences (0 when
+        ``standardize=False``).
+
+    input_scale_ : ndarray of shape (n_features_per_timestep,)
+        Their standard deviation (1 for a constant feature, or when ``standardize=False``).
 
     best_loss_ : float
         Lowest training loss seen (without early stopping).
@@ -1000,6 +1028,13 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 
     out_activation_ : str
         Output activation of the head.
+
+    target_mean_ : ndarray of shape (n_outputs,)
+        The targets' mean (0 when ``standardize=False``).
+
+    target_scale_ : ndarray of shape (n_outputs,)
+        The targets' standard deviation (1 when ``standardize=False``): predictions are
+        ``network output * target_scale_ + target_mean_``.
 
     stack_ : numgru._stack.Stack
         The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
@@ -1402,17 +1437,21 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         ``MLPRegressor``.
 
     batch_size : int or "auto", default="auto"
-        Sequences per minibatch; "auto" is ``min(200, n_samples)``. Batches group sequences of
-        similar length.
+        Sequences per minibatch; "auto" is ``min(32, n_samples)`` (Keras's 32; scikit-learn's
+        MLP uses 200, which gives small data sets one step per epoch). Batches group
+        sequences of similar length.
 
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Step-size schedule of ``solver="sgd"``.
+        Step-size schedule, for every solver: "constant"; "invscaling" ``lr =
+        learning_rate_init / (t + 1) ** power_t`` with ``t`` the sequences seen; "adaptive"
+        (reduce on plateau): divide the rate by 5 each time the stopping rule fires, and stop
+        once it fires with the rate at 1/100 of ``learning_rate_init`` or below.
 
     learning_rate_init : float, default=1e-3
         Initial step size.
 
     power_t : float, default=0.5
-        Exponent of the "invscaling" schedule (``solver="sgd"``).
+        Exponent of the "invscaling" schedule.
 
     max_iter : int, default=200
         Maximum number of epochs (passes over the training sequences).
@@ -1427,8 +1466,11 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     tol : float, default=1e-4
         Minimum improvement of the loss (or validation score) that counts as progress.
 
-    verbose : int, default=0
-        0 silent, 1 one line per epoch, 2 a progress bar.
+    verbose : "auto" or int, default="auto"
+        "auto": a progress line with the loss and an estimate of the time left, redrawn on
+        a terminal (standard error) once a fit has run 3 s, nothing when the output is not a
+        terminal (Keras's convention); 0 silent; 1 one line per epoch; 2 the progress line
+        from the first epoch.
 
     warm_start : bool, default=False
         Continue from the previous fit's weights instead of reinitialising.
@@ -1457,7 +1499,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         Numerical-stability term of Adam and RMSprop.
 
     n_iter_no_change : int, default=10
-        Epochs without an improvement of at least ``tol`` before stopping.
+        Epochs in a row without an improvement of more than ``tol`` after which training stops
+        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
+        beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
+        training with a ``RuntimeWarning`` and the best epoch's weights.
 
     clip_grad_norm : float or None, default=None
         Rescale the gradient of each minibatch to at most this global L2 norm.
@@ -1467,8 +1512,18 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
         when there is none. "auto": the GPU when one is usable, the CPU otherwise.
 
-    dtype : {"auto", "float32", "float64"}, default="auto"
-        Compute dtype: "auto" uses float32 for float32 input and float64 otherwise.
+    dtype : {"float32", "float64", "auto"}, default="float32"
+        Compute dtype: float32 as PyTorch and Keras (as accurate on the quality benchmark and
+        faster, see the training page of the documentation); "float64" for results equal to
+        PyTorch's float64 to 1e-10; "auto": float32 for float32 input, float64 otherwise.
+
+    standardize : bool, default=True
+        Standardise every input feature (and a regressor's every target) with the mean and
+        standard deviation of the training data, before the network sees them; predictions
+        come back in the units of ``y``. The statistics are fitted attributes
+        (``input_mean_``, ``input_scale_``, ``target_mean_``, ``target_scale_``), kept by
+        ``save``; ``warm_start`` and ``partial_fit`` keep those of the first fit. False feeds
+        the data as given (the loss is then in the units of ``y``).
 
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss: ``{label: weight}``, "balanced" (inversely
@@ -1480,7 +1535,15 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         Class labels.
 
     loss_ : float
-        Training loss (including the L2 term) of the last epoch.
+        Training loss (including the L2 term) of the last epoch; with ``standardize`` a
+        regressor's is that of the standardised targets.
+
+    input_mean_ : ndarray of shape (n_features_per_timestep,)
+        Mean of each input feature over all valid timesteps of the training sequences (0 when
+        ``standardize=False``).
+
+    input_scale_ : ndarray of shape (n_features_per_timestep,)
+        Their standard deviation (1 for a constant feature, or when ``standardize=False``).
 
     best_loss_ : float
         Lowest training loss seen (without early stopping).
@@ -1574,12 +1637,12 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
                  pooling="last", output="last", solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="adaptive", learning_rate_init=1e-3,
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
-                 dtype="auto", standardize=True, class_weight=None):
+                 dtype="float32", standardize=True, class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
             dropout=dropout, residual=residual, layer_norm=layer_norm,

@@ -333,3 +333,52 @@ def test_language_model_interrupt_keeps_the_best_epoch_and_is_passed_on(monkeypa
     for p, q in zip(lm._params(), ref._params()):
         np.testing.assert_array_equal(p, q)
     assert lm.score(TEXT) == ref.score(TEXT)         # usable, device copies refreshed
+
+
+# ------------------------------------------------------------------ progress (verbose)
+class _Terminal:
+    def __init__(self, tty):
+        self.tty = tty
+        self.text = ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_auto_progress_shows_an_eta_on_a_terminal_only(monkeypatch, tty):
+    term = _Terminal(tty)
+    monkeypatch.setattr("sys.stderr", term)
+    monkeypatch.setattr(_training, "PROGRESS_AFTER_S", 0.0)
+    run(Quadratic([1.0]), max_iter=4, n_iter_no_change=99, verbose="auto")
+    if tty:
+        lines = [ln for ln in term.text.split("\r") if ln]
+        assert len(lines) == 4 and "epoch 4/4" in lines[-1] and "left" in lines[-1]
+        assert term.text.endswith("\n")
+    else:
+        assert term.text == ""
+
+
+def test_auto_progress_waits_until_the_fit_has_run_a_while(monkeypatch):
+    term = _Terminal(True)
+    monkeypatch.setattr("sys.stderr", term)
+    monkeypatch.setattr(_training, "PROGRESS_AFTER_S", 3600.0)
+    run(Quadratic([1.0]), max_iter=4, n_iter_no_change=99, verbose="auto")
+    assert term.text == ""          # a short fit prints nothing
+
+
+def test_verbose_0_is_silent_and_1_prints_a_line_per_epoch(monkeypatch, capsys):
+    term = _Terminal(True)
+    monkeypatch.setattr("sys.stderr", term)
+    monkeypatch.setattr(_training, "PROGRESS_AFTER_S", 0.0)
+    run(Quadratic([1.0]), max_iter=3, n_iter_no_change=99, verbose=0)
+    assert term.text == "" and capsys.readouterr().out == ""
+    run(Quadratic([1.0]), max_iter=3, n_iter_no_change=99, verbose=1)
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split(",")[0] for ln in out] == ["Iteration 1", "Iteration 2", "Iteration 3"]
