@@ -57,8 +57,11 @@ def _standardizer(values, on):
     if not on or values.shape[0] == 0:
         return np.zeros(F), np.ones(F)
     v = values.astype(np.float64)
-    mean = v.mean(axis=0)
-    scale = v.std(axis=0)
+    big = np.abs(v).max(axis=0)
+    big[~(big > 0)] = 1.0
+    v = v / big                  # std of values near the float64 limit without overflow
+    mean = v.mean(axis=0) * big
+    scale = v.std(axis=0) * big
     scale[~(scale > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0))] = 1.0
     return mean, scale
 

@@ -74,12 +74,36 @@ def run(problem, incremental=False, **kw):
 
 
 # ------------------------------------------------------------------ stopping rule, schedules
-def test_stops_after_exactly_n_iter_no_change_epochs_without_a_tol_improvement():
-    losses = [1.0, 0.8, 0.79995, 0.9, 0.7999, 0.5, 0.6, 0.6, 0.6, 9.0]
+def _oracle_stop(losses, patience, tol):
+    """The epoch the training-loss rule stops at: the running mean of the last ``patience``
+    losses must drop below its lowest value by more than tol (NumPy, from the rule's words)."""
+    best, count = np.inf, 0
+    for k in range(1, len(losses) + 1):
+        mean = np.mean(losses[max(0, k - patience):k])
+        count = 0 if mean < best - tol else count + 1
+        best = min(best, mean)
+        if count >= patience:
+            return k
+    return None
+
+
+def test_stops_after_n_iter_no_change_epochs_without_a_running_mean_improvement():
+    losses = [1.0, 0.8, 0.79995, 0.9, 0.7999, 0.8, 0.81, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 9.0]
+    k = _oracle_stop(losses, 3, 1e-4)
     est, reason = run(Quadratic([0.0], losses=losses), n_iter_no_change=3, tol=1e-4)
-    # epochs 3-5 improve by less than tol (0.79995, 0.9, 0.7999 vs best 0.8): stop after 5
-    assert reason == "converged" and est.n_iter_ == 5
-    assert est.loss_curve_ == losses[:5] and est.best_loss_ == 0.7999
+    assert reason == "converged" and est.n_iter_ == k == 13
+    assert est.loss_curve_ == losses[:k] and est.best_loss_ == 0.7999
+
+
+def test_a_noisy_falling_loss_does_not_stop_the_fit():
+    # every other epoch is a lucky low that the next 3 do not beat: an epoch-vs-best rule
+    # (scikit-learn's) stops at epoch 5; the running mean keeps falling
+    rng = np.random.default_rng(0)
+    losses = list(np.linspace(1.0, 0.5, 40) + 0.05 * rng.standard_normal(40))
+    est, reason = run(Quadratic([0.0], losses=losses + [0.5] * 30), n_iter_no_change=3,
+                      tol=1e-4)
+    assert est.n_iter_ == _oracle_stop(losses + [0.5] * 30, 3, 1e-4)
+    assert est.n_iter_ > 40
 
 
 def test_adaptive_divides_by_5_on_each_stall_and_stops_at_a_hundredth():
