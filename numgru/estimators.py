@@ -343,7 +343,9 @@ class _BaseGRUEstimator(BaseEstimator):
                                  "y is None")
             first_pass = not (hasattr(self, "stack_") and (self.warm_start or incremental))
             if not first_pass:
-                self._check_same_network(incremental)
+                self._check_same_network("partial_fit continues training that network"
+                                         if incremental else "fit with warm_start=True "
+                                         "continues training that network")
             X, lengths = self._input(X, reset=first_pass, lengths=lengths)
             # the subclass's target encoding sets n_outputs_ and out_activation_ (and classes_)
             # on a first pass
@@ -367,10 +369,12 @@ class _BaseGRUEstimator(BaseEstimator):
             sig["pooling"] = self.pooling
         return sig
 
-    def _check_same_network(self, incremental):
-        """ValueError when a warm-started ``fit`` or a ``partial_fit`` would continue a network
-        built with other architecture parameters than the current ones (it would keep the old
-        network without a word, and ``save`` would write a file that ``load`` refuses)."""
+    def _check_same_network(self, doing):
+        """ValueError when a warm-started ``fit``, a ``partial_fit`` or a prediction would use a
+        network built with other architecture parameters than the current ones (set_params
+        since: training would keep the old network without a word, and ``save`` would write a
+        file that ``load`` refuses; predicting would read it as the new architecture).
+        ``doing`` says what uses the network, for the message."""
         built = getattr(self, "_built_with", None)
         if built is None:          # fitted before numgru recorded it (an older pickle)
             return
@@ -380,11 +384,10 @@ class _BaseGRUEstimator(BaseEstimator):
         if self.dtype != "auto" and np.dtype(self.dtype) != self._dtype:
             changed.append(f"dtype from {self._dtype.name!r} to {self.dtype!r}")
         if changed:
-            how = "partial_fit" if incremental else "fit with warm_start=True"
             raise ValueError(f"{type(self).__name__}: {', '.join(changed)} since the network was "
-                             f"built; {how} continues training that network, so its "
-                             "architecture parameters must stay as they were: set them back, "
-                             "or fit with warm_start=False for a new network")
+                             f"built; {doing}, so its architecture parameters must stay as "
+                             "they were: set them back, or fit with warm_start=False for a new "
+                             "network")
 
     def _initialize(self, n_outputs):
         """First-pass state: the random streams, a new network, empty training history.
@@ -583,6 +586,7 @@ class _BaseGRUEstimator(BaseEstimator):
 
     def _predict_padded(self, X, lengths=None):
         check_is_fitted(self, "stack_")
+        self._check_same_network("predicting uses that network")
         Xp, lengths = self._input(X, reset=False, lengths=lengths)
         out = self._forward_logits(Xp, lengths)
         return out, lengths
@@ -641,6 +645,8 @@ class _BaseGRUEstimator(BaseEstimator):
         """
         from ._stream import Stream
 
+        check_is_fitted(self, "stack_")
+        self._check_same_network("a stream uses that network")
         return Stream(self, n_streams)
 
     def attention_weights(self, X, lengths=None):
@@ -683,6 +689,7 @@ class _BaseGRUEstimator(BaseEstimator):
         [(3,), (6,)]
         """
         check_is_fitted(self, "stack_")
+        self._check_same_network("attention_weights reads that network")
         if not self._attention_pooled():
             raise ValueError("attention_weights needs a model fitted with pooling='attention' "
                              f"and output='last'; this one has pooling={self.pooling!r}, "
