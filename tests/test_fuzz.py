@@ -2210,6 +2210,34 @@ def test_a_language_model_file_with_early_stopping_values_loads(lm_ctx):
     assert got.validation_scores_ == [-2.0, -1.5] and got.score(SPARSE) == lm_ctx.lm.score(SPARSE)
 
 
+# --- other entry points: no sequences, no steps --------------------------------------------------
+EMPTY_BAD = [
+    ("stream-update-empty-list", lambda c: c.es_reg.stream(2).update([]),
+     r"X_chunk holds no steps \(got \[\]\); a chunk is an array of shape \(n_streams, n_steps, "
+     r"n_features\)"),
+    ("stream-update-None", lambda c: c.es_reg.stream(2).update(None),
+     r"X_chunk holds no steps \(got None\)"),
+    ("stream-update-no-steps", lambda c: c.es_reg.stream(2).update(np.zeros((2, 0, F))),
+     r"X_chunk has no steps"),
+    ("attention-weights-empty", lambda c: C(pooling="attention").fit(c.X, c.yc)
+     .attention_weights([]), r"X holds no sequences \(an empty list\)"),
+    ("each-step-predict-empty", lambda c: c.es_clf.predict(np.zeros((0, T, F))),
+     r"X holds no sequences"),
+    ("partial-fit-empty", lambda c: C().partial_fit([], [], classes=[0, 1]),
+     r"X holds no sequences"),
+    ("lm-fit-empty", lambda c: LM().fit([]), r"X is empty: there is no text to learn from"),
+    ("lm-fit-empty-document", lambda c: LM().fit([[]]), r"X is empty"),
+    ("lm-fit-one-token", lambda c: LM().fit([[3]]), r"at least two tokens in one document"),
+    ("lm-score-empty", lambda c: c.lm.score([]), r"scoring needs at least one document of two"),
+]
+
+
+@pytest.mark.parametrize("call, match", [b[1:] for b in EMPTY_BAD], ids=[b[0] for b in EMPTY_BAD])
+def test_an_entry_point_given_nothing_says_so(ctx, lm_ctx, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(types.SimpleNamespace(**vars(ctx), lm=lm_ctx.lm))
+
+
 # --- public names -------------------------------------------------------------------------------
 @pytest.mark.parametrize("module", ["numgru", "numgru.datasets", "numgru.plotting"])
 def test_a_module_shows_only_its_public_names(module):
