@@ -136,8 +136,7 @@ def warn_if_one_sequence(X, arr, name="X"):
         with np.errstate(all="ignore"):
             step = np.mean(np.diff(arr, axis=0) ** 2)
             spread = 2.0 * np.mean(arr.var(axis=0))
-        windows = any(np.array_equal(arr[1:, :T - k], arr[:-1, k:]) for k in range(1, T))
-        smooth = bool(spread > 0 and step < 0.1 * spread and not windows)
+        smooth = bool(spread > 0 and step < 0.1 * spread) and not _sliding_windows(arr)
     if time_index or smooth:
         why = ("its rows are indexed by time" if time_index else
                "its consecutive rows are much closer to each other than independent sequences "
@@ -148,6 +147,19 @@ def warn_if_one_sequence(X, arr, name="X"):
                       f"{name}[None] (shape (1, {n}, {T})) or in a list of such 2-D arrays "
                       "(sklearn.exceptions.DataConversionWarning: filter it to silence this)",
                       DataConversionWarning, stacklevel=6)   # the user's fit call
+
+
+def _sliding_windows(arr):
+    """Whether every row of the (n, T) ``arr`` (n >= 3) is the row before it shifted by the
+    same k steps (windows of one series with stride k < T). Shifts are tried on three row
+    pairs first, so that only a candidate k costs a pass over the whole array."""
+    n, T = arr.shape
+    pairs = (0, n // 2 - 1, n - 2)
+    for k in range(1, T):
+        if all(np.array_equal(arr[i + 1, :T - k], arr[i, k:]) for i in pairs) \
+                and np.array_equal(arr[1:, :T - k], arr[:-1, k:]):
+            return True
+    return False
 
 
 def check_lengths(lengths, Xpad, kind):
