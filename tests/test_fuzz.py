@@ -8,8 +8,12 @@ IndexError/KeyError/AttributeError, or answer silently wrong.
 Tables, in order: ``numgru.GRU`` (constructor, forward, backward, load_state_dict), the
 estimators (X, y, sample_weight, lengths, partial_fit, output="each_step", predict/score),
 ``numgru.load`` on hand-made hostile files, byte flips and truncations of a real model file,
-and the atomic ``save``. Sizes are tiny (hidden 3, T = 4, max_iter 2); the fitted models are
-module fixtures.
+and the atomic ``save``. Then the second round (issue 21): files that cannot be opened, zip
+bombs, fitted values at and beyond the edges of what a fit gives, every persisted field
+round-tripped, warm starts after an architecture change, ``class_weight``, 2-D ``X`` shaped
+like one multivariate sequence, DataFrame feature names, ``GRULanguageModel``'s token
+vocabulary, its model files, entry points given nothing, public names and the command line.
+Sizes are tiny (hidden 3, T = 4, max_iter 2); the fitted models are module fixtures.
 """
 
 import collections
@@ -1844,8 +1848,10 @@ def test_every_persisted_field_round_trips(ctx, tmp_path, make, xname, yname):
 
 # --- warm_start / partial_fit after an architecture change -------------------------------------
 ARCH_CHANGES = [
-    ("hidden_layer_sizes", dict(hidden_layer_sizes=(4,)), r"hidden_layer_sizes from \(3,\) to \(4,\)"),
-    ("one-more-layer", dict(hidden_layer_sizes=(3, 3)), r"hidden_layer_sizes from \(3,\) to \(3, 3\)"),
+    ("hidden_layer_sizes", dict(hidden_layer_sizes=(4,)),
+     r"hidden_layer_sizes from \(3,\) to \(4,\)"),
+    ("one-more-layer", dict(hidden_layer_sizes=(3, 3)),
+     r"hidden_layer_sizes from \(3,\) to \(3, 3\)"),
     ("bidirectional", dict(bidirectional=True), r"bidirectional from False to True"),
     ("layer_norm", dict(layer_norm=True), r"layer_norm from False to True"),
     ("cell", dict(cell="rnn_relu"), r"cell from 'gru' to 'rnn_relu'"),
@@ -1965,7 +1971,8 @@ SEQUENCES_2D = [      # (n, T) univariate data sets: no warning
 ]
 
 
-@pytest.mark.parametrize("make", [m for _, m in ONE_SEQUENCE_2D], ids=[n for n, _ in ONE_SEQUENCE_2D])
+@pytest.mark.parametrize("make", [m for _, m in ONE_SEQUENCE_2D],
+                         ids=[n for n, _ in ONE_SEQUENCE_2D])
 @pytest.mark.parametrize("how", ["fit", "partial_fit"])
 def test_a_2d_X_shaped_like_one_sequence_warns_at_fit(make, how):
     from sklearn.exceptions import DataConversionWarning
