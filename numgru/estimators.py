@@ -171,6 +171,39 @@ class _BaseGRUEstimator(BaseEstimator):
                                  "per timestep as input.")
         return Xp, lengths
 
+    def _network_signature(self):
+        """The parameters that the fitted network is built from (normalised), by name."""
+        sig = {"hidden_layer_sizes": tuple(self._sizes()), "cell": self.cell,
+               "bidirectional": bool(self.bidirectional), "dropout": float(self.dropout),
+               "residual": bool(self.residual), "layer_norm": bool(self.layer_norm),
+               "recurrent_dropout": float(self.recurrent_dropout), "output": self.output,
+               "device": self.device}
+        if self.cell == "gru":
+            sig["reset_after"] = bool(self.reset_after)
+        if self.output == "last":
+            sig["pooling"] = self.pooling
+        return sig
+
+    def _check_same_network(self, doing):
+        """ValueError when a warm-started ``fit``, a ``partial_fit`` or a prediction would use a
+        network built with other architecture parameters than the current ones (set_params
+        since: training would keep the old network without a word, and ``save`` would write a
+        file that ``load`` refuses; predicting would read it as the new architecture).
+        ``doing`` says what uses the network, for the message."""
+        built = getattr(self, "_built_with", None)
+        if built is None:          # fitted before numgru recorded it (an older pickle)
+            return
+        now = self._network_signature()
+        changed = [f"{k} from {built[k]!r} to {now[k]!r}"
+                   for k in sorted(built.keys() & now.keys()) if built[k] != now[k]]
+        if self.dtype != "auto" and np.dtype(self.dtype) != self._dtype:
+            changed.append(f"dtype from {self._dtype.name!r} to {self.dtype!r}")
+        if changed:
+            raise ValueError(f"{type(self).__name__}: {', '.join(changed)} since the network was "
+                             f"built; {doing}, so its architecture parameters must stay as "
+                             "they were: set them back, or fit with warm_start=False for a new "
+                             "network")
+
     # ------------------------------------------------------------------ network
     def _init_network(self, n_inputs, n_outputs, rng):
         """The recurrent stack (one engine for all layers, sizes may differ, dropout between
@@ -355,39 +388,6 @@ class _BaseGRUEstimator(BaseEstimator):
                 self._built_with = self._network_signature()
             self._fit_stochastic(X, lengths, Y, sample_weight, incremental)
         return self
-
-    def _network_signature(self):
-        """The parameters that the fitted network is built from (normalised), by name."""
-        sig = {"hidden_layer_sizes": tuple(self._sizes()), "cell": self.cell,
-               "bidirectional": bool(self.bidirectional), "dropout": float(self.dropout),
-               "residual": bool(self.residual), "layer_norm": bool(self.layer_norm),
-               "recurrent_dropout": float(self.recurrent_dropout), "output": self.output,
-               "device": self.device}
-        if self.cell == "gru":
-            sig["reset_after"] = bool(self.reset_after)
-        if self.output == "last":
-            sig["pooling"] = self.pooling
-        return sig
-
-    def _check_same_network(self, doing):
-        """ValueError when a warm-started ``fit``, a ``partial_fit`` or a prediction would use a
-        network built with other architecture parameters than the current ones (set_params
-        since: training would keep the old network without a word, and ``save`` would write a
-        file that ``load`` refuses; predicting would read it as the new architecture).
-        ``doing`` says what uses the network, for the message."""
-        built = getattr(self, "_built_with", None)
-        if built is None:          # fitted before numgru recorded it (an older pickle)
-            return
-        now = self._network_signature()
-        changed = [f"{k} from {built[k]!r} to {now[k]!r}"
-                   for k in sorted(built.keys() & now.keys()) if built[k] != now[k]]
-        if self.dtype != "auto" and np.dtype(self.dtype) != self._dtype:
-            changed.append(f"dtype from {self._dtype.name!r} to {self.dtype!r}")
-        if changed:
-            raise ValueError(f"{type(self).__name__}: {', '.join(changed)} since the network was "
-                             f"built; {doing}, so its architecture parameters must stay as "
-                             "they were: set them back, or fit with warm_start=False for a new "
-                             "network")
 
     def _initialize(self, n_outputs):
         """First-pass state: the random streams, a new network, empty training history.
