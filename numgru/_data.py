@@ -5,8 +5,10 @@ Shape legend: n sequences, T timesteps (the longest), F features per timestep.
 
 import functools
 import numbers
+import warnings
 
 import numpy as np
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_array
 
 from ._validation import check_lengths as _check_lengths
@@ -61,6 +63,7 @@ def as_sequences(X, dtype, name="X"):
         return Xpad, lengths, "ragged"
     if getattr(getattr(X, "dtype", None), "kind", None) in ("m", "M"):  # dates pass as numbers
         raise ValueError(f"{name} has non-numeric dtype {X.dtype}")
+    _check_holds_sequences(X, name)
     arr = check_array(X, allow_nd=True, dtype=[np.float64, np.float32], ensure_all_finite=True,
                       input_name=name)
     if arr.ndim == 2:
@@ -84,6 +87,79 @@ def as_sequences(X, dtype, name="X"):
         raise ValueError(f"Input {name} has values too large for {out.dtype}; they must be "
                          f"finite in the model's dtype.")
     return out, lengths, kind
+
+
+_FORMS = ("a 2-D array (n_samples, n_timesteps) of univariate sequences, a 3-D array "
+          "(n_samples, n_timesteps, n_features) or a list of 2-D (n_timesteps, n_features) "
+          "arrays")
+
+
+def _check_holds_sequences(X, name):
+    """ValueError, in terms of sequences, for an ``X`` that holds none or is not an array of
+    them: an empty list or array, a 1-D array, a scalar or None (scikit-learn's own messages
+    would say "Expected 2D array" and suggest ``reshape(-1, 1)``: n sequences of one step)."""
+    if isinstance(X, (list, tuple)) and len(X) == 0:
+        raise ValueError(f"{name} holds no sequences (an empty {type(X).__name__}); numgru needs "
+                         f"at least one: {_FORMS}")
+    try:
+        shape = np.shape(X)
+    except (ValueError, TypeError):
+        return                                   # check_array says what is wrong
+    if len(shape) == 0:
+        raise ValueError(f"{name} must hold sequences ({_FORMS}), got "
+                         f"{'None' if X is None else 'a scalar ' + type(X).__name__}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} holds no sequences: found array with 0 sample(s) (shape "
+                         f"{shape}); numgru needs at least one")
+    if len(shape) == 1:
+        raise ValueError(f"{name} is 1-D (shape {shape}), but numgru needs sequences: "
+                         f"{_FORMS}. Reshape your data: {name}.reshape(1, -1) if it is one "
+                         f"univariate sequence of {shape[0]} steps, {name}.reshape(-1, 1) if it "
+                         f"is {shape[0]} sequences of one step each")
+
+
+def warn_if_one_sequence(X, arr, name="X"):
+    """Warn (``DataConversionWarning``) when a 2-D ``X`` that numgru reads as univariate
+    sequences, one per row, looks like one multivariate sequence, rows being its timesteps:
+    a DataFrame indexed by time, or rows that change smoothly from one to the next.
+
+    ``arr`` is ``X`` as the (n, T) float array. Smooth rows: the mean squared difference of
+    consecutive rows is under a tenth of what independent rows give (twice the mean variance
+    of the columns), while no row is the one before it shifted by a few steps (sliding
+    windows over one series, the usual univariate data set, are smooth too).
+    """
+    n, T = arr.shape
+    index = getattr(X, "index", None)
+    time_index = type(index).__name__ in ("DatetimeIndex", "TimedeltaIndex", "PeriodIndex")
+    smooth = False
+    if not time_index and n >= 8 and T >= 2:
+        with np.errstate(all="ignore"):
+            step = np.mean(np.diff(arr, axis=0) ** 2)
+            spread = 2.0 * np.mean(arr.var(axis=0))
+        smooth = bool(spread > 0 and step < 0.1 * spread) and not _sliding_windows(arr)
+    if time_index or smooth:
+        why = ("its rows are indexed by time" if time_index else
+               "its consecutive rows are much closer to each other than independent sequences "
+               "are, as consecutive timesteps of one sequence would be")
+        warnings.warn(f"{name} is 2-D of shape {arr.shape}: numgru reads it as {n} univariate "
+                      f"sequences of {T} timesteps each (one per row), but {why}. If {name} is "
+                      f"one sequence of {n} timesteps with {T} features, pass it as "
+                      f"{name}[None] (shape (1, {n}, {T})) or in a list of such 2-D arrays "
+                      "(sklearn.exceptions.DataConversionWarning: filter it to silence this)",
+                      DataConversionWarning, stacklevel=6)   # the user's fit call
+
+
+def _sliding_windows(arr):
+    """Whether every row of the (n, T) ``arr`` (n >= 3) is the row before it shifted by the
+    same k steps (windows of one series with stride k < T). Shifts are tried on three row
+    pairs first, so that only a candidate k costs a pass over the whole array."""
+    n, T = arr.shape
+    pairs = (0, n // 2 - 1, n - 2)
+    for k in range(1, T):
+        if all(np.array_equal(arr[i + 1, :T - k], arr[i, k:]) for i in pairs) \
+                and np.array_equal(arr[1:, :T - k], arr[:-1, k:]):
+            return True
+    return False
 
 
 def check_lengths(lengths, Xpad, kind):

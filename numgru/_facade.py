@@ -73,6 +73,7 @@ class RecurrentNetwork:
         self.dropout_masks_ = []
         self.recurrent_dropout_masks_ = []
         self._device_io = False
+        self._no_backward = None     # why backward() would be stale (None: it is not)
         self._stack = Stack.recurrent(self.input_size, [self.hidden_size] * self.num_layers,
                                       cell=cell, bidirectional=self.bidirectional,
                                       dropout=self.dropout, residual=self.residual,
@@ -101,6 +102,7 @@ class RecurrentNetwork:
         net.dropout_masks_ = []
         net.recurrent_dropout_masks_ = []
         net._device_io = False
+        net._no_backward = None
         net._stack = stack
         return net
 
@@ -125,6 +127,9 @@ class RecurrentNetwork:
     def load_state_dict(self, state_dict):
         """Load parameters (any array-likes) with strict name, shape and finiteness checks."""
         _layout.load_state_dict(self._stack, state_dict, what=type(self).__name__)
+        if self._stack._tape is not None:
+            self._no_backward = ("the parameters were replaced (load_state_dict) after the last "
+                                 "training forward")
 
     def _split(self, h):
         """A (L*D, B, H) state as the stack's list of per-layer (D, B, H) views."""
@@ -151,6 +156,12 @@ class RecurrentNetwork:
             self.dropout_masks_ = self._stack.dropout_masks()
             self.recurrent_dropout_masks_ = self._stack.recurrent_masks()
             self._device_io = device_io
+            self._no_backward = None
+        elif self._stack._tape is not None:
+            # the stack keeps the training forward's tape: a backward now would silently
+            # return that forward's gradients, not this one's (PyTorch raises here too)
+            self._no_backward = ("the last forward was an inference forward (training=False), "
+                                 "whose gradients are not kept")
         if device_io:
             return out, h_n
         return be.to_host(out), be.to_host(h_n)
@@ -166,6 +177,11 @@ class RecurrentNetwork:
         if stack._tape is None:
             raise RuntimeError("backward() needs a preceding forward(..., training=True); "
                                "call forward with training=True first")
+        reason = getattr(self, "_no_backward", None)
+        if reason is not None:
+            raise RuntimeError(f"backward() backpropagates through the last forward, which must "
+                               f"be forward(..., training=True), but {reason}; call forward "
+                               "with training=True again before backward")
         be = stack.backend
         B = stack._tape["B"]
         out_shape = (B, stack._tape["T"], self.num_directions * self.hidden_size)

@@ -54,9 +54,13 @@ class Stream:
         est = self.estimator
         S = self.n_streams
         univariate = est._input_kind == "2d"
+        want = "(n_streams, n_steps)" if univariate else "(n_streams, n_steps, n_features)"
+        if X is None or (isinstance(X, (list, tuple)) and len(X) == 0):
+            # check_array would say "contains NaN" for None, "0 sample(s)" for []
+            raise ValueError(f"X_chunk holds no steps (got {X!r}); a chunk is an array of "
+                             f"shape {want} with at least one step")
         arr = check_array(X, ensure_2d=False, allow_nd=True, dtype=[np.float64, np.float32],
                           ensure_all_finite=True, ensure_min_samples=1, input_name="X_chunk")
-        want = "(n_streams, n_steps)" if univariate else "(n_streams, n_steps, n_features)"
         if univariate:
             if arr.ndim == 1 and S == 1:
                 arr = arr[None, :]

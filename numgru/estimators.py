@@ -17,6 +17,7 @@ the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="eac
 head's output goes through softmax (classifier) or the identity (regressor).
 """
 
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -29,7 +30,7 @@ from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from . import _attention, _data, _training
 from . import io as _io
@@ -201,7 +202,11 @@ class _BaseGRUEstimator(BaseEstimator):
             self._dtype = self._resolve_dtype(X)
         Xp, lengths_, kind = _data.as_sequences(X, self._dtype)
         lengths = lengths_ if lengths is None else _data.check_lengths(lengths, Xp, kind)
+        # a DataFrame's column names (2-D X: one name per timestep), as validate_data keeps them
+        _check_feature_names(self, X, reset=reset)
         if reset:
+            if kind == "2d":
+                _data.warn_if_one_sequence(X, Xp[:, :, 0])
             self._input_kind = kind
             self._n_inputs = Xp.shape[2]
             self.n_features_in_ = Xp.shape[1] if kind == "2d" else Xp.shape[2]
@@ -231,6 +236,39 @@ class _BaseGRUEstimator(BaseEstimator):
             raise ValueError(f"X has values too large for {self._dtype} once standardised with "
                              "the training data's mean and scale (input_mean_, input_scale_).")
         return np.ascontiguousarray(Xs)
+
+    def _network_signature(self):
+        """The parameters that the fitted network is built from (normalised), by name."""
+        sig = {"hidden_layer_sizes": tuple(self._sizes()), "cell": self.cell,
+               "bidirectional": bool(self.bidirectional), "dropout": float(self.dropout),
+               "residual": bool(self.residual), "layer_norm": bool(self.layer_norm),
+               "recurrent_dropout": float(self.recurrent_dropout), "output": self.output,
+               "device": self.device}
+        if self.cell == "gru":
+            sig["reset_after"] = bool(self.reset_after)
+        if self.output == "last":
+            sig["pooling"] = self.pooling
+        return sig
+
+    def _check_same_network(self, doing):
+        """ValueError when a warm-started ``fit``, a ``partial_fit`` or a prediction would use a
+        network built with other architecture parameters than the current ones (set_params
+        since: training would keep the old network without a word, and ``save`` would write a
+        file that ``load`` refuses; predicting would read it as the new architecture).
+        ``doing`` says what uses the network, for the message."""
+        built = getattr(self, "_built_with", None)
+        if built is None:          # fitted before numgru recorded it (an older pickle)
+            return
+        now = self._network_signature()
+        changed = [f"{k} from {built[k]!r} to {now[k]!r}"
+                   for k in sorted(built.keys() & now.keys()) if built[k] != now[k]]
+        if self.dtype != "auto" and np.dtype(self.dtype) != self._dtype:
+            changed.append(f"dtype from {self._dtype.name!r} to {self.dtype!r}")
+        if changed:
+            raise ValueError(f"{type(self).__name__}: {', '.join(changed)} since the network was "
+                             f"built; {doing}, so its architecture parameters must stay as "
+                             "they were: set them back, or fit with warm_start=False for a new "
+                             "network")
 
     # ------------------------------------------------------------------ network
     def _init_network(self, n_inputs, n_outputs, rng):
@@ -394,12 +432,17 @@ class _BaseGRUEstimator(BaseEstimator):
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                                  "y is None")
             first_pass = not (hasattr(self, "stack_") and (self.warm_start or incremental))
+            if not first_pass:
+                self._check_same_network("partial_fit continues training that network"
+                                         if incremental else "fit with warm_start=True "
+                                         "continues training that network")
             X, lengths = self._input(X, reset=first_pass, lengths=lengths)
             # the subclass's target encoding sets n_outputs_ and out_activation_ (and classes_)
             # on a first pass
             Y, sample_weight = self._encode_targets(y, lengths, sample_weight, first_pass, classes)
             if first_pass:
                 self._initialize(Y.shape[-1])
+                self._built_with = self._network_signature()
             self._fit_stochastic(X, lengths, Y, sample_weight, incremental)
         return self
 
@@ -474,6 +517,7 @@ class _BaseGRUEstimator(BaseEstimator):
 
     def _predict_padded(self, X, lengths=None):
         check_is_fitted(self, "stack_")
+        self._check_same_network("predicting uses that network")
         Xp, lengths = self._input(X, reset=False, lengths=lengths)
         out = self._forward_logits(Xp, lengths)
         return out, lengths
@@ -532,6 +576,8 @@ class _BaseGRUEstimator(BaseEstimator):
         """
         from ._stream import Stream
 
+        check_is_fitted(self, "stack_")
+        self._check_same_network("a stream uses that network")
         return Stream(self, n_streams)
 
     def attention_weights(self, X, lengths=None):
@@ -574,6 +620,7 @@ class _BaseGRUEstimator(BaseEstimator):
         [(3,), (6,)]
         """
         check_is_fitted(self, "stack_")
+        self._check_same_network("attention_weights reads that network")
         if not self._attention_pooled():
             raise ValueError("attention_weights needs a model fitted with pooling='attention' "
                              f"and output='last'; this one has pooling={self.pooling!r}, "
@@ -644,8 +691,10 @@ class _BaseGRUEstimator(BaseEstimator):
     # ones are those that predicting needs
     _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
                           "best_loss_", "validation_scores_", "best_validation_score_",
-                          "out_activation_", "_input_kind", "_n_inputs", "_single_output")
+                          "out_activation_", "_input_kind", "_n_inputs", "_single_output",
+                          "feature_names_in_")
     _FITTED_REQUIRED = ("n_features_in_", "n_outputs_", "_input_kind", "_n_inputs")
+    _OUT_ACTIVATION = None      # the subclass's out_activation_ (a model file must hold it)
 
     def _get_fitted_state(self):
         """What a model file keeps of a fitted estimator: ``(fitted, arrays)``.
@@ -685,13 +734,16 @@ class _BaseGRUEstimator(BaseEstimator):
         missing = [name for name in self._FITTED_REQUIRED + ("_dtype",) if name not in fitted]
         if missing:
             raise ValueError(f"fitted attributes {missing} are missing")
-        _check_fitted_values(fitted)
+        _check_fitted_values(fitted, self._OUT_ACTIVATION)
         self._validate_params()      # parameters that fit would refuse are refused here too
         for name in self._FITTED_ATTRIBUTES:
             if name in fitted:
                 setattr(self, name, fitted[name])
+        if "feature_names_in_" in fitted:     # as _check_feature_names sets it
+            self.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
         self._dtype = np.dtype(fitted["_dtype"])
         self._load_network_arrays(arrays, self.device if device is None else device)
+        self._built_with = self._network_signature()
         self._random_state = check_random_state(self.random_state)
         self._rng = np.random.default_rng(self._random_state.randint(2 ** 31))
         self._optimizer = None
@@ -1087,6 +1139,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     """
 
     _FITTED_REQUIRED = _BaseGRUEstimator._FITTED_REQUIRED + ("_single_output",)
+    _OUT_ACTIVATION = "identity"
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
         if self.output == "each_step":
@@ -1636,6 +1689,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         **_BaseGRUEstimator._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
+    _OUT_ACTIVATION = "softmax"
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
                  residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
@@ -1704,6 +1758,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         np.put_along_axis(Y, codes[..., None], 1, axis=-1)
         w = _sample_weight(sample_weight, len(lengths))
         if self.class_weight is not None:
+            _check_class_weight(self.class_weight)
             if self.output == "each_step":
                 cw = compute_sample_weight(self.class_weight, valid)
                 wfull = np.zeros(labels.shape)
@@ -1740,6 +1795,8 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return fitted, arrays
 
     def _set_fitted_state(self, fitted, arrays, device=None):
+        if self.class_weight is not None:       # what fit refuses, a model file may not hold
+            _check_class_weight(self.class_weight)
         super()._set_fitted_state(fitted, arrays, device)
         classes = arrays["classes"]
         if classes.shape != (self.n_outputs_,):
@@ -2066,9 +2123,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return accuracy_score(y, pred, sample_weight=sample_weight)
 
 
-def _check_fitted_values(fitted):
+def _check_fitted_values(fitted, out_activation):
     """ValueError unless the fitted attributes of a model file have the types and values a fit
-    gives them (the network arrays are checked against them afterwards)."""
+    gives them (the network arrays are checked against them afterwards); ``out_activation`` is
+    the estimator's ``out_activation_``."""
     def positive_int(v):
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
@@ -2112,6 +2170,57 @@ def _check_fitted_values(fitted):
     if "out_activation_" in fitted and not isinstance(fitted["out_activation_"], str):
         raise ValueError(f"fitted attribute out_activation_ must be a string, got "
                          f"{fitted['out_activation_']!r}")
+    _check_fitted_ranges(fitted, out_activation)
+
+
+def _check_fitted_ranges(fitted, out_activation):
+    """ValueError unless the fitted values (of the right types) are ones a fit can give:
+    the estimator's own output activation, losses >= 0 (``loss_`` NaN when no epoch finished,
+    ``best_loss_`` inf before one), one loss per epoch, validation scores (accuracy or R^2)
+    <= 1, at least one sample per epoch, and one string feature name per input feature."""
+    def bad(name, what):
+        raise ValueError(f"fitted attribute {name} must be {what}, got {fitted[name]!r}"[:300])
+
+    if "out_activation_" in fitted and fitted["out_activation_"] != out_activation:
+        bad("out_activation_", f"{out_activation!r} for this estimator")
+    loss = fitted.get("loss_")
+    if loss is not None and not (math.isnan(loss) or 0 <= loss < math.inf):
+        bad("loss_", "a finite number >= 0 (or NaN when no epoch finished)")
+    best = fitted.get("best_loss_")
+    if best is not None and not best >= 0:
+        bad("best_loss_", "a number >= 0 (inf before the first epoch)")
+    curve = fitted.get("loss_curve_")
+    if curve is not None:
+        if not all(0 <= v < math.inf for v in curve):
+            bad("loss_curve_", "a list of finite numbers >= 0")
+        if "n_iter_" in fitted and len(curve) != fitted["n_iter_"]:
+            bad("loss_curve_", f"one loss per epoch, n_iter_ = {fitted['n_iter_']}")
+    scores = fitted.get("validation_scores_")
+    if scores is not None and not all(-math.inf < v <= 1 for v in scores):
+        bad("validation_scores_", "a list of finite scores <= 1 (accuracy or R^2)")
+    best = fitted.get("best_validation_score_")
+    if best is not None and not (-math.inf <= best <= 1):
+        bad("best_validation_score_", "a score <= 1 (-inf before the first epoch)")
+    if "t_" in fitted and "n_iter_" in fitted and fitted["t_"] < fitted["n_iter_"]:
+        bad("t_", f"at least n_iter_ = {fitted['n_iter_']} (one sample or more per epoch)")
+    names = fitted.get("feature_names_in_")
+    if names is not None and not (isinstance(names, list) and all(isinstance(v, str) for v in names)
+                                  and len(names) == fitted["n_features_in_"]):
+        bad("feature_names_in_", f"a list of {fitted['n_features_in_']} strings (n_features_in_)")
+
+
+def _check_class_weight(class_weight):
+    """ValueError unless every weight of a ``class_weight`` dict is a finite number > 0
+    ("balanced" and None pass): a negative weight would reverse a class's loss, a zero one
+    drop the class from training, NaN or inf make the loss NaN."""
+    if not isinstance(class_weight, dict):
+        return
+    for label, weight in class_weight.items():
+        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, Real) \
+                or not (0 < weight < math.inf):
+            raise ValueError(f"class_weight must map each class to a finite number > 0, got "
+                             f"{weight!r} for class {label!r} (to leave a class out of "
+                             "training, leave its samples out, or give them sample_weight 0)")
 
 
 def _sample_weight(sample_weight, n):

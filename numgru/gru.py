@@ -258,7 +258,9 @@ class GRU(RecurrentNetwork):
         Raises
         ------
         RuntimeError
-            If no ``forward(..., training=True)`` preceded this call.
+            If the last forward was not ``forward(..., training=True)`` (there was none, or an
+            inference forward came after it), or ``load_state_dict`` replaced the parameters
+            since: the gradients would not be those of the last forward.
         ValueError
             If ``d_out`` or ``d_h_n`` has the wrong shape or non-finite values.
 

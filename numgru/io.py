@@ -64,6 +64,12 @@ def _jsonable(value):
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        # hidden_layer_sizes=np.array([4, 3]), feature names: stored as JSON lists (objects
+        # other than numbers and strings are still refused, element by element)
+        return _jsonable(value.tolist())
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -234,15 +240,28 @@ def load(path):
     ------
     ValueError
         If the file is not a numgru model file, is corrupt, truncated or not a zip archive of
-        ``.npy`` arrays, has an unsupported version, holds parameters that the estimator
-        refuses, fitted values of the wrong types, non-finite or misshapen weights, or arrays
-        that the estimator does not use.
+        ``.npy`` arrays, inflates to more than its budget (a zip bomb: see Notes), has an
+        unsupported version, holds parameters that the estimator refuses, fitted values of the
+        wrong types or outside the values a fit gives them, non-finite or misshapen weights,
+        or arrays that the estimator does not use.
+    FileNotFoundError
+        If there is no file at ``path`` (and the other ``OSError`` subclasses that ``open``
+        raises: ``IsADirectoryError``, ``PermissionError``, ...).
     TypeError
         If ``path`` is neither a path nor a file object.
 
     See Also
     --------
     save : Write a fitted estimator to a file.
+
+    Notes
+    -----
+    A compressed archive (``numpy.savez_compressed``) loads too, within a budget: its members
+    may inflate to at most ``max(64 MiB, 32 x the archive's size on disk)`` bytes in all. The
+    budget counts the bytes actually inflated and is checked against each member's stated size
+    before anything of it is read, so a small file that inflates to gigabytes (a zip bomb) is
+    refused at once, without allocating them. Files that ``save`` writes are not compressed
+    (they inflate to their own size).
 
     Examples
     --------
@@ -275,8 +294,17 @@ def load(path):
     """
     if not hasattr(path, "read"):
         path = os.fspath(path)     # TypeError for anything that is neither a path nor a file
+        # opened here, outside the ValueError net below: a missing file, a directory or a
+        # file without read permission raise what open() raises (FileNotFoundError, ...)
+        with open(path, "rb") as fh:
+            return _load(fh, path)
+    return _load(path, path)
+
+
+def _load(fh, path):
+    """:func:`load` of the binary file ``fh``; ``path`` names it in messages."""
     try:
-        arrays = _read_arrays(path)
+        arrays = _read_arrays(fh)
         meta_text = arrays.pop("__meta__", None)
         if meta_text is not None:
             if meta_text.shape != () or meta_text.dtype.kind != "U":
@@ -333,27 +361,83 @@ def load(path):
     return est
 
 
-def _read_arrays(path):
-    """Every array of the ``.npz`` archive ``path`` (a path or a binary file) by name.
+#: A model file's members may inflate to at most ``max(_INFLATE_FLOOR, _INFLATE_RATIO * the
+#: archive's size)`` bytes in all. Weights do not compress: numgru writes its files
+#: uncompressed (ratio 1) and ``savez_compressed`` gets ~1.1 on trained float weights, so 32
+#: leaves a wide margin while a zip bomb (deflate reaches ~1000) is refused.
+_INFLATE_FLOOR = 64 << 20
+_INFLATE_RATIO = 32
+
+
+class _InflateBudget:
+    """The bytes the members of one archive may still inflate to (see ``_INFLATE_RATIO``)."""
+
+    def __init__(self, archive_size):
+        self.archive_size = archive_size
+        self.limit = max(_INFLATE_FLOOR, _INFLATE_RATIO * archive_size)
+        self.left = self.limit
+
+    def refuse(self, key, size):
+        raise ValueError(f"array {key!r} inflates to {size} bytes, beyond the "
+                         f"{self.limit}-byte budget of a {self.archive_size}-byte archive "
+                         f"(max({_INFLATE_FLOOR}, {_INFLATE_RATIO} x its size)): a zip bomb?")
+
+    def reserve(self, key, stated):
+        """Refuse a member whose stated size alone is beyond what is left (before reading)."""
+        if stated > self.left:
+            self.refuse(key, stated)
+
+
+class _CountingReader:
+    """A member's file object that charges every byte it hands out to the budget."""
+
+    def __init__(self, fh, budget, key):
+        self._fh, self._budget, self._key, self._read = fh, budget, key, 0
+
+    def read(self, n=-1):
+        data = self._fh.read(n)
+        self._read += len(data)
+        self._budget.left -= len(data)
+        if self._budget.left < 0:
+            self._budget.refuse(self._key, self._read)
+        return data
+
+
+def _archive_size(fh):
+    """Size in bytes of the binary file ``fh`` (its position is kept)."""
+    pos = fh.tell()
+    try:
+        return fh.seek(0, os.SEEK_END)
+    finally:
+        fh.seek(pos)
+
+
+def _read_arrays(fh):
+    """Every array of the ``.npz`` archive in the binary file ``fh`` by name.
 
     Read with ``numpy.lib.format.read_array(..., allow_pickle=False)``, member by member, after
     checking each ``.npy`` header: an object dtype (pickle) is refused before anything is read,
     and so is a shape whose data would be larger than the member, so that a few hostile bytes
-    cannot make this allocate terabytes. Every member must be a ``.npy`` array.
+    cannot make this allocate terabytes. The members inflate within one budget
+    (:class:`_InflateBudget`): a member whose stated size is beyond it is refused before it is
+    read, and the bytes actually inflated are counted against it as they are read. Every
+    member must be a ``.npy`` array.
     """
     fmt = np.lib.format
     arrays = {}
-    with zipfile.ZipFile(path) as zf:
+    budget = _InflateBudget(_archive_size(fh))
+    with zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"member {info.filename!r} is not a .npy array")
             key = info.filename[:-4]
-            with zf.open(info) as fh:
-                version = fmt.read_magic(fh)
+            budget.reserve(key, info.file_size)
+            with zf.open(info) as member:
+                version = fmt.read_magic(member)
                 if version == (1, 0):
-                    shape, _, dtype = fmt.read_array_header_1_0(fh)
+                    shape, _, dtype = fmt.read_array_header_1_0(member)
                 elif version == (2, 0):
-                    shape, _, dtype = fmt.read_array_header_2_0(fh)
+                    shape, _, dtype = fmt.read_array_header_2_0(member)
                 else:
                     raise ValueError(f"array {key!r} has .npy format version {version}, which "
                                      "numgru does not read")
@@ -363,6 +447,7 @@ def _read_arrays(path):
             if any(n < 0 for n in shape) or math.prod(shape) * dtype.itemsize > info.file_size:
                 raise ValueError(f"array {key!r} declares shape {shape} of {dtype}, more data "
                                  f"than its {info.file_size} bytes hold")
-            with zf.open(info) as fh:
-                arrays[key] = fmt.read_array(fh, allow_pickle=False)
+            with zf.open(info) as member:
+                arrays[key] = fmt.read_array(_CountingReader(member, budget, key),
+                                             allow_pickle=False)
     return arrays

@@ -27,13 +27,11 @@ vocabulary, the scores and the generated text stay those of the documents themse
 
 import math
 import re
-import warnings
 from collections import Counter
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -53,6 +51,8 @@ _WORD_RE = re.compile(r"\w+|[^\w\s]")
 # steps per window when scoring (exact: the state is carried, only memory is bounded)
 _SCORE_WINDOW = 512
 _SCORE_BATCH = 64
+#: The most tokens one ``generate`` call makes (it makes them one at a time: 1e8 is hours).
+MAX_GENERATE = 100_000_000
 
 
 def _tokenize(text, level):
@@ -81,7 +81,9 @@ class GRULanguageModel(BaseEstimator):
         What a token is. "char": every character. "word": runs of letters/digits/underscore
         and every other non-space character (punctuation) on its own; :meth:`decode` joins
         words with single spaces. "tokens": the input is already integer ids (a sequence of
-        ints, or a list of them); the vocabulary is ``range(max id + 1)``.
+        ints, or a list of them); the vocabulary is the ids that occur at fit, in increasing
+        order (``vocabulary_``; any ids >= 0, however large: the model has one row per distinct
+        id), and scoring or prompting with an id that did not occur raises a ValueError.
     min_frequency : int, default=1
         Tokens seen fewer times at fit are replaced by ``"<unk>"`` (char and word levels).
     max_vocabulary : int or None, default=None
@@ -130,7 +132,9 @@ class GRULanguageModel(BaseEstimator):
     Attributes
     ----------
     vocabulary_ : list
-        The tokens; a token's id is its index (``"<unk>"``, when present, is id 0).
+        The tokens; a token's id (its row in the embedding and the decoder) is its index
+        (``"<unk>"``, when present, is id 0). For level="tokens", the token ids seen at fit
+        (ints, increasing): the model's row of token id ``t`` is ``vocabulary_.index(t)``.
     token_counts_ : ndarray of shape (V,)
         How often each token occurred in the training text (the unigram baseline; None when
         the weights came from :meth:`load_state_dict` without a fit).
@@ -347,6 +351,9 @@ class GRULanguageModel(BaseEstimator):
                 else:
                     raise ValueError(f"{what}[{i}] must hold integer token ids, got dtype "
                                      f"{arr.dtype}")
+            if arr.size and arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+                raise ValueError(f"{what}[{i}] holds the token id {int(arr.max())}, larger than "
+                                 f"the largest token id numgru takes, 2**63 - 1")
             arr = arr.astype(np.int64)
             if arr.size and arr.min() < 0:
                 raise ValueError(f"{what}[{i}] holds the negative token id {int(arr.min())}")
@@ -355,12 +362,11 @@ class GRULanguageModel(BaseEstimator):
 
     def _build_vocabulary(self, docs):
         if self.level == "tokens":
-            top = max((int(d.max()) for d in docs if d.size), default=-1)
-            V = top + 1
-            counts = np.zeros(V, np.int64)
-            for d in docs:
-                counts += np.bincount(d, minlength=V)
-            return list(range(V)), counts
+            # the ids that occur, in increasing order: the size of the model follows the
+            # number of distinct ids, never the largest one (ids [0, 3_000_000] make 2 rows)
+            ids, counts = np.unique(np.concatenate(docs + [np.zeros(0, np.int64)]),
+                                    return_counts=True)
+            return [int(t) for t in ids], counts.astype(np.int64)
         counter = Counter()
         for d in docs:
             counter.update(d)
@@ -386,15 +392,34 @@ class GRULanguageModel(BaseEstimator):
             self._index_cache = index
         return index[1]
 
+    def _token_lookup(self):
+        """level="tokens": ``(sorted token ids, their rows)`` of ``vocabulary_`` (cached)."""
+        lookup = getattr(self, "_token_lookup_cache", None)
+        if lookup is None or lookup[0] is not self.vocabulary_:
+            tokens = np.asarray(self.vocabulary_, dtype=np.int64)
+            order = np.argsort(tokens, kind="stable")
+            lookup = (self.vocabulary_, tokens[order], order)
+            self._token_lookup_cache = lookup
+        return lookup[1], lookup[2]
+
     def _ids(self, tokens, what):
         """Token list (char/word) or ids (tokens) -> int64 ids, with the clear errors."""
         V = len(self.vocabulary_)
         if self.level == "tokens":
             ids = np.asarray(tokens, dtype=np.int64)
-            if ids.size and ids.max() >= V:
-                raise ValueError(f"{what} holds the token id {int(ids.max())}, out of range for "
-                                 f"a vocabulary of {V} tokens (ids 0..{V - 1})")
-            return ids
+            if ids.size == 0:
+                return ids
+            known, rows = self._token_lookup()
+            pos = np.minimum(np.searchsorted(known, ids), V - 1)
+            found = known[pos] == ids
+            if not found.all():
+                unseen = np.unique(ids[~found])
+                raise ValueError(f"{what} holds {unseen.size} token id(s) not in the vocabulary "
+                                 f"{unseen[:10].tolist()}{' ...' if unseen.size > 10 else ''}: "
+                                 f"this model knows the {V} ids seen at fit (from "
+                                 f"{int(known[0])} to {int(known[-1])}); fit on token ids that "
+                                 "include them")
+            return rows[pos].astype(np.int64)
         index = self._index()
         unk = index.get(UNK)
         ids = [index.get(tok, unk) for tok in tokens]
@@ -408,7 +433,8 @@ class GRULanguageModel(BaseEstimator):
         return np.asarray(ids, dtype=np.int64)
 
     def encode(self, text):
-        """Token ids of ``text`` (a str; for level="tokens", a sequence of ids, checked).
+        """Token ids of ``text``: each token's index in ``vocabulary_`` (for level="tokens",
+        ``text`` is a sequence of token ids, and each is mapped to its index).
 
         Returns
         -------
@@ -427,8 +453,8 @@ class GRULanguageModel(BaseEstimator):
         return _tokenize(text, self.level)
 
     def decode(self, ids):
-        """The text of token ids: characters joined (char), words joined by single spaces
-        (word); for level="tokens" the ids themselves as an int64 array."""
+        """The text of token ids (indices in ``vocabulary_``): characters joined (char), words
+        joined by single spaces (word); for level="tokens" the token ids as an int64 array."""
         check_is_fitted(self, "vocabulary_")
         arr = np.asarray(ids)
         if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
@@ -440,7 +466,7 @@ class GRULanguageModel(BaseEstimator):
             raise ValueError(f"token id {bad} is out of range for a vocabulary of {V} tokens")
         arr = arr.astype(np.int64)
         if self.level == "tokens":
-            return arr
+            return np.asarray(self.vocabulary_, dtype=np.int64)[arr]
         toks = [self.vocabulary_[i] for i in arr]
         return "".join(toks) if self.level == "char" else " ".join(toks)
 
@@ -654,6 +680,13 @@ class GRULanguageModel(BaseEstimator):
         str (char and word levels) or ndarray of int64 (level="tokens")
             The generated tokens only (without ``prefix``).
 
+        Raises
+        ------
+        ValueError
+            If ``n_tokens`` is negative, not an integer or above ``numgru.lm.MAX_GENERATE``
+            (100,000,000), ``temperature`` or ``top_k`` is invalid, or ``prefix`` holds tokens
+            the model cannot read.
+
         Examples
         --------
         >>> from numgru import GRULanguageModel
@@ -669,6 +702,10 @@ class GRULanguageModel(BaseEstimator):
         if isinstance(n_tokens, (bool, np.bool_)) or not isinstance(n_tokens, (Integral, np.integer)) \
                 or n_tokens < 0:
             raise ValueError(f"n_tokens must be a non-negative integer, got {n_tokens!r}")
+        if n_tokens > MAX_GENERATE:
+            raise ValueError(f"n_tokens={n_tokens} is more than generate makes in one call "
+                             f"(numgru.lm.MAX_GENERATE = {MAX_GENERATE:_}, one token at a time); "
+                             "generate fewer, or continue with the last tokens as prefix")
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (Real, np.floating)) \
                 or not np.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
@@ -713,7 +750,7 @@ class GRULanguageModel(BaseEstimator):
         return self._as_output(out)
 
     def _as_output(self, ids):
-        return ids if self.level == "tokens" else self.decode(ids)
+        return self.decode(ids)
 
     # ------------------------------------------------------------------ parameters by name
     def state_dict(self):
@@ -761,7 +798,10 @@ class GRULanguageModel(BaseEstimator):
             else:
                 raise ValueError(f"load_state_dict on an unfitted level={self.level!r} model "
                                  "needs vocabulary= (the token of every id)")
-        vocabulary = list(vocabulary)
+        vocabulary = _check_vocabulary(vocabulary, self.level)
+        if V == 0:
+            raise ValueError("state_dict['encoder.weight'] has no rows: a vocabulary needs at "
+                             "least one token")
         if len(vocabulary) != V:
             raise ValueError(f"vocabulary has {len(vocabulary)} tokens but encoder.weight has "
                              f"{V} rows")
@@ -836,6 +876,8 @@ class GRULanguageModel(BaseEstimator):
             del arrays["decoder.weight"]
         if self.level == "tokens":
             fitted["n_tokens"] = len(self.vocabulary_)
+            if self.vocabulary_ != list(range(len(self.vocabulary_))):   # else: ids 0..n-1
+                arrays["vocabulary"] = np.asarray(self.vocabulary_, dtype=np.int64)
         else:
             arrays["vocabulary"] = np.array(self.vocabulary_, dtype=object)
         if self.token_counts_ is not None:
@@ -849,11 +891,19 @@ class GRULanguageModel(BaseEstimator):
         if fitted.get("_dtype") != self.dtype:
             raise ValueError(f"the stored dtype {fitted.get('_dtype')!r} differs from the "
                              f"parameter dtype={self.dtype!r}")
+        _check_lm_fitted_values(fitted)
         if self.level == "tokens":
             n = fitted.get("n_tokens")
             if type(n) is not int or n < 1:
                 raise ValueError(f"n_tokens must be a positive integer, got {n!r}")
-            vocabulary = list(range(n))
+            voc = arrays.get("vocabulary")
+            if voc is None:
+                vocabulary = list(range(n))
+            elif voc.shape != (n,) or voc.dtype.kind not in "iu":
+                raise ValueError(f"the vocabulary of a level='tokens' model must be {n} (n_tokens) "
+                                 f"integer token ids, got {voc.dtype} of shape {voc.shape}")
+            else:
+                vocabulary = voc.tolist()
         else:
             voc = arrays.get("vocabulary")
             if voc is None or voc.ndim != 1 or not all(isinstance(v, str) for v in voc):
@@ -881,6 +931,57 @@ class GRULanguageModel(BaseEstimator):
         tags.target_tags.required = False
         tags.non_deterministic = False
         return tags
+
+
+def _check_vocabulary(vocabulary, level):
+    """``vocabulary`` as a list, refused (ValueError) unless its tokens are what ``level``
+    reads: strings (char, word) or token ids, integers in [0, 2**63) (tokens)."""
+    try:
+        vocabulary = list(vocabulary)
+    except TypeError:
+        raise ValueError(f"vocabulary must be a list of tokens, got "
+                         f"{type(vocabulary).__name__}") from None
+    if level == "tokens":
+        bad = [t for t in vocabulary if isinstance(t, (bool, np.bool_))
+               or not isinstance(t, (Integral, np.integer)) or not 0 <= t < 2 ** 63]
+        if bad:
+            raise ValueError(f"the vocabulary of a level='tokens' model holds token ids, "
+                             f"integers in [0, 2**63); got {bad[:5]!r}")
+        return [int(t) for t in vocabulary]
+    bad = [t for t in vocabulary if not isinstance(t, str)]
+    if bad:
+        raise ValueError(f"the vocabulary of a level={level!r} model holds strings; got "
+                         f"{bad[:5]!r}")
+    return [str(t) for t in vocabulary]
+
+
+def _check_lm_fitted_values(fitted):
+    """ValueError unless a model file's fitted values are what a fit gives: ``n_iter_``
+    epochs, one finite loss >= 0 per epoch (``loss_`` the last), validation scores (mean
+    log-likelihoods per token: finite, <= 0) for none or every epoch, and
+    ``best_validation_score_`` None or the best of them."""
+    def bad(name, what):
+        raise ValueError(f"fitted attribute {name} must be {what}, got {fitted.get(name)!r}"[:300])
+
+    def numbers(v):
+        return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                           for x in v)
+
+    n = fitted.get("n_iter_", 0)
+    if type(n) is not int or n < 0:
+        bad("n_iter_", "a non-negative integer")
+    curve = fitted.get("loss_curve_", [])
+    if not (numbers(curve) and len(curve) == n and all(0 <= x < math.inf for x in curve)):
+        bad("loss_curve_", f"a list of {n} (n_iter_) finite losses >= 0")
+    if "loss_" in fitted and not (curve and fitted["loss_"] == curve[-1]):
+        bad("loss_", "the last entry of loss_curve_")
+    scores = fitted.get("validation_scores_", [])
+    if not (numbers(scores) and len(scores) in (0, n)
+            and all(-math.inf < x <= 0 for x in scores)):
+        bad("validation_scores_", f"a list of 0 or {n} (n_iter_) finite log-likelihoods <= 0")
+    best = fitted.get("best_validation_score_")
+    if best is not None and not (scores and best == max(scores)):
+        bad("best_validation_score_", "None or the largest of validation_scores_")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 matplotlib is an optional dependency: it is imported only when something is drawn.
 """
 
-import numpy as np
-from sklearn.utils.validation import check_is_fitted
+import numpy as _np
+from sklearn.utils.validation import check_is_fitted as _check_is_fitted
 
 __all__ = ["AttentionDisplay", "LossCurveDisplay"]
 
@@ -148,8 +148,8 @@ class LossCurveDisplay:
         if ax is None:
             _, ax = plt.subplots()
 
-        loss = np.asarray(self.loss_curve, dtype=float).ravel()
-        epochs = np.arange(1, loss.size + 1)
+        loss = _np.asarray(self.loss_curve, dtype=float).ravel()
+        epochs = _np.arange(1, loss.size + 1)
         line_kwargs = {"label": f"{prefix}training loss", "color": "C0"}
         line_kwargs.update(kwargs)
         (self.line_,) = ax.plot(epochs, loss, **line_kwargs)
@@ -160,11 +160,11 @@ class LossCurveDisplay:
         self.validation_ax_ = None
         self.validation_line_ = None
         if self.validation_scores is not None:
-            scores = np.asarray(self.validation_scores, dtype=float).ravel()
+            scores = _np.asarray(self.validation_scores, dtype=float).ravel()
             vax = ax.twinx()
             v_kwargs = {"label": f"{prefix}validation score", "color": "C1"}
             v_kwargs.update(validation_kwargs or {})
-            (self.validation_line_,) = vax.plot(np.arange(1, scores.size + 1), scores,
+            (self.validation_line_,) = vax.plot(_np.arange(1, scores.size + 1), scores,
                                                 **v_kwargs)
             vax.set_ylabel("validation score")
             self.validation_ax_ = vax
@@ -232,7 +232,7 @@ class LossCurveDisplay:
         3
         """
         _check_matplotlib_support(f"{cls.__name__}.from_estimator")
-        check_is_fitted(estimator, "loss_curve_")
+        _check_is_fitted(estimator, "loss_curve_")
         name = type(estimator).__name__ if name is None else name
         disp = cls(estimator.loss_curve_,
                    validation_scores=getattr(estimator, "validation_scores_", None),
@@ -336,11 +336,11 @@ class AttentionDisplay:
         _check_matplotlib_support(f"{type(self).__name__}.plot")
         import matplotlib.pyplot as plt
 
-        alpha = np.asarray(self.attention_weights, dtype=float).ravel()
-        steps = np.arange(alpha.size)
+        alpha = _np.asarray(self.attention_weights, dtype=float).ravel()
+        steps = _np.arange(alpha.size)
         values = None
         if self.values is not None:
-            values = np.asarray(self.values, dtype=float)
+            values = _np.asarray(self.values, dtype=float)
             values = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
             if values.shape[0] != alpha.size:
                 raise ValueError(f"values have {values.shape[0]} timesteps but the attention "
@@ -413,8 +413,8 @@ class AttentionDisplay:
             If the estimator does not pool with attention, or ``X`` is not one sequence.
         """
         _check_matplotlib_support(f"{cls.__name__}.from_estimator")
-        check_is_fitted(estimator, "stack_")
-        seq = np.asarray(X)
+        _check_is_fitted(estimator, "stack_")
+        seq = _np.asarray(X)
         if getattr(estimator, "_input_kind", None) == "2d":
             if seq.ndim != 1:
                 raise ValueError(f"X must be one sequence of shape (n_timesteps,) for a model "

@@ -8,11 +8,16 @@ IndexError/KeyError/AttributeError, or answer silently wrong.
 Tables, in order: ``numgru.GRU`` (constructor, forward, backward, load_state_dict), the
 estimators (X, y, sample_weight, lengths, partial_fit, output="each_step", predict/score),
 ``numgru.load`` on hand-made hostile files, byte flips and truncations of a real model file,
-and the atomic ``save``. Sizes are tiny (hidden 3, T = 4, max_iter 2); the fitted models are
-module fixtures.
+and the atomic ``save``. Then the second round (issue 21): files that cannot be opened, zip
+bombs, fitted values at and beyond the edges of what a fit gives, every persisted field
+round-tripped, warm starts after an architecture change, ``class_weight``, 2-D ``X`` shaped
+like one multivariate sequence, DataFrame feature names, ``GRULanguageModel``'s token
+vocabulary, its model files, entry points given nothing, public names and the command line.
+Sizes are tiny (hidden 3, T = 4, max_iter 2); the fitted models are module fixtures.
 """
 
 import collections
+import contextlib
 import io
 import json
 import os
@@ -23,6 +28,7 @@ import stat
 import subprocess
 import sys
 import types
+import warnings
 import zipfile
 
 import numpy as np
@@ -30,6 +36,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import numgru
+import numgru.cli
 from numgru import GRU, GRUClassifier, GRURegressor
 
 pytestmark = [
@@ -358,9 +365,38 @@ def backward_without_training_forward(c):
     g.backward(np.ones((B, T, H)))
 
 
+def backward_after(then, net="gru"):
+    """A training forward, then ``then(c, g)`` (an inference forward, ...), then backward:
+    the gradients would be stale (those of the training forward), so backward must raise."""
+    def call(c):
+        if net == "gru":
+            g = GRU(I, H, 2, bidirectional=True, dtype="float64", random_state=0)
+        else:
+            g = numgru.RNN(I, H, 2, nonlinearity=net, dtype="float64", random_state=0)
+        out, _ = g.forward(c.x, training=True)
+        then(c, g)
+        g.backward(np.ones_like(out))
+    return call
+
+
+STALE = r"backward\(\) backpropagates through the last forward, which must be forward\(\.\.\., "
+
+
 GRU_BACKWARD_BAD = [
     ("no-training-forward", backward_without_training_forward,
      raises(RuntimeError, r"forward\(\.\.\., training=True\)")),
+    # issue 21: an inference forward after the training one used to leave its tape in place,
+    # and backward silently returned the training forward's gradients
+    ("after-inference-forward", backward_after(lambda c, g: g.forward(c.x[:1])),
+     raises(RuntimeError, STALE + r".*an inference forward \(training=False\)")),
+    ("after-inference-call", backward_after(lambda c, g: g(c.x)),
+     raises(RuntimeError, STALE + r".*inference forward")),
+    ("after-inference-forward-rnn-tanh", backward_after(lambda c, g: g.forward(c.x), "tanh"),
+     raises(RuntimeError, STALE + r".*inference forward")),
+    ("after-inference-forward-rnn-relu", backward_after(lambda c, g: g.forward(c.x), "relu"),
+     raises(RuntimeError, STALE + r".*inference forward")),
+    ("after-load_state_dict", backward_after(lambda c, g: g.load_state_dict(g.state_dict())),
+     raises(RuntimeError, STALE + r".*parameters were replaced \(load_state_dict\)")),
     ("d_out-narrow", bwd(lambda d: d[:, :, :H]),
      raises(ValueError, r"d_out must have the shape of out")),
     ("d_out-long", bwd(lambda d: np.ones((B, T + 1, 2 * H))),
@@ -384,6 +420,18 @@ GRU_BACKWARD_BAD = [
                          ids=[c[0] for c in GRU_BACKWARD_BAD])
 def test_gru_backward_refuses(ctx, call, expect):
     run_case(ctx, call, expect)
+
+
+def test_backward_after_a_failed_inference_forward_still_gives_the_training_gradients(ctx):
+    """A forward that refuses its input changes nothing: the training forward's tape is still
+    the last forward's, and backward gives its gradients (equal to a fresh run's)."""
+    g = GRU(I, H, 2, dtype="float64", random_state=0)
+    out, _ = g.forward(ctx.x, training=True)
+    ref = g.backward(np.ones_like(out))
+    g.forward(ctx.x, training=True)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        g.forward(with_value(ctx.x, np.nan))
+    assert same_arrays(g.backward(np.ones_like(out)), ref)
 
 
 @pytest.mark.parametrize("make", [np.asfortranarray, _readonly, lambda d: d.tolist(),
@@ -551,12 +599,19 @@ def fit_with_x(make_x):
 
 
 X_BAD = [
-    ("1d", lambda X: X[0, :, 0], ValueError, r"Expected 2D array, got 1D"),
-    ("0d", lambda X: np.float64(1.0), ValueError, r"Expected 2D array, got scalar"),
+    ("1d", lambda X: X[0, :, 0], ValueError,
+     r"X is 1-D \(shape \(4,\)\), but numgru needs sequences.*Reshape your data: "
+     r"X.reshape\(1, -1\) if it is one univariate sequence"),
+    ("0d", lambda X: np.float64(1.0), ValueError, r"X must hold sequences .* got a scalar"),
     ("4d", lambda X: X[..., None], ValueError, r"X must be 2-D .* got 4-D"),
-    ("None", lambda X: None, ValueError, r"Expected 2D array, got scalar"),
-    ("empty-samples", lambda X: X[:0], ValueError, r"0 sample"),
-    ("empty-list", lambda X: [], ValueError, r"Expected 2D array, got 1D"),
+    ("None", lambda X: None, ValueError, r"X must hold sequences .* got None"),
+    ("empty-samples", lambda X: X[:0], ValueError, r"X holds no sequences: .*0 sample"),
+    ("empty-list", lambda X: [], ValueError, r"X holds no sequences \(an empty list\)"),
+    ("empty-tuple", lambda X: (), ValueError, r"X holds no sequences \(an empty tuple\)"),
+    ("empty-1d-array", lambda X: np.zeros(0), ValueError, r"X holds no sequences"),
+    ("empty-2d-array", lambda X: np.zeros((0, T)), ValueError, r"X holds no sequences"),
+    ("1d-list", lambda X: [1.0, 2.0, 3.0], ValueError, r"X is 1-D \(shape \(3,\)\)"),
+    ("str", lambda X: "abc", ValueError, r"X must hold sequences .* got a scalar str"),
     ("zero-timesteps", lambda X: X[:, :0], ValueError, r"X has zero timesteps"),
     ("zero-features", lambda X: X[:, :, :0], ValueError, r"X has zero features"),
     ("nan", lambda X: with_value(X, np.nan, (3, 2, 1)), ValueError, r"Input X contains NaN"),
@@ -992,6 +1047,11 @@ PREDICT_BAD = [
     ("ragged-wrong-features", lambda c: c.clf.predict(ragged((3, 3), (2, 3))), ValueError,
      r"X has 3 features per timestep, but GRUClassifier"),
     ("empty", lambda c: c.reg.predict(np.zeros((0, T, F))), ValueError, r"0 sample"),
+    ("empty-list", lambda c: c.reg.predict([]), ValueError, r"X holds no sequences"),
+    ("empty-list-proba", lambda c: c.clf.predict_proba([]), ValueError, r"X holds no sequences"),
+    ("empty-list-score", lambda c: c.clf.score([], []), ValueError, r"X holds no sequences"),
+    ("1d-predict", lambda c: c.reg.predict(c.X[0, :, 0]), ValueError,
+     r"X is 1-D.*Reshape your data"),
     ("nan", lambda c: c.clf.predict_proba(with_value(c.X, np.nan)), ValueError,
      r"Input X contains NaN"),
     ("inf", lambda c: c.clf.predict(with_value(c.X, np.inf)), ValueError,
@@ -1118,8 +1178,6 @@ CORRUPT = r"is a corrupt numgru model file"
 WEIGHT = "gru0.weight_ih_l0"
 LOAD_BAD = [
     # not a zip / not an archive of arrays
-    ("missing-file", lambda c: c.dir / "no-such-file.npz", NOT_READABLE + r".*No such file"),
-    ("directory", lambda c: c.dir, NOT_READABLE),
     ("empty-file", raw_file(b""), NOT_READABLE + r".*not a zip file"),
     ("text-file", raw_file(b"hello, world\n"), NOT_READABLE + r".*not a zip file"),
     ("npy-file", raw_file(lambda c: npy_bytes(np.zeros(3))), NOT_READABLE + r".*not a zip file"),
@@ -1260,7 +1318,33 @@ LOAD_BAD = [
           ("n_iter_", -1, r"n_iter_ must be a non-negative integer"),
           ("t_", 1.5, r"t_ must be a non-negative integer"),
           ("out_activation_", 3, r"out_activation_ must be a string"),
+          # issue 21: values of the right type, but not ones a fit gives
+          ("out_activation_", "bogus", r"out_activation_ must be 'softmax' for this estimator, "
+                                       r"got 'bogus'"),
+          ("out_activation_", "identity", r"out_activation_ must be 'softmax'"),
+          ("loss_", -1.0, r"loss_ must be a finite number >= 0"),
+          ("loss_", float("inf"), r"loss_ must be a finite number >= 0"),
+          ("best_loss_", -0.5, r"best_loss_ must be a number >= 0"),
+          ("best_loss_", float("nan"), r"best_loss_ must be a number >= 0"),
+          ("loss_curve_", [-1.0, 0.5], r"loss_curve_ must be a list of finite numbers >= 0"),
+          ("loss_curve_", [float("nan"), 0.5], r"loss_curve_ must be a list of finite numbers"),
+          ("loss_curve_", [0.5], r"loss_curve_ must be one loss per epoch, n_iter_ = 2"),
+          ("n_iter_", 7, r"loss_curve_ must be one loss per epoch, n_iter_ = 7"),
+          ("validation_scores_", [0.5, 1.5], r"validation_scores_ must be a list of finite "
+                                             r"scores <= 1"),
+          ("validation_scores_", [0.5, float("-inf")], r"validation_scores_ must be"),
+          ("best_validation_score_", 2.0, r"best_validation_score_ must be a score <= 1"),
+          ("t_", 1, r"t_ must be at least n_iter_ = 2"),
+          ("feature_names_in_", ["a"], r"feature_names_in_ must be a list of 2 strings"),
+          ("feature_names_in_", [1, 2], r"feature_names_in_ must be a list of 2 strings"),
+          ("feature_names_in_", "ab", r"feature_names_in_ must be a list of 2 strings"),
       ]],
+    # issue 21: a class_weight that fit refuses is refused in a file too
+    *[(f"param-class_weight-{name}", set_in("params", class_weight={"a": w, "b": 1.0}),
+       CORRUPT + r".*class_weight must map each class to a finite number > 0, got "
+       + re.escape(repr(w)) + r" for class 'a'")
+      for name, w in [("negative", -1.0), ("zero", 0), ("nan", float("nan")),
+                      ("inf", float("inf")), ("str", "1"), ("bool", True), ("null", None)]],
     # the arrays
     ("missing-classes", edit_arrays({"classes": None}), CORRUPT + r".*'classes'"),
     ("missing-head", edit_arrays({"head_coef": None}), CORRUPT + r".*'head_coef'"),
@@ -1599,3 +1683,623 @@ def test_a_save_killed_mid_write_keeps_the_previous_file(ctx, tmp_path):
 def test_save_to_a_file_object_is_refused_as_before(ctx):
     with pytest.raises(TypeError, match=r"str, bytes or os.PathLike"):
         ctx.sclf.save(io.BytesIO())
+
+
+# =============================================================================================
+# issue 21: hostile input, second round
+# =============================================================================================
+# --- numgru.load: a file that cannot be opened raises what open() raises ----------------------
+@pytest.mark.parametrize("make, exc", [
+    (lambda c: c.dir / "no-such-file.npz", FileNotFoundError),
+    (lambda c: str(c.dir / "no-such-dir" / "model.npz"), FileNotFoundError),
+    (lambda c: os.fsencode(c.dir / "no-such-file.npz"), FileNotFoundError),
+    (lambda c: c.dir, (IsADirectoryError, PermissionError)),
+], ids=["missing", "missing-dir", "missing-bytes-path", "directory"])
+def test_load_of_a_file_that_cannot_be_opened_raises_what_open_raises(ctx, make, exc):
+    path = make(ctx)
+    with pytest.raises(exc) as got:
+        numgru.load(path)
+    with pytest.raises(type(got.value)) as ref:
+        open(path, "rb")
+    assert not isinstance(got.value, ValueError)
+    assert (got.value.errno, got.value.filename) == (ref.value.errno, ref.value.filename)
+
+
+# --- numgru.load: zip bombs -------------------------------------------------------------------
+def _zip(members, compression=zipfile.ZIP_DEFLATED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _zeros_member(n_bytes):
+    """A .npy member of n_bytes zero bytes (float64) with an honest header."""
+    return npy_header((n_bytes // 8,)) + bytes(n_bytes)
+
+
+def _peak_bytes(call):
+    """(result or exception, peak bytes traced while ``call`` ran) (numpy reports its data
+    allocations to tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            out = call()
+        except Exception as exc:             # noqa: BLE001 - returned to the test
+            out = exc
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """An inflate budget of max(1 MiB, 32 x the archive), so that bombs stay small here."""
+    monkeypatch.setattr(numgru.io, "_INFLATE_FLOOR", 1 << 20)
+    return 1 << 20
+
+
+def test_the_inflate_budget_is_the_documented_one():
+    assert (numgru.io._INFLATE_FLOOR, numgru.io._INFLATE_RATIO) == (64 << 20, 32)
+    assert "max(64 MiB, 32 x the archive's size on disk)" in " ".join(numgru.load.__doc__.split())
+
+
+BOMBS = [   # (members, which one is refused); every member deflates ~1000:1
+    ("one-member", {"head_coef.npy": _zeros_member(16 << 20)}, "head_coef"),
+    ("many-members-in-all", {f"m{i}.npy": _zeros_member(600 << 10) for i in range(8)}, "m1"),
+    ("after-a-real-model", lambda c: {**{k + ".npy": npy_bytes(v) for k, v in c.arrays.items()},
+                                      "zz.npy": _zeros_member(16 << 20)}, "zz"),
+]
+
+
+@pytest.mark.parametrize("members, refused", [b[1:] for b in BOMBS], ids=[b[0] for b in BOMBS])
+def test_a_zip_bomb_is_refused_before_it_is_inflated(ctx, small_budget, members, refused):
+    """An honest header (the member states its real inflated size): refused by the budget
+    before the member is read, so memory stays within the budget (the members before it)
+    however much the bomb would inflate to."""
+    data = _zip(members(ctx) if callable(members) else members)
+    total = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert len(data) * 32 < small_budget < total / 2
+    out, peak = _peak_bytes(lambda: numgru.load(io.BytesIO(data)))
+    assert isinstance(out, ValueError), out
+    assert re.search(NOT_READABLE + rf".*array '{refused}' inflates to \d+ bytes, beyond the "
+                     rf"{small_budget}-byte budget of a {len(data)}-byte archive", str(out))
+    assert peak < 2 * small_budget < total, peak
+
+
+def test_a_member_that_states_a_small_size_is_never_inflated_beyond_it(ctx, small_budget):
+    """A lying central directory (16 MiB of data stated as 4 KiB): zipfile inflates no more
+    than the stated size, the .npy header's shape does not fit in it, and the file is
+    refused without the 16 MiB ever existing."""
+    data = bytearray(_zip({"head_coef.npy": _zeros_member(16 << 20)}))
+    central = _zip_layout(bytes(data), 0)["central"]
+    data[central + 24:central + 28] = (4096).to_bytes(4, "little")
+    out, peak = _peak_bytes(lambda: numgru.load(io.BytesIO(bytes(data))))
+    assert isinstance(out, ValueError) and re.search(NOT_READABLE, str(out)), out
+    assert peak < 1 << 20, peak
+
+
+def test_the_inflated_bytes_are_counted_as_they_are_read(monkeypatch):
+    """The reader charges what it hands out: past the budget it refuses, whatever the
+    archive stated."""
+    monkeypatch.setattr(numgru.io, "_INFLATE_FLOOR", 100)
+    budget = numgru.io._InflateBudget(archive_size=2)           # max(100, 64) = 100 bytes
+    reader = numgru.io._CountingReader(io.BytesIO(bytes(150)), budget, "a")
+    assert len(reader.read(60)) == 60 and budget.left == 40
+    with pytest.raises(ValueError, match=r"array 'a' inflates to 120 bytes, beyond the 100-byte "
+                                         r"budget of a 2-byte archive"):
+        reader.read(60)
+
+
+def test_a_compressed_model_within_the_budget_loads_exactly(ctx, small_budget):
+    data = _zip({k + ".npy": npy_bytes(v) for k, v in ctx.arrays.items()})
+    model = numgru.load(io.BytesIO(data))
+    assert same_arrays(model.predict_proba(ctx.X), ctx.proba)
+
+
+# --- numgru.load: fitted values at the edges of what a fit gives load --------------------------
+LOAD_EDGE_OK = [
+    ("loss-nan", set_in("fitted", loss_=float("nan"))),           # no epoch finished
+    ("best-loss-inf", set_in("fitted", best_loss_=float("inf"))),  # before the first epoch
+    ("validation-before-first-epoch", set_in("fitted", validation_scores_=[],
+                                             best_validation_score_=float("-inf"))),
+    ("negative-r2-validation", set_in("fitted", validation_scores_=[-3.5, 0.25],
+                                      best_validation_score_=0.25)),
+    ("no-feature-names", drop_in("fitted", "out_activation_")),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in LOAD_EDGE_OK], ids=[n for n, _ in LOAD_EDGE_OK])
+def test_load_accepts_fitted_values_at_the_edges(ctx, make):
+    model = numgru.load(make(ctx))
+    assert same_arrays(model.predict_proba(ctx.X), ctx.proba)
+
+
+# --- every persisted field round-trips --------------------------------------------------------
+PERSISTED = [   # (estimator, X, y) whose every fitted field and array must come back equal
+    ("ndarray-hidden-layer-sizes", lambda c: R(hidden_layer_sizes=np.array([4, 3])), "X", "yr"),
+    ("numpy-int-sizes", lambda c: C(hidden_layer_sizes=(np.int64(3), np.int32(2))), "X", "yc"),
+    ("early-stopping", lambda c: R(early_stopping=True, validation_fraction=0.25), "X", "yr"),
+    ("class-weight", lambda c: C(class_weight={0: 2.0, 1: np.float32(0.5), 2: 1}), "X", "yc"),
+    ("each-step", lambda c: C(output="each_step"), "X", "Yl"),
+    ("2d-input", lambda c: R(), "X2", "yr"),
+    ("attention-float32", lambda c: C(pooling="attention", dtype="float32"), "X", "yc"),
+]
+
+
+@pytest.mark.parametrize("make, xname, yname", [p[1:] for p in PERSISTED],
+                         ids=[p[0] for p in PERSISTED])
+def test_every_persisted_field_round_trips(ctx, tmp_path, make, xname, yname):
+    X = ctx.X[:, :, 0] if xname == "X2" else ctx.X
+    est = make(ctx).fit(X, getattr(ctx, yname))
+    est.save(tmp_path / "m.npz")
+    got = numgru.load(tmp_path / "m.npz")
+    (f1, a1), (f2, a2) = est._get_fitted_state(), got._get_fitted_state()
+    assert json.dumps(f1, sort_keys=True) == json.dumps(f2, sort_keys=True)
+    assert same_arrays(a1, a2)
+    assert got.get_params().keys() == est.get_params().keys()
+    assert same_arrays(got.predict(X), est.predict(X))
+    got.set_params(warm_start=True).fit(X, getattr(ctx, yname))     # and it trains on
+    assert got.n_iter_ == 2 * est.n_iter_
+
+
+# --- warm_start / partial_fit after an architecture change -------------------------------------
+ARCH_CHANGES = [
+    ("hidden_layer_sizes", dict(hidden_layer_sizes=(4,)),
+     r"hidden_layer_sizes from \(3,\) to \(4,\)"),
+    ("one-more-layer", dict(hidden_layer_sizes=(3, 3)),
+     r"hidden_layer_sizes from \(3,\) to \(3, 3\)"),
+    ("bidirectional", dict(bidirectional=True), r"bidirectional from False to True"),
+    ("layer_norm", dict(layer_norm=True), r"layer_norm from False to True"),
+    ("cell", dict(cell="rnn_relu"), r"cell from 'gru' to 'rnn_relu'"),
+    ("reset_after", dict(reset_after=False), r"reset_after from True to False"),
+    ("dropout", dict(dropout=0.5), r"dropout from 0.0 to 0.5"),
+    ("recurrent_dropout", dict(recurrent_dropout=0.25), r"recurrent_dropout from 0.0 to 0.25"),
+    ("pooling", dict(pooling="attention"), r"pooling from 'last' to 'attention'"),
+    ("output", dict(output="each_step"), r"output from 'last' to 'each_step'"),
+    ("dtype", dict(dtype="float32"), r"dtype from 'float64' to 'float32'"),
+    ("two-at-once", dict(hidden_layer_sizes=5, bidirectional=True),
+     r"bidirectional from False to True, hidden_layer_sizes from \(3,\) to \(5,\)"),
+]
+
+
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit", "loaded-then-warm_start"])
+@pytest.mark.parametrize("change, match", [a[1:] for a in ARCH_CHANGES],
+                         ids=[a[0] for a in ARCH_CHANGES])
+def test_a_warm_start_refuses_a_changed_architecture_and_keeps_the_model(ctx, tmp_path, how,
+                                                                          change, match):
+    est = R(warm_start=how != "partial_fit")
+    est.fit(ctx.X, ctx.yr) if how != "partial_fit" else est.partial_fit(ctx.X, ctx.yr)
+    if how == "loaded-then-warm_start":
+        est.save(tmp_path / "m.npz")
+        est = numgru.load(tmp_path / "m.npz")
+    before, n_iter = est.predict(ctx.X), est.n_iter_
+    original = {k: v for k, v in est.get_params().items() if k in change}
+    est.set_params(**change)
+    what = "partial_fit continues" if how == "partial_fit" else "warm_start=True continues"
+    tail = r".*set them back, or fit with warm_start=False for a new network"
+    with pytest.raises(ValueError, match=rf"GRURegressor: {match} since the network was built; "
+                                         rf".*{what}" + tail):
+        est.partial_fit(ctx.X, ctx.yr) if how == "partial_fit" else est.fit(ctx.X, ctx.yr)
+    for call, doing in [(lambda: est.predict(ctx.X), "predicting uses"),
+                        (lambda: est.score(ctx.X, ctx.yr), "predicting uses"),
+                        (lambda: est.stream(), "a stream uses"),
+                        (lambda: est.attention_weights(ctx.X), "attention_weights reads")]:
+        with pytest.raises(ValueError, match=rf"GRURegressor: {match} .*; {doing}" + tail):
+            call()
+    est.set_params(**original)                    # set back: the same model as before
+    assert est.n_iter_ == n_iter and same_arrays(est.predict(ctx.X), before)
+    est.set_params(**change, warm_start=False).fit(ctx.X, ctx.Ys if "output" in change else ctx.yr)
+    est.save(tmp_path / "new.npz")             # a fresh network of the new kind saves and loads
+    assert same_arrays(numgru.load(tmp_path / "new.npz").predict(ctx.X), est.predict(ctx.X))
+
+
+@pytest.mark.parametrize("sizes", [[3], 3, np.array([3]), (np.int64(3),)],
+                         ids=["list", "int", "ndarray", "numpy-int"])
+def test_a_warm_start_with_the_same_sizes_written_otherwise_continues(ctx, sizes):
+    ref = R(warm_start=True).fit(ctx.X, ctx.yr).fit(ctx.X, ctx.yr)
+    est = R(warm_start=True).fit(ctx.X, ctx.yr)
+    est.set_params(hidden_layer_sizes=sizes).fit(ctx.X, ctx.yr)
+    assert est.n_iter_ == 4 and same_arrays(est._get_fitted_state()[1], ref._get_fitted_state()[1])
+
+
+def test_a_warm_start_may_change_training_parameters(ctx):
+    """Only the architecture is fixed: the solver's settings may change between fits."""
+    est = R(warm_start=True).fit(ctx.X, ctx.yr)
+    est.set_params(learning_rate_init=0.01, alpha=0.1, max_iter=3, batch_size=4).fit(ctx.X, ctx.yr)
+    assert est.n_iter_ == 5
+
+
+# --- class_weight -----------------------------------------------------------------------------
+CLASS_WEIGHT_BAD = [("negative", -1.0), ("zero", 0), ("nan", float("nan")), ("inf", np.inf),
+                    ("neg-inf", -np.inf), ("str", "2"), ("bool", True), ("None", None),
+                    ("complex", 1j), ("array", np.ones(2))]
+
+
+@pytest.mark.parametrize("output", ["last", "each_step"])
+@pytest.mark.parametrize("weight", [w for _, w in CLASS_WEIGHT_BAD],
+                         ids=[n for n, _ in CLASS_WEIGHT_BAD])
+def test_a_class_weight_that_is_no_positive_number_is_refused(ctx, output, weight):
+    y = ctx.yc if output == "last" else ctx.Yl
+    clf = C(output=output, class_weight={0: 1.0, 1: weight, 2: 1.0})
+    with pytest.raises(ValueError, match=r"class_weight must map each class to a finite number "
+                                         r"> 0, got .* for class 1"):
+        clf.fit(ctx.X, y)
+    assert not hasattr(clf, "stack_")
+
+
+def test_class_weight_equals_the_sample_weight_it_stands_for(ctx):
+    cw = {0: 2.0, 1: 0.5, 2: np.float32(1.5)}
+    a = C(class_weight=cw).fit(ctx.X, ctx.yc)
+    b = C().fit(ctx.X, ctx.yc, sample_weight=np.array([2.0, 0.5, 1.5])[ctx.yc])
+    assert same_arrays(a.predict_proba(ctx.X), b.predict_proba(ctx.X))
+    ones = C(class_weight={0: 1, 1: 1, 2: 1}).fit(ctx.X, ctx.yc)
+    assert same_arrays(ones.predict_proba(ctx.X), ctx.clf.predict_proba(ctx.X))
+
+
+# --- 2-D X that looks like one multivariate sequence ------------------------------------------
+@contextlib.contextmanager
+def warnings_as_errors(category):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category)
+        yield
+
+
+def _walk(n, f, seed=0):
+    return np.cumsum(np.random.default_rng(seed).standard_normal((n, f)), axis=0)
+
+
+def _windows(series, width, stride=1):
+    return np.stack([series[i:i + width] for i in range(0, len(series) - width + 1, stride)])
+
+
+ONE_SEQUENCE_2D = [   # (T, F) data: rows are timesteps of one sequence
+    ("random-walk-100x3", lambda: _walk(100, 3)),
+    ("smooth-sines-60x4", lambda: np.sin(np.linspace(0, 6, 60)[:, None] + np.arange(4))),
+    ("trend-40x2", lambda: np.arange(40.0)[:, None] * [1.0, -2.0] + 0.01 * _walk(40, 2)),
+]
+SEQUENCES_2D = [      # (n, T) univariate data sets: no warning
+    ("iid-rows", lambda: np.random.default_rng(0).standard_normal((100, 3))),
+    ("sliding-windows", lambda: _windows(np.sin(np.linspace(0, 20, 200)), 12)),
+    ("sliding-windows-stride-3", lambda: _windows(_walk(300, 1)[:, 0], 6, stride=3)),
+    ("constant", lambda: np.ones((20, 3))),
+    ("too-few-rows-to-judge", lambda: _walk(7, 3)),
+    ("one-timestep", lambda: _walk(50, 1)),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in ONE_SEQUENCE_2D],
+                         ids=[n for n, _ in ONE_SEQUENCE_2D])
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_a_2d_X_shaped_like_one_sequence_warns_at_fit(make, how):
+    from sklearn.exceptions import DataConversionWarning
+
+    X = make()
+    n, t = X.shape
+    est = R()
+    with pytest.warns(DataConversionWarning,
+                      match=rf"X is 2-D of shape \({n}, {t}\): numgru reads it as {n} univariate "
+                            rf"sequences of {t} timesteps each .* pass it as X\[None\]") as rec:
+        getattr(est, how)(X, X[:, 0])
+    assert all(w.filename == __file__ for w in rec if w.category is DataConversionWarning)
+    with warnings_as_errors(DataConversionWarning):
+        est.predict(X)                                   # predicting does not warn again
+        R(output="each_step").fit(X[None], X[None, :, :1])   # the advice works, silently
+
+
+@pytest.mark.parametrize("make", [m for _, m in SEQUENCES_2D], ids=[n for n, _ in SEQUENCES_2D])
+def test_a_2d_data_set_of_univariate_sequences_does_not_warn(make):
+    from sklearn.exceptions import DataConversionWarning
+
+    X = make()
+    with warnings_as_errors(DataConversionWarning):
+        R().fit(X, X[:, -1])
+
+
+# --- DataFrames: feature names ----------------------------------------------------------------
+def test_a_dataframe_indexed_by_time_warns_and_feature_names_are_kept(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from sklearn.exceptions import DataConversionWarning
+
+    rng = np.random.default_rng(0)
+    cols = ["t0", "t1", "t2", "t3"]
+    df = pd.DataFrame(rng.standard_normal((12, 4)), columns=cols)
+    y = df.to_numpy().sum(axis=1)
+    with warnings_as_errors(DataConversionWarning):
+        est = R().fit(df, y)
+    assert list(est.feature_names_in_) == cols and est.feature_names_in_.dtype == object
+    assert same_arrays(est.predict(df), R().fit(df.to_numpy(), y).predict(df.to_numpy()))
+    est.save(tmp_path / "df.npz")
+    got = numgru.load(tmp_path / "df.npz")
+    assert list(got.feature_names_in_) == cols and got.feature_names_in_.dtype == object
+    with pytest.raises(ValueError, match=r"feature names should match"):
+        got.predict(df.rename(columns={"t0": "x"}))
+    with pytest.warns(UserWarning, match=r"X does not have valid feature names"):
+        got.predict(df.to_numpy())
+    ts = pd.DataFrame(rng.standard_normal((30, 3)), columns=list("abc"),
+                      index=pd.date_range("2020-01-01", periods=30, freq="D"))
+    with pytest.warns(DataConversionWarning, match=r"its rows are indexed by time"):
+        R().fit(ts, ts["a"])
+
+
+# --- GRULanguageModel, level="tokens": the vocabulary is the ids that occur -------------------
+LM_KW = dict(embedding_dim=4, hidden_layer_sizes=(5,), batch_size=2, bptt=4, max_iter=2,
+             random_state=0, dtype="float64", level="tokens")
+SPARSE = [[0, 7, 3_000_000, 7, 0, 10 ** 12, 7, 3_000_000, 0, 7], [10 ** 12, 0, 7, 7]]
+
+
+def LM(**kw):
+    return numgru.GRULanguageModel(**{**LM_KW, **kw})
+
+
+@pytest.fixture(scope="module")
+def lm_ctx(tmp_path_factory):
+    c = types.SimpleNamespace()
+    c.ids = np.unique(np.concatenate(SPARSE))
+    c.dense = [np.searchsorted(c.ids, d) for d in SPARSE]        # the same text, ids 0..3
+    c.lm = LM().fit(SPARSE)
+    c.ref = LM().fit(c.dense)
+    c.dir = tmp_path_factory.mktemp("lm")
+    c.path = c.dir / "lm.npz"
+    c.lm.save(c.path)
+    with np.load(c.path) as f:
+        c.arrays = {k: f[k] for k in f.files}
+    c.meta = json.loads(str(c.arrays["__meta__"]))
+    return c
+
+
+def test_token_ids_of_any_size_make_one_row_per_distinct_id(lm_ctx):
+    """Oracle: the same text with its ids relabelled 0..3 (in increasing order) gives the same
+    model, weight for weight; only the ids the user sees differ."""
+    lm, ref, ids = lm_ctx.lm, lm_ctx.ref, lm_ctx.ids
+    assert lm.vocabulary_ == ids.tolist() == [0, 7, 3_000_000, 10 ** 12]
+    assert lm.state_dict()["encoder.weight"].shape == (4, 4)
+    assert same_arrays(lm.state_dict(), ref.state_dict())
+    assert same_arrays(lm.token_counts_, ref.token_counts_)
+    assert lm.score(SPARSE) == ref.score(lm_ctx.dense)
+    assert same_arrays(lm.generate(6, random_state=1), ids[ref.generate(6, random_state=1)])
+    assert same_arrays(lm.generate(4, prefix=[10 ** 12, 7], random_state=2),
+                       ids[ref.generate(4, prefix=[3, 1], random_state=2)])
+    assert same_arrays(lm.encode([10 ** 12, 0, 3_000_000]), [3, 0, 2])
+    assert same_arrays(lm.decode([3, 0, 2]), [10 ** 12, 0, 3_000_000])
+    assert same_arrays(ref.decode([3, 0, 2]), [3, 0, 2])     # ids 0..n-1 map to themselves
+
+
+def test_a_token_model_round_trips_with_its_vocabulary(lm_ctx, tmp_path):
+    got = numgru.load(lm_ctx.path)
+    assert got.vocabulary_ == lm_ctx.lm.vocabulary_
+    assert lm_ctx.arrays["vocabulary"].dtype == np.int64
+    assert got.score(SPARSE) == lm_ctx.lm.score(SPARSE)
+    assert same_arrays(got.generate(5, random_state=0), lm_ctx.lm.generate(5, random_state=0))
+    lm_ctx.ref.save(tmp_path / "dense.npz")                  # ids 0..n-1: stored as n_tokens
+    with np.load(tmp_path / "dense.npz") as f:
+        assert "vocabulary" not in f.files
+    assert numgru.load(tmp_path / "dense.npz").vocabulary_ == [0, 1, 2, 3]
+    sd = LM().load_state_dict(lm_ctx.lm.state_dict(), vocabulary=lm_ctx.lm.vocabulary_)
+    assert sd.score(SPARSE) == lm_ctx.lm.score(SPARSE)
+
+
+def test_a_huge_token_id_costs_no_memory(lm_ctx):
+    out, peak = _peak_bytes(lambda: LM(max_iter=1).fit([[0, 1, 10 ** 12, 1, 0]]))
+    assert not isinstance(out, Exception), out
+    assert out.vocabulary_ == [0, 1, 10 ** 12] and peak < 64 << 20
+
+
+LM_BAD = [
+    ("id-beyond-int64", lambda c: LM().fit([np.array([1, 2, 2 ** 64 - 1], np.uint64)]),
+     r"X\[0\] holds the token id 18446744073709551615, larger than the largest token id "
+     r"numgru takes, 2\*\*63 - 1"),
+    ("id-python-int-too-big", lambda c: LM().fit([[0, 2 ** 70]]), r"X\[0\] must hold integer"),
+    ("id-negative", lambda c: LM().fit([[0, -3, 1]]), r"negative token id -3"),
+    ("score-unseen", lambda c: c.lm.score([[0, 5, 7]]),
+     r"X holds 1 token id\(s\) not in the vocabulary \[5\]: this model knows the 4 ids seen "
+     r"at fit \(from 0 to 1000000000000\)"),
+    ("score-unseen-many", lambda c: c.lm.score([list(range(1, 40))]),
+     r"not in the vocabulary \[1, 2, 3, 4, 5, 6, 8, 9, 10, 11\] \.\.\."),
+    ("perplexity-unseen", lambda c: c.lm.perplexity([[0, 10 ** 12 + 1]]), r"not in the vocabulary"),
+    ("unigram-unseen", lambda c: c.lm.unigram_perplexity([[0, 1]]), r"not in the vocabulary \[1\]"),
+    ("encode-unseen", lambda c: c.lm.encode([2 ** 62]), r"text holds 1 token id\(s\) not in"),
+    ("prefix-unseen", lambda c: c.lm.generate(3, prefix=[8]), r"prefix holds .* not in the "
+                                                             r"vocabulary \[8\]"),
+    ("generate-too-many", lambda c: c.lm.generate(10 ** 12),
+     r"n_tokens=1000000000000 is more than generate makes in one call "
+     r"\(numgru.lm.MAX_GENERATE = 100_000_000"),
+    ("generate-one-too-many", lambda c: c.lm.generate(numgru.lm.MAX_GENERATE + 1),
+     r"n_tokens=100000001 is more than generate makes"),
+    ("decode-out-of-range", lambda c: c.lm.decode([0, 4]), r"token id 4 is out of range"),
+    ("vocabulary-floats", lambda c: LM().load_state_dict(c.lm.state_dict(),
+                                                         vocabulary=[0.0, 1.0, 2.0, 3.0]),
+     r"the vocabulary of a level='tokens' model holds token ids, integers in \[0, 2\*\*63\); "
+     r"got \[0.0"),
+    ("vocabulary-negative", lambda c: LM().load_state_dict(c.lm.state_dict(),
+                                                           vocabulary=[-1, 0, 1, 2]),
+     r"holds token ids, integers in \[0, 2\*\*63\); got \[-1\]"),
+    ("vocabulary-bools", lambda c: LM().load_state_dict(c.lm.state_dict(),
+                                                        vocabulary=[True, 2, 3, 4]),
+     r"holds token ids.*got \[True\]"),
+    ("vocabulary-strings", lambda c: LM().load_state_dict(c.lm.state_dict(),
+                                                          vocabulary=list("abcd")),
+     r"holds token ids"),
+    ("vocabulary-repeated", lambda c: LM().load_state_dict(c.lm.state_dict(),
+                                                           vocabulary=[0, 1, 1, 2]),
+     r"vocabulary has repeated tokens"),
+    ("char-vocabulary-of-ints", lambda c: LM(level="char").load_state_dict(
+        c.lm.state_dict(), vocabulary=[0, 1, 2, 3]),
+     r"the vocabulary of a level='char' model holds strings; got \[0, 1, 2, 3\]"),
+    ("no-rows", lambda c: LM().load_state_dict({**c.lm.state_dict(),
+                                                "encoder.weight": np.zeros((0, 4))}),
+     r"encoder.weight'\] has no rows"),
+]
+
+
+@pytest.mark.parametrize("call, match", [b[1:] for b in LM_BAD], ids=[b[0] for b in LM_BAD])
+def test_language_model_refuses(lm_ctx, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(lm_ctx)
+
+
+def lm_file(change=None, arrays=None):
+    """The saved token model with its metadata changed by ``change(meta)`` and arrays by
+    ``arrays`` (value, or None to drop)."""
+    def make(c):
+        meta = json.loads(json.dumps(c.meta))
+        if change is not None:
+            change(meta)
+        a = dict(c.arrays)
+        for k, v in (arrays or {}).items():
+            if v is None:
+                a.pop(k)
+            else:
+                a[k] = v
+        a["__meta__"] = np.array(json.dumps(meta))
+        path = c.dir / "hostile_lm.npz"
+        np.savez(path, **a)
+        return path
+    return make
+
+
+def lm_fitted(**kv):
+    return lm_file(lambda m: m["fitted"].update(kv))
+
+
+LM_FILE_BAD = [
+    ("vocabulary-floats", lm_file(arrays={"vocabulary": np.array([0.0, 7.0, 3e6, 1e12])}),
+     r"must be 4 \(n_tokens\) integer token ids, got float64"),
+    ("vocabulary-short", lm_file(arrays={"vocabulary": np.array([0, 7, 9])}),
+     r"must be 4 \(n_tokens\) integer token ids, got int64 of shape \(3,\)"),
+    ("vocabulary-2d", lm_file(arrays={"vocabulary": np.arange(4)[None]}), r"of shape \(1, 4\)"),
+    ("vocabulary-repeated", lm_file(arrays={"vocabulary": np.array([0, 7, 7, 9])}),
+     r"vocabulary has repeated tokens"),
+    ("vocabulary-negative", lm_file(arrays={"vocabulary": np.array([-5, 0, 7, 9])}),
+     r"integers in \[0, 2\*\*63\); got \[-5\]"),
+    ("vocabulary-beyond-int64", lm_file(arrays={"vocabulary": np.array([0, 1, 2, 2 ** 64 - 1],
+                                                                      np.uint64)}),
+     r"integers in \[0, 2\*\*63\)"),
+    ("vocabulary-strings", lm_file(arrays={"vocabulary": np.array(list("abcd"))}),
+     r"integer token ids, got <U1"),
+    ("n_tokens-other", lm_fitted(n_tokens=3), r"must be 3 \(n_tokens\) integer token ids"),
+    ("n_tokens-zero", lm_fitted(n_tokens=0), r"n_tokens must be a positive integer"),
+    ("token-counts-negative", lm_file(arrays={"token_counts": np.array([1, -1, 1, 1])}),
+     r"token_counts must be 4 non-negative integers"),
+    ("n_iter-negative", lm_fitted(n_iter_=-1), r"n_iter_ must be a non-negative integer"),
+    ("n_iter-str", lm_fitted(n_iter_="2"), r"n_iter_ must be a non-negative integer"),
+    ("loss-curve-short", lm_fitted(loss_curve_=[1.0]), r"loss_curve_ must be a list of 2 "
+                                                       r"\(n_iter_\) finite losses >= 0"),
+    ("loss-curve-negative", lm_fitted(loss_curve_=[1.0, -1.0], loss_=-1.0),
+     r"loss_curve_ must be a list of 2"),
+    ("loss-curve-nan", lm_fitted(loss_curve_=[1.0, float("nan")]), r"loss_curve_ must be"),
+    ("loss-curve-str", lm_fitted(loss_curve_="ab"), r"loss_curve_ must be"),
+    ("loss-not-last", lm_fitted(loss_=0.125), r"loss_ must be the last entry of loss_curve_"),
+    ("validation-positive", lm_fitted(validation_scores_=[-1.0, 0.5]),
+     r"validation_scores_ must be a list of 0 or 2 \(n_iter_\) finite log-likelihoods <= 0"),
+    ("validation-short", lm_fitted(validation_scores_=[-1.0]), r"validation_scores_ must be"),
+    ("best-validation-without-scores", lm_fitted(best_validation_score_=-1.0),
+     r"best_validation_score_ must be None or the largest of validation_scores_"),
+    ("best-validation-not-best", lm_fitted(validation_scores_=[-1.0, -2.0],
+                                           best_validation_score_=-2.0),
+     r"best_validation_score_ must be None or the largest"),
+]
+
+
+@pytest.mark.parametrize("make, match", [b[1:] for b in LM_FILE_BAD],
+                         ids=[b[0] for b in LM_FILE_BAD])
+def test_load_refuses_hostile_language_model_files(lm_ctx, make, match):
+    with pytest.raises(ValueError, match=CORRUPT + ".*" + match):
+        numgru.load(make(lm_ctx))
+
+
+def test_a_language_model_file_with_early_stopping_values_loads(lm_ctx):
+    make = lm_fitted(validation_scores_=[-2.0, -1.5], best_validation_score_=-1.5)
+    got = numgru.load(make(lm_ctx))
+    assert got.validation_scores_ == [-2.0, -1.5] and got.score(SPARSE) == lm_ctx.lm.score(SPARSE)
+
+
+# --- other entry points: no sequences, no steps --------------------------------------------------
+EMPTY_BAD = [
+    ("stream-update-empty-list", lambda c: c.es_reg.stream(2).update([]),
+     r"X_chunk holds no steps \(got \[\]\); a chunk is an array of shape \(n_streams, n_steps, "
+     r"n_features\)"),
+    ("stream-update-None", lambda c: c.es_reg.stream(2).update(None),
+     r"X_chunk holds no steps \(got None\)"),
+    ("stream-update-no-steps", lambda c: c.es_reg.stream(2).update(np.zeros((2, 0, F))),
+     r"X_chunk has no steps"),
+    ("attention-weights-empty", lambda c: C(pooling="attention").fit(c.X, c.yc)
+     .attention_weights([]), r"X holds no sequences \(an empty list\)"),
+    ("each-step-predict-empty", lambda c: c.es_clf.predict(np.zeros((0, T, F))),
+     r"X holds no sequences"),
+    ("partial-fit-empty", lambda c: C().partial_fit([], [], classes=[0, 1]),
+     r"X holds no sequences"),
+    ("lm-fit-empty", lambda c: LM().fit([]), r"X is empty: there is no text to learn from"),
+    ("lm-fit-empty-document", lambda c: LM().fit([[]]), r"X is empty"),
+    ("lm-fit-one-token", lambda c: LM().fit([[3]]), r"at least two tokens in one document"),
+    ("lm-score-empty", lambda c: c.lm.score([]), r"scoring needs at least one document of two"),
+]
+
+
+@pytest.mark.parametrize("call, match", [b[1:] for b in EMPTY_BAD], ids=[b[0] for b in EMPTY_BAD])
+def test_an_entry_point_given_nothing_says_so(ctx, lm_ctx, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(types.SimpleNamespace(**vars(ctx), lm=lm_ctx.lm))
+
+
+# --- public names -------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", ["numgru", "numgru.datasets", "numgru.plotting"])
+def test_a_module_shows_only_its_public_names(module):
+    import importlib
+
+    m = importlib.import_module(module)
+    shown = {n for n in dir(m) if not n.startswith("_")
+             and not isinstance(getattr(m, n), types.ModuleType)}
+    assert shown == {n for n in m.__all__ if not n.startswith("_")}
+    assert all(hasattr(m, n) for n in m.__all__)
+
+
+# --- the command line ---------------------------------------------------------------------------
+def test_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        numgru.cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "numgru demo" in text and "numgru info" in text
+    assert not re.search(r"``|:(func|class|meth|mod):`", text), text
+
+
+def test_python_dash_m_numgru_runs_the_command():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ok = subprocess.run([sys.executable, "-m", "numgru", "--help"], capture_output=True,
+                        text=True, timeout=120, env=env)
+    assert ok.returncode == 0 and ok.stdout.startswith("usage: numgru"), ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "numgru", "nonsense"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "invalid choice: 'nonsense'" in bad.stderr
+
+
+class _StopDemo(Exception):
+    pass
+
+
+@pytest.mark.parametrize("cached, first_line", [
+    (True, f"numgru {numgru.__version__} demo"),
+    (False, f"numgru {numgru.__version__} demo (a first run compiles the kernels: ~10 s more)"),
+], ids=["warm", "cold"])
+def test_the_demo_says_it_compiles_only_when_it_will(monkeypatch, cached, first_line):
+    def stop(out, verbose):
+        raise _StopDemo
+    monkeypatch.setattr(numgru.cli, "_kernels_cached", lambda: cached)
+    monkeypatch.setattr(numgru.cli, "_forecast_airline", stop)
+    buf = io.StringIO()
+    with pytest.raises(_StopDemo):
+        numgru.cli.demo(out=buf)
+    assert buf.getvalue().splitlines()[0] == first_line
+
+
+def test_kernels_count_as_cached_after_a_float32_fit(ctx):
+    """ctx fitted a float32 model: its forward and backward kernels are in Numba's cache now
+    (when the cache is on), which is what the demo's first line looks for."""
+    if not numgru._config.CACHE:
+        assert numgru.cli._kernels_cached() is False
+    else:
+        assert ctx.reg32.head_coef_.dtype == np.float32
+        assert numgru.cli._kernels_cached() is True

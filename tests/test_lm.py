@@ -374,9 +374,9 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="two or more tokens"):
         lm.score("a")
     t = small(level="tokens", max_iter=1).fit([[0, 1, 2, 1]])
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"not in the vocabulary \[5\]"):
         t.score([[0, 5]])
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"not in the vocabulary \[9\]"):
         t.generate(2, prefix=[9])
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):

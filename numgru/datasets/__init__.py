@@ -1,8 +1,11 @@
 """Small datasets shipped with numgru (a few KB each)."""
 
-from importlib import resources
+from importlib import resources as _resources
 
-import numpy as np
+import numpy as _np
+
+__all__ = ["load_airline_passengers", "load_sonnets", "make_adding_problem",
+           "make_sequence_classification"]
 
 
 def load_airline_passengers():
@@ -33,11 +36,11 @@ def load_airline_passengers():
     >>> print(months[-1], y[-1])
     1960-12 432.0
     """
-    text = resources.files(__package__).joinpath("airline_passengers.csv").read_text()
+    text = _resources.files(__package__).joinpath("airline_passengers.csv").read_text()
     rows = [line.split(",") for line in text.splitlines()
             if line and not line.startswith("#") and not line.startswith("month")]
-    months = np.array([r[0] for r in rows])
-    return months, np.array([float(r[1]) for r in rows])
+    months = _np.array([r[0] for r in rows])
+    return months, _np.array([float(r[1]) for r in rows])
 
 
 def load_sonnets():
@@ -66,7 +69,7 @@ def load_sonnets():
     >>> all(len(s.splitlines()) == 14 for s in sonnets)
     True
     """
-    text = resources.files(__package__).joinpath("sonnets.txt").read_text(encoding="utf-8")
+    text = _resources.files(__package__).joinpath("sonnets.txt").read_text(encoding="utf-8")
     blocks = [b for b in text.split("\n\n") if b.strip() and not b.lstrip().startswith("#")]
     sonnets = []
     for block in blocks:
@@ -124,23 +127,23 @@ def make_sequence_classification(n_samples=400, min_length=20, max_length=80, n_
     >>> y
     array([2, 2, 1, 2, 1])
     """
-    rng = np.random.default_rng(random_state)
+    rng = _np.random.default_rng(random_state)
     X, y = [], []
     for _ in range(n_samples):
         c = int(rng.integers(3))
         T = int(rng.integers(min_length, max_length + 1))
-        t = np.arange(T)
+        t = _np.arange(T)
         x = 0.5 * rng.standard_normal((T, n_features))
-        phase = rng.uniform(0, 2 * np.pi)
+        phase = rng.uniform(0, 2 * _np.pi)
         if c == 0:
-            x[:, 0] += np.sin(2 * np.pi * t / rng.uniform(18, 26) + phase)
+            x[:, 0] += _np.sin(2 * _np.pi * t / rng.uniform(18, 26) + phase)
         elif c == 1:
-            x[:, 0] += np.sin(2 * np.pi * t / rng.uniform(5, 8) + phase)
+            x[:, 0] += _np.sin(2 * _np.pi * t / rng.uniform(5, 8) + phase)
         else:
-            x[:, 0] += 0.3 * np.cumsum(rng.standard_normal(T))
+            x[:, 0] += 0.3 * _np.cumsum(rng.standard_normal(T))
         X.append(x)
         y.append(c)
-    return X, np.array(y)
+    return X, _np.array(y)
 
 
 def make_adding_problem(n_samples=1000, n_timesteps=100, random_state=None):
@@ -179,6 +182,7 @@ def make_adding_problem(n_samples=1000, n_timesteps=100, random_state=None):
 
     Examples
     --------
+    >>> import numpy as np
     >>> from numgru.datasets import make_adding_problem
     >>> X, y = make_adding_problem(n_samples=4, n_timesteps=10, random_state=0)
     >>> X.shape, y.shape
@@ -189,15 +193,15 @@ def make_adding_problem(n_samples=1000, n_timesteps=100, random_state=None):
     True
     """
     for name, value, least in (("n_samples", n_samples, 1), ("n_timesteps", n_timesteps, 2)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+        if isinstance(value, (bool, _np.bool_)) or not isinstance(value, (int, _np.integer)) \
                 or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    rng = np.random.default_rng(random_state)
+    rng = _np.random.default_rng(random_state)
     n, T = int(n_samples), int(n_timesteps)
     half = T // 2
-    X = np.zeros((n, T, 2))
+    X = _np.zeros((n, T, 2))
     X[:, :, 0] = rng.random((n, T))
-    rows = np.arange(n)
+    rows = _np.arange(n)
     X[rows, rng.integers(0, half, n), 1] = 1.0
     X[rows, rng.integers(half, T, n), 1] = 1.0
     y = (X[:, :, 0] * X[:, :, 1]).sum(axis=1)
