@@ -295,9 +295,11 @@ def train(est, problem, settings, *, incremental=False, name=None):
         est._schedule = settings.schedule(est._optimizer)
     opt, schedule = est._optimizer, getattr(est, "_schedule", None)
     validate = problem.has_validation and not incremental
-    if validate and est.validation_scores_ is None:
-        est.validation_scores_ = []
-        est.best_validation_score_ = -np.inf
+    if validate:
+        if est.validation_scores_ is None:
+            est.validation_scores_ = []
+        if est.best_validation_score_ is None:
+            est.best_validation_score_ = -np.inf
     if not incremental:
         est._no_improvement_count = 0
     rule = Plateau(settings.tol, settings.n_iter_no_change, est._no_improvement_count)

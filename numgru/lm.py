@@ -148,9 +148,9 @@ class GRULanguageModel(BaseEstimator):
         ``loss_`` of every epoch.
     best_loss_ : float
         Lowest ``loss_`` of the fit.
-    validation_scores_ : list of float or None
+    validation_scores_ : list of float
         With early stopping: the validation score (mean log-likelihood per token) after each
-        epoch, else None. Perplexity is ``exp(-score)``.
+        epoch (empty without). Perplexity is ``exp(-score)``.
     best_validation_score_ : float or None
     n_iter_ : int
         Epochs run.
@@ -517,6 +517,7 @@ class GRULanguageModel(BaseEstimator):
         backend = get_backend(self.device)
         self._build(len(vocab), init_rng, backend)
         _training.start_history(self)
+        self.validation_scores_ = []          # a list here, empty without early stopping
         with compute_threads:
             problem = _TextProblem(self, train_ids, val_ids)
             settings = _training.Settings.from_estimator(
@@ -973,8 +974,9 @@ def _check_lm_fitted_values(fitted):
     curve = fitted.get("loss_curve_", [])
     if not (numbers(curve) and len(curve) == n and all(0 <= x < math.inf for x in curve)):
         bad("loss_curve_", f"a list of {n} (n_iter_) finite losses >= 0")
-    if "loss_" in fitted and not (curve and fitted["loss_"] == curve[-1]):
-        bad("loss_", "the last entry of loss_curve_")
+    if "loss_" in fitted and not ((curve and fitted["loss_"] == curve[-1])
+                                  or (not curve and fitted["loss_"] != fitted["loss_"])):
+        bad("loss_", "the last entry of loss_curve_ (NaN before the first epoch)")
     scores = fitted.get("validation_scores_", [])
     if not (numbers(scores) and len(scores) in (0, n)
             and all(-math.inf < x <= 0 for x in scores)):
