@@ -190,7 +190,7 @@ class _Graph:
             tensor = self.h.make_tensor(name, self.onnx.TensorProto.STRING, arr.shape,
                                         [str(s).encode("utf-8") for s in arr.ravel()])
         else:
-            tensor = self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name)
+            tensor = self.onnx.numpy_helper.from_array(arr.copy(order="C"), name)
         self.inits.append(tensor)
         return name
 
