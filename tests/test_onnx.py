@@ -287,3 +287,59 @@ def test_bad_arguments():
         to_onnx(net, opset=9)
     with pytest.raises(ValueError, match="dtype"):
         to_onnx(net, dtype="float16")
+
+
+# ---------------------------------------------------------------------- deployment
+_DEPLOY = r'''
+import sys
+
+
+class _NoNumgru:                       # any attempt to import numgru fails in this process
+    def find_spec(self, name, path=None, target=None):
+        if name == "numgru" or name.startswith("numgru."):
+            raise ImportError("numgru is not installed here")
+        return None
+
+
+sys.meta_path.insert(0, _NoNumgru())
+import numpy as np
+import onnxruntime as ort
+
+model, data, out = sys.argv[1:4]
+sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+sequences = list(np.load(data).values())                  # (T_i, features) arrays
+lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+X = np.zeros((len(sequences), lengths.max(), sequences[0].shape[1]), dtype=np.float32)
+for i, s in enumerate(sequences):
+    X[i, : len(s)] = s
+label, probabilities = sess.run(["label", "probabilities"], {"X": X, "lengths": lengths})
+np.savez(out, label=label, probabilities=probabilities)
+print("numgru" in sys.modules)
+'''
+
+
+@needs_ort
+def test_deployment_runs_without_numgru(tmp_path):
+    """The docs' deployment code, in a process where ``import numgru`` fails."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(10)
+    seqs = [rng.standard_normal((n, 2)).astype(np.float32) for n in (5, 9, 3, 7, 2, 6)]
+    y = np.array([3, 1, 3, 2, 1, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = numgru.GRUClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                                   dtype="float32").fit(seqs, y)
+    onnx.save(to_onnx(clf, lengths=True), tmp_path / "clf.onnx")
+    np.savez(tmp_path / "data.npz", *seqs)
+    script = tmp_path / "deploy.py"
+    script.write_text(_DEPLOY)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "clf.onnx"),
+                           str(tmp_path / "data.npz"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    got = np.load(tmp_path / "out.npz")
+    np.testing.assert_array_equal(got["label"], clf.predict(seqs))
+    np.testing.assert_allclose(got["probabilities"], clf.predict_proba(seqs), **F32)
