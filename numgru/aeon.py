@@ -197,8 +197,8 @@ class GRURegressor(_AeonGRU, BaseRegressor):
     >>> import numpy as np                                   # doctest: +SKIP
     >>> from numgru.aeon import GRURegressor                 # doctest: +SKIP
     >>> X = np.random.default_rng(0).standard_normal((20, 2, 12))   # doctest: +SKIP
-    >>> reg = GRURegressor(hidden_layer_sizes=(8,), max_iter=5).fit(X, X[:, 0].sum(axis=1))  # doctest: +SKIP
-    >>> reg.predict(X[:4]).shape                             # doctest: +SKIP
+    >>> reg = GRURegressor(hidden_layer_sizes=(8,), max_iter=5)     # doctest: +SKIP
+    >>> reg.fit(X, X[:, 0].sum(axis=1)).predict(X[:4]).shape      # doctest: +SKIP
     (4,)
     """
 

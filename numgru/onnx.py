@@ -356,7 +356,11 @@ def _estimator_graph(g, model, lengths, state, classifier):
     xs = _standardised_input(g, model, x)
     h0s = _state_inputs(g, rec, state)
     out, h_ns = _run_stack(g, stack, g.node("Transpose", [xs], perm=[1, 0, 2]), seq_lens, h0s)
-    lens, valid = _lengths_and_mask(g, out, lengths_name, 0)        # valid (T, B)
+    top_skip = len(rec) - 1 in stack.residual_layers
+    if model.output == "each_step" or model.pooling != "last" or top_skip:
+        lens, valid = _lengths_and_mask(g, out, lengths_name, 0)    # (B,), valid (T, B)
+    else:                       # pooling="last" reads the final states: no mask needed
+        lens = valid = None
     top = rec[-1]
     F = top.num_directions * top.hidden_size
     coef = np.asarray(model.head_coef_)

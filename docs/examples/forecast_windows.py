@@ -43,7 +43,8 @@ def mape(pred):
 t = np.arange(len(y))
 fig, ax = plt.subplots()
 ax.plot(t[-48:], y[-48:], color="k", lw=1.2, label="observed")
-ax.plot(t[-12:], forecast, "o-", ms=3, label=f"GRU, all 12 months at once (MAPE {mape(forecast):.1f} %)")
+ax.plot(t[-12:], forecast, "o-", ms=3,
+        label=f"GRU, all 12 months at once (MAPE {mape(forecast):.1f} %)")
 ax.plot(t[-12:], naive, "s--", ms=3, label=f"seasonal naive (MAPE {mape(naive):.1f} %)")
 ticks = t[-48::12]
 ax.set_xticks(ticks, [months[i] for i in ticks])
