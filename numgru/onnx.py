@@ -455,10 +455,11 @@ def _classifier_outputs(g, model, logits, mask, dims, K):
                          "integer, float or string labels")
     proba = g.node("Softmax", [logits], axis=-1)
     index = g.node("ArgMax", [logits], axis=-1, keepdims=0)
-    label = g.node("Gather", [g.const(table, "classes"), index], axis=0)
+    # the labels keep their own dtype (float labels stay float64 in a float32 graph)
+    label = g.node("Gather", [g.const(table, "classes", dtype=table.dtype), index], axis=0)
     if mask is not None:
         proba = g.node("Mul", [proba, _float_mask(g, mask)])
-        label = g.node("Where", [mask, label, g.const(zero, "no_label")])
+        label = g.node("Where", [mask, label, g.const(zero, "no_label", dtype=table.dtype)])
     g.output(label, "label", dims, elem)
     g.output(proba, "probabilities", dims + [K])
 

@@ -181,6 +181,19 @@ def test_regressor_matches_predict_float32(pooling, output, cell):
     np.testing.assert_allclose(value.reshape(want.shape), want, **F32)
 
 
+@needs_ort
+@pytest.mark.parametrize("output", ["last", "each_step"])
+def test_float_class_labels_keep_their_values(output):
+    rng = np.random.default_rng(11)
+    X = _padded(rng, np.float32, features=2)
+    shape = (len(LENGTHS), int(LENGTHS.max())) if output == "each_step" else len(LENGTHS)
+    y = np.array([-1.0, 3.0])[rng.integers(0, 2, shape)]      # float labels (whole numbers)
+    clf = _fit(numgru.GRUClassifier, y, X, LENGTHS, output=output, dtype="float32")
+    label = _ort(to_onnx(clf, lengths=True), {"X": X, "lengths": LENGTHS})[0]
+    assert label.dtype == np.float64
+    np.testing.assert_array_equal(label, clf.predict(X, lengths=LENGTHS))
+
+
 @pytest.mark.parametrize("pooling", ["last", "mean", "attention"])
 def test_estimators_match_predict_float64(pooling):
     rng = np.random.default_rng(7)
