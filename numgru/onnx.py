@@ -65,8 +65,8 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
         the estimators and the language model.
     dtype : {None, "float32", "float64"}, default=None
         Dtype of the graph's inputs, parameters and outputs; None: the model's. onnxruntime
-        (1.18 to 1.32 at least) runs the ``GRU`` and ``RNN`` operators in float32 only, so a
-        float64 model meant for onnxruntime is exported with ``dtype="float32"``.
+        (1.32, the version tested) runs the ``GRU`` and ``RNN`` operators in float32 only, so
+        a float64 model meant for onnxruntime is exported with ``dtype="float32"``.
     opset : int, default=17
         ONNX opset of the graph (14 or later).
 
