@@ -26,6 +26,7 @@ MODULES = [
     "numgru.datasets",
     "numgru.cli",
     "numgru.dask",
+    "numgru.preprocessing",
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -126,6 +126,7 @@ def test_streaming_with_state_equals_one_pass():
 
 # ---------------------------------------------------------------------- estimators
 def _fit(cls, y, X, lengths, **kw):
+    kw.setdefault("dtype", "auto")      # the model's dtype follows X's, as each test chose it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return cls(hidden_layer_sizes=(4, 4), max_iter=2, random_state=0, **kw).fit(
