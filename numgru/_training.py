@@ -182,7 +182,7 @@ class Plateau:
         """Record an epoch's training loss; True when the rule fires."""
         self._recent = (self._recent + [loss])[-self.patience:]
         mean = sum(self._recent) / len(self._recent)
-        improved = mean < self._best_mean - self.tol
+        improved = mean < self._best_mean - self.tol * min(abs(self._best_mean), 1.0)
         self._best_mean = min(self._best_mean, mean)
         self.count = 0 if improved else self.count + 1
         return self.count >= self.patience

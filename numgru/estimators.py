@@ -141,7 +141,7 @@ class _BaseGRUEstimator(BaseEstimator):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
+                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.cell = cell
@@ -983,7 +983,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         split. Pass an int for reproducible fits.
 
     tol : float, default=1e-4
-        Minimum improvement of the loss (or validation score) that counts as progress.
+        Minimum improvement that counts as progress: of the validation score (early
+        stopping), or of the training loss averaged over the last ``n_iter_no_change`` epochs,
+        relative to that mean when it is below 1.
 
     verbose : "auto" or int, default="auto"
         "auto": a progress line with the loss and an estimate of the time left, redrawn on
@@ -1023,8 +1025,10 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
         training with a ``RuntimeWarning`` and the best epoch's weights.
 
-    clip_grad_norm : float or None, default=None
-        Rescale the gradient of each minibatch to at most this global L2 norm.
+    clip_grad_norm : float or None, default=1.0
+        Rescale the gradient of each minibatch to at most this global L2 norm
+        (``torch.nn.utils.clip_grad_norm_``); None for no clipping. Clipping keeps the loss
+        spikes of recurrent training from ending a fit early (docs: training).
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
@@ -1520,7 +1524,9 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         split. Pass an int for reproducible fits.
 
     tol : float, default=1e-4
-        Minimum improvement of the loss (or validation score) that counts as progress.
+        Minimum improvement that counts as progress: of the validation score (early
+        stopping), or of the training loss averaged over the last ``n_iter_no_change`` epochs,
+        relative to that mean when it is below 1.
 
     verbose : "auto" or int, default="auto"
         "auto": a progress line with the loss and an estimate of the time left, redrawn on
@@ -1560,8 +1566,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
         training with a ``RuntimeWarning`` and the best epoch's weights.
 
-    clip_grad_norm : float or None, default=None
-        Rescale the gradient of each minibatch to at most this global L2 norm.
+    clip_grad_norm : float or None, default=1.0
+        Rescale the gradient of each minibatch to at most this global L2 norm
+        (``torch.nn.utils.clip_grad_norm_``); None for no clipping. Clipping keeps the loss
+        spikes of recurrent training from ending a fit early (docs: training).
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
@@ -1698,7 +1706,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=None, device="cpu",
+                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True, class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
