@@ -141,7 +141,7 @@ class _BaseGRUEstimator(BaseEstimator):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=1.0, device="cpu",
+                 epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.cell = cell
@@ -1019,11 +1019,13 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     epsilon : float, default=1e-8
         Numerical-stability term of Adam and RMSprop.
 
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=20
         Epochs in a row without an improvement of more than ``tol`` after which training stops
         (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
-        training with a ``RuntimeWarning`` and the best epoch's weights.
+        training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
+        scikit-learn's 10: on the quality benchmark 10 stopped small data sets 2-13 points
+        below the accuracy of 200 epochs, 20 within 1 point (docs: training).
 
     clip_grad_norm : float or None, default=1.0
         Rescale the gradient of each minibatch to at most this global L2 norm
@@ -1560,11 +1562,13 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     epsilon : float, default=1e-8
         Numerical-stability term of Adam and RMSprop.
 
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=20
         Epochs in a row without an improvement of more than ``tol`` after which training stops
         (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
-        training with a ``RuntimeWarning`` and the best epoch's weights.
+        training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
+        scikit-learn's 10: on the quality benchmark 10 stopped small data sets 2-13 points
+        below the accuracy of 200 epochs, 20 within 1 point (docs: training).
 
     clip_grad_norm : float or None, default=1.0
         Rescale the gradient of each minibatch to at most this global L2 norm
@@ -1706,7 +1710,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, clip_grad_norm=1.0, device="cpu",
+                 epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True, class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
