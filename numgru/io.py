@@ -131,7 +131,9 @@ def save(estimator, path):
     ...     save(clf, path)
     ...     names = sorted(zipfile.ZipFile(path).namelist())
     >>> names
-    ['__meta__.npy', 'classes.npy', 'gru0.bias_hh_l0.npy', 'gru0.bias_ih_l0.npy', 'gru0.weight_hh_l0.npy', 'gru0.weight_ih_l0.npy', 'head_coef.npy', 'head_intercept.npy']
+    ['__meta__.npy', 'classes.npy', 'gru0.bias_hh_l0.npy', 'gru0.bias_ih_l0.npy',
+     'gru0.weight_hh_l0.npy', 'gru0.weight_ih_l0.npy', 'head_coef.npy', 'head_intercept.npy',
+     'input_mean.npy', 'input_scale.npy']
     """
     fitted, arrays = estimator._get_fitted_state()
     params = estimator.get_params(deep=False)
