@@ -1415,6 +1415,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         """
         if self.output == "each_step":
             pred, lengths = self._predict_padded(X, lengths)
+            pred = pred.astype(np.float64)
+            if getattr(self, "target_mean_", None) is not None:     # in the units of y
+                pred = pred * self.target_scale_ + self.target_mean_
             Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
             return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
         pred = self.predict(X, lengths=lengths)

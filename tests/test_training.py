@@ -246,6 +246,7 @@ def test_regressor_divergence_keeps_the_weights_of_the_best_epoch():
     X = rng.standard_normal((40, 6, 1))
     y = X[:, :, 0].sum(axis=1)
     kw = dict(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=3.0, momentum=0.9,
+              clip_grad_norm=None,
               random_state=0, batch_size=8, verbose=0)
     with pytest.warns(RuntimeWarning, match="diverged"):
         reg = GRURegressor(max_iter=30, **kw).fit(X, y)
