@@ -106,9 +106,9 @@ _PARAMETERS = """
     batch_size : int or "auto", default="auto"
     alpha : float, default=1e-4
         L2 penalty.
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default="auto"
     random_state : int or None, default=None
-    dtype : {"auto", "float32", "float64"}, default="auto"
+    dtype : {"float32", "float64", "auto"}, default="float32"
     numgru_params : dict or None, default=None
         Any other parameter of the numgru estimator (``solver``, ``dropout``, ``residual``,
         ``clip_grad_norm``, ``n_iter_no_change``, ...), passed as it is.
@@ -145,7 +145,7 @@ class GRUClassifier(_AeonGRU, BaseClassifier):
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False,
                  pooling="last", learning_rate_init=1e-3, max_iter=200, batch_size="auto",
-                 alpha=1e-4, early_stopping=False, random_state=None, dtype="auto",
+                 alpha=1e-4, early_stopping="auto", random_state=None, dtype="float32",
                  numgru_params=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.cell = cell
@@ -206,7 +206,7 @@ class GRURegressor(_AeonGRU, BaseRegressor):
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False,
                  pooling="last", learning_rate_init=1e-3, max_iter=200, batch_size="auto",
-                 alpha=1e-4, early_stopping=False, random_state=None, dtype="auto",
+                 alpha=1e-4, early_stopping="auto", random_state=None, dtype="float32",
                  numgru_params=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.cell = cell
