@@ -121,8 +121,9 @@ def get_threading():
     import numba
 
     activate()
+    threads = numba.get_num_threads()            # loads Numba's threading layer
     return {"runtime": _state["runtime"], "reason": _state["reason"],
-            "layer": numba.threading_layer(), "threads": numba.get_num_threads()}
+            "layer": numba.threading_layer(), "threads": threads}
 
 
 def _warn_once(message):
