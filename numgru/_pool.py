@@ -1,4 +1,4 @@
-"""The CPU kernels' thread pool: native worker threads that run compiled tasks side by side.
+"""Task launches of the CPU kernels, and numgru's native worker pool that can run them.
 
 A launch runs a task kernel for every task in ``range(ntasks)`` (one chunk of batch rows of a
 recurrence, one block of rows of a product, ...). A task kernel takes ``(ctl, ntasks, task,
@@ -16,8 +16,18 @@ called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. Ho
 - ``launch`` adds to the kernel a small *entry* function ``int32(task, ntasks, argp)`` that
   reads the kernel's arguments from ``argp`` and calls the kernel itself for one task (the body
   is compiled once: no second copy of it anywhere). The launching call keeps the arguments on
-  its stack, publishes (entry address, their address, ntasks) in the control block ``ctl``,
-  runs tasks itself and waits until every task has finished. No Python runs between a launch's
+  its stack and calls the function whose address is in the control block's ``RUN`` field with
+  (ctl, ntasks, entry address, argument address); it returns when every task has finished.
+  Which function that is, is the *task runtime* (:mod:`numgru._threading`): this module's
+  native pool (:func:`_pool_main`, below), or Numba's parallel runtime
+  (:mod:`numgru._numba_runtime`: one ``prange`` launcher calling the entry). The compiled
+  kernels are the same for both; ``ctl()`` returns the control block of the runtime in use.
+  The launch calls Numba's calling convention, through :mod:`numgru._numba_internals`.
+
+The native pool:
+
+- Its launch publishes (entry address, argument address, ntasks) in the control block, runs
+  tasks itself and waits until every task has finished. No Python runs between a launch's
   start and its end, so the workers never need the GIL.
 - The workers are Python threads that call :func:`_pool_main` once and stay in it (compiled,
   entered through ctypes, so the GIL is released for their whole life): they poll the control
@@ -32,26 +42,28 @@ called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. Ho
 - A task that raises: the launch finishes every task, then runs the failing task again on the
   calling thread so that its exception propagates with its own message.
 
-Why not ``@njit(parallel=True)`` with ``prange``: the parallel launchers cost as much compile
-time as the kernels they launch, and Numba's OpenMP/TBB workers spin for milliseconds after every
-region, which on a machine shared with other busy processes costs every launch a scheduling
-delay. Why not Python threads that call ``nogil`` kernels (this module until 2026-12-01): each
-launch then costs a wake-up and a GIL hand-over to the worker, ~30 us on a 2-vCPU VM, and a
-collision on the GIL (the caller and a worker both back in Python) costs 100+ us on a VM whose
-idle vCPU halts. Here an empty launch costs under a microsecond when the worker is polling
-(measured in docs/performance.md, 2026-12-01).
+Why a native pool beside Numba's runtime: a ``prange`` launcher per kernel costs as much
+compile time as the kernel it launches (the shared launcher of ``_numba_runtime`` does not), and
+Numba's OpenMP/TBB workers spin for milliseconds after every region, which on a machine shared
+with other busy processes costs every launch a scheduling delay (measured side by side in
+docs/performance.md, "Task runtimes"). Why not Python threads that call ``nogil`` kernels
+(this module until 2026-12-01): each launch then costs a wake-up and a GIL hand-over to the
+worker, ~30 us on a 2-vCPU VM, and a collision on the GIL (the caller and a worker both back in
+Python) costs 100+ us on a VM whose idle vCPU halts. Here an empty launch costs under a
+microsecond when the worker is polling (measured in docs/performance.md, 2026-12-01).
 
 - Thread-safe: concurrent launches from several Python threads are correct (one holds the pool,
   the others run their tasks on their own threads).
 - The pool has ``NUMBA_NUM_THREADS - 1`` workers (the caller is the other thread), started on
-  the first call of :func:`ctl`; how many tasks a launch has is the caller's choice
+  the first call of :func:`native_ctl`; how many tasks a launch has is the caller's choice
   (``numba.get_num_threads()`` of the calling thread, see ``_cpu.CPUBackend``). After a ``fork``
   the child starts its own workers. At exit the workers are stopped before the interpreter
   finalises.
 - Waiting: Linux (x86-64, aarch64) sleeps on a futex; elsewhere idle workers and waiting
   callers sleep in steps (POSIX: ``POLL_SLEEP_US``; Windows: 1 ms when idle, a yield while a
-  launch waits). ``NUMGRU_POOL_WAIT=poll`` selects the stepped sleep on Linux too (tests run it
-  there), ``NUMGRU_POOL_WAIT=none`` starts no workers.
+  launch waits). Only Linux x86-64 has run; elsewhere the default runtime is Numba's.
+  ``NUMGRU_POOL_WAIT=poll`` selects the stepped sleep on Linux too (tests run it there),
+  ``NUMGRU_POOL_WAIT=none`` starts no workers.
 """
 
 import atexit

@@ -167,7 +167,7 @@ def activate():
             why = f"{type(exc).__name__}: {exc}"
             try:
                 c, note = _build(other)
-            except Exception as exc2:  # noqa: BLE001
+            except Exception as exc2:
                 raise RuntimeError(f"numgru: neither task runtime can run here: {name} "
                                    f"({why}); {other} ({type(exc2).__name__}: {exc2})") from exc2
             _warn_once(f"numgru: the {name} task runtime ({reason}) cannot be used here "
