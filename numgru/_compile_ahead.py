@@ -21,6 +21,8 @@ Used only when it can help and is allowed to:
   process a helper would only compete for the same cores;
 - ``sys.executable`` is a Python interpreter (not a frozen or embedding application);
 - ``NUMGRU_COMPILE_AHEAD`` is not ``0`` (``1`` skips the idle-CPU check; unset is the default).
+- the Numba internals it uses to load a cached kernel pass their self-check
+  (:mod:`numgru._numba_internals`); if they do not, compile-ahead is off, with one warning.
 
 Helpers still running when the process exits are stopped. ``benchmarks/cold_fit.py`` measures
 the cold first fit with and without (``NUMGRU_COMPILE_AHEAD=0``).
