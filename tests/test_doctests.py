@@ -26,6 +26,7 @@ MODULES = [
     "numgru.datasets",
     "numgru.cli",
     "numgru.dask",
+    "numgru._threading",          # numgru.set_threading / get_threading
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
