@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""What one launch on numgru's thread pool costs: a kernel's tasks alone and on the pool.
+"""What one launch on numgru's task runtime costs: a kernel's tasks alone and on the runtime.
 
     python benchmarks/launch_overhead.py [--work 2,20,200,2000] [--tasks 2] [--seconds 2]
 
 For each amount of work per task (microseconds, roughly: a serial loop calibrated once), the
-median wall time of a launch of ``--tasks`` tasks on the pool (``numgru._pool``), against one
+median wall time of a launch of ``--tasks`` tasks (``numgru._pool.launch``), against one
 task run on the calling thread. With as many threads as tasks, a perfect pool takes the time of
 one task: the difference is the launch's overhead (posting it, a worker taking its task, the
 caller waiting for the last one). The two are timed interleaved, in blocks, so that drift of a
-noisy machine hits both alike. Compare revisions by running it in each checkout.
+noisy machine hits both alike. Compare revisions by running it in each checkout, and the task
+runtimes with ``NUMGRU_THREADING=native`` / ``numba`` (and ``NUMBA_THREADING_LAYER``).
 """
 
 import argparse
@@ -54,7 +55,14 @@ def main():
     # calibrate: iterations per microsecond on one thread
     n = 100_000
     per_us = n / (_time(lambda: _work_task(ctl, 1, -1, out, n), 20) * 1e6)
-    print(f"threads in the pool: {len(_pool._threads) + 1}, wait mode: {_pool.wait_mode()}")
+    import numba
+
+    import numgru
+
+    info = numgru.get_threading()                # NUMGRU_THREADING=numba|native picks it
+    nthreads = len(_pool._threads) + 1 if info["runtime"] == "native" else numba.get_num_threads()
+    print(f"task runtime: {info['runtime']} (Numba layer {info['layer']}), threads: {nthreads}"
+          + (f", wait mode: {_pool.wait_mode()}" if info["runtime"] == "native" else ""))
     print(f"{'work/task us':>12s} {'1 task us':>10s} {f'{args.tasks} tasks us':>10s} "
           f"{'overhead us':>11s} {'speed-up':>8s}")
     for w in (float(v) for v in args.work.split(",")):
@@ -68,7 +76,7 @@ def main():
             t1.append(_time(one, reps))
             tn.append(_time(many, reps))
         m1, mn = statistics.median(t1) * 1e6, statistics.median(tn) * 1e6
-        ideal = m1 * args.tasks / min(args.tasks, len(_pool._threads) + 1)
+        ideal = m1 * args.tasks / min(args.tasks, nthreads)
         print(f"{w:12.0f} {m1:10.1f} {mn:10.1f} {mn - ideal:11.1f} "
               f"{m1 * args.tasks / mn:8.2f}")
 

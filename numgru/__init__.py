@@ -10,7 +10,9 @@ from .gru import GRU  # noqa: E402
 from .io import load  # noqa: E402
 from .lm import GRULanguageModel  # noqa: E402
 from .rnn import RNN  # noqa: E402
+from ._threading import get_threading, set_threading  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["GRU", "GRUClassifier", "GRULanguageModel", "GRURegressor", "RNN", "load",
            "__version__"]
+__all__ += ["get_threading", "set_threading"]

@@ -21,6 +21,8 @@ Used only when it can help and is allowed to:
   process a helper would only compete for the same cores;
 - ``sys.executable`` is a Python interpreter (not a frozen or embedding application);
 - ``NUMGRU_COMPILE_AHEAD`` is not ``0`` (``1`` skips the idle-CPU check; unset is the default).
+- the Numba internals it uses to load a cached kernel pass their self-check
+  (:mod:`numgru._numba_internals`); if they do not, compile-ahead is off, with one warning.
 
 Helpers still running when the process exits are stopped. ``benchmarks/cold_fit.py`` measures
 the cold first fit with and without (``NUMGRU_COMPILE_AHEAD=0``).
@@ -34,8 +36,9 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
-from numba.core.compiler_lock import global_compiler_lock
+from . import _numba_internals
 
 #: Longest wait for a helper before compiling here instead (a helper on a machine so busy
 #: that it has not finished by then is abandoned: this process compiles the kernel itself).
@@ -67,8 +70,25 @@ def enabled(num_threads):
     """Whether a helper may be started, for a process allowed ``num_threads`` threads."""
     if _setting() in ("0", "false", "no"):
         return False
+    if not _numba_internals.ok("cache"):
+        _warn_unavailable()
+        return False
     from ._config import CACHE
     return bool(CACHE and num_threads >= 2 and _python_executable() and _usable_cpus() >= 2)
+
+
+_WARNED = []
+
+
+def _warn_unavailable():
+    """One warning per process: compile-ahead is off because Numba's cache internals changed."""
+    if not _WARNED:
+        _WARNED.append(True)
+        try:
+            _numba_internals.check("cache")
+        except _numba_internals.InternalsChanged as exc:
+            warnings.warn(f"numgru: compile-ahead is off ({exc}); cold first fits compile "
+                          "every kernel in this process", RuntimeWarning, stacklevel=4)
 
 
 def _python_executable():
@@ -106,32 +126,15 @@ def cpu_free():
 
 def _load_cached(disp, argtypes):
     """True if ``disp`` has the specialization ``argtypes``, now or after loading it from the
-    on-disk cache (what ``Dispatcher.compile`` does on a cache hit), False if it would compile,
-    None if it has no on-disk cache (a helper could not hand the kernel over)."""
-    with global_compiler_lock:
-        if tuple(argtypes) in disp.overloads:
-            return True
-        cache = getattr(disp, "_cache", None)
-        if cache is None or type(cache).__name__ == "NullCache":
-            return None                                    # no cache: a helper cannot help
-        cres = cache.load_overload(tuple(argtypes), disp.targetctx)
-        if cres is None:
-            return False
-        disp._cache_hits[tuple(argtypes)] += 1
-        if not cres.objectmode:
-            disp.targetctx.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
-        disp.add_overload(cres)
-        return True
+    on-disk cache, False if it would compile, None if it has no on-disk cache (a helper could
+    not hand the kernel over). Numba's internals: :func:`numgru._numba_internals.load_cached`."""
+    return _numba_internals.load_cached(disp, argtypes)
 
 
 def _user_cache_dir(disp):
-    """The ``NUMBA_CACHE_DIR`` that ``disp``'s cache was set up with (Numba picks the directory
-    when the kernel is defined, at import; the variable may have changed since), or None when
-    it uses the default places (next to the source, or the user cache directory)."""
-    locator = getattr(getattr(disp._cache, "_impl", None), "_locator", None)
-    if type(locator).__name__ == "UserProvidedCacheLocator":
-        return os.path.dirname(locator._cache_path)
-    return None
+    """The ``NUMBA_CACHE_DIR`` that ``disp``'s cache was set up with, or None (see
+    :func:`numgru._numba_internals.user_cache_dir`)."""
+    return _numba_internals.user_cache_dir(disp)
 
 
 def ahead(module, name, argtypes, num_threads):

@@ -69,26 +69,24 @@ CUDA_SELF_CHECK_TOL = {"float32": 1e-4, "float64": 1e-10}
 def select_threading_layer():
     """Prefer a thread-safe Numba threading layer (TBB, else OpenMP) unless the user chose one.
 
-    numgru's own kernels no longer run Numba parallel regions (their launches run on the native
-    worker threads of ``numgru._pool``), but Numba's threading layer still matters: numgru reads the
-    thread count from ``numba.get_num_threads`` (which starts the layer), the OpenMP layer loads
-    the OpenMP runtime through which ``threadpoolctl.threadpool_limits`` reaches numgru (see
-    ``_ComputeThreads``), and a user's own ``parallel=True`` code in the same process stays safe
-    under concurrent calls (Numba's fallback, ``workqueue``, aborts the process when two Python
-    threads enter a parallel region at once; TBB and OpenMP do not). Called once at import.
-    Returns the name of the layer requested.
+    The layer runs numgru's kernels' tasks under Numba's parallel runtime
+    (``NUMGRU_THREADING=numba``, :mod:`numgru._threading`) and a user's own ``parallel=True``
+    code in the same process either way. Numba's fallback, ``workqueue``, aborts the process
+    when two Python threads enter a parallel region at once (numgru serialises its own launches
+    there, but cannot serialise a user's); TBB and OpenMP do not. The layer matters to the
+    native pool too: numgru reads the thread count from ``numba.get_num_threads`` (which starts
+    the layer), and the OpenMP layer loads the OpenMP runtime through which
+    ``threadpoolctl.threadpool_limits`` reaches numgru (see ``_ComputeThreads``). Called once at
+    import; ``NUMBA_THREADING_LAYER`` (the user's choice) wins. Returns the name of the layer
+    requested.
     """
     import numba
 
+    from . import _numba_internals
+
     if os.environ.get("NUMBA_THREADING_LAYER"):
         return numba.config.THREADING_LAYER
-    available = []
-    for name, module in (("tbb", "numba.np.ufunc.tbbpool"), ("omp", "numba.np.ufunc.omppool")):
-        try:
-            __import__(module)
-            available.append(name)
-        except Exception:  # ImportError or a missing shared library
-            pass
+    available = [name for name in ("tbb", "omp") if _numba_internals.layer_loads(name)]
     if available:
         numba.config.THREADING_LAYER = available[0]
     return numba.config.THREADING_LAYER
@@ -98,11 +96,11 @@ class _ComputeThreads:
     """The thread settings of a numgru computation, held while it runs and restored after.
 
     1. Every loaded BLAS is held to one thread. numgru calls BLAS (SciPy's, through Numba's
-       ``np.dot``) from inside its worker threads (``numgru._pool``), each on its own block of
-       rows. A
-       multi-threaded BLAS there, or NumPy's BLAS threads still spinning after a small product
-       elsewhere in a training step, would fight Numba's pool for the same cores: measured here,
-       a float64 training epoch ran 20x slower that way. The previous thread counts are restored
+       ``np.dot``) from inside its task threads (the native pool's or Numba's, see
+       :mod:`numgru._threading`), each on its own block of rows. A multi-threaded BLAS there, or
+       NumPy's BLAS threads still spinning after a small product elsewhere in a training step,
+       would fight numgru's task threads for the same cores: measured here, a float64 training
+       epoch ran 20x slower that way. The previous thread counts are restored
        when the last concurrent user leaves, so the rest of the program keeps its BLAS settings.
     2. Numba's thread count for the calling thread is capped at the OpenMP limit in force:
        ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits(n)`` (which sets the OpenMP

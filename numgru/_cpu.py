@@ -22,12 +22,14 @@ The layer is computed the way cuDNN does it:
    ``dx = dgi @ W_ih``.
 
 Launches: every kernel that runs as tasks (chunks of batch rows, blocks of rows) is written as
-``kernel(ctl, ntasks, task, ...)``; called from Python with ``task = -1`` it launches itself on
-the native worker threads of :mod:`numgru._pool` (a launch of one task runs in the calling
-thread). Nothing here is compiled with
-``parallel=True``: the prange launchers cost as much compile time as the kernels they called,
-and their OpenMP workers spun for milliseconds after every region (see docs/performance.md,
-2026-12-01).
+``kernel(ctl, ntasks, task, ...)``; called from Python with ``task = -1`` it launches itself
+(:func:`numgru._pool.launch`) on the task runtime in use, which ``_pool.ctl()`` names
+(:mod:`numgru._threading`): Numba's parallel runtime, through one shared ``prange`` launcher
+that calls the kernel's compiled task entry by address, or numgru's native pool. A launch of
+one task runs in the calling thread. No kernel here is compiled with ``parallel=True`` itself:
+a ``prange`` launcher per kernel re-compiles the kernel's body into it (12.6 CPU s for the GRU
+forward chunk kernel against 0.7 s for the shared launcher, docs/performance.md, "Task
+runtimes").
 
 Matrix products: every product runs on numgru's own threads (BLAS's own pool and another spin
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
@@ -1180,7 +1182,8 @@ class CPUBackend(Backend):
     that stores nothing for a backward; waking a second thread costs more).
     Products over all timesteps: one block of at least 64 rows per thread. "Per thread": at most
     ``numba.get_num_threads()`` of the calling thread (``_config.compute_threads`` caps it at
-    the OpenMP and threadpoolctl limits); the tasks run on :mod:`numgru._pool`.
+    the OpenMP and threadpoolctl limits); the tasks run on the task runtime in use
+    (:mod:`numgru._threading`).
     """
 
     name = "cpu"

@@ -30,8 +30,9 @@ The layer (:class:`numgru._cells.GRULayer` / ``RNNLayer``) runs:
 
 Kernel kinds (``kind``): 0 GRU (reset_after form), 1 RNN tanh, 2 RNN relu.
 
-Tasks are launched on numgru's thread pool (:mod:`numgru._pool`): one task per (direction,
-chunk of batch rows); a launch of one task runs in the calling thread.
+Tasks are launched on the task runtime in use (:func:`numgru._pool.launch`,
+:mod:`numgru._threading`): one task per (direction, chunk of batch rows); a launch of one task
+runs in the calling thread.
 """
 
 import numpy as np

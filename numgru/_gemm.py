@@ -504,7 +504,7 @@ def mm_nt(A, Bm, C):
 
 
 # ---------------------------------------------------------------------------------------------
-# Large matrix products over all timesteps: BLAS per block of rows, on numgru._pool
+# Large matrix products over all timesteps: BLAS per block of rows, as tasks (numgru._pool)
 # ---------------------------------------------------------------------------------------------
 
 

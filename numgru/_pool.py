@@ -1,4 +1,4 @@
-"""The CPU kernels' thread pool: native worker threads that run compiled tasks side by side.
+"""Task launches of the CPU kernels, and numgru's native worker pool that can run them.
 
 A launch runs a task kernel for every task in ``range(ntasks)`` (one chunk of batch rows of a
 recurrence, one block of rows of a product, ...). A task kernel takes ``(ctl, ntasks, task,
@@ -16,8 +16,18 @@ called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. Ho
 - ``launch`` adds to the kernel a small *entry* function ``int32(task, ntasks, argp)`` that
   reads the kernel's arguments from ``argp`` and calls the kernel itself for one task (the body
   is compiled once: no second copy of it anywhere). The launching call keeps the arguments on
-  its stack, publishes (entry address, their address, ntasks) in the control block ``ctl``,
-  runs tasks itself and waits until every task has finished. No Python runs between a launch's
+  its stack and calls the function whose address is in the control block's ``RUN`` field with
+  (ctl, ntasks, entry address, argument address); it returns when every task has finished.
+  Which function that is, is the *task runtime* (:mod:`numgru._threading`): this module's
+  native pool (:func:`_pool_main`, below), or Numba's parallel runtime
+  (:mod:`numgru._numba_runtime`: one ``prange`` launcher calling the entry). The compiled
+  kernels are the same for both; ``ctl()`` returns the control block of the runtime in use.
+  The launch calls Numba's calling convention, through :mod:`numgru._numba_internals`.
+
+The native pool:
+
+- Its launch publishes (entry address, argument address, ntasks) in the control block, runs
+  tasks itself and waits until every task has finished. No Python runs between a launch's
   start and its end, so the workers never need the GIL.
 - The workers are Python threads that call :func:`_pool_main` once and stay in it (compiled,
   entered through ctypes, so the GIL is released for their whole life): they poll the control
@@ -32,26 +42,28 @@ called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. Ho
 - A task that raises: the launch finishes every task, then runs the failing task again on the
   calling thread so that its exception propagates with its own message.
 
-Why not ``@njit(parallel=True)`` with ``prange``: the parallel launchers cost as much compile
-time as the kernels they launch, and Numba's OpenMP/TBB workers spin for milliseconds after every
-region, which on a machine shared with other busy processes costs every launch a scheduling
-delay. Why not Python threads that call ``nogil`` kernels (this module until 2026-12-01): each
-launch then costs a wake-up and a GIL hand-over to the worker, ~30 us on a 2-vCPU VM, and a
-collision on the GIL (the caller and a worker both back in Python) costs 100+ us on a VM whose
-idle vCPU halts. Here an empty launch costs under a microsecond when the worker is polling
-(measured in docs/performance.md, 2026-12-01).
+Why a native pool beside Numba's runtime: a ``prange`` launcher per kernel costs as much
+compile time as the kernel it launches (the shared launcher of ``_numba_runtime`` does not), and
+Numba's OpenMP/TBB workers spin for milliseconds after every region, which on a machine shared
+with other busy processes costs every launch a scheduling delay (measured side by side in
+docs/performance.md, "Task runtimes"). Why not Python threads that call ``nogil`` kernels
+(this module until 2026-12-01): each launch then costs a wake-up and a GIL hand-over to the
+worker, ~30 us on a 2-vCPU VM, and a collision on the GIL (the caller and a worker both back in
+Python) costs 100+ us on a VM whose idle vCPU halts. Here an empty launch costs under a
+microsecond when the worker is polling (measured in docs/performance.md, 2026-12-01).
 
 - Thread-safe: concurrent launches from several Python threads are correct (one holds the pool,
   the others run their tasks on their own threads).
 - The pool has ``NUMBA_NUM_THREADS - 1`` workers (the caller is the other thread), started on
-  the first call of :func:`ctl`; how many tasks a launch has is the caller's choice
+  the first call of :func:`native_ctl`; how many tasks a launch has is the caller's choice
   (``numba.get_num_threads()`` of the calling thread, see ``_cpu.CPUBackend``). After a ``fork``
   the child starts its own workers. At exit the workers are stopped before the interpreter
   finalises.
 - Waiting: Linux (x86-64, aarch64) sleeps on a futex; elsewhere idle workers and waiting
   callers sleep in steps (POSIX: ``POLL_SLEEP_US``; Windows: 1 ms when idle, a yield while a
-  launch waits). ``NUMGRU_POOL_WAIT=poll`` selects the stepped sleep on Linux too (tests run it
-  there), ``NUMGRU_POOL_WAIT=none`` starts no workers.
+  launch waits). Only Linux x86-64 has run; elsewhere the default runtime is Numba's.
+  ``NUMGRU_POOL_WAIT=poll`` selects the stepped sleep on Linux too (tests run it there),
+  ``NUMGRU_POOL_WAIT=none`` starts no workers.
 """
 
 import atexit
@@ -69,6 +81,7 @@ from numba import cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import _numba_internals
 from ._config import CACHE
 
 # how long an idle worker polls for the next launch before it sleeps, and how long a caller
@@ -98,7 +111,10 @@ SLEEPERS = 32        # workers sleeping on SEQ
 CALLER_SLEEPING = 40
 ERR = 48             # 1 + the first task that raised, else 0
 STOP, ALIVE, WSPIN, CSPIN, MODE, NWORKERS = 56, 57, 58, 59, 60, 61
-CTL_SIZE = 64
+RUN = 64             # address of the runtime's launch function, int64(ctl*, ntasks, entry, argp)
+EXCLUSIVE = 65       # Numba runtime: 1 if its threading layer allows one parallel region at once
+SERIAL = 66          # Numba runtime: 1 if no parallel region may run (every task on the caller)
+CTL_SIZE = 72
 CLOSED = 0xFFFFFFFF
 SEQ_MASK = 0x7FFFFFFF
 MODE_FUTEX, MODE_POLL = 0, 1
@@ -131,7 +147,7 @@ def _register_symbols():
     return libc, keep
 
 
-_LIBC, _KEEP = _register_symbols()
+_LIBC, _KEEP = None, []     # set by _compiled(), with the symbols, before the pool compiles
 
 
 def _elem_ptr(context, builder, ctlty, ctl, idx):
@@ -245,8 +261,8 @@ def _call_entry(typingctx, fn, task, ntasks, argp):
 
 
 def _pool_main(ctl, ntasks, fn, argp):
-    """The pool's one C function (``numgru_pool_run``; one function, so that a cold start
-    compiles one small thing). Two roles:
+    """The native pool's one C function (one function, so that a cold start compiles one small
+    thing). Two roles:
 
     - ``ntasks >= 0``: the calling thread's side of a launch of ``ntasks`` tasks of the entry
       ``fn`` on the arguments at ``argp``: publish it, take tasks, wait for the rest; returns
@@ -376,10 +392,11 @@ def launch(typingctx, ctl, ntasks, task, args):
     sig = types.void(ctl, ntasks, task, args)
 
     def codegen(context, builder, signature, llargs):
+        _numba_internals.check("launch")
         ctl_v, n_v, task_v, tup = llargs
         kernel = builder.function                # the kernel that calls launch
-        packer = context.call_conv._get_arg_packer(argtys)
-        if len(kernel.args) != 2 + len(packer.argument_types):
+        if len(kernel.args) != (_numba_internals.CALL_CONV_EXTRA_ARGS
+                                + _numba_internals.llvm_arg_count(context, argtys)):
             raise TypeError(f"numgru._pool.launch: {kernel.name} must take exactly "
                             f"(ctl, ntasks, task, *args), args as passed to launch")
         items = [builder.extract_value(tup, k) for k in range(len(args))]
@@ -394,25 +411,28 @@ def launch(typingctx, ctl, ntasks, task, args):
             vals = b.load(b.bitcast(argp, context.get_value_type(stored).as_pointer()))
             call_args = [b.extract_value(vals, k) for k in range(len(argtys))]
             call_args[2] = context.cast(b, t, types.int64, task)
-            status, _ = context.call_conv.call_function(b, kernel, types.none, argtys,
-                                                        call_args)
+            status = _numba_internals.call_function(context, b, kernel, argtys, call_args)
             b.ret(b.select(status.is_error, _I32(1), _I32(0)))
         packed = context.make_tuple(builder, stored, [ctl_v, n_v, task_v] + items)
         argp = cgutils.alloca_once_value(builder, packed)
         n64 = context.cast(builder, n_v, ntasks, types.int64)
-        run = cgutils.get_or_insert_function(mod, _RUN_FNTY, "numgru_pool_run")
-        err = builder.call(run, [_elem_ptr(context, builder, ctl, ctl_v, _I64(0)), n64,
-                                 builder.ptrtoint(entry, _I64), builder.ptrtoint(argp, _I64)])
+        # the runtime's launch function: its address is in the control block (RUN), so that
+        # the compiled kernel does not depend on which runtime runs its tasks
+        ctl_p = _elem_ptr(context, builder, ctl, ctl_v, _I64(0))
+        run_addr = builder.load_atomic(builder.gep(ctl_p, [_I64(RUN)]), "monotonic", 8)
+        run = builder.inttoptr(run_addr, _RUN_FNTY.as_pointer())
+        err = builder.call(run, [ctl_p, n64, builder.ptrtoint(entry, _I64),
+                                 builder.ptrtoint(argp, _I64)])
         with cgutils.if_unlikely(builder, builder.icmp_signed("!=", err, _I64(0))):
             # every task has finished; run the failing one again here, so that its own
             # exception propagates (a task that fails only on a worker still raises, below)
             again = context.cast(builder, builder.sub(err, _I64(1)), types.int64, task)
-            status, _ = context.call_conv.call_function(builder, kernel, types.none, argtys,
-                                                        [ctl_v, n_v, again] + items)
+            status = _numba_internals.call_function(context, builder, kernel, argtys,
+                                                    [ctl_v, n_v, again] + items)
             with cgutils.if_unlikely(builder, status.is_error):
-                context.call_conv.return_status_propagate(builder, status)
-            context.call_conv.return_user_exc(
-                builder, RuntimeError, ("a numgru kernel task failed on a worker thread",))
+                _numba_internals.propagate(context, builder, status)
+            _numba_internals.raise_runtime_error(
+                context, builder, "a numgru kernel task failed on a worker thread")
         return context.get_dummy_value()
 
     return sig, codegen
@@ -422,16 +442,31 @@ def launch(typingctx, ctl, ntasks, task, args):
 # The workers
 # ---------------------------------------------------------------------------------------------
 
-_ctl = None
+_ctl = None          # the native pool's control block, once started
 _threads = []
 _lock = threading.Lock()
 _ALL_CTL = []
+_active = None       # the control block of the runtime in use (set by numgru._threading)
 
 
 def ctl():
-    """The pool's control block, for a launcher's first argument (starts the workers once)."""
-    c = _ctl
-    return c if c is not None else _start()
+    """The control block of the task runtime in use, for a launcher's first argument: the
+    native pool's or Numba's parallel runtime's (:mod:`numgru._threading` picks one at the
+    first call, and again after ``set_threading`` or a fork)."""
+    c = _active
+    if c is not None:
+        return c
+    from . import _threading
+
+    return _threading.activate()
+
+
+def new_ctl(run_address):
+    """A zeroed control block whose launches call the function at ``run_address``."""
+    c = np.zeros(CTL_SIZE, dtype=np.int64)
+    c[RUN] = run_address
+    _ALL_CTL.append(c)                   # never freed: a worker or a kernel may still read it
+    return c
 
 
 def wait_mode():
@@ -447,18 +482,27 @@ _CFUNCS = {}
 
 def _compiled():
     """The pool's compiled entry point, once per process (from the on-disk cache when there):
-    :func:`_pool_main` as a C function with a pointer argument, registered under the name
-    ``numgru_pool_run`` that every launch calls (nothing of the pool is compiled into each
+    :func:`_pool_main` as a C function with a pointer argument, whose address native control
+    blocks hold (``RUN``) for every launch to call (nothing of the pool is compiled into each
     kernel). A worker thread enters it through ctypes, which releases the GIL for the call."""
+    global _LIBC, _KEEP
     if not _CFUNCS:
+        if _LIBC is None and not _KEEP:
+            _LIBC, _KEEP = _register_symbols()
         ptr = types.CPointer(types.int64)
         run = cfunc(types.int64(ptr, types.int64, types.int64, types.int64), nogil=True,
                     cache=CACHE)(_pool_main)
-        llvm.add_symbol("numgru_pool_run", run.address)
-        _CFUNCS["run"] = run
         _CFUNCS["ctypes"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                                              ctypes.c_int64, ctypes.c_int64)(run.address)
+        _CFUNCS["run"] = run
     return _CFUNCS
+
+
+def native_ctl():
+    """The native pool's control block; starts its workers on the first call (and after
+    :func:`stop` or a fork). Raises if the pool's compiled code cannot be built here."""
+    c = _ctl
+    return c if c is not None else _start()
 
 
 def _start():
@@ -468,14 +512,13 @@ def _start():
             import numba
 
             funcs = _compiled()
-            c = np.zeros(CTL_SIZE, dtype=np.int64)
+            c = new_ctl(funcs["run"].address)
             mode = wait_mode()
             c[MODE] = MODE_FUTEX if mode == "futex" else MODE_POLL
             nworkers = 0 if mode == "none" else max(0, numba.config.NUMBA_NUM_THREADS - 1)
             c[NWORKERS] = nworkers
             c[WSPIN] = WORKER_SPIN_POLLS
             c[CSPIN] = CALLER_SPIN_POLLS
-            _ALL_CTL.append(c)                   # never freed: a worker may still read it
             for k in range(nworkers):
                 t = threading.Thread(target=funcs["ctypes"], args=(c.ctypes.data, -1, 0, 0),
                                      daemon=True, name=f"numgru-worker-{k}")
@@ -494,14 +537,16 @@ def _wake_all(c):
 
 
 def stop(timeout=2.0):
-    """Stop the workers (at exit: none may still run compiled code while the interpreter
-    finalises). Later launches start new ones."""
-    global _ctl
+    """Stop the native pool's workers (at exit: none may still run compiled code while the
+    interpreter finalises). Later launches start new ones."""
+    global _ctl, _active
     with _lock:
         c = _ctl
         if c is None:
             return
         _ctl = None
+        if _active is c:
+            _active = None
         threads = list(_threads)
         _threads.clear()
         if not threads:
@@ -517,8 +562,9 @@ def stop(timeout=2.0):
 
 
 def _after_fork():
-    global _ctl, _lock
+    global _ctl, _lock, _active
     _ctl = None
+    _active = None
     _threads.clear()
     _lock = threading.Lock()
 

@@ -28,12 +28,24 @@ def _cuda_status():
 
 
 def _cache_dir():
-    from . import _cpu
+    from . import _cpu, _numba_internals
 
     try:
-        return _cpu._gru_forward_after._cache._cache_path
-    except AttributeError:
-        return "unknown (caching disabled)"
+        path = _numba_internals.cache_path(_cpu._gru_forward_after)
+    except _numba_internals.InternalsChanged as exc:
+        return f"unknown ({exc})"
+    return path if path is not None else "off (NUMGRU_NO_CACHE or the reference product)"
+
+
+def _runtime_status():
+    """The task runtime in use and why, without ever raising."""
+    from . import _threading
+
+    try:
+        info = _threading.get_threading()
+    except Exception as exc:  # noqa: BLE001 -- info reports, it does not fail
+        return f"unavailable ({type(exc).__name__}: {exc})"
+    return f"{info['runtime']} ({info['reason']})"
 
 
 def _kernels_cached():
@@ -64,10 +76,13 @@ def _compile_ahead_status():
 
 
 def info(out=None):
-    """Print versions, the Numba threading layer and thread count, CUDA and the compile cache.
+    """Print versions, the task runtime, Numba's threading layer and thread count, CUDA and the
+    compile cache.
 
     This is ``numgru info``. It runs one tiny forward pass first, so that Numba has loaded (and
-    can report) its threading layer.
+    can report) its threading layer. "task runtime" is the runtime that runs numgru's CPU
+    kernels' tasks ("native" or "numba", see :func:`numgru.set_threading`) and why it is the one
+    in use.
 
     Parameters
     ----------
@@ -111,6 +126,7 @@ def info(out=None):
         ("scipy", scipy.__version__),
         ("scikit-learn", sklearn.__version__),
         ("platform", f"{platform.system()} {platform.machine()}"),
+        ("task runtime", _runtime_status()),
         ("numba threading layer", numba.threading_layer()),
         ("numba threads", str(numba.get_num_threads())),
         ("cpu count", str(os.cpu_count())),

@@ -18,3 +18,28 @@ def _nvidia_driver_present():
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _nvidia_driver_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+
+# numgru's task runtime for the whole run: ``pytest --numgru-threading=numba`` (or ``native``)
+# runs every suite with that runtime (default: NUMGRU_THREADING, else the platform's default).
+# tests/test_runtimes.py compares the two runtimes' results within one run whatever this is.
+def pytest_addoption(parser):
+    parser.addoption("--numgru-threading", default=None, choices=("numba", "native"),
+                     help="numgru task runtime for the whole test run (numgru.set_threading)")
+
+
+def pytest_configure(config):
+    runtime = config.getoption("--numgru-threading", default=None)
+    if runtime:
+        os.environ["NUMGRU_THREADING"] = runtime      # subprocesses started by tests too
+
+
+def pytest_report_header(config):
+    try:
+        import numgru
+
+        info = numgru.get_threading()
+        return (f"numgru task runtime: {info['runtime']} ({info['reason']}); numba threading "
+                f"layer {info['layer']}, {info['threads']} threads")
+    except Exception as exc:  # noqa: BLE001 -- the header must never fail the run
+        return f"numgru task runtime: unknown ({type(exc).__name__}: {exc})"

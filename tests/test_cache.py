@@ -2,7 +2,8 @@
 
 A copy of the package is made read-only (as in a system site-packages) and imported in a fresh
 interpreter with ``NUMBA_CACHE_DIR`` set: the first run must compile and write its cache there,
-the second must load the kernels from that cache instead of compiling them again.
+the second must load the kernels from that cache instead of compiling them again; under each
+task runtime (``NUMGRU_THREADING``), whose own compiled code is cached too.
 """
 
 import glob
@@ -13,6 +14,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 import numgru
 
@@ -26,10 +29,17 @@ SCRIPT = textwrap.dedent("""
         numgru.__file__
     y, h = numgru.GRU(2, 3, dtype="float64", random_state=0).forward(np.ones((2, 4, 2)))
     assert np.isfinite(y).all() and y.shape == (2, 4, 3)
-    # the forward's compiled kernel, and the pool's C function (launch and worker loop)
-    from numgru import _pool
-    stats = [f.stats for f in (_cpu._gru_forward_after,)]
-    cfuncs = [_pool._CFUNCS["run"]]
+    # the forward's compiled kernel, and the task runtime's compiled code: the native pool's C
+    # function (launch and worker loop), or the Numba runtime's C function and prange launcher
+    from numgru import _numba_runtime, _pool
+    assert numgru.get_threading()["runtime"] == sys.argv[2]
+    kernels = (_cpu._gru_forward_after,)
+    if sys.argv[2] == "native":
+        cfuncs = [_pool._CFUNCS["run"]]
+    else:
+        cfuncs = [_numba_runtime._CFUNCS["run"]]
+        kernels += (_numba_runtime._prange_tasks,)
+    stats = [f.stats for f in kernels]
     print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats)
                               + sum(f.cache_hits for f in cfuncs),
                       "misses": sum(sum(s.cache_misses.values()) for s in stats)
@@ -45,19 +55,21 @@ def _set_mode(root, dir_mode, file_mode):
         os.chmod(dirpath, dir_mode)
 
 
-def _run(site, pkg, cache_dir, cwd):
+def _run(site, pkg, cache_dir, cwd, runtime):
     env = {k: v for k, v in os.environ.items()
            if k not in ("NUMGRU_NO_CACHE", "NUMBA_DISABLE_JIT", "PYTHONPATH")}
+    env["NUMGRU_THREADING"] = runtime
     env["NUMBA_CACHE_DIR"] = str(cache_dir)
     env["PYTHONPATH"] = str(site)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(pkg)], env=env, cwd=str(cwd),
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(pkg), runtime], env=env, cwd=str(cwd),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_compile_cache_from_read_only_install(tmp_path):
+@pytest.mark.parametrize("runtime", ["native", "numba"])
+def test_compile_cache_from_read_only_install(tmp_path, runtime):
     src = os.path.dirname(os.path.abspath(numgru.__file__))
     site = tmp_path / "site"
     pkg = site / "numgru"
@@ -71,7 +83,7 @@ def test_compile_cache_from_read_only_install(tmp_path):
     ro_file = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
     _set_mode(pkg, ro_dir, ro_file)
     try:
-        first = _run(site, pkg, cache_dir, work)
+        first = _run(site, pkg, cache_dir, work, runtime)
         assert first["misses"] >= 1 and first["hits"] == 0, first
         cached = (glob.glob(str(cache_dir / "**" / "*.nbi"), recursive=True)
                   + glob.glob(str(cache_dir / "**" / "*.nbc"), recursive=True))
@@ -81,7 +93,7 @@ def test_compile_cache_from_read_only_install(tmp_path):
         # check it explicitly)
         assert not os.path.exists(pkg / "__pycache__")
 
-        second = _run(site, pkg, cache_dir, work)
+        second = _run(site, pkg, cache_dir, work, runtime)
         assert second["hits"] >= 1 and second["misses"] == 0, second
         assert second["seconds"] < first["seconds"], (first, second)
     finally:

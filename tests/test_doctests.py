@@ -27,6 +27,7 @@ MODULES = [
     "numgru.cli",
     "numgru.dask",
     "numgru.preprocessing",
+    "numgru._threading",          # numgru.set_threading / get_threading
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -130,38 +130,44 @@ def _meet_launch(ctl, ntasks, task, flags, polls):
 
 
 def test_pool_runs_every_task_once_and_raises_a_tasks_exception():
+    ctl = _pool.native_ctl()                     # the native pool's, whatever runtime is in use
     for n in (0, 1, 2, 3, 17, 200):
         counts = np.zeros(max(n, 1), dtype=np.int64)
-        _count_launch(_pool.ctl(), n, -1, counts, -1)
+        _count_launch(ctl, n, -1, counts, -1)
         assert counts[:n].tolist() == [1] * n
     counts = np.zeros(5, dtype=np.int64)
     with pytest.raises(ValueError, match="task failed on purpose"):
-        _count_launch(_pool.ctl(), 5, -1, counts, 2)
+        _count_launch(ctl, 5, -1, counts, 2)
     assert counts.tolist() == [1, 1, 0, 1, 1]   # every other task ran, once
     counts[:] = 0
-    _count_launch(_pool.ctl(), 4, -1, counts, -1)    # the pool still works afterwards
+    _count_launch(ctl, 4, -1, counts, -1)        # the pool still works afterwards
     assert counts.tolist() == [1, 1, 1, 1, 0]
 
 
 @needs_two
-def test_pool_runs_tasks_on_two_threads_at_once():
-    ctl = _pool.ctl()
+@pytest.mark.parametrize("runtime", ["native", "numba"])
+def test_pool_runs_tasks_on_two_threads_at_once(runtime):
+    from numgru import _numba_runtime
+
+    ctl = (_pool.native_ctl() if runtime == "native"
+           else _numba_runtime.new(exclusive=numba.threading_layer() == "workqueue",
+                                   serial=False))
     met = 0
     for _ in range(20):
         flags = np.zeros(2, dtype=np.int64)
         _meet_launch(ctl, 2, -1, flags, 200_000_000)
         assert flags[1] == 1
         met += int(flags[0])
-    assert met == 20                             # the caller ran task 0, a worker task 1
+    assert met == 20                             # two threads ran tasks 0 and 1 at once
 
 
 @needs_two
 def test_pool_stop_and_restart():
     counts = np.zeros(8, dtype=np.int64)
-    _count_launch(_pool.ctl(), 8, -1, counts, -1)
+    _count_launch(_pool.native_ctl(), 8, -1, counts, -1)
     _pool.stop()
     assert _pool._ctl is None and not _pool._threads
-    _count_launch(_pool.ctl(), 8, -1, counts, -1)    # new workers
+    _count_launch(_pool.native_ctl(), 8, -1, counts, -1)    # new workers
     assert counts.tolist() == [2] * 8
     assert _pool._ctl[_pool.ALIVE] >= 0
 
@@ -184,7 +190,7 @@ def test_pool_wait_modes_give_the_same_results(mode):
     import json
 
     def run(env_mode):
-        env = dict(os.environ)
+        env = dict(os.environ, NUMGRU_THREADING="native")
         env.pop("NUMGRU_POOL_WAIT", None)
         if env_mode:
             env["NUMGRU_POOL_WAIT"] = env_mode
@@ -203,16 +209,23 @@ def test_pool_wait_modes_give_the_same_results(mode):
 @needs_two
 def test_pool_after_fork():
     """A forked child (multiprocessing's fork start, as joblib's and dask's may be) starts its
-    own workers and computes the parent's results."""
+    own workers and computes the parent's results (tests/test_runtimes.py: both runtimes)."""
     import multiprocessing
+
+    from numgru import _threading
 
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork here")
-    gru = numgru.GRU(4, 32, 2, dtype="float32", random_state=0)
-    x = np.random.default_rng(1).standard_normal((16, 10, 4)).astype(np.float32)
-    want = gru.forward(x)[0]
-    with multiprocessing.get_context("fork").Pool(1) as p:
-        got = p.apply(_forward_in_child, (gru, x))
+    before = _threading._setting
+    _threading.set_threading("native")
+    try:
+        gru = numgru.GRU(4, 32, 2, dtype="float32", random_state=0)
+        x = np.random.default_rng(1).standard_normal((16, 10, 4)).astype(np.float32)
+        want = gru.forward(x)[0]
+        with multiprocessing.get_context("fork").Pool(1) as p:
+            got = p.apply(_forward_in_child, (gru, x))
+    finally:
+        _threading.set_threading(before)
     np.testing.assert_array_equal(got, want)
 
 
@@ -220,6 +233,7 @@ def _forward_in_child(gru, x):
     from numgru import _pool as pool
 
     out = gru.forward(x)[0]
+    assert pool._active is pool._ctl
     assert pool._ctl is not None and len(pool._threads) == numba.config.NUMBA_NUM_THREADS - 1
     return out
 
