@@ -46,8 +46,8 @@ from .rnn import RNN
 _CELL_FACADES = {"gru": GRU, "rnn_tanh": RNN, "rnn_relu": RNN}
 _CELL_FILE_PREFIX = {"gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 # batch_size="auto": min(AUTO_BATCH, n_samples) sequences per minibatch. Keras's and most
-# PyTorch recipes' 32: on the quality benchmark (docs/training.md) MLP's 200 gave the small
-# UCR/UEA sets one optimizer step per epoch, and most of them never reached full accuracy
+# PyTorch recipes' 32: MLP's 200 gives the small UCR/UEA sets of the quality benchmark
+# (docs/training.md, 36-270 sequences) one optimizer step per epoch
 AUTO_BATCH = 32
 # early_stopping="auto": a regressor holds out validation_fraction of its sequences when that is
 # at least this many (5 of 50 at the default 0.1). Measured on the quality benchmark's
