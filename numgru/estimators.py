@@ -1039,7 +1039,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
         training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
-        scikit-learn's 10: on the quality benchmark 10 stopped small data sets 2-13 points
+        scikit-learn's 10: on the quality benchmark 10 stopped small data sets up to 13 points
         below the accuracy of 200 epochs, 20 within 1 point (docs: training).
 
     clip_grad_norm : float or None, default=1.0
@@ -1587,7 +1587,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
         training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
-        scikit-learn's 10: on the quality benchmark 10 stopped small data sets 2-13 points
+        scikit-learn's 10: on the quality benchmark 10 stopped small data sets up to 13 points
         below the accuracy of 200 epochs, 20 within 1 point (docs: training).
 
     clip_grad_norm : float or None, default=1.0
