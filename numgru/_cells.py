@@ -21,7 +21,7 @@ Every layer has the same small interface, which :class:`numgru._stack.Stack` dri
     Writes dh0 (if stateful); returns the input gradient (None if not ``need_dx``) and a dict
     of host gradient arrays keyed like ``params``.
 
-A new recurrent cell is one kernel pair in each backend (see :mod:`numgru._backend`) plus a
+A new recurrent cell is one kernel pair in each backend (see :mod:`numgru._contract`) plus a
 class here registered with :func:`register_cell`; a new layer between cells (residual add,
 embedding, a head) is a class with this interface.
 """

@@ -1,5 +1,5 @@
 """CPU kernels: one GRU layer (both directions) forward and backward through time, and the CPU
-backend object (:class:`CPUBackend`, the contract is in :mod:`numgru._backend`).
+backend object (:class:`CPUBackend`, the contract is in :mod:`numgru._contract`).
 
 Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2),
 G = D*3H (the width of the input projections of all directions), O = D*H (the layer's output).
@@ -64,7 +64,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
 from . import _compile_ahead, _config, _cpu_norm, _pool
-from ._backend import Backend
+from ._contract import Backend
 from ._config import CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
                     pack_nt, padded_rows)
@@ -1140,7 +1140,7 @@ def log_softmax_rows(L, ntasks):
 
 
 # ---------------------------------------------------------------------------------------------
-# The CPU backend object (the contract is in numgru._backend)
+# The CPU backend object (the contract is in numgru._contract)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1187,6 +1187,9 @@ class CPUBackend(Backend):
     """
 
     name = "cpu"
+
+    def __reduce__(self):
+        return (default_backend, ())
 
     # memory: NumPy arrays are native, uploads and downloads are no-ops
     def empty(self, shape, dtype):
@@ -1402,3 +1405,8 @@ class CPUBackend(Backend):
 
 
 backend = CPUBackend()
+
+
+def default_backend():
+    """The CPU backend of this process (what a pickled CPU backend unpickles as)."""
+    return backend

@@ -1,5 +1,5 @@
 """CUDA backend: the @cuda.jit twins of :mod:`numgru._cpu` behind the contract of
-:mod:`numgru._backend` (:class:`CUDABackend`; :func:`backend` returns the default instance).
+:mod:`numgru._contract` (:class:`CUDABackend`; :func:`backend` returns the default instance).
 
 Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2),
 G = D*3H (the width of the input projections of all directions), O = D*H (the layer's output).
@@ -56,7 +56,7 @@ import warnings
 import numpy as np
 
 from . import _config
-from ._backend import Backend
+from ._contract import Backend
 
 cuda = None              # numba.cuda, imported on first use (it costs ~0.2 s): see _load()
 _IMPORT_ERROR = None
@@ -933,7 +933,7 @@ def _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out):
 
 
 # ---------------------------------------------------------------------------------------------
-# Language-model layers (arrays and layouts as on the CPU: numgru._backend's contract)
+# Language-model layers (arrays and layouts as on the CPU: numgru._contract)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1243,7 +1243,7 @@ def _run_layer(rng, B, T, H, D, dtype, reset_after, persistent):
 
 
 # ---------------------------------------------------------------------------------------------
-# The backend object (the contract is in numgru._backend)
+# The backend object (the contract is in numgru._contract)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1265,6 +1265,9 @@ class CUDABackend(Backend):
     """
 
     name = "cuda"
+
+    def __reduce__(self):
+        return (usable_backend, ())
 
     def __init__(self, persistent=None):
         if persistent is not None and not isinstance(persistent, (bool, np.bool_)):
@@ -1432,3 +1435,12 @@ def backend():
             if _default is None:
                 _default = CUDABackend()
     return _default
+
+
+def usable_backend():
+    """The default CUDA backend, or ``RuntimeError`` naming why CUDA cannot be used here (what
+    ``get_backend("cuda")`` returns, and what a pickled CUDA backend unpickles as)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"device='cuda' cannot be used: {reason}")
+    return backend()
