@@ -23,7 +23,7 @@ The layer is computed the way cuDNN does it:
 
 Launches: every kernel that runs as tasks (chunks of batch rows, blocks of rows) is written as
 ``kernel(ctl, ntasks, task, ...)``; called from Python with ``task = -1`` it launches itself
-(:func:`numgru._pool.launch`) on the task runtime in use, which ``_pool.ctl()`` names
+(:func:`numgru._tasks.launch`) on the task runtime in use, which ``_tasks.ctl()`` names
 (:mod:`numgru._threading`): Numba's parallel runtime, through one shared ``prange`` launcher
 that calls the kernel's compiled task entry by address, or numgru's native pool. A launch of
 one task runs in the calling thread. No kernel here is compiled with ``parallel=True`` itself:
@@ -63,7 +63,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from . import _compile_ahead, _config, _cpu_norm, _pool
+from . import _compile_ahead, _config, _cpu_norm, _tasks
 from ._contract import Backend
 from ._config import CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK
 from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
@@ -196,9 +196,9 @@ def _zero_rows(out):
 
 @njit(inline="always", **_JIT)
 def _backward_task(task, nchunks, B, dbias_all):
-    """A backward chunk task's rows (``numgru._pool.task_rows``) and its bias-gradient sums
+    """A backward chunk task's rows (``numgru._tasks.task_rows``) and its bias-gradient sums
     ``dbias_all[task]``, zeroed when the chunk is empty."""
-    d, b0, b1 = _pool.task_rows(task, nchunks, B)
+    d, b0, b1 = _tasks.task_rows(task, nchunks, B)
     dbias = dbias_all[task]
     if b1 <= b0:
         _zero_rows(dbias)
@@ -254,7 +254,7 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     memory.
     """
     kernel = _gru_forward_after if reset_after else _gru_forward_cho
-    kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
+    kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
            store, gates, hn_s, hprev_s, nchunks)
 
 
@@ -281,11 +281,11 @@ def _make_forward_chunk(reset_after):
         shape) went to memory and came back, which cost the gate loop as much as its
         arithmetic. Biases: b_ih + b_hh are added together for r and z, b_in with the n gate.
         """
-        if task < 0:                                 # the launch (see numgru._pool)
-            _pool.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
+        if task < 0:                                 # the launch (see numgru._tasks)
+            _tasks.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
                                              gates, hn_s, hprev_s, nchunks))
             return
-        d, b0, b1 = _pool.task_rows(task, nchunks, x.shape[0])
+        d, b0, b1 = _tasks.task_rows(task, nchunks, x.shape[0])
         if b1 <= b0:
             return
         H = whh.shape[2]
@@ -412,7 +412,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     """
     kernel = _gru_backward_after if reset_after else _gru_backward_cho
     _compile_ahead.wait(kernel)
-    kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
+    kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
            lengths,
            dgi, dgh, dh0, dbias, nchunks)
 
@@ -434,8 +434,8 @@ def _make_backward_chunk(reset_after):
         One step's dgh rows are formed in a padded scratch block (the packed product reads whole
         tiles of 8 rows) and then copied into the time-major dgh.
         """
-        if task < 0:                                 # the launch (see numgru._pool)
-            _pool.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
+        if task < 0:                                 # the launch (see numgru._tasks)
+            _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
                                              dgh, dh0, dbias_all, nchunks))
             return
         d, b0, b1, dbias = _backward_task(task, nchunks, d_out.shape[0], dbias_all)
@@ -582,7 +582,7 @@ def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, 
     derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
     ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
     """
-    _rnn_forward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0,
+    _rnn_forward_chunk(_tasks.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0,
                         lengths, relu, out, h_n, store, states, nchunks)
 
 
@@ -598,11 +598,11 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
     The recurrent product of a step is written into ``gh``; the activation overwrites it in
     place (with the step's input projection and b_ih + b_hh), and the result is the new state.
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n,
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n,
                                          store, states, nchunks))
         return
-    d, b0, b1 = _pool.task_rows(task, nchunks, x.shape[0])
+    d, b0, b1 = _tasks.task_rows(task, nchunks, x.shape[0])
     if b1 <= b0:
         return
     H = whh.shape[2]
@@ -679,7 +679,7 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
     Positions past a sequence's end get zeros in dgi and dgh.
     """
     _compile_ahead.wait(_rnn_backward_chunk)
-    _rnn_backward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, states, whh,
+    _rnn_backward_chunk(_tasks.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, states, whh,
                          lengths, relu, dgi, dgh, dh0, dbias, nchunks)
 
 
@@ -696,8 +696,8 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
     At a padded step da = 0 and the carried dh passes through unchanged (kept aside while the
     product overwrites the block).
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
                                          dbias_all, nchunks))
         return
     d, b0, b1, dbias = _backward_task(task, nchunks, d_out.shape[0], dbias_all)
@@ -767,10 +767,10 @@ SPLIT_STEP_MIN_WORK = 1 << 15
 def _matvec_task(ctl, ntasks, task, W, v, bias, out):
     """out[r0:r1] = W[r0:r1] @ v (+ bias[r0:r1]) for block ``task`` of the N rows: W (N, K)
     C-contiguous, v (K,), bias (N,) or (0,) for none, out (N,)."""
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (W, v, bias, out))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (W, v, bias, out))
         return
-    r0, r1 = _pool.task_block(task, ntasks, W.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, W.shape[0])
     if r1 <= r0:
         return
     np.dot(W[r0:r1], v, out[r0:r1])
@@ -783,10 +783,10 @@ def _matvec_task(ctl, ntasks, task, W, v, bias, out):
 def _step_products_task(ctl, ntasks, task, w_ih, xv, whh, hv, gi, gh):
     """Rows r0:r1 (block ``task``) of gi = W_ih x and gh = W_hh h for one sequence: w_ih (3H, I),
     xv (I,), whh (3H, H), hv (H,) -> gi, gh (3H,)."""
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (w_ih, xv, whh, hv, gi, gh))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (w_ih, xv, whh, hv, gi, gh))
         return
-    r0, r1 = _pool.task_block(task, ntasks, gi.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, gi.shape[0])
     if r1 <= r0:
         return
     np.dot(w_ih[r0:r1], xv, gi[r0:r1])
@@ -815,7 +815,7 @@ def gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks):
     gi = np.empty(G, dtype=out.dtype)
     gh = np.empty(G, dtype=out.dtype)
     hv = h0[0, 0]
-    _step_products_task(_pool.ctl(), ntasks, -1, w_ih, x[0, 0], whh[0], hv, gi, gh)
+    _step_products_task(_tasks.ctl(), ntasks, -1, w_ih, x[0, 0], whh[0], hv, gi, gh)
     _gru_step_after(gi, gh, b_ih, bhh[0], hv, out[0, 0], h_n[0, 0])
 
 
@@ -881,10 +881,10 @@ def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
     weight  (V, E)  the embedding table
     out     (M, E)  written
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (ids, weight, out))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (ids, weight, out))
         return
-    r0, r1 = _pool.task_block(task, ntasks, ids.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, ids.shape[0])
     for m in range(r0, r1):
         copy_into(weight[ids[m]], out[m])
 
@@ -892,7 +892,7 @@ def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
 def embedding_forward(ids, weight, out, ntasks):
     """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
     ``ntasks`` blocks."""
-    _embedding_forward_task(_pool.ctl(), ntasks, -1, ids, weight, out)
+    _embedding_forward_task(_tasks.ctl(), ntasks, -1, ids, weight, out)
 
 
 @njit(**_JIT)
@@ -907,10 +907,10 @@ def _embedding_backward_task(ctl, ntasks, task, ids, d_out, d_weight):
                       starting from 0, whoever owns its column, so the result does not depend
                       on the number of tasks
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (ids, d_out, d_weight))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (ids, d_out, d_weight))
         return
-    c0, c1 = _pool.task_block(task, ntasks, d_weight.shape[1])
+    c0, c1 = _tasks.task_block(task, ntasks, d_weight.shape[1])
     V = d_weight.shape[0]
     for v in range(V):
         d_weight[v, c0:c1] = 0
@@ -928,7 +928,7 @@ def embedding_backward(ids, d_out, d_weight, ntasks):
     and 6.1 ms against 14.6 ms with 2 tasks (that VM's second vCPU was busy with other work:
     waking it dominated both).
     """
-    _embedding_backward_task(_pool.ctl(), ntasks, -1, ids, d_out, d_weight)
+    _embedding_backward_task(_tasks.ctl(), ntasks, -1, ids, d_out, d_weight)
 
 
 @njit(inline="always", **_JIT)
@@ -976,10 +976,10 @@ def _softmax_xent_task(ctl, ntasks, task, L, b, targets, weights, loss):
     Stable: exp of (logit - row max) only; the sum of exps is float64 whatever the dtype. One
     exp per element (the exps are stored, then scaled by weight / sum).
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (L, b, targets, weights, loss))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (L, b, targets, weights, loss))
         return
-    r0, r1 = _pool.task_block(task, ntasks, L.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         t = targets[m]
@@ -1000,7 +1000,7 @@ def _softmax_xent_task(ctl, ntasks, task, L, b, targets, weights, loss):
 
 def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
     """:func:`_softmax_xent_task` over all rows of the block, in ``ntasks`` blocks of rows."""
-    _softmax_xent_task(_pool.ctl(), ntasks, -1, L, b, targets, weights, loss)
+    _softmax_xent_task(_tasks.ctl(), ntasks, -1, L, b, targets, weights, loss)
 
 
 @intrinsic
@@ -1077,10 +1077,10 @@ def _softmax_weight_grad_task(ctl, ntasks, task, G, Y, dw, db, accumulate):
     the first version (a contiguous copy of each 256-column slice, ``np.dot`` into scratch,
     then an add) took 27.6 ms.
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (G, Y, dw, db, accumulate))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (G, Y, dw, db, accumulate))
         return
-    v0, v1 = _pool.task_block(task, ntasks, G.shape[1])
+    v0, v1 = _tasks.task_block(task, ntasks, G.shape[1])
     if v1 <= v0:
         return
     dbv = db[v0:v1]
@@ -1095,7 +1095,7 @@ def _softmax_weight_grad_task(ctl, ntasks, task, G, Y, dw, db, accumulate):
 
 def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
     """:func:`_softmax_weight_grad_task` over all V rows of dw, in ``ntasks`` blocks of rows."""
-    _softmax_weight_grad_task(_pool.ctl(), ntasks, -1, G, Y, dw, db, accumulate)
+    _softmax_weight_grad_task(_tasks.ctl(), ntasks, -1, G, Y, dw, db, accumulate)
 
 
 @njit(**_JIT)
@@ -1105,10 +1105,10 @@ def _softmax_logprob_task(ctl, ntasks, task, L, b, targets, out):
 
     L (n, V) y @ w^T (b is added to it in place), b (V,), targets (n,) int64, out (n,) written.
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (L, b, targets, out))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (L, b, targets, out))
         return
-    r0, r1 = _pool.task_block(task, ntasks, L.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         mx = _row_add_max(row, b)
@@ -1116,17 +1116,17 @@ def _softmax_logprob_task(ctl, ntasks, task, L, b, targets, out):
 
 
 def softmax_logprob_rows(L, b, targets, out, ntasks):
-    _softmax_logprob_task(_pool.ctl(), ntasks, -1, L, b, targets, out)
+    _softmax_logprob_task(_tasks.ctl(), ntasks, -1, L, b, targets, out)
 
 
 @njit(**_JIT)
 def _log_softmax_task(ctl, ntasks, task, L):
     """L[m] -= logsumexp(L[m]) in place for rows r0..r1-1 (block ``task``): L (M, V) logits ->
     log-probabilities."""
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (L,))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (L,))
         return
-    r0, r1 = _pool.task_block(task, ntasks, L.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, L.shape[0])
     for m in range(r0, r1):
         row = L[m]
         mx = _row_max(row)
@@ -1136,7 +1136,7 @@ def _log_softmax_task(ctl, ntasks, task, L):
 
 
 def log_softmax_rows(L, ntasks):
-    _log_softmax_task(_pool.ctl(), ntasks, -1, L)
+    _log_softmax_task(_tasks.ctl(), ntasks, -1, L)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1166,7 +1166,7 @@ def _backward_argtypes(dtype, *saved):
     nt = numba.from_dtype(dtype)
     a3, a4 = types.Array(nt, 3, "C"), types.Array(nt, 4, "C")
     mid = tuple(v if isinstance(v, types.Type) else numba.typeof(v) for v in saved)
-    return ((numba.typeof(_pool.ctl()), types.int64, types.int64, a3, a3) + mid
+    return ((numba.typeof(_tasks.ctl()), types.int64, types.int64, a3, a3) + mid
             + (a3, a4, a3, a3, types.int64))
 
 
@@ -1398,7 +1398,7 @@ class CPUBackend(Backend):
         nsplit = max(1, min(_num_threads(), V * y.shape[1] // SPLIT_STEP_MIN_WORK))
         if M == 1 and nsplit > 1:
             # one row (generation): the decoder product split over the vocabulary's rows
-            _matvec_task(_pool.ctl(), nsplit, -1, w, y[0], b, out[0])
+            _matvec_task(_tasks.ctl(), nsplit, -1, w, y[0], b, out[0])
         else:
             self.gemm(y, w.T, b, out)
         log_softmax_rows(out, self._lm_ntasks(M, M * V))

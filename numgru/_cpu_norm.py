@@ -30,7 +30,7 @@ The layer (:class:`numgru._cells.GRULayer` / ``RNNLayer``) runs:
 
 Kernel kinds (``kind``): 0 GRU (reset_after form), 1 RNN tanh, 2 RNN relu.
 
-Tasks are launched on the task runtime in use (:func:`numgru._pool.launch`,
+Tasks are launched on the task runtime in use (:func:`numgru._tasks.launch`,
 :mod:`numgru._threading`): one task per (direction, chunk of batch rows); a launch of one task
 runs in the calling thread.
 """
@@ -38,7 +38,7 @@ runs in the calling thread.
 import numpy as np
 from numba import njit
 
-from . import _compile_ahead, _pool
+from . import _compile_ahead, _tasks
 from ._config import CACHE, FASTMATH
 from ._gemm import mm_nt
 from ._math import copy_into, sigmoid, tanh
@@ -157,12 +157,12 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
     then per valid row the LN of ``P = [P_0 .. P_N-1]`` over its G entries, ``+ b_hh``, the
     gates and h'. Padded rows keep their state and write 0.
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
                                          layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
                                          hm, nchunks))
         return
-    d, b0, b1 = _pool.task_rows(task, nchunks, h0.shape[1])
+    d, b0, b1 = _tasks.task_rows(task, nchunks, h0.shape[1])
     if b1 <= b0:
         return
     N = whh.shape[1] // whh.shape[2]
@@ -276,7 +276,7 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     hm       (D, T, B, G)  with masks: the masked states per gate block (for dW_hh)
     nchunks  int           batch chunks per direction
     """
-    norm_forward_chunk(_pool.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks, h0,
+    norm_forward_chunk(_tasks.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks, h0,
                          lengths, kind, layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
                          hm, nchunks)
 
@@ -296,12 +296,12 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
         dh = direct + sum_g (dP_g @ W_g) * m_g
     sums (3, G) of this task: [0] d a_i (b_ih), [1] d a_h (b_hh, beta_hh), [2] d a_h * xh (g_hh).
     """
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
                                          masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums_all,
                                          nchunks))
         return
-    d, b0, b1 = _pool.task_rows(task, nchunks, d_h_n.shape[1])
+    d, b0, b1 = _tasks.task_rows(task, nchunks, d_h_n.shape[1])
     if b1 <= b0:
         return                                   # its sums stay 0
     sums = sums_all[task]
@@ -417,7 +417,7 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     G = whh.shape[1]
     sums = np.zeros((D * nchunks, 3, G), dtype=dgi.dtype)
     _compile_ahead.wait(norm_backward_chunk)
-    norm_backward_chunk(_pool.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
+    norm_backward_chunk(_tasks.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
                         whh,
                           ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)
     out = np.zeros((D, 3, G), dtype=dgi.dtype)

@@ -58,7 +58,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from . import _pool
+from . import _tasks
 from ._config import CACHE, FASTMATH, GEMM_REFERENCE
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -504,7 +504,7 @@ def mm_nt(A, Bm, C):
 
 
 # ---------------------------------------------------------------------------------------------
-# Large matrix products over all timesteps: BLAS per block of rows, as tasks (numgru._pool)
+# Large matrix products over all timesteps: BLAS per block of rows, as tasks (numgru._tasks)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -512,16 +512,16 @@ def gemm(A, W, bias, C, ntasks):
     """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
     weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
     in ``ntasks`` blocks (one block runs on the calling thread)."""
-    _gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)
+    _gemm_task(_tasks.ctl(), ntasks, -1, A, W, bias, C)
 
 
 @njit(**_JIT)
 def _gemm_task(ctl, ntasks, task, A, W, bias, C):
     """Block ``task`` of ``ntasks`` of C's rows: C = A @ W + bias there."""
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (A, W, bias, C))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (A, W, bias, C))
         return
-    r0, r1 = _pool.task_block(task, ntasks, A.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, A.shape[0])
     if r1 <= r0:
         return
     np.dot(A[r0:r1], W, C[r0:r1])
@@ -540,10 +540,10 @@ def gemm_tn(A, X, C, ntasks):
     block of rows into a private partial product; the partials are then added.
     """
     if ntasks <= 1:
-        _gemm_tn_task(_pool.ctl(), 1, -1, A, X, C[np.newaxis])          # a view: written in place
+        _gemm_tn_task(_tasks.ctl(), 1, -1, A, X, C[np.newaxis])          # a view: written in place
         return
     parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
-    _gemm_tn_task(_pool.ctl(), ntasks, -1, A, X, parts)
+    _gemm_tn_task(_tasks.ctl(), ntasks, -1, A, X, parts)
     C[:] = parts[0]
     for task in range(1, ntasks):
         C += parts[task]
@@ -552,9 +552,9 @@ def gemm_tn(A, X, C, ntasks):
 @njit(**_JIT)
 def _gemm_tn_task(ctl, ntasks, task, A, X, parts):
     """Block ``task`` of ``ntasks`` of the M rows: parts[task] = A[rows]^T @ X[rows]."""
-    if task < 0:                                 # the launch (see numgru._pool)
-        _pool.launch(ctl, ntasks, task, (A, X, parts))
+    if task < 0:                                 # the launch (see numgru._tasks)
+        _tasks.launch(ctl, ntasks, task, (A, X, parts))
         return
-    r0, r1 = _pool.task_block(task, ntasks, A.shape[0])
+    r0, r1 = _tasks.task_block(task, ntasks, A.shape[0])
     if r1 > r0:
         np.dot(A[r0:r1].T, X[r0:r1], parts[task])

@@ -2,7 +2,7 @@
 
 numgru needs a few things Numba has no public API for:
 
-- **Launch** (:mod:`numgru._pool`): a task kernel's launch calls the kernel's own compiled
+- **Launch** (:mod:`numgru._tasks`): a task kernel's launch calls the kernel's own compiled
   function for one task with Numba's calling convention (``context.call_conv.call_function``,
   ``return_status_propagate``, ``return_user_exc``) and counts its LLVM arguments
   (``context.get_arg_packer``). Both runtimes (``numgru._threading``) launch this way.
@@ -116,7 +116,7 @@ def ok(group):
 
 
 # ---------------------------------------------------------------------------------------------
-# launch: used inside the codegen of numgru._pool.launch
+# launch: used inside the codegen of numgru._tasks.launch
 # ---------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Numba's parallel runtime as a task runtime: one ``prange`` launcher for every task kernel.
 
-A task kernel launches itself through :func:`numgru._pool.launch`, which calls the function
+A task kernel launches itself through :func:`numgru._tasks.launch`, which calls the function
 whose address is in the control block's ``RUN`` field with (control block, ntasks, entry
 address, argument address). Here that function is :func:`_numba_run`, a C function that calls
 one ``@njit(parallel=True)`` launcher, :func:`_prange_tasks`, whose ``prange`` over the tasks
@@ -35,7 +35,7 @@ import numpy as np
 from numba import cfunc, njit, prange, types
 
 from ._config import CACHE
-from ._pool import BUSY, EXCLUSIVE, SERIAL, _call_entry, _cas, _load, _store, new_ctl
+from ._tasks import BUSY, EXCLUSIVE, SERIAL, call_entry, cas, load, new_ctl, store
 
 
 @njit(parallel=True, nogil=True, cache=CACHE)
@@ -44,7 +44,7 @@ def _prange_tasks(ntasks, fn, argp):
     region; returns 0, or 1 + the first task that raised."""
     errs = np.zeros(ntasks, dtype=np.int64)
     for t in prange(ntasks):
-        errs[t] = _call_entry(fn, t, ntasks, argp)
+        errs[t] = call_entry(fn, t, ntasks, argp)
     for t in range(ntasks):
         if errs[t] != 0:
             return t + 1
@@ -59,21 +59,21 @@ def _numba_run(ctl, ntasks, fn, argp):
     if ntasks <= 0:
         return 0
     held = False
-    serial = ntasks == 1 or _load(ctl, SERIAL) != 0
-    if not serial and _load(ctl, EXCLUSIVE) != 0:
-        if _cas(ctl, BUSY, 0, 1) == 0:
+    serial = ntasks == 1 or load(ctl, SERIAL) != 0
+    if not serial and load(ctl, EXCLUSIVE) != 0:
+        if cas(ctl, BUSY, 0, 1) == 0:
             held = True
         else:
             serial = True
     if serial:
         err = 0
         for t in range(ntasks):
-            if _call_entry(fn, t, ntasks, argp) != 0 and err == 0:
+            if call_entry(fn, t, ntasks, argp) != 0 and err == 0:
                 err = t + 1
         return err
     err = _prange_tasks(ntasks, fn, argp)
     if held:
-        _store(ctl, BUSY, 0)
+        store(ctl, BUSY, 0)
     return err
 
 

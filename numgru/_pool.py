@@ -1,28 +1,9 @@
-"""Task launches of the CPU kernels, and numgru's native worker pool that can run them.
+"""numgru's native worker pool: one of the two task runtimes that run the CPU kernels' tasks.
 
-A launch runs a task kernel for every task in ``range(ntasks)`` (one chunk of batch rows of a
-recurrence, one block of rows of a product, ...). A task kernel takes ``(ctl, ntasks, task,
-*args)`` and launches itself::
-
-    @njit(nogil=True, cache=CACHE)
-    def _gemm_task(ctl, ntasks, task, A, W, bias, C):
-        if task < 0:                              # called from Python: run every task
-            _pool.launch(ctl, ntasks, task, (A, W, bias, C))
-            return
-        ...                                       # the work of task ``task``
-
-called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. How it works:
-
-- ``launch`` adds to the kernel a small *entry* function ``int32(task, ntasks, argp)`` that
-  reads the kernel's arguments from ``argp`` and calls the kernel itself for one task (the body
-  is compiled once: no second copy of it anywhere). The launching call keeps the arguments on
-  its stack and calls the function whose address is in the control block's ``RUN`` field with
-  (ctl, ntasks, entry address, argument address); it returns when every task has finished.
-  Which function that is, is the *task runtime* (:mod:`numgru._threading`): this module's
-  native pool (:func:`_pool_main`, below), or Numba's parallel runtime
-  (:mod:`numgru._numba_runtime`: one ``prange`` launcher calling the entry). The compiled
-  kernels are the same for both; ``ctl()`` returns the control block of the runtime in use.
-  The launch calls Numba's calling convention, through :mod:`numgru._numba_internals`.
+How a task kernel launches itself, and the control block a launch goes through, are in
+:mod:`numgru._tasks`; :mod:`numgru._threading` chooses between this pool and Numba's parallel
+runtime (:mod:`numgru._numba_runtime`). Here is the pool's launch function
+(:func:`_pool_main`, whose address native control blocks hold in ``RUN``) and its workers.
 
 The native pool:
 
@@ -74,15 +55,19 @@ import sys
 import threading
 import time
 
-import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import cfunc, njit, types
+from numba import cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import _numba_internals
 from ._config import CACHE
+# ctl and launch are the launch API of numgru._tasks; they are named here too because scripts
+# and tests that drive the native pool by hand take them from this module
+from ._tasks import (ALIVE, ARG, BUSY, CALLER_SLEEPING, CLOSED, CSPIN, DONE, ERR, FN, I32, I64,
+                     MODE, MODE_FUTEX, MODE_POLL, NEXT, NT, NWORKERS, RUN, SEQ, SEQ_MASK, SLEEPERS,
+                     STOP, WSPIN, active, atomic_add, call_entry, cas, ctl, field_ptr, launch,
+                     load, new_ctl, store, use)
 
 # how long an idle worker polls for the next launch before it sleeps, and how long a caller
 # whose own tasks are done polls for the others' before it sleeps, in polls (one poll with its
@@ -96,28 +81,6 @@ POLL_SLEEP_US = 50          # the sleep step where there is no futex (POSIX ``us
 # waiting for the last tasks of its launch (Windows' ``Sleep`` counts milliseconds: 1 ms when
 # idle, and 0, a yield, while a launch waits)
 _IDLE_SLEEP, _WAIT_SLEEP = (1, 0) if sys.platform == "win32" else (POLL_SLEEP_US, POLL_SLEEP_US)
-
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_I8P = ir.IntType(8).as_pointer()
-
-# control block: int64 fields; the ones written per launch and per task on their own cache line
-SEQ = 0              # launch number (futex word of sleeping workers)
-NEXT = 8             # launch number << 32 | next task (CLOSED while a launch is published)
-FN, ARG, NT = 9, 10, 11   # entry address, argument tuple address, number of tasks
-DONE = 16            # tasks finished (futex word of a sleeping caller)
-BUSY = 24            # 1 while a launch holds the pool
-SLEEPERS = 32        # workers sleeping on SEQ
-CALLER_SLEEPING = 40
-ERR = 48             # 1 + the first task that raised, else 0
-STOP, ALIVE, WSPIN, CSPIN, MODE, NWORKERS = 56, 57, 58, 59, 60, 61
-RUN = 64             # address of the runtime's launch function, int64(ctl*, ntasks, entry, argp)
-EXCLUSIVE = 65       # Numba runtime: 1 if its threading layer allows one parallel region at once
-SERIAL = 66          # Numba runtime: 1 if no parallel region may run (every task on the caller)
-CTL_SIZE = 72
-CLOSED = 0xFFFFFFFF
-SEQ_MASK = 0x7FFFFFFF
-MODE_FUTEX, MODE_POLL = 0, 1
 
 _MACHINE = platform.machine().lower()
 _SYS_FUTEX = ({"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(_MACHINE)
@@ -150,50 +113,6 @@ def _register_symbols():
 _LIBC, _KEEP = None, []     # set by _compiled(), with the symbols, before the pool compiles
 
 
-def _elem_ptr(context, builder, ctlty, ctl, idx):
-    """Address of field ``idx`` of the control block: ``ctl`` an int64 array or pointer."""
-    if isinstance(ctlty, types.Array):
-        ctl = context.make_array(ctlty)(context, builder, ctl).data
-    return builder.gep(ctl, [idx])
-
-
-@intrinsic
-def _load(typingctx, ctl, i):
-    """ctl[i], an atomic (sequentially consistent) load."""
-    def codegen(context, builder, sig, args):
-        return builder.load_atomic(_elem_ptr(context, builder, sig.args[0], *args), "seq_cst", 8)
-    return types.int64(ctl, i), codegen
-
-
-@intrinsic
-def _store(typingctx, ctl, i, v):
-    """ctl[i] = v, an atomic (sequentially consistent) store."""
-    def codegen(context, builder, sig, args):
-        builder.store_atomic(args[2], _elem_ptr(context, builder, sig.args[0], args[0], args[1]),
-                             "seq_cst", 8)
-        return context.get_dummy_value()
-    return types.void(ctl, i, types.int64), codegen
-
-
-@intrinsic
-def _add(typingctx, ctl, i, v):
-    """ctl[i] += v, atomically; returns the old value."""
-    def codegen(context, builder, sig, args):
-        return builder.atomic_rmw("add", _elem_ptr(context, builder, sig.args[0], args[0],
-                                                   args[1]), args[2], "seq_cst")
-    return types.int64(ctl, i, types.int64), codegen
-
-
-@intrinsic
-def _cas(typingctx, ctl, i, expected, new):
-    """ctl[i] = new if ctl[i] == expected, atomically; returns the old value."""
-    def codegen(context, builder, sig, args):
-        res = builder.cmpxchg(_elem_ptr(context, builder, sig.args[0], args[0], args[1]),
-                              args[2], args[3], "seq_cst", "seq_cst")
-        return builder.extract_value(res, 0)
-    return types.int64(ctl, i, types.int64, types.int64), codegen
-
-
 @intrinsic
 def _pause(typingctx):
     """The CPU's spin-wait hint (x86 ``pause``, ARM ``yield``), else nothing."""
@@ -204,18 +123,18 @@ def _pause(typingctx):
             builder.call(fn, [])
         elif _MACHINE in ("aarch64", "arm64"):
             fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [_I32]), "llvm.aarch64.hint")
-            builder.call(fn, [_I32(1)])
+                builder.module, ir.FunctionType(ir.VoidType(), [I32]), "llvm.aarch64.hint")
+            builder.call(fn, [I32(1)])
         return context.get_dummy_value()
     return types.void(), codegen
 
 
 def _futex(context, builder, sig, args, op):
-    fnty = ir.FunctionType(_I64, [_I64], var_arg=True)
+    fnty = ir.FunctionType(I64, [I64], var_arg=True)
     fn = cgutils.get_or_insert_function(builder.module, fnty, "numgru_syscall")
-    p = builder.ptrtoint(_elem_ptr(context, builder, sig.args[0], args[0], args[1]), _I64)
-    builder.call(fn, [_I64(_SYS_FUTEX or 0), p, _I32(op), builder.trunc(args[2], _I32), _I64(0),
-                      _I64(0), _I32(0)])
+    p = builder.ptrtoint(field_ptr(context, builder, sig.args[0], args[0], args[1]), I64)
+    builder.call(fn, [I64(_SYS_FUTEX or 0), p, I32(op), builder.trunc(args[2], I32), I64(0),
+                      I64(0), I32(0)])
     return context.get_dummy_value()
 
 
@@ -239,25 +158,11 @@ def _futex_wake(typingctx, ctl, i, n):
 def _usleep(typingctx, us):
     """Sleep ``us`` microseconds (POSIX ``usleep``; on Windows ``Sleep``, in milliseconds)."""
     def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [_I32]),
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, [I32]),
                                             "numgru_usleep")
-        builder.call(fn, [builder.trunc(args[0], _I32)])
+        builder.call(fn, [builder.trunc(args[0], I32)])
         return context.get_dummy_value()
     return types.void(types.int64), codegen
-
-
-_ENTRY_FNTY = ir.FunctionType(_I32, [_I64, _I64, _I8P])
-_RUN_FNTY = ir.FunctionType(_I64, [_I64.as_pointer(), _I64, _I64, _I64])   # _pool_main
-
-
-@intrinsic
-def _call_entry(typingctx, fn, task, ntasks, argp):
-    """Call the entry at address ``fn`` for one task: returns 0, or 1 if the task raised."""
-    def codegen(context, builder, sig, args):
-        f = builder.inttoptr(args[0], _ENTRY_FNTY.as_pointer())
-        st = builder.call(f, [args[1], args[2], builder.inttoptr(args[3], _I8P)])
-        return builder.zext(st, _I64)
-    return types.int64(types.int64, types.int64, types.int64, types.int64), codegen
 
 
 def _pool_main(ctl, ntasks, fn, argp):
@@ -274,168 +179,93 @@ def _pool_main(ctl, ntasks, fn, argp):
     if caller:
         if ntasks == 0:
             return 0
-        if ntasks == 1 or _load(ctl, ALIVE) == 0 or _cas(ctl, BUSY, 0, 1) != 0:
+        if ntasks == 1 or load(ctl, ALIVE) == 0 or cas(ctl, BUSY, 0, 1) != 0:
             err = 0                              # on this thread alone
             for t in range(ntasks):
-                if _call_entry(fn, t, ntasks, argp) != 0 and err == 0:
+                if call_entry(fn, t, ntasks, argp) != 0 and err == 0:
                     err = t + 1
             return err
-        seq = (_load(ctl, SEQ) + 1) & SEQ_MASK
-        _store(ctl, NEXT, (seq << 32) | CLOSED)  # first: no late worker takes a task of it
-        _store(ctl, FN, fn)
-        _store(ctl, ARG, argp)
-        _store(ctl, NT, ntasks)
-        _store(ctl, DONE, 0)
-        _store(ctl, ERR, 0)
-        _store(ctl, NEXT, seq << 32)
-        _store(ctl, SEQ, seq)
-        if _load(ctl, SLEEPERS) > 0 and _load(ctl, MODE) == MODE_FUTEX:
-            _futex_wake(ctl, SEQ, min(ntasks - 1, _load(ctl, NWORKERS)))
+        seq = (load(ctl, SEQ) + 1) & SEQ_MASK
+        store(ctl, NEXT, (seq << 32) | CLOSED)  # first: no late worker takes a task of it
+        store(ctl, FN, fn)
+        store(ctl, ARG, argp)
+        store(ctl, NT, ntasks)
+        store(ctl, DONE, 0)
+        store(ctl, ERR, 0)
+        store(ctl, NEXT, seq << 32)
+        store(ctl, SEQ, seq)
+        if load(ctl, SLEEPERS) > 0 and load(ctl, MODE) == MODE_FUTEX:
+            _futex_wake(ctl, SEQ, min(ntasks - 1, load(ctl, NWORKERS)))
     else:
-        _add(ctl, ALIVE, 1)
-        seq = _load(ctl, SEQ)
+        atomic_add(ctl, ALIVE, 1)
+        seq = load(ctl, SEQ)
     while True:
         if not caller:                           # wait for the next launch
             i = 0
-            spin = _load(ctl, WSPIN)
-            s = _load(ctl, SEQ)
+            spin = load(ctl, WSPIN)
+            s = load(ctl, SEQ)
             while s == seq:
                 i += 1
                 if i > spin:
-                    _add(ctl, SLEEPERS, 1)
-                    if _load(ctl, SEQ) == seq:
-                        if _load(ctl, MODE) == MODE_FUTEX:
+                    atomic_add(ctl, SLEEPERS, 1)
+                    if load(ctl, SEQ) == seq:
+                        if load(ctl, MODE) == MODE_FUTEX:
                             _futex_wait(ctl, SEQ, seq)
                         else:
                             _usleep(_IDLE_SLEEP)
-                    _add(ctl, SLEEPERS, -1)
+                    atomic_add(ctl, SLEEPERS, -1)
                     i = 0
                 else:
                     _pause()
-                s = _load(ctl, SEQ)
+                s = load(ctl, SEQ)
             seq = s
-            if _load(ctl, STOP) != 0:
+            if load(ctl, STOP) != 0:
                 break
         while True:                              # take tasks of launch seq until none is left
-            w = _load(ctl, NEXT)
+            w = load(ctl, NEXT)
             if (w >> 32) != seq:
                 break
             t = w & CLOSED
-            f = _load(ctl, FN)
-            a = _load(ctl, ARG)
-            n = _load(ctl, NT)
+            f = load(ctl, FN)
+            a = load(ctl, ARG)
+            n = load(ctl, NT)
             if t >= n:
                 break
             # NEXT changes first whenever a launch is published: if it is still w, the three
             # fields just read belong to launch seq, and task t is this thread's
-            if _cas(ctl, NEXT, w, w + 1) != w:
+            if cas(ctl, NEXT, w, w + 1) != w:
                 continue
-            if _call_entry(f, t, n, a) != 0:
-                _cas(ctl, ERR, 0, t + 1)
-            if _add(ctl, DONE, 1) + 1 == n and _load(ctl, CALLER_SLEEPING) != 0:
-                if _load(ctl, MODE) == MODE_FUTEX:
+            if call_entry(f, t, n, a) != 0:
+                cas(ctl, ERR, 0, t + 1)
+            if atomic_add(ctl, DONE, 1) + 1 == n and load(ctl, CALLER_SLEEPING) != 0:
+                if load(ctl, MODE) == MODE_FUTEX:
                     _futex_wake(ctl, DONE, 1)
         if caller:
             break
     if not caller:
-        _add(ctl, ALIVE, -1)
+        atomic_add(ctl, ALIVE, -1)
         return 0
     i = 0                                        # wait for the others' tasks
-    spin = _load(ctl, CSPIN)
+    spin = load(ctl, CSPIN)
     while True:
-        d = _load(ctl, DONE)
+        d = load(ctl, DONE)
         if d >= ntasks:
             break
         i += 1
         if i > spin:
-            _store(ctl, CALLER_SLEEPING, 1)
-            d = _load(ctl, DONE)
+            store(ctl, CALLER_SLEEPING, 1)
+            d = load(ctl, DONE)
             if d < ntasks:
-                if _load(ctl, MODE) == MODE_FUTEX:
+                if load(ctl, MODE) == MODE_FUTEX:
                     _futex_wait(ctl, DONE, d)
                 else:
                     _usleep(_WAIT_SLEEP)
-            _store(ctl, CALLER_SLEEPING, 0)
+            store(ctl, CALLER_SLEEPING, 0)
         else:
             _pause()
-    err = _load(ctl, ERR)
-    _store(ctl, BUSY, 0)
+    err = load(ctl, ERR)
+    store(ctl, BUSY, 0)
     return err
-
-
-@njit(inline="always", nogil=True, cache=CACHE)
-def task_block(task, ntasks, n):
-    """Task ``task`` of a launch of ``ntasks`` over n items (rows, columns): items r0..r1-1."""
-    return (task * n) // ntasks, ((task + 1) * n) // ntasks
-
-
-@njit(inline="always", nogil=True, cache=CACHE)
-def task_rows(task, nchunks, B):
-    """Task ``task`` of a layer launch (``nchunks`` chunks of B batch rows per direction): its
-    direction d and batch rows b0..b1-1 (chunk ``task % nchunks`` of direction ``task //
-    nchunks``; empty when B < nchunks)."""
-    d = task // nchunks
-    c = task % nchunks
-    return d, (c * B) // nchunks, ((c + 1) * B) // nchunks
-
-
-@intrinsic
-def launch(typingctx, ctl, ntasks, task, args):
-    """Run the calling kernel for every task in ``range(ntasks)`` on the pool (see the module
-    docstring). The kernel's parameters are ``(ctl, ntasks, task, *args)`` and ``args`` is the
-    tuple of the rest, in order; it calls ``launch`` when ``task < 0`` and then returns."""
-    if not isinstance(ntasks, types.Integer) or not isinstance(task, types.Integer) \
-            or not isinstance(args, types.BaseTuple):
-        return None
-    argtys = (ctl, ntasks, task) + tuple(args.types)
-    stored = types.Tuple(argtys)                 # what a task needs, kept on the caller's stack
-    sig = types.void(ctl, ntasks, task, args)
-
-    def codegen(context, builder, signature, llargs):
-        _numba_internals.check("launch")
-        ctl_v, n_v, task_v, tup = llargs
-        kernel = builder.function                # the kernel that calls launch
-        if len(kernel.args) != (_numba_internals.CALL_CONV_EXTRA_ARGS
-                                + _numba_internals.llvm_arg_count(context, argtys)):
-            raise TypeError(f"numgru._pool.launch: {kernel.name} must take exactly "
-                            f"(ctl, ntasks, task, *args), args as passed to launch")
-        items = [builder.extract_value(tup, k) for k in range(len(args))]
-        mod = builder.module
-        name = "numgru_entry." + kernel.name
-        entry = mod.globals.get(name)
-        if entry is None:
-            entry = ir.Function(mod, _ENTRY_FNTY, name=name)
-            entry.linkage = "internal"
-            b = ir.IRBuilder(entry.append_basic_block("entry"))
-            t, _, argp = entry.args
-            vals = b.load(b.bitcast(argp, context.get_value_type(stored).as_pointer()))
-            call_args = [b.extract_value(vals, k) for k in range(len(argtys))]
-            call_args[2] = context.cast(b, t, types.int64, task)
-            status = _numba_internals.call_function(context, b, kernel, argtys, call_args)
-            b.ret(b.select(status.is_error, _I32(1), _I32(0)))
-        packed = context.make_tuple(builder, stored, [ctl_v, n_v, task_v] + items)
-        argp = cgutils.alloca_once_value(builder, packed)
-        n64 = context.cast(builder, n_v, ntasks, types.int64)
-        # the runtime's launch function: its address is in the control block (RUN), so that
-        # the compiled kernel does not depend on which runtime runs its tasks
-        ctl_p = _elem_ptr(context, builder, ctl, ctl_v, _I64(0))
-        run_addr = builder.load_atomic(builder.gep(ctl_p, [_I64(RUN)]), "monotonic", 8)
-        run = builder.inttoptr(run_addr, _RUN_FNTY.as_pointer())
-        err = builder.call(run, [ctl_p, n64, builder.ptrtoint(entry, _I64),
-                                 builder.ptrtoint(argp, _I64)])
-        with cgutils.if_unlikely(builder, builder.icmp_signed("!=", err, _I64(0))):
-            # every task has finished; run the failing one again here, so that its own
-            # exception propagates (a task that fails only on a worker still raises, below)
-            again = context.cast(builder, builder.sub(err, _I64(1)), types.int64, task)
-            status = _numba_internals.call_function(context, builder, kernel, argtys,
-                                                    [ctl_v, n_v, again] + items)
-            with cgutils.if_unlikely(builder, status.is_error):
-                _numba_internals.propagate(context, builder, status)
-            _numba_internals.raise_runtime_error(
-                context, builder, "a numgru kernel task failed on a worker thread")
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,28 +275,6 @@ def launch(typingctx, ctl, ntasks, task, args):
 _ctl = None          # the native pool's control block, once started
 _threads = []
 _lock = threading.Lock()
-_ALL_CTL = []
-_active = None       # the control block of the runtime in use (set by numgru._threading)
-
-
-def ctl():
-    """The control block of the task runtime in use, for a launcher's first argument: the
-    native pool's or Numba's parallel runtime's (:mod:`numgru._threading` picks one at the
-    first call, and again after ``set_threading`` or a fork)."""
-    c = _active
-    if c is not None:
-        return c
-    from . import _threading
-
-    return _threading.activate()
-
-
-def new_ctl(run_address):
-    """A zeroed control block whose launches call the function at ``run_address``."""
-    c = np.zeros(CTL_SIZE, dtype=np.int64)
-    c[RUN] = run_address
-    _ALL_CTL.append(c)                   # never freed: a worker or a kernel may still read it
-    return c
 
 
 def wait_mode():
@@ -539,14 +347,14 @@ def _wake_all(c):
 def stop(timeout=2.0):
     """Stop the native pool's workers (at exit: none may still run compiled code while the
     interpreter finalises). Later launches start new ones."""
-    global _ctl, _active
+    global _ctl
     with _lock:
         c = _ctl
         if c is None:
             return
         _ctl = None
-        if _active is c:
-            _active = None
+        if active() is c:
+            use(None)
         threads = list(_threads)
         _threads.clear()
         if not threads:
@@ -562,9 +370,9 @@ def stop(timeout=2.0):
 
 
 def _after_fork():
-    global _ctl, _lock, _active
+    global _ctl, _lock
     _ctl = None
-    _active = None
+    use(None)
     _threads.clear()
     _lock = threading.Lock()
 
