@@ -45,6 +45,12 @@ reached as attributes of the object it returns (``K.fwd_after[grid, tpb](...)``)
 geometry and the persistent-kernel knobs live in :mod:`numgru._config` (``CUDA_*``); tests make
 blocks tiny (several blocks really run under the simulator) by changing them there.
 
+The rooms beside this one: :mod:`numgru._cuda_launch` (loading the CUDA target, launch
+geometry, device memory, the dense kernels and the GEMM that every feature uses),
+:mod:`numgru._cuda_norm` (layer normalisation and recurrent dropout) and :mod:`numgru._cuda_lm`
+(language-model layers); this module holds the GRU and vanilla RNN layers and the backend
+object, which hands each method to the room that holds it.
+
 Importing this module does not import ``numba.cuda`` (~0.2 s): that happens on first use.
 """
 
@@ -55,24 +61,20 @@ import warnings
 
 import numpy as np
 
-from . import _config
+from . import _config, _cuda_lm, _cuda_norm
 from ._contract import Backend
+from ._cuda_launch import (add, as_device, blocks, copy, dense_kernels, device_empty, fill,
+                           gemm, gemm_any, gemm_tn, has_nonfinite, import_error, load, mul,
+                           to_device)
+from ._cuda_launch import geometry as _geometry
 
-cuda = None              # numba.cuda, imported on first use (it costs ~0.2 s): see _load()
-_IMPORT_ERROR = None
+cuda = None              # numba.cuda, bound by _load() (a module global: the simulator swaps it)
 
 
 def _load():
-    """Import the CUDA target (NVIDIA's numba-cuda: ``pip install "numgru[cuda]"``) once."""
-    global cuda, _IMPORT_ERROR
-    if cuda is None and _IMPORT_ERROR is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from numba import cuda as target
-            cuda = target
-        except Exception as exc:  # pragma: no cover - depends on the installation
-            _IMPORT_ERROR = exc
+    """The CUDA target (:func:`numgru._cuda_launch.load`), bound to this module's ``cuda``."""
+    global cuda
+    cuda = load()
     return cuda
 
 
@@ -92,7 +94,7 @@ def unavailable_reason():
     """None when CUDA kernels can run here (a GPU or the simulator), else why not."""
     if _load() is None:
         return ("the CUDA target is not installed (pip install \"numgru[cuda]\" installs "
-                f"numba-cuda): {type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}")
+                f"numba-cuda): {type(import_error()).__name__}: {import_error()}")
     try:
         if cuda.is_available():
             return None
@@ -117,10 +119,9 @@ class _Kernels:
     Per-step recurrence phases: ``fwd_after``, ``fwd_cho_rz``, ``fwd_cho_n`` (forward),
     ``bwd_gates``, ``bwd_cho_r``, ``bwd_dh`` (backward); the vanilla RNN's ``rnn_fwd``
     (forward) and ``rnn_bwd_act`` then ``bwd_dh`` (backward). Persistent (one launch per layer):
-    ``forward``, ``backward``. Dense helpers: ``gemm``, ``colsum``, ``mul``, ``add``, ``copy``,
-    ``fill``, ``transpose_last2``, ``rh``, ``nonfinite``. Language-model layers:
-    ``embedding_forward``, ``embedding_backward``, and the row-wise softmax kernels (one block
-    per row) ``softmax_xent_rows``, ``softmax_logprob_rows``, ``log_softmax_rows``.
+    ``forward``, ``backward``. Layer helpers: ``transpose_last2``, ``rh``. Dense kernels (built
+    by :func:`numgru._cuda_launch.dense_kernels`): ``gemm``, ``colsum``, ``mul``, ``add``,
+    ``copy``, ``fill``, ``nonfinite``. The language-model kernels are :mod:`numgru._cuda_lm`'s.
     """
 
     def __init__(self, dtype_name, geometry, **kernels):
@@ -133,12 +134,10 @@ class _Kernels:
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels(dtype_name, tpb, rows, tile):
-    """Compile-on-first-use set of kernels for one dtype and launch geometry (a :class:`_Kernels`).
-
-    ``tpb`` is not compiled in (the launchers use it); it is part of the key so that each
-    geometry gets its own dispatchers.
-    """
+def _recurrence_kernels(dtype_name, rows):
+    """The GRU and vanilla RNN recurrence kernels of one dtype and rows per thread, by name
+    (built on first use): the per-step phases, the persistent kernels and two layer helpers
+    (``transpose_last2``, ``rh``)."""
     import numba
 
     _load()
@@ -570,71 +569,7 @@ def _kernels(dtype_name, tpb, rows, tile):
                 bwd_dh(gid, gstride, s, 2 * H, whh, dgh, direct, T, dst)
             barrier()
 
-    # ----------------------------------------------------------------- dense helpers
-    @cuda.jit
-    def k_gemm(A, Bm, bias, C, ta, tb):
-        """C = op(A) @ op(Bm) (+ bias): op(A) (M, K), op(Bm) (K, N); a tile of C per block."""
-        sA = cuda.shared.array((tile, tile), nbt)
-        sB = cuda.shared.array((tile, tile), nbt)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
-        M = C.shape[0]
-        N = C.shape[1]
-        K = A.shape[0] if ta else A.shape[1]
-        acc = nbt(0)
-        for k0 in range(0, K, tile):
-            ka = k0 + tx
-            if row < M and ka < K:
-                sA[ty, tx] = A[ka, row] if ta else A[row, ka]
-            else:
-                sA[ty, tx] = 0
-            kb = k0 + ty
-            if kb < K and col < N:
-                sB[ty, tx] = Bm[col, kb] if tb else Bm[kb, col]
-            else:
-                sB[ty, tx] = 0
-            cuda.syncthreads()
-            for kk in range(tile):
-                acc += sA[ty, kk] * sB[kk, tx]
-            cuda.syncthreads()
-        if row < M and col < N:
-            if bias.shape[0] == N:
-                acc += bias[col]
-            C[row, col] = acc
-
-    @cuda.jit
-    def k_colsum(A, out):
-        """out[j] = sum_i A[i, j] (A (M, N))."""
-        for j in range(cuda.grid(1), A.shape[1], cuda.gridsize(1)):
-            acc = nbt(0)
-            for i in range(A.shape[0]):
-                acc += A[i, j]
-            out[j] = acc
-
-    @cuda.jit
-    def k_mul(a, b, out):
-        """out = a * b, elementwise over 1-D views."""
-        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-            out[i] = a[i] * b[i]
-
-    @cuda.jit
-    def k_add(a, b, out):
-        """out = a + b, elementwise over 1-D views (out may be a or b)."""
-        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-            out[i] = a[i] + b[i]
-
-    @cuda.jit
-    def k_copy(a, out):
-        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-            out[i] = a[i]
-
-    @cuda.jit
-    def k_fill(out, value):
-        for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
-            out[i] = value
-
+    # ----------------------------------------------------------------- layer helpers
     @cuda.jit
     def k_transpose_last2(a, out):
         """out[d, j, i] = a[d, i, j]."""
@@ -655,155 +590,24 @@ def _kernels(dtype_name, tpb, rows, tile):
             m = idx // H
             out[m, j] = gates_d[m, j] * hprev_d[m, j]
 
-    @cuda.jit
-    def k_nonfinite(a, flag):
-        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-            v = a[i]
-            if math.isnan(v) or math.isinf(v):
-                flag[0] = 1
-
-    # ----------------------------------------------------------------- language-model layers
-    # V vocabulary, E embedding width, M rows (flattened (b, t) positions), n rows of a block
-    @cuda.jit
-    def k_embedding_forward(ids, weight, out):
-        """out[m, j] = weight[ids[m], j]: ids (M,) int64, weight (V, E), out (M, E)."""
-        E = weight.shape[1]
-        for idx in range(cuda.grid(1), ids.shape[0] * E, cuda.gridsize(1)):
-            m = idx // E
-            out[m, idx - m * E] = weight[ids[m], idx - m * E]
-
-    @cuda.jit
-    def k_embedding_backward(order, seg_ids, seg_starts, d_out, d_weight):
-        """One thread per (distinct id u, column j): d_weight[seg_ids[u], j] = the sum, from 0
-        and in order, of d_out[order[p], j] for p in seg_starts[u]..seg_starts[u+1]-1.
-
-        order (M,) int64 a stable argsort of the ids, seg_ids (U,) the distinct ids, seg_starts
-        (U+1,) where each run of equal ids starts in ``order``; d_out (M, E), d_weight (V, E)
-        (rows of unused ids are not written: the caller zeroes them).
-        """
-        E = d_weight.shape[1]
-        for idx in range(cuda.grid(1), seg_ids.shape[0] * E, cuda.gridsize(1)):
-            u = idx // E
-            j = idx - u * E
-            acc = nbt(0)
-            for p in range(seg_starts[u], seg_starts[u + 1]):
-                acc += d_out[order[p], j]
-            d_weight[seg_ids[u], j] = acc
-
-    @cuda.jit(device=True)
-    def block_reduce(buf, is_max):
-        """Tree reduction of buf[:blockDim.x] into buf[0] (max or sum), fixed order."""
-        tid = cuda.threadIdx.x
-        nth = cuda.blockDim.x
-        cuda.syncthreads()
-        s = 1
-        while s < nth:
-            if tid % (2 * s) == 0 and tid + s < nth:
-                if is_max:
-                    if buf[tid + s] > buf[tid]:
-                        buf[tid] = buf[tid + s]
-                else:
-                    buf[tid] += buf[tid + s]
-            cuda.syncthreads()
-            s *= 2
-        return buf[0]
-
-    @cuda.jit(device=True)
-    def row_stats(row, smax, ssum):
-        """(max, sum of exp(x - max)) of one row by all threads of the block; the sum in
-        float64 whatever the dtype. Ends with a barrier, so the shared buffers may be reused."""
-        tid = cuda.threadIdx.x
-        nth = cuda.blockDim.x
-        mx = row[0]
-        for v in range(tid, row.shape[0], nth):
-            if row[v] > mx:
-                mx = row[v]
-        smax[tid] = mx
-        mx = block_reduce(smax, True)
-        acc = 0.0
-        for v in range(tid, row.shape[0], nth):
-            acc += math.exp(row[v] - mx)
-        ssum[tid] = acc
-        s = block_reduce(ssum, False)
-        cuda.syncthreads()
-        return mx, s
-
-    @cuda.jit
-    def k_softmax_xent_rows(L, targets, weights, loss):
-        """One block per row of a block of logits (grid-stride over rows): loss and, in place,
-        the gradient of the logits.
-
-        L (n, V) logits in, (softmax - onehot(target)) * weight out; targets (n,) int64,
-        weights (n,); loss (n,) float64 written: weight * (logsumexp(L[m]) - L[m, target]).
-        A row of weight 0 gets a zero gradient and loss.
-        """
-        smax = cuda.shared.array(tpb, nbt)
-        ssum = cuda.shared.array(tpb, numba.float64)
-        tid = cuda.threadIdx.x
-        nth = cuda.blockDim.x
-        V = L.shape[1]
-        for m in range(cuda.blockIdx.x, L.shape[0], cuda.gridDim.x):
-            row = L[m]
-            wm = weights[m]
-            t = targets[m]
-            if wm == 0:
-                for v in range(tid, V, nth):
-                    row[v] = 0
-                if tid == 0:
-                    loss[m] = 0.0
-                continue
-            lt = row[t]                          # read before row_stats' barriers
-            mx, s = row_stats(row, smax, ssum)
-            scale = nbt(wm / s)
-            for v in range(tid, V, nth):
-                g = nbt(math.exp(row[v] - mx)) * scale
-                if v == t:
-                    g -= wm
-                row[v] = g
-            if tid == 0:
-                loss[m] = wm * (mx + math.log(s) - lt)
-
-    @cuda.jit
-    def k_softmax_logprob_rows(L, targets, out):
-        """out[m] = L[m, targets[m]] - logsumexp(L[m]); one block per row. L (n, V) unchanged."""
-        smax = cuda.shared.array(tpb, nbt)
-        ssum = cuda.shared.array(tpb, numba.float64)
-        for m in range(cuda.blockIdx.x, L.shape[0], cuda.gridDim.x):
-            row = L[m]
-            lt = row[targets[m]]
-            mx, s = row_stats(row, smax, ssum)
-            if cuda.threadIdx.x == 0:
-                out[m] = lt - (mx + math.log(s))
-
-    @cuda.jit
-    def k_log_softmax_rows(L):
-        """L[m] -= logsumexp(L[m]) in place (L (M, V) logits -> log-probabilities); one block
-        per row."""
-        smax = cuda.shared.array(tpb, nbt)
-        ssum = cuda.shared.array(tpb, numba.float64)
-        for m in range(cuda.blockIdx.x, L.shape[0], cuda.gridDim.x):
-            row = L[m]
-            mx, s = row_stats(row, smax, ssum)
-            lse = nbt(mx + math.log(s))
-            for v in range(cuda.threadIdx.x, row.shape[0], cuda.blockDim.x):
-                row[v] -= lse
-
-    return _Kernels(
-        dtype_name, (tpb, rows, tile),
-        fwd_after=k_fwd_after, fwd_cho_rz=k_fwd_cho_rz, fwd_cho_n=k_fwd_cho_n,
-        bwd_gates=k_bwd_gates, bwd_cho_r=k_bwd_cho_r, bwd_dh=k_bwd_dh,
-        rnn_fwd=k_rnn_fwd, rnn_bwd_act=k_rnn_bwd_act,
-        forward=p_forward, backward=p_backward,
-        gemm=k_gemm, colsum=k_colsum, mul=k_mul, add=k_add, copy=k_copy, fill=k_fill,
-        transpose_last2=k_transpose_last2, rh=k_rh, nonfinite=k_nonfinite,
-        embedding_forward=k_embedding_forward, embedding_backward=k_embedding_backward,
-        softmax_xent_rows=k_softmax_xent_rows, softmax_logprob_rows=k_softmax_logprob_rows,
-        log_softmax_rows=k_log_softmax_rows)
+    return dict(fwd_after=k_fwd_after, fwd_cho_rz=k_fwd_cho_rz, fwd_cho_n=k_fwd_cho_n,
+                bwd_gates=k_bwd_gates, bwd_cho_r=k_bwd_cho_r, bwd_dh=k_bwd_dh,
+                rnn_fwd=k_rnn_fwd, rnn_bwd_act=k_rnn_bwd_act,
+                forward=p_forward, backward=p_backward,
+                transpose_last2=k_transpose_last2, rh=k_rh)
 
 
-def _geometry():
-    """(threads per block, rows per thread, GEMM tile) from :mod:`numgru._config`, read per call."""
-    return (_config.CUDA_THREADS_PER_BLOCK, _config.CUDA_ROWS_PER_THREAD, _config.CUDA_TILE)
+@functools.lru_cache(maxsize=None)
+def _kernels(dtype_name, tpb, rows, tile):
+    """The kernels of one dtype and launch geometry as one :class:`_Kernels`: the recurrences'
+    (:func:`_recurrence_kernels`) and the dense ones of :mod:`numgru._cuda_launch` (``gemm``,
+    ``colsum``, ``mul``, ``add``, ``copy``, ``fill``, ``nonfinite``).
+
+    ``tpb`` is not compiled in (the launchers use it); it is part of the key so that each
+    geometry gets its own object.
+    """
+    return _Kernels(dtype_name, (tpb, rows, tile), **_recurrence_kernels(dtype_name, rows),
+                    **dense_kernels(dtype_name, tile))
 
 
 def _k(dtype):
@@ -811,13 +615,8 @@ def _k(dtype):
     return _kernels(np.dtype(dtype).name, *_geometry())
 
 
-def _blocks(n, tpb):
-    """Blocks of ``tpb`` threads covering ``n`` work items (grid-stride loops cover the rest)."""
-    return max(1, min((n + tpb - 1) // tpb, _config.CUDA_MAX_GRID_BLOCKS))
-
-
 # ---------------------------------------------------------------------------------------------
-# Device memory and small helpers
+# Device arrays and layer helpers (memory, elementwise and products: numgru._cuda_launch)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -828,91 +627,12 @@ def is_device_array(a):
     return hasattr(a, "copy_to_host") and simulator_enabled()   # the simulator's fake arrays
 
 
-def as_device(a):
-    """A Numba view of a CUDA array (no copy)."""
-    if hasattr(a, "copy_to_host"):           # already a Numba device array
-        return a
-    return _load().as_cuda_array(a)
-
-
-def to_device(a):
-    """A host array as a new C-contiguous device array."""
-    return _load().to_device(np.ascontiguousarray(a))
-
-
-def device_empty(shape, dtype):
-    """A new uninitialised device array."""
-    return _load().device_array(shape, dtype=dtype)
-
-
-def _flat(a):
-    return a.reshape(a.size)
-
-
 def transpose_last2(a):
     """(D, M, N) device array -> (D, N, M) contiguous copy."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
     out = device_empty((a.shape[0], a.shape[2], a.shape[1]), a.dtype)
-    _k(a.dtype).transpose_last2[_blocks(a.size, tpb), tpb](a, out)
+    _k(a.dtype).transpose_last2[blocks(a.size, tpb), tpb](a, out)
     return out
-
-
-def copy(a, out):
-    """out[...] = a (same shapes, contiguous)."""
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype).copy[_blocks(a.size, tpb), tpb](_flat(a), _flat(out))
-
-
-def fill(out, value):
-    """out[...] = value (contiguous)."""
-    if out.size:
-        tpb = _config.CUDA_THREADS_PER_BLOCK
-        _k(out.dtype).fill[_blocks(out.size, tpb), tpb](_flat(out), out.dtype.type(value))
-    return out
-
-
-def mul(a, b, out):
-    """out = a * b (same shapes, contiguous): dropout masks."""
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype).mul[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
-    return out
-
-
-def add(a, b, out):
-    """out = a + b (same shapes, contiguous; out may be a or b): residual connections."""
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype).add[_blocks(a.size, tpb), tpb](_flat(a), _flat(b), _flat(out))
-    return out
-
-
-def has_nonfinite(a):
-    """True when a (contiguous) device array holds NaN or inf."""
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    flag = to_device(np.zeros(1, dtype=np.int32))
-    _k(a.dtype).nonfinite[_blocks(a.size, tpb), tpb](_flat(a), flag)
-    return bool(flag.copy_to_host()[0])
-
-
-# ---------------------------------------------------------------------------------------------
-# Products over all timesteps
-# ---------------------------------------------------------------------------------------------
-
-
-def _gemm_any(A, Bm, bias, C, ta, tb):
-    tile = _config.CUDA_TILE
-    M, N = C.shape
-    grid = ((N + tile - 1) // tile, (M + tile - 1) // tile)
-    _k(C.dtype).gemm[grid, (tile, tile)](A, Bm, bias, C, ta, tb)
-
-
-def _gemm(A, W, bias, C):
-    """C = A @ W + bias: A (M, K), W (K, N) (any strides, e.g. ``w.T``), bias (N,) or (0,)."""
-    _gemm_any(A, W, bias, C, False, False)
-
-
-def _gemm_tn(A, X, C):
-    """C = A^T @ X: A (M, N1), X (M, N2), C (N1, N2): weight gradients over all timesteps."""
-    _gemm_any(A, X, device_empty(0, C.dtype), C, True, False)
 
 
 def _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out):
@@ -922,130 +642,14 @@ def _hh_weight_grad(dgh_d, hprev_d, gates_d, reset_after, out):
     ``out[2H:] = dgh[:, 2H:]^T (r * h)``, all on the device.
     """
     if reset_after:
-        _gemm_tn(dgh_d, hprev_d, out)
+        gemm_tn(dgh_d, hprev_d, out)
         return
     tpb = _config.CUDA_THREADS_PER_BLOCK
     M, H = hprev_d.shape
     rh = device_empty((M, H), out.dtype)
-    _k(out.dtype).rh[_blocks(M * H, tpb), tpb](gates_d, hprev_d, rh)
-    _gemm_tn(dgh_d[:, : 2 * H], hprev_d, out[: 2 * H])
-    _gemm_tn(dgh_d[:, 2 * H:], rh, out[2 * H:])
-
-
-# ---------------------------------------------------------------------------------------------
-# Language-model layers (arrays and layouts as on the CPU: numgru._contract)
-# ---------------------------------------------------------------------------------------------
-
-
-def _softmax_block_rows(M, V, dtype):
-    """Rows per block of logits: (rows, V) within ``_config.SOFTMAX_BLOCK_BYTES``, 1..M."""
-    rows = max(1, _config.SOFTMAX_BLOCK_BYTES // (V * np.dtype(dtype).itemsize))
-    return max(1, min(M, rows))
-
-
-def _row_grid(n):
-    return max(1, min(n, _config.CUDA_MAX_GRID_BLOCKS))
-
-
-def _embedding_forward(ids, weight, out):
-    """out (B, T, E) = weight[ids]: one thread per output element."""
-    M, E = ids.size, weight.shape[1]
-    if M:
-        tpb = _config.CUDA_THREADS_PER_BLOCK
-        _k(weight.dtype).embedding_forward[_blocks(M * E, tpb), tpb](
-            ids.reshape(M), weight, out.reshape(M, E))
-
-
-def _embedding_backward(ids, d_out, d_weight):
-    """d_weight (V, E) = per-id sums of d_out's rows, deterministically: the ids (tiny) are
-    sorted stably on the host, and one thread per (distinct id, column) sums its rows in
-    (b, t) order from 0 (the same sums, in the same order, as the CPU kernel)."""
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    M, E = ids.size, d_weight.shape[1]
-    fill(d_weight, 0)
-    if M == 0:
-        return
-    flat = ids.copy_to_host().reshape(M)
-    order = np.argsort(flat, kind="stable")
-    ids_sorted = flat[order]
-    starts = np.flatnonzero(np.concatenate([[True], ids_sorted[1:] != ids_sorted[:-1]]))
-    seg_starts = np.append(starts, M).astype(np.int64)
-    U = starts.shape[0]
-    _k(d_weight.dtype).embedding_backward[_blocks(U * E, tpb), tpb](
-        to_device(order.astype(np.int64)), to_device(ids_sorted[starts].astype(np.int64)),
-        to_device(seg_starts), d_out.reshape(M, E), d_weight)
-
-
-def _add(a, out):
-    """out += a (same shapes, contiguous)."""
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    _k(a.dtype).add[_blocks(a.size, tpb), tpb](_flat(a), _flat(out), _flat(out))
-
-
-def _softmax_xent(y, w, b, targets, weights, dy, dw, db):
-    """Loss and gradients of the weighted softmax cross-entropy, by blocks of rows: per block
-    the logits (tiled GEMM), the row kernel (gradient in place), then dy = g @ w and
-    dw += g^T y, db += column sums of g (into scratch and added after the first block).
-    Rows of weight 0 get zero gradients (they still take part in the products: their y must be
-    finite). Returns the loss, summed on the host in row order."""
-    dt = y.dtype
-    K = _k(dt)
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    M = y.shape[0]
-    V = w.shape[0]
-    if M == 0:
-        fill(dy, 0)
-        fill(dw, 0)
-        fill(db, 0)
-        return 0.0
-    rows = _softmax_block_rows(M, V, dt)
-    L = device_empty((rows, V), dt)
-    loss = device_empty(M, np.float64)
-    none = device_empty(0, dt)
-    dw_part = device_empty(dw.shape, dt) if rows < M else None
-    db_part = device_empty(db.shape, dt) if rows < M else None
-    for r0 in range(0, M, rows):
-        r1 = min(M, r0 + rows)
-        G = L[: r1 - r0]
-        yb = y[r0:r1]
-        _gemm_any(yb, w, b, G, False, True)                          # logits = y w^T + b
-        K.softmax_xent_rows[_row_grid(r1 - r0), tpb](G, targets[r0:r1], weights[r0:r1],
-                                                      loss[r0:r1])
-        _gemm_any(G, w, none, dy[r0:r1], False, False)               # dy = g @ w
-        if r0 == 0:
-            _gemm_any(G, yb, none, dw, True, False)                  # dw = g^T y
-            K.colsum[_blocks(V, tpb), tpb](G, db)
-        else:
-            _gemm_any(G, yb, none, dw_part, True, False)
-            _add(dw_part, dw)
-            K.colsum[_blocks(V, tpb), tpb](G, db_part)
-            _add(db_part, db)
-    return float(loss.copy_to_host().sum())
-
-
-def _softmax_logprob(y, w, b, targets, out):
-    """out (M,) = log softmax(y w^T + b)[targets], by blocks of rows."""
-    dt = y.dtype
-    tpb = _config.CUDA_THREADS_PER_BLOCK
-    M, V = y.shape[0], w.shape[0]
-    if M == 0:
-        return
-    rows = _softmax_block_rows(M, V, dt)
-    L = device_empty((rows, V), dt)
-    for r0 in range(0, M, rows):
-        r1 = min(M, r0 + rows)
-        _gemm_any(y[r0:r1], w, b, L[: r1 - r0], False, True)
-        _k(dt).softmax_logprob_rows[_row_grid(r1 - r0), tpb](L[: r1 - r0], targets[r0:r1],
-                                                              out[r0:r1])
-
-
-def _log_softmax(y, w, b, out):
-    """out (M, V) = log softmax(y w^T + b): the logits into ``out``, then in place."""
-    M = y.shape[0]
-    if M == 0:
-        return
-    _gemm_any(y, w, b, out, False, True)
-    _k(y.dtype).log_softmax_rows[_row_grid(M), _config.CUDA_THREADS_PER_BLOCK](out)
+    _k(out.dtype).rh[blocks(M * H, tpb), tpb](gates_d, hprev_d, rh)
+    gemm_tn(dgh_d[:, : 2 * H], hprev_d, out[: 2 * H])
+    gemm_tn(dgh_d[:, 2 * H:], rh, out[2 * H:])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1067,7 +671,7 @@ def _persistent_blocks(dispatcher, args, items, tpb, persistent):
         return 1
     try:
         kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
-        limit = kernel.max_cooperative_grid_blocks(tpb)
+        limit = kernel.max_cooperative_gridblocks(tpb)
     except Exception as exc:  # pragma: no cover - needs a GPU
         warnings.warn(f"numgru: no cooperative launch for the persistent CUDA kernel "
                       f"({type(exc).__name__}: {exc}); using per-step launches", RuntimeWarning,
@@ -1075,7 +679,7 @@ def _persistent_blocks(dispatcher, args, items, tpb, persistent):
         return 0
     if limit <= 0:
         return 0
-    return min(_blocks(items, tpb), limit)
+    return min(blocks(items, tpb), limit)
 
 
 def _layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, store, gates,
@@ -1091,7 +695,7 @@ def _layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
     D, B, H = h0.shape
     T = x.shape[1]
     gi = device_empty((B, T, D * 3 * H), dt)
-    _gemm_any(x.reshape(B * T, x.shape[2]), w_ih, b_ih, gi.reshape(B * T, D * 3 * H), False, True)
+    gemm_any(x.reshape(B * T, x.shape[2]), w_ih, b_ih, gi.reshape(B * T, D * 3 * H), False, True)
     whhT = transpose_last2(whh)                       # (D, H, 3H): coalesced reads over units
     hbuf = device_empty((2, D, B, H), dt)
     copy(h0, hbuf[0])
@@ -1106,7 +710,7 @@ def _layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n, 
     if pblocks:
         K.forward[pblocks, tpb](*args)
     else:
-        grid = _blocks(items, tpb)
+        grid = blocks(items, tpb)
         for s in range(T):
             src, dst = hbuf[s % 2], hbuf[(s + 1) % 2]
             if reset_after:
@@ -1143,8 +747,8 @@ def _layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     if pblocks:
         K.backward[pblocks, tpb](*args)
     else:
-        g_el = _blocks(items_gates, tpb)
-        g_mm = _blocks(items, tpb)
+        g_el = blocks(items_gates, tpb)
+        g_mm = blocks(items, tpb)
         for s in range(T):
             src, dst = dhbuf[s % 2], dhbuf[(s + 1) % 2]
             K.bwd_gates[g_el, tpb](s, reset_after, d_out, gates, hn_s, hprev_s, lengths, src,
@@ -1157,10 +761,10 @@ def _layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_afte
     copy(dhbuf[T % 2], dh0)
     # bias gradients: column sums of dgi (all directions at once) and dgh (per direction)
     sums_i = device_empty(D * 3 * H, dt)
-    K.colsum[_blocks(D * 3 * H, tpb), tpb](dgi.reshape(B * T, D * 3 * H), sums_i)
+    K.colsum[blocks(D * 3 * H, tpb), tpb](dgi.reshape(B * T, D * 3 * H), sums_i)
     sums_h = device_empty((D, 3 * H), dt)
     for d in range(D):
-        K.colsum[_blocks(3 * H, tpb), tpb](dgh[d].reshape(T * B, 3 * H), sums_h[d])
+        K.colsum[blocks(3 * H, tpb), tpb](dgh[d].reshape(T * B, 3 * H), sums_h[d])
     dbias = np.empty((D, 2, 3 * H), dtype=dt)
     dbias[:, 0] = sums_i.copy_to_host().reshape(D, 3 * H)
     dbias[:, 1] = sums_h.copy_to_host()
@@ -1177,12 +781,12 @@ def _rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n, sto
     D, B, H = h0.shape
     T = x.shape[1]
     gi = device_empty((B, T, D * H), dt)
-    _gemm_any(x.reshape(B * T, x.shape[2]), w_ih, b_ih, gi.reshape(B * T, D * H), False, True)
+    gemm_any(x.reshape(B * T, x.shape[2]), w_ih, b_ih, gi.reshape(B * T, D * H), False, True)
     whhT = transpose_last2(whh)                       # (D, H, H): coalesced reads over units
     hbuf = device_empty((2, D, B, H), dt)
     copy(h0, hbuf[0])
     st = states if store else device_empty((D, 1, 1, 1), dt)   # not written without store
-    grid = _blocks(D * ((B + rows - 1) // rows) * H, tpb)
+    grid = blocks(D * ((B + rows - 1) // rows) * H, tpb)
     for s in range(T):
         K.rnn_fwd[grid, tpb](s, relu, gi, whhT, bhh, hbuf[s % 2], hbuf[(s + 1) % 2], lengths,
                              out, store, st)
@@ -1202,15 +806,15 @@ def _rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0)
     dhbuf = device_empty((2, D, B, H), dt)
     copy(d_h_n, dhbuf[0])
     direct = device_empty((D, B, H), dt)
-    g_el = _blocks(D * B * H, tpb)
-    g_mm = _blocks(D * ((B + rows - 1) // rows) * H, tpb)
+    g_el = blocks(D * B * H, tpb)
+    g_mm = blocks(D * ((B + rows - 1) // rows) * H, tpb)
     for s in range(T):
         src, dst = dhbuf[s % 2], dhbuf[(s + 1) % 2]
         K.rnn_bwd_act[g_el, tpb](s, relu, d_out, states, lengths, src, dgi, dgh, direct)
         K.bwd_dh[g_mm, tpb](s, H, whh, dgh, direct, T, dst)
     copy(dhbuf[T % 2], dh0)
     sums = device_empty(D * H, dt)
-    K.colsum[_blocks(D * H, tpb), tpb](dgi.reshape(B * T, D * H), sums)
+    K.colsum[blocks(D * H, tpb), tpb](dgi.reshape(B * T, D * H), sums)
     dbias = np.empty((D, 2, H), dtype=dt)
     dbias[:, 0] = dbias[:, 1] = sums.copy_to_host().reshape(D, H)
     return dbias
@@ -1337,10 +941,10 @@ class CUDABackend(Backend):
         return add(a, b, out)
 
     def gemm(self, A, W, bias, C):
-        _gemm(A, W, bias, C)
+        gemm(A, W, bias, C)
 
     def gemm_tn(self, A, X, C):
-        _gemm_tn(A, X, C)
+        gemm_tn(A, X, C)
 
     # GRU layer
     def gru_layer_forward(self, x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, out, h_n,
@@ -1366,42 +970,38 @@ class CUDABackend(Backend):
 
     # general layers: layer normalisation and recurrent dropout (numgru._cuda_norm)
     def ln_rows_forward(self, v, gain, beta, bias, layer_norm, xhat, rstd, y):
-        from . import _cuda_norm
         _cuda_norm.ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y)
 
     def ln_rows_backward(self, dy, xhat, rstd, gain, dv):
-        from . import _cuda_norm
         return _cuda_norm.ln_rows_backward(dy, xhat, rstd, gain, dv)
 
     def norm_layer_forward(self, gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer_norm,
                            out, h_n, store, gates, ahn, xh, rstd, hprev, hm):
-        from . import _cuda_norm
         _cuda_norm.norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
                                       layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
                                       hm)
 
     def norm_layer_backward(self, d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks,
                             lengths, kind, layer_norm, dgi, dgh, dh0):
-        from . import _cuda_norm
         return _cuda_norm.norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh,
                                               ln_g, masks, lengths, kind, layer_norm, dgi, dgh,
                                               dh0)
 
     # language-model layers
     def embedding_forward(self, ids, weight, out):
-        _embedding_forward(ids, weight, out)
+        _cuda_lm.embedding_forward(ids, weight, out)
 
     def embedding_backward(self, ids, d_out, d_weight):
-        _embedding_backward(ids, d_out, d_weight)
+        _cuda_lm.embedding_backward(ids, d_out, d_weight)
 
     def softmax_xent(self, y, w, b, targets, weights, dy, dw, db):
-        return _softmax_xent(y, w, b, targets, weights, dy, dw, db)
+        return _cuda_lm.softmax_xent(y, w, b, targets, weights, dy, dw, db)
 
     def softmax_logprob(self, y, w, b, targets, out):
-        _softmax_logprob(y, w, b, targets, out)
+        _cuda_lm.softmax_logprob(y, w, b, targets, out)
 
     def log_softmax(self, y, w, b, out):
-        _log_softmax(y, w, b, out)
+        _cuda_lm.log_softmax(y, w, b, out)
 
 
 def _self_check(dtype):

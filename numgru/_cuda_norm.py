@@ -26,8 +26,9 @@ import math
 
 import numpy as np
 
-from . import _config, _cuda
+from . import _config
 from ._cpu_norm import EPS
+from ._cuda_launch import blocks, colsum, copy, device_empty, load, row_grid
 
 cuda = None     # numba.cuda, bound on first use (a module global: the simulator swaps it)
 
@@ -38,7 +39,7 @@ def _norm_kernels(dtype_name, tpb):
     import numba
 
     global cuda
-    cuda = _cuda._load()
+    cuda = load()
     nbt = numba.from_dtype(np.dtype(dtype_name))
     f64 = numba.float64
 
@@ -340,16 +341,12 @@ def _kn(dtype):
     return _norm_kernels(np.dtype(dtype).name, _config.CUDA_THREADS_PER_BLOCK)
 
 
-def _row_blocks(n):
-    return max(1, min(n, _config.CUDA_MAX_GRID_BLOCKS))
-
-
 def ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y):
     """Twin of ``_cpu_norm.ln_rows_forward``."""
     tpb = _config.CUDA_THREADS_PER_BLOCK
     M, D, _ = v.shape
-    _kn(v.dtype)["ln_rows_fwd"][_cuda._blocks(M * D, tpb), tpb](v, gain, beta, bias, layer_norm,
-                                                                xhat, rstd, y)
+    _kn(v.dtype)["ln_rows_fwd"][blocks(M * D, tpb), tpb](v, gain, beta, bias, layer_norm,
+                                                          xhat, rstd, y)
 
 
 def ln_rows_backward(dy, xhat, rstd, gain, dv):
@@ -357,10 +354,10 @@ def ln_rows_backward(dy, xhat, rstd, gain, dv):
     tpb = _config.CUDA_THREADS_PER_BLOCK
     M, D, G = dy.shape
     K = _kn(dy.dtype)
-    dgain = _cuda.device_empty(D * G, dy.dtype)
-    K["colsum_prod"][_cuda._blocks(D * G, tpb), tpb](dy.reshape(M, D * G),
-                                                     xhat.reshape(M, D * G), dgain)
-    K["ln_rows_bwd"][_cuda._blocks(M * D, tpb), tpb](dy, xhat, rstd, gain, dv)
+    dgain = device_empty(D * G, dy.dtype)
+    K["colsum_prod"][blocks(D * G, tpb), tpb](dy.reshape(M, D * G), xhat.reshape(M, D * G),
+                                              dgain)
+    K["ln_rows_bwd"][blocks(M * D, tpb), tpb](dy, xhat, rstd, gain, dv)
     return dgain.copy_to_host().reshape(D, G)
 
 
@@ -374,18 +371,18 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     G = whh.shape[1]
     T = gi.shape[1]
     use_mask = masks.shape[1] > 0
-    hbuf = _cuda.device_empty((2, D, B, H), dt)
-    _cuda.copy(h0, hbuf[0])
-    P = _cuda.device_empty((D, B, G), dt)
-    g_prod = _cuda._blocks(D * B * G, tpb)
-    g_rows = _row_blocks(D * B)
+    hbuf = device_empty((2, D, B, H), dt)
+    copy(h0, hbuf[0])
+    P = device_empty((D, B, G), dt)
+    g_prod = blocks(D * B * G, tpb)
+    g_rows = row_grid(D * B)
     for s in range(T):
         src, dst = hbuf[s % 2], hbuf[(s + 1) % 2]
         K["prod"][g_prod, tpb](whh, src, masks, use_mask, P)
         K["fwd_gates"][g_rows, tpb](s, gi, P, bhh, ln_g, ln_b, kind, layer_norm, masks, use_mask,
                                     src, dst, lengths, out, store, gates, ahn, xh, rstd, hprev,
                                     hm)
-    _cuda.copy(hbuf[T % 2], h_n)
+    copy(hbuf[T % 2], h_n)
 
 
 def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, masks, lengths,
@@ -395,34 +392,33 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     tpb = _config.CUDA_THREADS_PER_BLOCK
     dt = d_out.dtype
     K = _kn(dt)
-    Kc = _cuda._k(dt)
     D, B, H = d_h_n.shape
     G = whh.shape[1]
     T = d_out.shape[1]
     use_mask = masks.shape[1] > 0
-    dhbuf = _cuda.device_empty((2, D, B, H), dt)
-    _cuda.copy(d_h_n, dhbuf[0])
-    direct = _cuda.device_empty((D, B, H), dt)
-    dah = _cuda.device_empty((D, T, B, G), dt)
-    g_rows = _row_blocks(D * B)
-    g_dh = _cuda._blocks(D * B * H, tpb)
+    dhbuf = device_empty((2, D, B, H), dt)
+    copy(d_h_n, dhbuf[0])
+    direct = device_empty((D, B, H), dt)
+    dah = device_empty((D, T, B, G), dt)
+    g_rows = row_grid(D * B)
+    g_dh = blocks(D * B * H, tpb)
     for s in range(T):
         src, dst = dhbuf[s % 2], dhbuf[(s + 1) % 2]
         K["bwd_gates"][g_rows, tpb](s, d_out, gates, ahn, xh, rstd, hprev, ln_g, kind,
                                     layer_norm, lengths, src, dgi, dgh, dah, direct)
         K["bwd_dh"][g_dh, tpb](s, whh, dgh, masks, use_mask, direct, dst)
-    _cuda.copy(dhbuf[T % 2], dh0)
-    sums_i = _cuda.device_empty(D * G, dt)
-    Kc.colsum[_cuda._blocks(D * G, tpb), tpb](dgi.reshape(B * T, D * G), sums_i)
+    copy(dhbuf[T % 2], dh0)
+    sums_i = device_empty(D * G, dt)
+    colsum(dgi.reshape(B * T, D * G), sums_i)
     out = np.zeros((D, 3, G), dtype=dt)
     out[:, 0] = sums_i.copy_to_host().reshape(D, G)
     for d in range(D):
-        s1 = _cuda.device_empty(G, dt)
-        Kc.colsum[_cuda._blocks(G, tpb), tpb](dah[d].reshape(T * B, G), s1)
+        s1 = device_empty(G, dt)
+        colsum(dah[d].reshape(T * B, G), s1)
         out[d, 1] = s1.copy_to_host()
         if layer_norm:
-            s2 = _cuda.device_empty(G, dt)
-            K["colsum_prod"][_cuda._blocks(G, tpb), tpb](dah[d].reshape(T * B, G),
-                                                        xh[d].reshape(T * B, G), s2)
+            s2 = device_empty(G, dt)
+            K["colsum_prod"][blocks(G, tpb), tpb](dah[d].reshape(T * B, G),
+                                                  xh[d].reshape(T * B, G), s2)
             out[d, 2] = s2.copy_to_host()
     return out

@@ -62,12 +62,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import CACHE
-# ctl and launch are the launch API of numgru._tasks; they are named here too because scripts
-# and tests that drive the native pool by hand take them from this module
 from ._tasks import (ALIVE, ARG, BUSY, CALLER_SLEEPING, CLOSED, CSPIN, DONE, ERR, FN, I32, I64,
-                     MODE, MODE_FUTEX, MODE_POLL, NEXT, NT, NWORKERS, RUN, SEQ, SEQ_MASK, SLEEPERS,
-                     STOP, WSPIN, active, atomic_add, call_entry, cas, ctl, field_ptr, launch,
-                     load, new_ctl, store, use)
+                     MODE, MODE_FUTEX, MODE_POLL, NEXT, NT, NWORKERS, SEQ, SEQ_MASK, SLEEPERS,
+                     STOP, WSPIN, active, atomic_add, call_entry, cas, field_ptr, load, new_ctl,
+                     store, use)
+# the launch API of numgru._tasks, named here too: scripts and tests that drive the native pool
+# by hand take it from this module
+from ._tasks import RUN, ctl, launch  # noqa: F401
 
 # how long an idle worker polls for the next launch before it sleeps, and how long a caller
 # whose own tasks are done polls for the others' before it sleeps, in polls (one poll with its

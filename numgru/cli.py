@@ -14,14 +14,14 @@ from sklearn.exceptions import ConvergenceWarning
 def _cuda_status():
     """(available, description) without ever raising: CUDA is optional."""
     try:
-        from . import _cuda
+        from . import _cuda, _cuda_launch
 
         reason = _cuda.unavailable_reason()
         if reason is not None:
             return False, reason
         if _cuda.simulator_enabled():
             return True, "Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1), no GPU"
-        name = _cuda.cuda.get_current_device().name
+        name = _cuda_launch.load().get_current_device().name
         return True, name.decode() if isinstance(name, bytes) else str(name)
     except Exception as exc:  # the CUDA target fails to load
         return False, f"CUDA target unavailable ({type(exc).__name__}: {exc})"
