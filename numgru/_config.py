@@ -38,8 +38,18 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 GEMM_REFERENCE = os.environ.get("NUMGRU_GEMM_REFERENCE", "") in ("1", "true", "yes")
 # the cache is off with the reference product: cached kernels would keep the micro-kernel
 CACHE = os.environ.get("NUMGRU_NO_CACHE", "") not in ("1", "true", "yes") and not GEMM_REFERENCE
+# multiply-adds of one recurrent step (B * gates * H * H) below which a recurrence runs as one
+# chunk on the calling thread (see the list above; 16384 = 1 << 14)
 PARALLEL_MIN_WORK = 16384
+# the same for an inference forward (it stores nothing for a backward), measured with the native
+# pool 2026-12-01 (the list above): two threads gained 1.2-1.7x from 1-4k multiply-adds per step
 INFERENCE_MIN_WORK = 1024
+# multiply-adds of one step of one sequence (generation: batch 1, one timestep) below which its
+# products stay on the calling thread instead of being split over the weights' rows (128 KB of
+# float32 weights; 1 << 18 while a launch cost ~30 us: generation from a V=2000, 2 x 128 language
+# model ran at 6.6k tokens/s with 1 << 18, 10.3k with 1 << 15 or 1 << 13, paired, 2026-12-01).
+# numgru._cpu (the GRU step) and numgru._cpu_lm (the decoder's row) read it.
+SPLIT_STEP_MIN_WORK = 1 << 15
 # the language-model softmax's block of logits: (rows, V) * itemsize at most this many bytes
 SOFTMAX_BLOCK_BYTES = int(os.environ.get("NUMGRU_SOFTMAX_BLOCK_BYTES", "") or 8 * 1024 * 1024)
 

@@ -1,5 +1,10 @@
-"""CPU kernels: one GRU layer (both directions) forward and backward through time, and the CPU
-backend object (:class:`CPUBackend`, the contract is in :mod:`numgru._contract`).
+"""CPU kernels: one GRU or vanilla RNN layer (both directions) forward and backward through time,
+and the CPU backend object (:class:`CPUBackend`, the contract is in :mod:`numgru._contract`).
+
+The rooms beside this one: :mod:`numgru._cpu_norm` (the general layers: layer normalisation and
+recurrent dropout), :mod:`numgru._cpu_lm` (the language model's embedding and softmax),
+:mod:`numgru._gemm` (matrix products), :mod:`numgru._tasks` (launches). The backend object
+decides how many tasks each call gets and hands it to the room that holds the kernel.
 
 Shape legend: B batch, T time, I input size, H hidden size, D directions (1 or 2),
 G = D*3H (the width of the input projections of all directions), O = D*H (the layer's output).
@@ -53,22 +58,18 @@ is computed the same way, with one gate::
     h' = act(W_ih x + b_ih + W_hh h + b_hh)     act = tanh or relu
 """
 
-import math
-
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
-from numba.core.errors import TypingError
-from numba.extending import intrinsic, overload
 
-from . import _compile_ahead, _config, _cpu_norm, _tasks
+from . import _compile_ahead, _cpu_lm, _cpu_norm, _tasks
+from ._config import (CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK,
+                      SPLIT_STEP_MIN_WORK)
 from ._contract import Backend
-from ._config import CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK
-from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed,
-                    pack_nt, padded_rows)
-from ._math import _exp_f32, copy_into, sigmoid, tanh
+from ._cpu_lm import embedding_backward, embedding_forward
+from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed, pack_nt, padded_rows,
+                    product_tasks)
+from ._math import add_into, copy_into, sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
@@ -125,13 +126,6 @@ def _sum2(a, b, out):
 def _mul2(a, b, out):
     for j in range(out.shape[0]):
         out[j] = a[j] * b[j]
-
-
-@njit(**_JIT)
-def _add_into(a, out):
-    """out += a."""
-    for j in range(out.shape[0]):
-        out[j] += a[j]
 
 
 @njit(**_JIT)
@@ -537,9 +531,9 @@ def _make_backward_chunk(reset_after):
                 _copy_rows(dg_n[:nb], DG[:, H2:])
             _copy_rows(DG, dgh[d, t, b0:b1])
             for i in range(nb):
-                _add_into(dd[i], dh[i, :H])
-                _add_into(DG[i], db_h)
-                _add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
+                add_into(dd[i], dh[i, :H])
+                add_into(DG[i], db_h)
+                add_into(dgi[b0 + i, t, goff:goff + H3], db_i)
         for i in range(nb):
             copy_into(dh[i, :H], dh0[d, b0 + i])
 
@@ -736,7 +730,7 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
             else:
                 _bw_tanh(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
             copy_into(da[i], dgi[b, t, goff:goff + H])
-            _add_into(da[i], db)
+            add_into(da[i], db)
         if packed:
             mm_packed(da, wh_p, dh)
         else:
@@ -756,28 +750,6 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
 # matrix-vector products split over the rows of the weights, so that both cores stream weights
 # (a batch of one row is otherwise a single chunk on one thread, bound by one core's bandwidth)
 # ---------------------------------------------------------------------------------------------
-
-# multiply-adds of one step below which the products stay on the calling thread (128 KB of
-# float32 weights; 1 << 18 while a launch cost ~30 us: generation from a V=2000, 2 x 128 language
-# model ran at 6.6k tokens/s with 1 << 18, 10.3k with 1 << 15 or 1 << 13, paired, 2026-12-01)
-SPLIT_STEP_MIN_WORK = 1 << 15
-
-
-@njit(**_JIT)
-def _matvec_task(ctl, ntasks, task, W, v, bias, out):
-    """out[r0:r1] = W[r0:r1] @ v (+ bias[r0:r1]) for block ``task`` of the N rows: W (N, K)
-    C-contiguous, v (K,), bias (N,) or (0,) for none, out (N,)."""
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (W, v, bias, out))
-        return
-    r0, r1 = _tasks.task_block(task, ntasks, W.shape[0])
-    if r1 <= r0:
-        return
-    np.dot(W[r0:r1], v, out[r0:r1])
-    if bias.shape[0] == out.shape[0]:
-        for i in range(r0, r1):
-            out[i] += bias[i]
-
 
 @njit(**_JIT)
 def _step_products_task(ctl, ntasks, task, w_ih, xv, whh, hv, gi, gh):
@@ -849,297 +821,6 @@ def add(a, b, out):
 
 
 # ---------------------------------------------------------------------------------------------
-# Language-model layers: the embedding, and the softmax over the vocabulary with its loss.
-# Shape legend: V vocabulary size, E embedding width, M rows (flattened (b, t) positions),
-# K features, n rows of one block of logits.
-# ---------------------------------------------------------------------------------------------
-
-# element operations below which a language-model kernel runs on one thread
-_LM_MIN_WORK = 1 << 15
-
-
-def _exp(x):
-    """exp(x) inside Numba: the vectorisable ``_math._exp_f32`` for float32 (a few ulp; no
-    libm call, so a loop over it vectorises), libm for float64."""
-    return np.exp(x)
-
-
-@overload(_exp)
-def _ol_exp(x):
-    if x == types.float32:
-        return lambda x: _exp_f32(x)
-    if x == types.float64:
-        return lambda x: math.exp(x)
-    return None
-
-
-@njit(**_JIT)
-def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
-    """out[m] = weight[ids[m]] for the rows m = r0..r1-1 of block ``task``.
-
-    ids     (M,)    int64, 0 <= id < V (validated by the caller)
-    weight  (V, E)  the embedding table
-    out     (M, E)  written
-    """
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (ids, weight, out))
-        return
-    r0, r1 = _tasks.task_block(task, ntasks, ids.shape[0])
-    for m in range(r0, r1):
-        copy_into(weight[ids[m]], out[m])
-
-
-def embedding_forward(ids, weight, out, ntasks):
-    """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
-    ``ntasks`` blocks."""
-    _embedding_forward_task(_tasks.ctl(), ntasks, -1, ids, weight, out)
-
-
-@njit(**_JIT)
-def _embedding_backward_task(ctl, ntasks, task, ids, d_out, d_weight):
-    """Block ``task`` (columns c0..c1-1) of the embedding gradient: d_weight[:, c0:c1] = 0, then
-    for m in order
-    d_weight[ids[m], c0:c1] += d_out[m, c0:c1].
-
-    ids       (M,)    int64
-    d_out     (M, E)  gradient arriving at the embedding's output
-    d_weight  (V, E)  written (these columns): each element summed in row-major (b, t) order
-                      starting from 0, whoever owns its column, so the result does not depend
-                      on the number of tasks
-    """
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (ids, d_out, d_weight))
-        return
-    c0, c1 = _tasks.task_block(task, ntasks, d_weight.shape[1])
-    V = d_weight.shape[0]
-    for v in range(V):
-        d_weight[v, c0:c1] = 0
-    for m in range(ids.shape[0]):
-        _add_into(d_out[m, c0:c1], d_weight[ids[m], c0:c1])
-
-
-def embedding_backward(ids, d_out, d_weight, ntasks):
-    """d_weight (V, E) = per-id sums of the rows of d_out (M, E) (ids (M,) int64), parallel over
-    ``ntasks`` blocks of columns; deterministic, bit-identical for any ``ntasks``.
-
-    Chosen over a stable sort of ids then parallel over runs of equal ids (same sums in the
-    same order, so the same bits): at V=10000, E=300, M=700, float32, best of 20 on the 2-vCPU
-    development VM, 0.21 ms (1 task) against 0.26 ms for the sorted variant (argsort included),
-    and 6.1 ms against 14.6 ms with 2 tasks (that VM's second vCPU was busy with other work:
-    waking it dominated both).
-    """
-    _embedding_backward_task(_tasks.ctl(), ntasks, -1, ids, d_out, d_weight)
-
-
-@njit(inline="always", **_JIT)
-def _row_max(row):
-    mx = row[0]
-    for v in range(1, row.shape[0]):
-        x = row[v]
-        mx = x if x > mx else mx
-    return mx
-
-
-@njit(inline="always", **_JIT)
-def _row_add_max(row, b):
-    """row += b (the decoder bias, added here rather than in a separate pass after the
-    product), and the row's max."""
-    mx = row[0] + b[0]
-    for v in range(row.shape[0]):
-        x = row[v] + b[v]
-        row[v] = x
-        mx = x if x > mx else mx
-    return mx
-
-
-@njit(inline="always", **_JIT)
-def _row_sumexp(row, mx):
-    """sum_v exp(row[v] - mx), accumulated in float64 (each exp of a non-positive number)."""
-    s = 0.0
-    for v in range(row.shape[0]):
-        s += _exp(row[v] - mx)
-    return s
-
-
-@njit(**_JIT)
-def _softmax_xent_task(ctl, ntasks, task, L, b, targets, weights, loss):
-    """Rows r0..r1-1 (block ``task``) of a block of logits: loss and, in place, the gradient of
-    the logits.
-
-    L        (n, V)  y @ w^T in (logits without the bias); out: (softmax - onehot(target))
-                     * weight
-    b        (V,)    the bias, added to the logits here
-    targets  (n,)    int64
-    weights  (n,)    row weights (the caller leaves out rows of weight 0)
-    loss     (n,)    float64, written: weight * (logsumexp(L[m]) - L[m, target])
-
-    Stable: exp of (logit - row max) only; the sum of exps is float64 whatever the dtype. One
-    exp per element (the exps are stored, then scaled by weight / sum).
-    """
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (L, b, targets, weights, loss))
-        return
-    r0, r1 = _tasks.task_block(task, ntasks, L.shape[0])
-    for m in range(r0, r1):
-        row = L[m]
-        t = targets[m]
-        wm = weights[m]
-        mx = _row_add_max(row, b)
-        lt = row[t]
-        s = 0.0
-        for v in range(row.shape[0]):
-            e = _exp(row[v] - mx)
-            row[v] = e
-            s += e
-        loss[m] = wm * (mx + math.log(s) - lt)
-        scale = row.dtype.type(wm / s)
-        for v in range(row.shape[0]):
-            row[v] *= scale
-        row[t] -= wm
-
-
-def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
-    """:func:`_softmax_xent_task` over all rows of the block, in ``ntasks`` blocks of rows."""
-    _softmax_xent_task(_tasks.ctl(), ntasks, -1, L, b, targets, weights, loss)
-
-
-@intrinsic
-def _gemm_tn_cols(typingctx, G, v0, v1, Y, C, beta):
-    """C[:v1-v0] = beta * C[:v1-v0] + G[:, v0:v1]^T @ Y in one BLAS call (``?gemm``, beta
-    applied by BLAS, no copy of the column slice of G: it is read through its leading
-    dimension).
-
-    G (n, V), Y (n, K), C (>= v1-v0, K), all C-contiguous of one float dtype; ``beta`` 0 or 1
-    (any float). No shape checks: the caller guarantees them.
-    """
-    from numba.np.linalg import ensure_blas
-
-    for name, arr in (("G", G), ("Y", Y), ("C", C)):
-        if (not isinstance(arr, types.Array) or arr.ndim != 2 or arr.layout != "C"
-                or arr.dtype != G.dtype or arr.dtype not in (types.float32, types.float64)):
-            raise TypingError(f"_gemm_tn_cols: {name} must be a C-contiguous 2-D float32 or "
-                              f"float64 array of G's dtype, got {arr}")
-    ensure_blas()
-    sig = types.void(G, v0, v1, Y, C, beta)
-
-    def codegen(context, builder, signature, args):
-        from numba.np.linalg import (check_blas_return, get_blas_kind, ll_char, ll_void_p,
-                                     make_constant_slot)
-
-        g_arg, v0_arg, v1_arg, y_arg, c_arg, beta_arg = args
-        dtype = signature.args[0].dtype
-        intp = context.get_value_type(types.intp)
-        g = context.make_array(signature.args[0])(context, builder, g_arg)
-        y = context.make_array(signature.args[3])(context, builder, y_arg)
-        c = context.make_array(signature.args[4])(context, builder, c_arg)
-        v0v = context.cast(builder, v0_arg, signature.args[1], types.intp)
-        v1v = context.cast(builder, v1_arg, signature.args[2], types.intp)
-        n = builder.extract_value(g.shape, 0)
-        V = builder.extract_value(g.shape, 1)
-        K = builder.extract_value(y.shape, 1)
-        fnty = ir.FunctionType(ir.IntType(32), [ll_char, ll_char, ll_char, intp, intp, intp,
-                                                ll_void_p, ll_void_p, intp, ll_void_p, intp,
-                                                ll_void_p, ll_void_p, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        alpha = make_constant_slot(context, builder, dtype, 1.0)
-        beta_val = context.cast(builder, beta_arg, signature.args[5], dtype)
-        beta_slot = cgutils.alloca_once_value(builder, beta_val)
-        # column-major view: C^T (K, c) = Y^T (K, n, ld K) @ (G[:, v0:v1]^T)^T, the slice read
-        # as the transpose of a (c, n) column-major block of leading dimension V
-        res = builder.call(fn, (
-            ir.Constant(ll_char, ord(get_blas_kind(dtype))),
-            ir.Constant(ll_char, ord("n")), ir.Constant(ll_char, ord("t")),
-            K, builder.sub(v1v, v0v), n,
-            builder.bitcast(alpha, ll_void_p),
-            builder.bitcast(y.data, ll_void_p), K,
-            builder.bitcast(builder.gep(g.data, [v0v]), ll_void_p), V,
-            builder.bitcast(beta_slot, ll_void_p),
-            builder.bitcast(c.data, ll_void_p), K))
-        check_blas_return(context, builder, res)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@njit(**_JIT)
-def _softmax_weight_grad_task(ctl, ntasks, task, G, Y, dw, db, accumulate):
-    """Rows v0..v1-1 (block ``task``) of the decoder's gradients from one block of rows.
-
-    G           (n, V)  gradient of the block's logits
-    Y           (n, K)  the block's features
-    dw          (V, K)  dw[v0:v1] = G[:, v0:v1]^T @ Y, added to it when ``accumulate``
-    db          (V,)    db[v0:v1] = column sums of G[:, v0:v1] (rows in order), likewise
-
-    ``gemm_tn`` would reduce over the n rows with a private (V, K) partial per task; splitting
-    over V instead needs none, and BLAS adds into dw itself (beta = 1) and reads the column
-    slice of G in place (:func:`_gemm_tn_cols`). Measured at V=10000, K=512, n=209, float32,
-    one thread: 24.0 ms with the column sums, against 22.5 ms for ``np.dot(G.T, Y)`` alone;
-    the first version (a contiguous copy of each 256-column slice, ``np.dot`` into scratch,
-    then an add) took 27.6 ms.
-    """
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (G, Y, dw, db, accumulate))
-        return
-    v0, v1 = _tasks.task_block(task, ntasks, G.shape[1])
-    if v1 <= v0:
-        return
-    dbv = db[v0:v1]
-    if not accumulate:
-        dbv[:] = 0
-    for m in range(G.shape[0]):
-        _add_into(G[m, v0:v1], dbv)
-    if Y.shape[1] == 0:                          # BLAS refuses a leading dimension of 0
-        return
-    _gemm_tn_cols(G, v0, v1, Y, dw[v0:], 1.0 if accumulate else 0.0)
-
-
-def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
-    """:func:`_softmax_weight_grad_task` over all V rows of dw, in ``ntasks`` blocks of rows."""
-    _softmax_weight_grad_task(_tasks.ctl(), ntasks, -1, G, Y, dw, db, accumulate)
-
-
-@njit(**_JIT)
-def _softmax_logprob_task(ctl, ntasks, task, L, b, targets, out):
-    """out[m] = l[m, targets[m]] - logsumexp(l[m]) for rows r0..r1-1 (block ``task``) of a
-    block, l = L + b.
-
-    L (n, V) y @ w^T (b is added to it in place), b (V,), targets (n,) int64, out (n,) written.
-    """
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (L, b, targets, out))
-        return
-    r0, r1 = _tasks.task_block(task, ntasks, L.shape[0])
-    for m in range(r0, r1):
-        row = L[m]
-        mx = _row_add_max(row, b)
-        out[m] = row[targets[m]] - (mx + math.log(_row_sumexp(row, mx)))
-
-
-def softmax_logprob_rows(L, b, targets, out, ntasks):
-    _softmax_logprob_task(_tasks.ctl(), ntasks, -1, L, b, targets, out)
-
-
-@njit(**_JIT)
-def _log_softmax_task(ctl, ntasks, task, L):
-    """L[m] -= logsumexp(L[m]) in place for rows r0..r1-1 (block ``task``): L (M, V) logits ->
-    log-probabilities."""
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (L,))
-        return
-    r0, r1 = _tasks.task_block(task, ntasks, L.shape[0])
-    for m in range(r0, r1):
-        row = L[m]
-        mx = _row_max(row)
-        lse = row.dtype.type(mx + math.log(_row_sumexp(row, mx)))
-        for v in range(row.shape[0]):
-            row[v] -= lse
-
-
-def log_softmax_rows(L, ntasks):
-    _log_softmax_task(_tasks.ctl(), ntasks, -1, L)
-
-
-# ---------------------------------------------------------------------------------------------
 # The CPU backend object (the contract is in numgru._contract)
 # ---------------------------------------------------------------------------------------------
 
@@ -1180,10 +861,10 @@ class CPUBackend(Backend):
     Recurrences: one chunk of batch rows per thread and direction, or a single chunk when a step
     has fewer than ``PARALLEL_MIN_WORK`` multiply-adds (``INFERENCE_MIN_WORK`` for a forward
     that stores nothing for a backward; waking a second thread costs more).
-    Products over all timesteps: one block of at least 64 rows per thread. "Per thread": at most
-    ``numba.get_num_threads()`` of the calling thread (``_config.compute_threads`` caps it at
-    the OpenMP and threadpoolctl limits); the tasks run on the task runtime in use
-    (:mod:`numgru._threading`).
+    Products over all timesteps: one block of at least ``_gemm.PRODUCT_MIN_ROWS`` rows per
+    thread. "Per thread": at most ``numba.get_num_threads()`` of the calling thread
+    (``_config.compute_threads`` caps it at the OpenMP and threadpoolctl limits); the tasks run
+    on the task runtime in use (:mod:`numgru._threading`).
     """
 
     name = "cpu"
@@ -1224,7 +905,7 @@ class CPUBackend(Backend):
 
     @staticmethod
     def _ntasks(M):
-        return max(1, min(_num_threads(), M // 64))
+        return product_tasks(M, _num_threads())
 
     @staticmethod
     def _nchunks(B, H, gates=3, store=True):
@@ -1318,91 +999,28 @@ class CPUBackend(Backend):
                                              ln_g, masks, lengths, kind, layer_norm, dgi, dgh,
                                              dh0, self._nchunks(B, H, whh.shape[1] // H))
 
-    # language-model layers
-    @staticmethod
-    def _lm_ntasks(n, work):
-        """Tasks for ``n`` independent items of ``work`` element operations in all: one per
-        thread, but at most one per ``_LM_MIN_WORK`` elements (and per item)."""
-        return max(1, min(_num_threads(), n, work // _LM_MIN_WORK))
-
+    # language-model layers (numgru._cpu_lm)
     def embedding_forward(self, ids, weight, out):
         M = ids.size
         E = weight.shape[1]
         ids_f, out_f = ids.reshape(M), out.reshape(M, E)
-        embedding_forward(ids_f, weight, out_f, self._lm_ntasks(M, M * E))
+        embedding_forward(ids_f, weight, out_f, _cpu_lm.lm_tasks(M, M * E, _num_threads()))
 
     def embedding_backward(self, ids, d_out, d_weight):
         M = ids.size
         V, E = d_weight.shape
         ids_f, d_f = ids.reshape(M), d_out.reshape(M, E)
-        embedding_backward(ids_f, d_f, d_weight, self._lm_ntasks(E // 16, (V + M) * E))
-
-    @staticmethod
-    def _softmax_block(V, dtype):
-        """Rows per block of logits: (rows, V) of ``dtype`` within SOFTMAX_BLOCK_BYTES, >= 1."""
-        return max(1, _config.SOFTMAX_BLOCK_BYTES // (V * np.dtype(dtype).itemsize))
+        embedding_backward(ids_f, d_f, d_weight,
+                           _cpu_lm.lm_tasks(E // 16, (V + M) * E, _num_threads()))
 
     def softmax_xent(self, y, w, b, targets, weights, dy, dw, db):
-        M, K = y.shape
-        V = w.shape[0]
-        keep = np.flatnonzero(weights)                # rows of weight 0 are left out
-        if keep.shape[0] < M:
-            dy[:] = 0
-            y, targets, weights = y[keep], targets[keep], weights[keep]
-            dy_k = np.empty((keep.shape[0], K), dtype=dy.dtype)
-        else:
-            dy_k = dy
-        Mk = keep.shape[0]
-        if Mk == 0:
-            dw[:] = 0
-            db[:] = 0
-            return 0.0
-        loss = np.empty(Mk, dtype=np.float64)        # per row, summed in order at the end
-        rows = min(Mk, self._softmax_block(V, y.dtype))
-        L = np.empty((rows, V), dtype=y.dtype)       # the block's logits, then their gradient
-        no_bias = np.empty(0, dtype=y.dtype)
-        tasks_v = self._lm_ntasks(V // 256, V * rows)
-        for r0 in range(0, Mk, rows):
-            r1 = min(Mk, r0 + rows)
-            n = r1 - r0
-            G = L[:n]
-            yb = y[r0:r1]
-            self.gemm(yb, w.T, no_bias, G)                           # logits, less b
-            softmax_xent_rows(G, b, targets[r0:r1], weights[r0:r1], loss[r0:r1],
-                              self._lm_ntasks(n, n * V))
-            self.gemm(G, w, no_bias, dy_k[r0:r1])                    # dy = g @ w
-            softmax_weight_grad(G, yb, dw, db, r0 > 0, tasks_v)     # dw, db (+)= g^T y, sums
-        if Mk < M:
-            dy[keep] = dy_k
-        return float(loss.sum())
+        return _cpu_lm.softmax_xent(y, w, b, targets, weights, dy, dw, db, _num_threads())
 
     def softmax_logprob(self, y, w, b, targets, out):
-        M = y.shape[0]
-        V = w.shape[0]
-        if M == 0:
-            return
-        rows = min(M, self._softmax_block(V, y.dtype))
-        L = np.empty((rows, V), dtype=y.dtype)
-        no_bias = np.empty(0, dtype=y.dtype)
-        for r0 in range(0, M, rows):
-            r1 = min(M, r0 + rows)
-            n = r1 - r0
-            self.gemm(y[r0:r1], w.T, no_bias, L[:n])                # logits, less b
-            softmax_logprob_rows(L[:n], b, targets[r0:r1], out[r0:r1], self._lm_ntasks(n, n * V))
+        _cpu_lm.softmax_logprob(y, w, b, targets, out, _num_threads())
 
     def log_softmax(self, y, w, b, out):
-        M = y.shape[0]
-        V = w.shape[0]
-        if M == 0:
-            return
-        nsplit = max(1, min(_num_threads(), V * y.shape[1] // SPLIT_STEP_MIN_WORK))
-        if M == 1 and nsplit > 1:
-            # one row (generation): the decoder product split over the vocabulary's rows
-            _matvec_task(_tasks.ctl(), nsplit, -1, w, y[0], b, out[0])
-        else:
-            self.gemm(y, w.T, b, out)
-        log_softmax_rows(out, self._lm_ntasks(M, M * V))
-
+        _cpu_lm.log_softmax(y, w, b, out, _num_threads())
 
 backend = CPUBackend()
 

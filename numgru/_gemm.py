@@ -507,6 +507,17 @@ def mm_nt(A, Bm, C):
 # Large matrix products over all timesteps: BLAS per block of rows, as tasks (numgru._tasks)
 # ---------------------------------------------------------------------------------------------
 
+# the fewest rows of A one task of a large product takes (fewer rows: fewer tasks, down to one).
+# Chosen when the products moved onto numgru's threads (2026-11-23) so that a task's BLAS call
+# has enough rows to be worth a thread; not measured since.
+PRODUCT_MIN_ROWS = 64
+
+
+def product_tasks(M, nthreads):
+    """Tasks for a product over M rows on ``nthreads`` threads: one per thread, each of at
+    least ``PRODUCT_MIN_ROWS`` rows (at least one task)."""
+    return max(1, min(nthreads, M // PRODUCT_MIN_ROWS))
+
 
 def gemm(A, W, bias, C, ntasks):
     """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed

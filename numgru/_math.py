@@ -17,6 +17,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from ._config import CACHE, FASTMATH
+
 _F = np.float32
 _LOG2E = _F(1.44269504088896341)
 _LN2_HI = _F(0.693359375)
@@ -56,7 +58,7 @@ def _int32_bits_as_float32(typingctx, i):
 
 
 @njit
-def _exp_f32(x):
+def exp_f32(x):
     # clamp: exp(88) < FLT_MAX and exp(-87) > FLT_MIN, so 2**n stays a normal number
     x = min(max(x, _EXP_LO), _EXP_HI)
     n = np.floor(x * _LOG2E + _HALF)
@@ -70,7 +72,7 @@ def _exp_f32(x):
 
 @njit
 def _sigmoid_f32(x):
-    return _ONE / (_ONE + _exp_f32(-x))
+    return _ONE / (_ONE + exp_f32(-x))
 
 
 @njit
@@ -78,7 +80,7 @@ def _tanh_f32(x):
     ax = abs(x)
     z = x * x
     small = x + x * z * ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4)
-    big = _ONE - _TWO / (_exp_f32(ax + ax) + _ONE)
+    big = _ONE - _TWO / (exp_f32(ax + ax) + _ONE)
     big = big if x >= 0 else -big
     return small if ax < _TANH_SMALL else big
 
@@ -104,6 +106,13 @@ def copy_into(a, out):
     """
     for j in range(out.shape[0]):
         out[j] = a[j]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
+def add_into(a, out):
+    """out += a, elementwise (1-D, same length)."""
+    for j in range(out.shape[0]):
+        out[j] += a[j]
 
 
 def sigmoid(x):
