@@ -28,6 +28,8 @@ embedding, a head) is a class with this interface.
 
 import numpy as np
 
+from ._cell_kinds import KIND_GRU, KIND_RNN_RELU, KIND_RNN_TANH
+
 CELLS = {}
 
 
@@ -102,7 +104,7 @@ class _GeneralCell:
     """
 
     gates = 1
-    kind = 1
+    kind = KIND_RNN_TANH       # the general kernels' cell kind (numgru._cell_kinds)
     reset_after = True          # only GRULayer has the other form (b_hh's n part then unused)
     param_keys = ("w_ih", "w_hh", "b_ih", "b_hh")
     is_weight = (True, True, False, False)
@@ -225,7 +227,7 @@ class _GeneralCell:
         store = ctx.training
         if store:
             gates = work((id(self), "gates"), (D, T, B, G))
-            ahn = (work((id(self), "ahn"), (D, T, B, H)) if self.kind == 0 else none4)
+            ahn = (work((id(self), "ahn"), (D, T, B, H)) if self.kind == KIND_GRU else none4)
             xh = work((id(self), "xh"), (D, T, B, G)) if self.layer_norm else none4
             rstd = (work((id(self), "rstd"), (D, T, B)) if self.layer_norm
                     else be.empty((D, 0, 0), dt))
@@ -310,7 +312,7 @@ class GRULayer(_GeneralCell):
     """
 
     gates = 3
-    kind = 0          # the general kernels' cell kind (numgru._cpu_norm)
+    kind = KIND_GRU   # the general kernels' cell kind (numgru._cell_kinds)
 
     def __init__(self, input_size, hidden_size, num_directions, dtype, reset_after=True,
                  layer_norm=False, recurrent_dropout=0.0):
@@ -406,7 +408,7 @@ class RNNLayer(_GeneralCell):
 
     @property
     def kind(self):
-        return 2 if self.relu else 1
+        return KIND_RNN_RELU if self.relu else KIND_RNN_TANH
 
     @property
     def relu(self):

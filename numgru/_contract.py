@@ -57,7 +57,8 @@ relu; documented in full on the CPU kernels)
 
 General recurrent layers: layer normalisation and recurrent dropout (GRU reset_after form and
 vanilla RNN; N gate blocks (GRU 3, RNN 1), G = N*H, M = B*T; equations and arrays documented in
-full on the CPU kernels in ``numgru._cpu_norm``; kind 0 GRU, 1 RNN tanh, 2 RNN relu)
+full on the CPU kernels in ``numgru._cpu_norm``; ``kind`` one of ``numgru._cell_kinds``:
+KIND_GRU, KIND_RNN_TANH, KIND_RNN_RELU)
     ``ln_rows_forward(v, gain, beta, bias, layer_norm, xhat, rstd, y)``: v (M, D, G) = W_ih x,
     gain/beta/bias (D, G); writes y (M, D, G) = LN(v; gain, beta) + bias (``v + bias`` without
     layer_norm; y may be v) and, with layer_norm, xhat (M, D, G), rstd (M, D).

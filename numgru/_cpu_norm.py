@@ -28,7 +28,8 @@ The layer (:class:`numgru._cells.GRULayer` / ``RNNLayer``) runs:
    :func:`ln_rows_backward` (input side), and the weight gradients as products over all
    timesteps in the layer (``dW_ih = dv^T x``, ``dW_hh`` from the masked states).
 
-Kernel kinds (``kind``): 0 GRU (reset_after form), 1 RNN tanh, 2 RNN relu.
+Kernel kinds (``kind``): :mod:`numgru._cell_kinds` (``KIND_GRU``, the reset_after form;
+``KIND_RNN_TANH``; ``KIND_RNN_RELU``).
 
 Tasks are launched on the task runtime in use (:func:`numgru._tasks.launch`,
 :mod:`numgru._threading`): one task per (direction, chunk of batch rows); a launch of one task
@@ -39,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from . import _compile_ahead, _tasks
+from ._cell_kinds import KIND_GRU, KIND_RNN_RELU
 from ._config import CACHE, FASTMATH
 from ._gemm import mm_nt
 from ._math import copy_into, sigmoid, tanh
@@ -46,8 +48,6 @@ from ._math import copy_into, sigmoid, tanh
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
 EPS = 1e-5           # LayerNorm's epsilon (torch.nn.LayerNorm's default)
-
-GRU, RNN_TANH, RNN_RELU = 0, 1, 2
 
 # ---------------------------------------------------------------------------------------------
 # Launching (one small place: direct call for one task, numgru's thread pool otherwise)
@@ -204,7 +204,7 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
                 o[:] = 0
                 if store:
                     gates[d, t, b, :] = 0
-                    if kind == GRU:
+                    if kind == KIND_GRU:
                         ahn[d, t, b, :] = 0
                     if layer_norm:
                         xh[d, t, b, :] = 0
@@ -224,7 +224,7 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
                     a[j] = prow[j] + bhh[d, j]
             ai = gi[b, t, d * G:(d + 1) * G]
             hi = h[i]
-            if kind == GRU:
+            if kind == KIND_GRU:
                 for j in range(H):
                     r = sigmoid(ai[j] + a[j])
                     z = sigmoid(ai[H + j] + a[H + j])
@@ -240,7 +240,7 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
             else:
                 for j in range(H):
                     v = ai[j] + a[j]
-                    if kind == RNN_RELU:
+                    if kind == KIND_RNN_RELU:
                         hv = v if v > 0 else dt.type(0)
                     else:
                         hv = tanh(v)
@@ -264,7 +264,7 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     masks    (D, N, B, H)  recurrent dropout masks, one per gate block, or (D, 0, 0, 0): none
     h0       (D, B, H)     initial states
     lengths  (B,)          valid lengths (1..T), right padding
-    kind     int           0 GRU, 1 RNN tanh, 2 RNN relu
+    kind     int           KIND_GRU, KIND_RNN_TANH or KIND_RNN_RELU (numgru._cell_kinds)
     out      (B, T, D*H)   written: hidden states, 0 past the end
     h_n      (D, B, H)     written: the state after each sequence's last valid step
     store    bool          save what backward needs (else the arrays below may be empty):
@@ -337,7 +337,7 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
                 continue
             do = d_out[b, t, d * H:(d + 1) * H]
             gt = gates[d, t, b]
-            if kind == GRU:
+            if kind == KIND_GRU:
                 hp = hprev[d, t, b]
                 an = ahn[d, t, b]
                 for j in range(H):
@@ -359,7 +359,7 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
                 for j in range(H):
                     gs = dh[i, j] + do[j]
                     hv = gt[j]
-                    if kind == RNN_RELU:
+                    if kind == KIND_RNN_RELU:
                         da = gs if hv > 0 else dt.type(0)
                     else:
                         da = gs * (one - hv * hv)

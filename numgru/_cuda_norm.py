@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from . import _config
+from ._cell_kinds import KIND_GRU, KIND_RNN_RELU
 from ._cpu_norm import EPS
 from ._cuda_launch import blocks, colsum, copy, device_empty, load, row_grid
 
@@ -172,7 +173,7 @@ def _norm_kernels(dtype_name, tpb):
                         gates[d, t, b, i] = 0
                         if layer_norm:
                             xh[d, t, b, i] = 0
-                    if kind == 0:
+                    if kind == KIND_GRU:
                         for j in range(tid, H, nt):
                             ahn[d, t, b, j] = 0
                     if layer_norm and tid == 0:
@@ -194,7 +195,7 @@ def _norm_kernels(dtype_name, tpb):
                     rstd[d, t, b] = rs
             for j in range(tid, H, nt):
                 hp = hsrc[d, b, j]
-                if kind == 0:
+                if kind == KIND_GRU:
                     ir = d * G + j
                     if layer_norm:
                         xr = (P[d, b, j] - mu) * rs
@@ -229,7 +230,7 @@ def _norm_kernels(dtype_name, tpb):
                     else:
                         a = P[d, b, j] + bhh[d, j]
                     v = gi[b, t, d * G + j] + a
-                    if kind == 2:
+                    if kind == KIND_RNN_RELU:
                         hnew = v if v > 0 else nbt(0)
                     else:
                         hnew = math.tanh(v)
@@ -265,7 +266,7 @@ def _norm_kernels(dtype_name, tpb):
                 continue
             for j in range(tid, H, nt):
                 gs = dhsrc[d, b, j] + d_out[b, t, d * H + j]
-                if kind == 0:
+                if kind == KIND_GRU:
                     r = gates[d, t, b, j]
                     z = gates[d, t, b, H + j]
                     n = gates[d, t, b, 2 * H + j]
@@ -281,7 +282,7 @@ def _norm_kernels(dtype_name, tpb):
                     direct[d, b, j] = gs * z
                 else:
                     hv = gates[d, t, b, j]
-                    if kind == 2:
+                    if kind == KIND_RNN_RELU:
                         da = gs if hv > 0 else nbt(0)
                     else:
                         da = gs * (1 - hv * hv)
