@@ -62,7 +62,7 @@ import numba
 import numpy as np
 from numba import njit, types
 
-from . import _compile_ahead, _cpu_lm, _cpu_norm, _tasks
+from . import _compile_ahead, _cpu_lm, _cpu_norm, _numba_internals, _tasks
 from ._config import (CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK,
                       SPLIT_STEP_MIN_WORK)
 from ._contract import Backend
@@ -849,6 +849,20 @@ def _backward_argtypes(dtype, *saved):
     mid = tuple(v if isinstance(v, types.Type) else numba.typeof(v) for v in saved)
     return ((numba.typeof(_tasks.ctl()), types.int64, types.int64, a3, a3) + mid
             + (a3, a4, a3, a3, types.int64))
+
+
+def compile_cache_dir():
+    """The directory of the CPU kernels' on-disk compile cache, or None when caching is off.
+    Raises ``numgru._numba_internals.InternalsChanged`` when Numba's cache is not as expected."""
+    return _numba_internals.cache_path(_gru_forward_after)
+
+
+def gru_kernels_cached(dtype_name):
+    """Whether the on-disk cache holds the reset_after GRU forward and backward kernels for
+    ``dtype_name`` ("float32", "float64"): then a first fit starts without compiling them.
+    Raises like :func:`compile_cache_dir`."""
+    return all(any(dtype_name in sig for sig in _numba_internals.cached_signatures(disp))
+               for disp in (_gru_forward_after, _gru_backward_after))
 
 
 def _num_threads():

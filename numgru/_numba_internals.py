@@ -186,6 +186,17 @@ def cache_path(disp):
     return cache.cache_path
 
 
+def cached_signatures(disp):
+    """The argument types (as strings) of every specialization of ``disp`` in its on-disk cache
+    index; empty when it has no cache, or the index is stale or missing. Never compiles."""
+    cache = getattr(disp, "_cache", None)
+    if cache is None or type(cache).__name__ == "NullCache":
+        return []
+    check("cache")
+    index = cache._cache_file._load_index()             # {} when stale or missing
+    return [str(key[0]) for key in index]
+
+
 def user_cache_dir(disp):
     """The ``NUMBA_CACHE_DIR`` that ``disp``'s cache was set up with (Numba picks the directory
     when the kernel is defined, at import; the variable may have changed since), or None when

@@ -31,7 +31,7 @@ def _cache_dir():
     from . import _cpu, _numba_internals
 
     try:
-        path = _numba_internals.cache_path(_cpu._gru_forward_after)
+        path = _cpu.compile_cache_dir()
     except _numba_internals.InternalsChanged as exc:
         return f"unknown ({exc})"
     return path if path is not None else "off (NUMGRU_NO_CACHE or the reference product)"
@@ -55,11 +55,7 @@ def _kernels_cached():
     try:
         from . import _cpu
 
-        for disp in (_cpu._gru_forward_after, _cpu._gru_backward_after):
-            index = disp._cache._cache_file._load_index()     # {} when stale or missing
-            if not any("float32" in str(key[0]) for key in index):
-                return False
-        return True
+        return _cpu.gru_kernels_cached("float32")
     except Exception:
         return False
 
