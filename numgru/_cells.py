@@ -76,7 +76,7 @@ _LN_KINDS = ("layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight
              "layer_norm_hh_bias")
 
 
-def _check_recurrent_dropout(p):
+def check_recurrent_dropout(p):
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer,
                                                              np.floating)) \
             or not 0.0 <= float(p) < 1.0:
@@ -171,7 +171,7 @@ class _GeneralCell:
 
     def _init_general(self, layer_norm, recurrent_dropout):
         self.layer_norm = bool(layer_norm)
-        self.recurrent_dropout = _check_recurrent_dropout(recurrent_dropout)
+        self.recurrent_dropout = check_recurrent_dropout(recurrent_dropout)
         if self.layer_norm:
             D, G = self.num_directions, self.gates * self.hidden_size
             for key in _LN_KEYS:

@@ -17,7 +17,7 @@ import numpy as np
 from . import _layout
 from ._backend import get_backend
 from ._config import compute_threads
-from ._cells import _check_recurrent_dropout
+from ._cells import check_recurrent_dropout as _check_recurrent_dropout
 from ._stack import Stack
 from ._validation import as_dtype, check_float_array, check_finite, check_lengths, \
     check_native, check_sequences, check_state
