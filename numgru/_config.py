@@ -59,7 +59,9 @@ SOFTMAX_BLOCK_BYTES = int(os.environ.get("NUMGRU_SOFTMAX_BLOCK_BYTES", "") or 8 
 # Launch geometry: threads per block of the recurrence and elementwise kernels, batch rows each
 # recurrence thread carries (its weight reads are shared by them), the tile edge of the
 # shared-memory GEMM, and the most blocks of a one-dimensional launch (grid-stride loops cover
-# the rest).
+# the rest). Chosen when the CUDA backend came in (2026-11-23: 128 threads, 4 rows, 16 x 16
+# tiles; 65535 is CUDA's grid limit in y and z, kept for x too), not measured on a GPU: none has
+# been lent yet (docs/performance.md, "GPU").
 CUDA_THREADS_PER_BLOCK = 128
 CUDA_ROWS_PER_THREAD = 4
 CUDA_TILE = 16

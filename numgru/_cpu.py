@@ -1025,7 +1025,8 @@ class CPUBackend(Backend):
         V, E = d_weight.shape
         ids_f, d_f = ids.reshape(M), d_out.reshape(M, E)
         embedding_backward(ids_f, d_f, d_weight,
-                           _cpu_lm.lm_tasks(E // 16, (V + M) * E, _num_threads()))
+                           _cpu_lm.lm_tasks(E // _cpu_lm.EMBEDDING_MIN_COLUMNS, (V + M) * E,
+                                            _num_threads()))
 
     def softmax_xent(self, y, w, b, targets, weights, dy, dw, db):
         return _cpu_lm.softmax_xent(y, w, b, targets, weights, dy, dw, db, _num_threads())

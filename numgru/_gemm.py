@@ -63,6 +63,8 @@ from ._config import CACHE, FASTMATH, GEMM_REFERENCE
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 
+# rows of the micro-kernel's tile (``_tile``, module docstring: 8 rows of A by NC vector columns,
+# 16 fused multiply-adds per step of k)
 ROWS = 8
 # The dispatch rule's threshold: from this many rows per thread, mm_packed; below, mm_nt.
 PACK_MIN_ROWS = ROWS
