@@ -1028,6 +1028,11 @@ class CPUBackend(Backend):
                            _cpu_lm.lm_tasks(E // _cpu_lm.EMBEDDING_MIN_COLUMNS, (V + M) * E,
                                             _num_threads()))
 
+    @staticmethod
+    def _softmax_block(V, dtype):
+        """Rows per block of logits (``_cpu_lm.softmax_block_rows``)."""
+        return _cpu_lm.softmax_block_rows(V, dtype)
+
     def softmax_xent(self, y, w, b, targets, weights, dy, dw, db):
         return _cpu_lm.softmax_xent(y, w, b, targets, weights, dy, dw, db, _num_threads())
 

@@ -363,7 +363,7 @@ def lm_tasks(n, work, nthreads):
     return max(1, min(nthreads, n, work // LM_MIN_WORK))
 
 
-def _softmax_block(V, dtype):
+def softmax_block_rows(V, dtype):
     """Rows per block of logits: (rows, V) of ``dtype`` within SOFTMAX_BLOCK_BYTES, >= 1."""
     return max(1, _config.SOFTMAX_BLOCK_BYTES // (V * np.dtype(dtype).itemsize))
 
@@ -391,7 +391,7 @@ def softmax_xent(y, w, b, targets, weights, dy, dw, db, nthreads):
         db[:] = 0
         return 0.0
     loss = np.empty(Mk, dtype=np.float64)        # per row, summed in order at the end
-    rows = min(Mk, _softmax_block(V, y.dtype))
+    rows = min(Mk, softmax_block_rows(V, y.dtype))
     L = np.empty((rows, V), dtype=y.dtype)       # the block's logits, then their gradient
     no_bias = np.empty(0, dtype=y.dtype)
     tasks_v = lm_tasks(V // DECODER_MIN_ROWS, V * rows, nthreads)
@@ -416,7 +416,7 @@ def softmax_logprob(y, w, b, targets, out, nthreads):
     V = w.shape[0]
     if M == 0:
         return
-    rows = min(M, _softmax_block(V, y.dtype))
+    rows = min(M, softmax_block_rows(V, y.dtype))
     L = np.empty((rows, V), dtype=y.dtype)
     no_bias = np.empty(0, dtype=y.dtype)
     for r0 in range(0, M, rows):
