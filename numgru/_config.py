@@ -53,7 +53,7 @@ SPLIT_STEP_MIN_WORK = 1 << 15
 # the language-model softmax's block of logits: (rows, V) * itemsize at most this many bytes
 SOFTMAX_BLOCK_BYTES = int(os.environ.get("NUMGRU_SOFTMAX_BLOCK_BYTES", "") or 8 * 1024 * 1024)
 
-# CUDA (numgru._cuda). The kernels are rebuilt per geometry, and every value is read when a
+# CUDA (numgru._cuda, _cuda_launch, _cuda_norm, _cuda_lm). The kernels are rebuilt per geometry, and every value is read when a
 # kernel is launched, so tests shrink them (monkeypatch) to make several blocks run under the
 # simulator.
 # Launch geometry: threads per block of the recurrence and elementwise kernels, batch rows each

@@ -248,8 +248,8 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     memory.
     """
     kernel = _gru_forward_after if reset_after else _gru_forward_cho
-    kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
-           store, gates, hn_s, hprev_s, nchunks)
+    kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out,
+           h_n, store, gates, hn_s, hprev_s, nchunks)
 
 
 def _make_forward_chunk(reset_after):
@@ -276,8 +276,8 @@ def _make_forward_chunk(reset_after):
         arithmetic. Biases: b_ih + b_hh are added together for r and z, b_in with the n gate.
         """
         if task < 0:                                 # the launch (see numgru._tasks)
-            _tasks.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n, store,
-                                             gates, hn_s, hprev_s, nchunks))
+            _tasks.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, out, h_n,
+                                              store, gates, hn_s, hprev_s, nchunks))
             return
         d, b0, b1 = _tasks.task_rows(task, nchunks, x.shape[0])
         if b1 <= b0:
@@ -407,8 +407,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     kernel = _gru_backward_after if reset_after else _gru_backward_cho
     _compile_ahead.wait(kernel)
     kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
-           lengths,
-           dgi, dgh, dh0, dbias, nchunks)
+           lengths, dgi, dgh, dh0, dbias, nchunks)
 
 
 def _make_backward_chunk(reset_after):
@@ -429,8 +428,8 @@ def _make_backward_chunk(reset_after):
         tiles of 8 rows) and then copied into the time-major dgh.
         """
         if task < 0:                                 # the launch (see numgru._tasks)
-            _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, dgi,
-                                             dgh, dh0, dbias_all, nchunks))
+            _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
+                                              dgi, dgh, dh0, dbias_all, nchunks))
             return
         d, b0, b1, dbias = _backward_task(task, nchunks, d_out.shape[0], dbias_all)
         if b1 <= b0:
@@ -594,7 +593,7 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
     """
     if task < 0:                                 # the launch (see numgru._tasks)
         _tasks.launch(ctl, ntasks, task, (x, w_ih, b_ih, whh, bhh, h0, lengths, relu, out, h_n,
-                                         store, states, nchunks))
+                                          store, states, nchunks))
         return
     d, b0, b1 = _tasks.task_rows(task, nchunks, x.shape[0])
     if b1 <= b0:
@@ -692,7 +691,7 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
     """
     if task < 0:                                 # the launch (see numgru._tasks)
         _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, states, whh, lengths, relu, dgi, dgh, dh0,
-                                         dbias_all, nchunks))
+                                          dbias_all, nchunks))
         return
     d, b0, b1, dbias = _backward_task(task, nchunks, d_out.shape[0], dbias_all)
     if b1 <= b0:

@@ -159,8 +159,8 @@ def norm_forward_chunk(ctl, ntasks, task, gi, whh, bhh, ln_g, ln_b, masks, h0, l
     """
     if task < 0:                                 # the launch (see numgru._tasks)
         _tasks.launch(ctl, ntasks, task, (gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind,
-                                         layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
-                                         hm, nchunks))
+                                          layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
+                                          hm, nchunks))
         return
     d, b0, b1 = _tasks.task_rows(task, nchunks, h0.shape[1])
     if b1 <= b0:
@@ -276,9 +276,9 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     hm       (D, T, B, G)  with masks: the masked states per gate block (for dW_hh)
     nchunks  int           batch chunks per direction
     """
-    norm_forward_chunk(_tasks.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks, h0,
-                         lengths, kind, layer_norm, out, h_n, store, gates, ahn, xh, rstd, hprev,
-                         hm, nchunks)
+    norm_forward_chunk(_tasks.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks,
+                       h0, lengths, kind, layer_norm, out, h_n, store, gates, ahn, xh, rstd,
+                       hprev, hm, nchunks)
 
 
 @njit(**_JIT)
@@ -298,8 +298,8 @@ def norm_backward_chunk(ctl, ntasks, task, d_out, d_h_n, gates, ahn, xh, rstd, h
     """
     if task < 0:                                 # the launch (see numgru._tasks)
         _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g,
-                                         masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums_all,
-                                         nchunks))
+                                          masks, lengths, kind, layer_norm, dgi, dgh, dh0,
+                                          sums_all, nchunks))
         return
     d, b0, b1 = _tasks.task_rows(task, nchunks, d_h_n.shape[1])
     if b1 <= b0:
@@ -418,8 +418,7 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     sums = np.zeros((D * nchunks, 3, G), dtype=dgi.dtype)
     _compile_ahead.wait(norm_backward_chunk)
     norm_backward_chunk(_tasks.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
-                        whh,
-                          ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)
+                        whh, ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)
     out = np.zeros((D, 3, G), dtype=dgi.dtype)
     for q in range(D * nchunks):                 # chunks in order: the sums do not depend on
         out[q // nchunks] += sums[q]             # the pool

@@ -42,7 +42,10 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 I8P = ir.IntType(8).as_pointer()
 
-# control block: int64 fields; the ones written per launch and per task on their own cache line
+# control block: int64 fields; the ones written per launch and per task on their own cache line.
+# SEQ .. NWORKERS and MODE are the native pool's (numgru._pool); RUN is every runtime's;
+# EXCLUSIVE and SERIAL are Numba's runtime's (numgru._numba_runtime). One layout for both, so
+# that a kernel's launch reads RUN at the same place whichever runtime made the block.
 SEQ = 0              # launch number (futex word of sleeping workers)
 NEXT = 8             # launch number << 32 | next task (CLOSED while a launch is published)
 FN, ARG, NT = 9, 10, 11   # entry address, argument tuple address, number of tasks
