@@ -28,7 +28,7 @@ The layer is computed the way cuDNN does it:
 
 Launches: every kernel that runs as tasks (chunks of batch rows, blocks of rows) is written as
 ``kernel(ctl, ntasks, task, ...)``; called from Python with ``task = -1`` it launches itself
-(:func:`numgru._tasks.launch`) on the task runtime in use, which ``_tasks.ctl()`` names
+(:func:`numgru._tasks.launch`) on the task runtime in use, which ``_pool.ctl()`` names
 (:mod:`numgru._threading`): Numba's parallel runtime, through one shared ``prange`` launcher
 that calls the kernel's compiled task entry by address, or numgru's native pool. A launch of
 one task runs in the calling thread. No kernel here is compiled with ``parallel=True`` itself:
@@ -62,7 +62,7 @@ import numba
 import numpy as np
 from numba import njit, types
 
-from . import _compile_ahead, _cpu_lm, _cpu_norm, _numba_internals, _tasks
+from . import _compile_ahead, _cpu_lm, _cpu_norm, _numba_internals, _pool, _tasks
 from ._config import (CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK,
                       SPLIT_STEP_MIN_WORK)
 from ._contract import Backend
@@ -248,7 +248,7 @@ def gru_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, reset_after, nchunks
     memory.
     """
     kernel = _gru_forward_after if reset_after else _gru_forward_cho
-    kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out,
+    kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0, lengths, out,
            h_n, store, gates, hn_s, hprev_s, nchunks)
 
 
@@ -406,7 +406,7 @@ def gru_layer_backward(d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths, reset_a
     """
     kernel = _gru_backward_after if reset_after else _gru_backward_cho
     _compile_ahead.wait(kernel)
-    kernel(_tasks.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
+    kernel(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, gates, hn_s, hprev_s, whh,
            lengths, dgi, dgh, dh0, dbias, nchunks)
 
 
@@ -575,7 +575,7 @@ def rnn_layer_forward(x, w_ih, b_ih, whh, bhh, h0, lengths, relu, nchunks, out, 
     derivative (tanh: 1 - h'^2, relu: h' > 0), the state it read the weight gradient
     ``dW_hh = sum_t da_t^T h_{t-1}`` (one product over the T slots that are read).
     """
-    _rnn_forward_chunk(_tasks.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0,
+    _rnn_forward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, x, w_ih, b_ih, whh, bhh, h0,
                         lengths, relu, out, h_n, store, states, nchunks)
 
 
@@ -672,7 +672,7 @@ def rnn_layer_backward(d_out, d_h_n, states, whh, lengths, relu, nchunks, dgi, d
     Positions past a sequence's end get zeros in dgi and dgh.
     """
     _compile_ahead.wait(_rnn_backward_chunk)
-    _rnn_backward_chunk(_tasks.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, states, whh,
+    _rnn_backward_chunk(_pool.ctl(), whh.shape[0] * nchunks, -1, d_out, d_h_n, states, whh,
                          lengths, relu, dgi, dgh, dh0, dbias, nchunks)
 
 
@@ -786,7 +786,7 @@ def gru_single_step(x, w_ih, b_ih, whh, bhh, h0, out, h_n, ntasks):
     gi = np.empty(G, dtype=out.dtype)
     gh = np.empty(G, dtype=out.dtype)
     hv = h0[0, 0]
-    _step_products_task(_tasks.ctl(), ntasks, -1, w_ih, x[0, 0], whh[0], hv, gi, gh)
+    _step_products_task(_pool.ctl(), ntasks, -1, w_ih, x[0, 0], whh[0], hv, gi, gh)
     _gru_step_after(gi, gh, b_ih, bhh[0], hv, out[0, 0], h_n[0, 0])
 
 
@@ -846,7 +846,7 @@ def _backward_argtypes(dtype, *saved):
     nt = numba.from_dtype(dtype)
     a3, a4 = types.Array(nt, 3, "C"), types.Array(nt, 4, "C")
     mid = tuple(v if isinstance(v, types.Type) else numba.typeof(v) for v in saved)
-    return ((numba.typeof(_tasks.ctl()), types.int64, types.int64, a3, a3) + mid
+    return ((numba.typeof(_pool.ctl()), types.int64, types.int64, a3, a3) + mid
             + (a3, a4, a3, a3, types.int64))
 
 

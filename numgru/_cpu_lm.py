@@ -25,7 +25,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from . import _config, _tasks
+from . import _config, _pool, _tasks
 from ._config import CACHE, FASTMATH, SPLIT_STEP_MIN_WORK
 from ._gemm import gemm, product_tasks
 from ._math import add_into, copy_into, exp_f32
@@ -78,7 +78,7 @@ def _embedding_forward_task(ctl, ntasks, task, ids, weight, out):
 def embedding_forward(ids, weight, out, ntasks):
     """out[m] = weight[ids[m]]: ids (M,) int64, weight (V, E), out (M, E); rows shared out in
     ``ntasks`` blocks."""
-    _embedding_forward_task(_tasks.ctl(), ntasks, -1, ids, weight, out)
+    _embedding_forward_task(_pool.ctl(), ntasks, -1, ids, weight, out)
 
 
 @njit(**_JIT)
@@ -114,7 +114,7 @@ def embedding_backward(ids, d_out, d_weight, ntasks):
     and 6.1 ms against 14.6 ms with 2 tasks (that VM's second vCPU was busy with other work:
     waking it dominated both).
     """
-    _embedding_backward_task(_tasks.ctl(), ntasks, -1, ids, d_out, d_weight)
+    _embedding_backward_task(_pool.ctl(), ntasks, -1, ids, d_out, d_weight)
 
 
 @njit(inline="always", **_JIT)
@@ -186,7 +186,7 @@ def _softmax_xent_task(ctl, ntasks, task, L, b, targets, weights, loss):
 
 def softmax_xent_rows(L, b, targets, weights, loss, ntasks):
     """:func:`_softmax_xent_task` over all rows of the block, in ``ntasks`` blocks of rows."""
-    _softmax_xent_task(_tasks.ctl(), ntasks, -1, L, b, targets, weights, loss)
+    _softmax_xent_task(_pool.ctl(), ntasks, -1, L, b, targets, weights, loss)
 
 
 @intrinsic
@@ -281,7 +281,7 @@ def _softmax_weight_grad_task(ctl, ntasks, task, G, Y, dw, db, accumulate):
 
 def softmax_weight_grad(G, Y, dw, db, accumulate, ntasks):
     """:func:`_softmax_weight_grad_task` over all V rows of dw, in ``ntasks`` blocks of rows."""
-    _softmax_weight_grad_task(_tasks.ctl(), ntasks, -1, G, Y, dw, db, accumulate)
+    _softmax_weight_grad_task(_pool.ctl(), ntasks, -1, G, Y, dw, db, accumulate)
 
 
 @njit(**_JIT)
@@ -302,7 +302,7 @@ def _softmax_logprob_task(ctl, ntasks, task, L, b, targets, out):
 
 
 def softmax_logprob_rows(L, b, targets, out, ntasks):
-    _softmax_logprob_task(_tasks.ctl(), ntasks, -1, L, b, targets, out)
+    _softmax_logprob_task(_pool.ctl(), ntasks, -1, L, b, targets, out)
 
 
 @njit(**_JIT)
@@ -322,7 +322,7 @@ def _log_softmax_task(ctl, ntasks, task, L):
 
 
 def log_softmax_rows(L, ntasks):
-    _log_softmax_task(_tasks.ctl(), ntasks, -1, L)
+    _log_softmax_task(_pool.ctl(), ntasks, -1, L)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def _matvec_task(ctl, ntasks, task, W, v, bias, out):
 
 def matvec(W, v, bias, out, ntasks):
     """out = W @ v (+ bias) in ``ntasks`` blocks of W's rows (:func:`_matvec_task`)."""
-    _matvec_task(_tasks.ctl(), ntasks, -1, W, v, bias, out)
+    _matvec_task(_pool.ctl(), ntasks, -1, W, v, bias, out)
 
 
 # ---------------------------------------------------------------------------------------------

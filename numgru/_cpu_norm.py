@@ -39,7 +39,7 @@ runs in the calling thread.
 import numpy as np
 from numba import njit
 
-from . import _compile_ahead, _tasks
+from . import _compile_ahead, _pool, _tasks
 from ._cell_kinds import KIND_GRU, KIND_RNN_RELU
 from ._config import CACHE, FASTMATH
 from ._gemm import mm_nt
@@ -276,7 +276,7 @@ def norm_layer_forward(gi, whh, bhh, ln_g, ln_b, masks, h0, lengths, kind, layer
     hm       (D, T, B, G)  with masks: the masked states per gate block (for dW_hh)
     nchunks  int           batch chunks per direction
     """
-    norm_forward_chunk(_tasks.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks,
+    norm_forward_chunk(_pool.ctl(), h0.shape[0] * nchunks, -1, gi, whh, bhh, ln_g, ln_b, masks,
                        h0, lengths, kind, layer_norm, out, h_n, store, gates, ahn, xh, rstd,
                        hprev, hm, nchunks)
 
@@ -417,7 +417,7 @@ def norm_layer_backward(d_out, d_h_n, gates, ahn, xh, rstd, hprev, whh, ln_g, ma
     G = whh.shape[1]
     sums = np.zeros((D * nchunks, 3, G), dtype=dgi.dtype)
     _compile_ahead.wait(norm_backward_chunk)
-    norm_backward_chunk(_tasks.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
+    norm_backward_chunk(_pool.ctl(), D * nchunks, -1, d_out, d_h_n, gates, ahn, xh, rstd, hprev,
                         whh, ln_g, masks, lengths, kind, layer_norm, dgi, dgh, dh0, sums, nchunks)
     out = np.zeros((D, 3, G), dtype=dgi.dtype)
     for q in range(D * nchunks):                 # chunks in order: the sums do not depend on

@@ -58,7 +58,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from . import _tasks
+from . import _pool, _tasks
 from ._config import CACHE, FASTMATH, GEMM_REFERENCE
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -525,7 +525,7 @@ def gemm(A, W, bias, C, ntasks):
     """C = A @ W + bias: A (M, K) C-contiguous, W (K, N) C- or F-contiguous (a transposed
     weight is passed as ``w.T``), bias (N,) or (0,) for none, C (M, N). Rows are shared out
     in ``ntasks`` blocks (one block runs on the calling thread)."""
-    _gemm_task(_tasks.ctl(), ntasks, -1, A, W, bias, C)
+    _gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)
 
 
 @njit(**_JIT)
@@ -553,10 +553,10 @@ def gemm_tn(A, X, C, ntasks):
     block of rows into a private partial product; the partials are then added.
     """
     if ntasks <= 1:
-        _gemm_tn_task(_tasks.ctl(), 1, -1, A, X, C[np.newaxis])          # a view: written in place
+        _gemm_tn_task(_pool.ctl(), 1, -1, A, X, C[np.newaxis])          # a view: written in place
         return
     parts = np.zeros((ntasks, C.shape[0], C.shape[1]), dtype=C.dtype)
-    _gemm_tn_task(_tasks.ctl(), ntasks, -1, A, X, parts)
+    _gemm_tn_task(_pool.ctl(), ntasks, -1, A, X, parts)
     C[:] = parts[0]
     for task in range(1, ntasks):
         C += parts[task]

@@ -1,9 +1,11 @@
-"""numgru's native worker pool: one of the two task runtimes that run the CPU kernels' tasks.
+"""numgru's native worker pool, one of the two task runtimes that run the CPU kernels' tasks, and
+the control block of the runtime in use (:func:`ctl`).
 
 How a task kernel launches itself, and the control block a launch goes through, are in
 :mod:`numgru._tasks`; :mod:`numgru._threading` chooses between this pool and Numba's parallel
-runtime (:mod:`numgru._numba_runtime`). Here is the pool's launch function
-(:func:`_pool_main`, whose address native control blocks hold in ``RUN``) and its workers.
+runtime (:mod:`numgru._numba_runtime`) and makes its block the one :func:`ctl` returns. Here
+is the pool's launch function (:func:`_pool_main`, whose address native control blocks hold in
+``RUN``) and its workers.
 
 The native pool:
 
@@ -64,11 +66,10 @@ from numba.extending import intrinsic
 from ._config import CACHE
 from ._tasks import (ALIVE, ARG, BUSY, CALLER_SLEEPING, CLOSED, CSPIN, DONE, ERR, FN, I32, I64,
                      MODE, MODE_FUTEX, MODE_POLL, NEXT, NT, NWORKERS, SEQ, SEQ_MASK, SLEEPERS,
-                     STOP, WSPIN, active, atomic_add, call_entry, cas, field_ptr, load, new_ctl,
-                     store, use)
-# the launch API of numgru._tasks, named here too: scripts and tests that drive the native pool
-# by hand take it from this module
-from ._tasks import RUN, ctl, launch  # noqa: F401
+                     STOP, WSPIN, atomic_add, call_entry, cas, field_ptr, load, new_ctl, store)
+# the launch of numgru._tasks and the block layout's RUN, named here too: scripts and tests that
+# drive the native pool by hand take them from this module
+from ._tasks import RUN, launch  # noqa: F401
 
 # how long an idle worker polls for the next launch before it sleeps, and how long a caller
 # whose own tasks are done polls for the others' before it sleeps, in polls (one poll with its
@@ -270,6 +271,47 @@ def _pool_main(ctl, ntasks, fn, argp):
 
 
 # ---------------------------------------------------------------------------------------------
+# The runtime in use
+# ---------------------------------------------------------------------------------------------
+
+_active = None       # the control block of the runtime in use (see use())
+_starter = None      # starts the runtime to use and returns its block (see start_with())
+
+
+def ctl():
+    """The control block of the task runtime in use, for a launcher's first argument: the
+    native pool's or Numba's parallel runtime's. The first call starts the runtime to use
+    (through the function given to :func:`start_with`), and so does the first after
+    ``use(None)``, :func:`stop` or a fork."""
+    c = _active
+    if c is not None:
+        return c
+    return _starter()
+
+
+def active():
+    """The control block :func:`ctl` returns now, or None when no runtime is started."""
+    return _active
+
+
+def use(c):
+    """Make ``c`` the control block every launch uses (None: start one at the next launch)."""
+    global _active
+    _active = c
+
+
+def start_with(starter):
+    """Install the function that starts the runtime to use and returns its control block.
+
+    :mod:`numgru._threading` installs its ``activate`` when it is imported (which
+    ``import numgru`` does): it knows both runtimes and how to choose between them, and this
+    module is one of them, so the choice is handed down rather than imported up.
+    """
+    global _starter
+    _starter = starter
+
+
+# ---------------------------------------------------------------------------------------------
 # The workers
 # ---------------------------------------------------------------------------------------------
 
@@ -348,14 +390,14 @@ def _wake_all(c):
 def stop(timeout=2.0):
     """Stop the native pool's workers (at exit: none may still run compiled code while the
     interpreter finalises). Later launches start new ones."""
-    global _ctl
+    global _ctl, _active
     with _lock:
         c = _ctl
         if c is None:
             return
         _ctl = None
-        if active() is c:
-            use(None)
+        if _active is c:
+            _active = None
         threads = list(_threads)
         _threads.clear()
         if not threads:
@@ -371,9 +413,9 @@ def stop(timeout=2.0):
 
 
 def _after_fork():
-    global _ctl, _lock
+    global _ctl, _lock, _active
     _ctl = None
-    use(None)
+    _active = None
     _threads.clear()
     _lock = threading.Lock()
 

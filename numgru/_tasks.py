@@ -11,16 +11,16 @@ recurrence, one block of rows of a product, ...). A task kernel takes ``(ctl, nt
             return
         ...                                       # the work of task ``task``
 
-called from Python as ``_gemm_task(_tasks.ctl(), ntasks, -1, A, W, bias, C)``. How it works:
+called from Python as ``_gemm_task(_pool.ctl(), ntasks, -1, A, W, bias, C)``. How it works:
 :func:`launch` adds to the kernel a small *entry* function ``int32(task, ntasks, argp)`` that
 reads the kernel's arguments from ``argp`` and calls the kernel itself for one task (the body is
 compiled once: no second copy of it anywhere). The launching call keeps the arguments on its
 stack and calls the function whose address is in the control block's ``RUN`` field with (ctl,
 ntasks, entry address, argument address); it returns when every task has finished. Which
 function that is, is the *task runtime*: numgru's native pool (:mod:`numgru._pool`) or Numba's
-parallel runtime (:mod:`numgru._numba_runtime`); :mod:`numgru._threading` picks one and makes it
-the one :func:`ctl` returns. The compiled kernels are the same for both. The launch calls
-Numba's calling convention, through :mod:`numgru._numba_internals`.
+parallel runtime (:mod:`numgru._numba_runtime`); :mod:`numgru._threading` picks one and makes
+its block the one ``numgru._pool.ctl()`` returns. The compiled kernels are the same for both.
+The launch calls Numba's calling convention, through :mod:`numgru._numba_internals`.
 
 This module is the floor both runtimes stand on: the control block's layout (one int64 array,
 :func:`new_ctl`), the atomic operations on its fields (:func:`load`, :func:`store`,
@@ -210,43 +210,3 @@ def launch(typingctx, ctl, ntasks, task, args):
 
     return sig, codegen
 
-
-# ---------------------------------------------------------------------------------------------
-# The runtime in use
-# ---------------------------------------------------------------------------------------------
-
-_active = None       # the control block of the runtime in use (see use())
-_starter = None      # starts the runtime to use and returns its block (see start_with())
-
-
-def ctl():
-    """The control block of the task runtime in use, for a launcher's first argument: the
-    native pool's or Numba's parallel runtime's. The first call starts the runtime to use
-    (through the function given to :func:`start_with`), and so does the first after
-    :func:`use` (None)."""
-    c = _active
-    if c is not None:
-        return c
-    return _starter()
-
-
-def active():
-    """The control block :func:`ctl` returns now, or None when no runtime is started."""
-    return _active
-
-
-def use(c):
-    """Make ``c`` the control block every launch uses (None: start one at the next launch)."""
-    global _active
-    _active = c
-
-
-def start_with(starter):
-    """Install the function that starts the runtime to use and returns its control block.
-
-    :mod:`numgru._threading` installs its ``activate`` when it is imported (which
-    ``import numgru`` does): it knows both runtimes and how to choose, this module knows
-    neither, so the choice is handed down rather than imported up.
-    """
-    global _starter
-    _starter = starter

@@ -1,7 +1,7 @@
 """Which runtime runs the CPU kernels' tasks: Numba's parallel runtime or numgru's native pool.
 
 Every CPU task kernel launches itself through :func:`numgru._tasks.launch`; the control block it
-is given (:func:`numgru._tasks.ctl`) says which runtime runs the tasks:
+is given (:func:`numgru._pool.ctl`) says which runtime runs the tasks:
 
 - ``"numba"``: Numba's parallel runtime (:mod:`numgru._numba_runtime`): one ``prange``
   launcher on whichever threading layer Numba selected (tbb, omp, workqueue), governed by
@@ -18,7 +18,7 @@ know), numgru uses the other one and says so in one warning; ``numgru info`` sho
 in use and why. Both give the same bits for the same number of threads.
 
 This module is the one that knows both runtimes: it imports them, and hands :func:`activate`
-down to :mod:`numgru._tasks` (``_tasks.start_with``) so that the first launch starts the chosen
+down to :mod:`numgru._pool` (``_pool.start_with``) so that the first launch starts the chosen
 one; neither runtime imports this module.
 """
 
@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 
-from . import _numba_internals, _numba_runtime, _pool, _tasks
+from . import _numba_internals, _numba_runtime, _pool
 
 RUNTIMES = ("numba", "native")
 
@@ -101,7 +101,7 @@ def set_threading(runtime=None):
     with _lock:
         before = _state["runtime"]
         _setting = name
-        _tasks.use(None)
+        _pool.use(None)
         _state.update(runtime=None, reason=None)
     return before
 
@@ -157,7 +157,7 @@ def activate():
     built; raises :class:`numgru._numba_internals.InternalsChanged` if Numba's calling
     convention, which both use, has changed."""
     with _lock:
-        c = _tasks.active()
+        c = _pool.active()
         if c is not None:
             return c
         _numba_internals.check("launch")
@@ -178,7 +178,7 @@ def activate():
         if note:
             reason = f"{reason}; {note}"
         _state.update(runtime=name, reason=reason)
-        _tasks.use(c)
+        _pool.use(c)
         return c
 
 
@@ -191,4 +191,4 @@ def _after_fork():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-_tasks.start_with(activate)
+_pool.start_with(activate)
