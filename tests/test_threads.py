@@ -151,7 +151,7 @@ def rendezvous(ctl, ntasks, task, flags):
 
 
 runtime = sys.argv[1]
-_pool.ctl()                              # starts the runtime of NUMGRU_THREADING (and Numba's layer)
+_pool.ctl()                 # starts the runtime of NUMGRU_THREADING (and Numba's layer)
 ctl = (_pool.native_ctl() if runtime == "native"
        else _numba_runtime.new(exclusive=numba.threading_layer() == "workqueue", serial=False))
 flags = np.zeros(3, dtype=np.int64)
