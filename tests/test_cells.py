@@ -394,7 +394,7 @@ def test_state_dict_round_trip(cell, reset_after):
         np.testing.assert_array_equal(v, a.state_dict()[k].astype(np.float32))
 
 
-@pytest.mark.parametrize("H", [1, 7, 70])
+@pytest.mark.parametrize("H", [1, 4, 7, 70])
 @pytest.mark.parametrize(**CELL_PARAMS)
 def test_initialisation_is_pytorchs(cell, reset_after, H):
     """uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, drawn per layer and direction in

@@ -13,7 +13,8 @@ import pytest
 from helpers import fixture_ids, fixture_paths, load_fixture, make_masks
 from reference import backward, forward, init_params, param_names, param_shapes, sigmoid
 
-# (cell, reset_after): the GRU's reset_after both ways, then the RNN's nonlinearities
+# (cell, reset_after): the GRU's reset_after both ways, then the RNN's nonlinearities; as in
+# tests/cells.py, which imports numgru (the oracle's own tests do not need it)
 CELLS = [("gru", True), ("gru", False), ("rnn_tanh", True), ("rnn_relu", True)]
 CELL_IDS = ["gru", "gru_cho", "rnn_tanh", "rnn_relu"]
 
