@@ -127,7 +127,7 @@ class RecurrentNetwork:
     def load_state_dict(self, state_dict):
         """Load parameters (any array-likes) with strict name, shape and finiteness checks."""
         _layout.load_state_dict(self._stack, state_dict, what=type(self).__name__)
-        if self._stack._tape is not None:
+        if self._stack.training_shape is not None:
             self._no_backward = ("the parameters were replaced (load_state_dict) after the last "
                                  "training forward")
 
@@ -157,7 +157,7 @@ class RecurrentNetwork:
             self.recurrent_dropout_masks_ = self._stack.recurrent_masks()
             self._device_io = device_io
             self._no_backward = None
-        elif self._stack._tape is not None:
+        elif self._stack.training_shape is not None:
             # the stack keeps the training forward's tape: a backward now would silently
             # return that forward's gradients, not this one's (PyTorch raises here too)
             self._no_backward = ("the last forward was an inference forward (training=False), "
@@ -174,7 +174,7 @@ class RecurrentNetwork:
 
     def _backward(self, d_out, d_h_n=None, need_dx=True):
         stack = self._stack
-        if stack._tape is None:
+        if stack.training_shape is None:
             raise RuntimeError("backward() needs a preceding forward(..., training=True); "
                                "call forward with training=True first")
         reason = getattr(self, "_no_backward", None)
@@ -183,8 +183,8 @@ class RecurrentNetwork:
                                f"be forward(..., training=True), but {reason}; call forward "
                                "with training=True again before backward")
         be = stack.backend
-        B = stack._tape["B"]
-        out_shape = (B, stack._tape["T"], self.num_directions * self.hidden_size)
+        B, T = stack.training_shape
+        out_shape = (B, T, self.num_directions * self.hidden_size)
         if be.is_native(d_out):
             d_out = check_native(be, d_out, "d_out", out_shape, self.dtype)
         else:

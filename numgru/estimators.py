@@ -32,7 +32,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _training
+from . import _attention, _data, _heads, _training
 from . import io as _io
 from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
@@ -312,9 +312,8 @@ class _BaseGRUEstimator(BaseEstimator):
         stack = self.stack_
         views = []
         for lay in stack.recurrent_layers:
-            sub = Stack([lay], stack.backend, stack.dtype)
-            sub._host_mutable = True          # the estimator updates the arrays in place
-            views.append(_CELL_FACADES[lay.cell]._from_stack(sub))
+            # a view whose arrays the estimator may update in place
+            views.append(_CELL_FACADES[lay.cell]._from_stack(stack.layer_view(lay)))
         return views
 
     @property
@@ -347,6 +346,13 @@ class _BaseGRUEstimator(BaseEstimator):
         att = [True, False, True] if self._attention_pooled() else []
         return [flag for _, flag in self.stack_.parameters()] + att + [True, False]
 
+    def _pooling(self):
+        """The head's pooling of this network (:class:`numgru._heads.Pooling`)."""
+        attention = ((self.attention_coef_, self.attention_intercept_, self.attention_vector_)
+                     if self._attention_pooled() else None)
+        return _heads.Pooling(self.output, self.pooling, 2 if self.bidirectional else 1,
+                              self._last_from_out(), attention)
+
     def _features(self, X, lengths, training, rng=None):
         """Run the recurrent stack; return (features, what :meth:`_backward` needs).
 
@@ -355,63 +361,25 @@ class _BaseGRUEstimator(BaseEstimator):
         """
         be = self.stack_.backend
         out, h_n = self.stack_.forward(be.upload(X), lengths, training=training, rng=rng)
-        h = be.to_host(out)
-        B = X.shape[0]
-        if self.output == "each_step":
-            feats = h[_data.valid_mask(lengths, h.shape[1])]
-        elif self.pooling == "attention":
-            feats, _, saved = _attention.attention_forward(
-                h, lengths, self.attention_coef_, self.attention_intercept_,
-                self.attention_vector_)
-            return feats, saved
-        elif self.pooling == "last":
-            if self._last_from_out():
-                feats = _last_step_outputs(h, lengths, 2 if self.bidirectional else 1)
-            else:
-                feats = np.ascontiguousarray(be.to_host(h_n[-1]).transpose(1, 0, 2).reshape(B, -1))
-        else:
-            feats = h.sum(axis=1) / lengths[:, None].astype(h.dtype)
-        return feats, h
+        pooling = self._pooling()
+        final_state = be.to_host(h_n[-1]) if pooling.reads_final_state else None
+        return pooling.forward(be.to_host(out), lengths, final_state)
 
     def _forward_logits(self, X, lengths):
         with compute_threads:
             feats, _ = self._features(X, lengths, training=False)
-            return feats @ self.head_coef_.T + self.head_intercept_
+            return _heads.linear_head(feats, self.head_coef_, self.head_intercept_)
 
     def _backward(self, lengths, feats, top, dlogits):
         """Gradients of every parameter (order of ``_params``) given d loss / d logits;
         ``top`` is what :meth:`_features` returned beside ``feats``."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            d_feats = dlogits @ self.head_coef_
-            g_head = [dlogits.T @ feats, dlogits.sum(axis=0)]
-        if not (np.isfinite(d_feats).all() and np.isfinite(g_head[0]).all()):
-            raise FloatingPointError
-        g_att = []
-        if self._attention_pooled():
-            saved = top
-            top = saved[0]
-            with np.errstate(over="ignore", invalid="ignore"):
-                d_top, dW, db, dv = _attention.attention_backward(
-                    saved, d_feats, self.attention_coef_, self.attention_vector_)
-            g_att = [dW, db, dv]
-        B, T = top.shape[0], top.shape[1]
+        d_feats, g_head = _heads.linear_head_backward(feats, dlogits, self.head_coef_)
+        d_out, d_final, g_att = self._pooling().backward(d_feats, top, lengths)
         stack = self.stack_
         be = stack.backend
         d_h_n = [None] * len(stack.recurrent_layers)
-        if self.output == "each_step":
-            d_out = np.zeros_like(top)
-            d_out[_data.valid_mask(lengths, T)] = d_feats
-        elif self.pooling == "attention":
-            d_out = d_top
-        elif self.pooling == "last" and self._last_from_out():
-            d_out = _last_step_outputs_backward(d_feats, lengths, top.shape,
-                                                2 if self.bidirectional else 1)
-        elif self.pooling == "last":
-            d_out = np.zeros_like(top)
-            D = 2 if self.bidirectional else 1
-            d_h_n[-1] = be.upload(np.ascontiguousarray(d_feats.reshape(B, D, -1).transpose(1, 0, 2)))
-        else:
-            d_out = np.repeat((d_feats / lengths[:, None].astype(top.dtype))[:, None, :], T, axis=1)
+        if d_final is not None:
+            d_h_n[-1] = be.upload(d_final)
         with compute_threads:
             _, _, grads = stack.backward(be.upload(np.ascontiguousarray(d_out, dtype=stack.dtype)),
                                          d_h_n, need_dx=False)
@@ -508,7 +476,7 @@ class _BaseGRUEstimator(BaseEstimator):
         feats, top = self._features(X, lengths, True, self._rng)
         Y, sample_weight = self._rows(Y, sample_weight, lengths, X.shape[1])
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = feats @ self.head_coef_.T + self.head_intercept_
+            logits = _heads.linear_head(feats, self.head_coef_, self.head_intercept_)
             loss, dlogits = self._loss(logits, Y, sample_weight)
         if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
             raise FloatingPointError
@@ -870,28 +838,6 @@ class _BaseGRUEstimator(BaseEstimator):
 _ATTENTION_ARRAYS = ("attention_coef", "attention_intercept", "attention_vector")
 # file names of the standardisation (attributes ``<name>_``; targets: regressors only)
 _SCALING_ARRAYS = ("input_mean", "input_scale", "target_mean", "target_scale")
-
-
-def _last_step_outputs(h, lengths, D):
-    """(B, D*H) outputs at the end of each sequence: the forward half at step length-1, the
-    reverse half (which ends there) at step 0."""
-    B = h.shape[0]
-    H = h.shape[2] // D
-    feats = np.ascontiguousarray(h[np.arange(B), np.asarray(lengths) - 1])
-    if D == 2:
-        feats[:, H:] = h[:, 0, H:]
-    return feats
-
-
-def _last_step_outputs_backward(d_feats, lengths, shape, D):
-    """The gradient of :func:`_last_step_outputs` as a (B, T, D*H) d_out."""
-    B = shape[0]
-    H = shape[2] // D
-    d_out = np.zeros(shape, dtype=d_feats.dtype)
-    d_out[np.arange(B), np.asarray(lengths) - 1, :H] = d_feats[:, :H]
-    if D == 2:
-        d_out[:, 0, H:] += d_feats[:, H:]
-    return d_out
 
 
 @_io._register_estimator

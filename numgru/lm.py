@@ -39,9 +39,9 @@ from sklearn.utils.validation import check_is_fitted
 from . import _layout, _training
 from . import io as _io
 from ._backend import get_backend
-from ._cells import Context, Dropout, Embedding, SoftmaxHead, get_cell
+from ._cells import Dropout, Embedding, SoftmaxHead
 from ._config import compute_threads
-from ._stack import Stack
+from ._stack import Stack, recurrent_layers
 from ._validation import as_dtype, to_numpy
 
 UNK = "<unk>"
@@ -251,14 +251,10 @@ class GRULanguageModel(BaseEstimator):
         layers = [emb]
         if self.dropout > 0:
             layers.append(Dropout(self.embedding_dim, self.dropout, dt))
-        size = self.embedding_dim
-        for k, H in enumerate(sizes):
-            if k > 0 and self.dropout > 0:
-                layers.append(Dropout(size, self.dropout, dt))
-            layer = get_cell("gru")(size, H, 1, dt)
-            layer.init_params(rng)
-            layers.append(layer)
-            size = H
+        # the GRU layers with dropout between them, as the estimators' stack (no skips)
+        layers += recurrent_layers(self.embedding_dim, sizes, cell="gru", dropout=self.dropout,
+                                   dtype=dt, rngs=rng)[0]
+        size = sizes[-1]
         if self.dropout > 0:
             layers.append(Dropout(size, self.dropout, dt))
         head = SoftmaxHead(size, V, dt)
@@ -542,7 +538,7 @@ class GRULanguageModel(BaseEstimator):
         weights = (valid / n).astype(self._dtype).reshape(-1)
         out, h_n = stack.forward(be.upload(ids), lengths, [be.upload(h) for h in h0],
                                  training=True, rng=self._rng)
-        ctx = Context(be, self._dtype, None, True, None, stack._work)
+        ctx = stack.context(training=True)
         H = out.shape[2]
         loss, dy, head_grads = head.loss_and_grad(ctx, head.native(be), out.reshape(B * T, H),
                                                   be.upload(targets.reshape(-1)),
@@ -581,7 +577,7 @@ class GRULanguageModel(BaseEstimator):
         total, count = 0.0, 0
         sizes = self._sizes()
         p = head.native(be)
-        ctx = Context(be, self._dtype, None, False, None, stack._work)
+        ctx = stack.context()
         for start in range(0, len(order), _SCORE_BATCH):
             batch = [docs[i] for i in order[start:start + _SCORE_BATCH]]
             npred = np.array([len(d) - 1 for d in batch])
@@ -726,7 +722,7 @@ class GRULanguageModel(BaseEstimator):
         with compute_threads:
             stack, head, be = self.stack_, self.head_, self.stack_.backend
             p = head.native(be)
-            ctx = Context(be, self._dtype, None, False, None, stack._work)
+            ctx = stack.context()
             h = [be.upload(np.zeros((1, 1, H), self._dtype)) for H in self._sizes()]
             if prefix is None:
                 if n_tokens == 0:
