@@ -32,19 +32,17 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _heads, _training
+from . import _attention, _data, _fitted_state, _heads, _training
 from . import io as _io
 from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._backend import get_backend
 from ._stack import Stack
-from ._validation import check_finite, check_float_array
 from .gru import GRU
 from .rnn import RNN
 
-# the public one-layer facade (``layers_``) and the file-name prefix of each cell's weights
+# the public one-layer facade of each cell (``layers_``)
 _CELL_FACADES = {"gru": GRU, "rnn_tanh": RNN, "rnn_relu": RNN}
-_CELL_FILE_PREFIX = {"gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 # batch_size="auto": min(AUTO_BATCH, n_samples) sequences per minibatch. Keras's and most
 # PyTorch recipes' 32: MLP's 200 gives the small UCR/UEA sets of the quality benchmark
 # (docs/training.md, 36-270 sequences) one optimizer step per epoch
@@ -669,13 +667,9 @@ class _BaseGRUEstimator(BaseEstimator):
         """
         _io.save(self, path)
 
-    # fitted attributes that a model file keeps (besides the network's arrays); the required
-    # ones are those that predicting needs
-    _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
-                          "best_loss_", "validation_scores_", "best_validation_score_",
-                          "out_activation_", "_input_kind", "_n_inputs", "_single_output",
-                          "feature_names_in_")
-    _FITTED_REQUIRED = ("n_features_in_", "n_outputs_", "_input_kind", "_n_inputs")
+    # the fitted-state format: numgru._fitted_state
+    _FITTED_ATTRIBUTES = _fitted_state.FITTED_ATTRIBUTES
+    _FITTED_REQUIRED = _fitted_state.FITTED_REQUIRED
     _OUT_ACTIVATION = None      # the subclass's out_activation_ (a model file must hold it)
 
     def _get_fitted_state(self):
@@ -692,7 +686,7 @@ class _BaseGRUEstimator(BaseEstimator):
             If the estimator is not fitted.
         """
         check_is_fitted(self, "stack_")
-        fitted = {name: _io._jsonable(getattr(self, name))
+        fitted = {name: _fitted_state.jsonable(getattr(self, name))
                   for name in self._FITTED_ATTRIBUTES if hasattr(self, name)}
         fitted["_dtype"] = np.dtype(self._dtype).name
         return fitted, self._network_arrays()
@@ -716,7 +710,7 @@ class _BaseGRUEstimator(BaseEstimator):
         missing = [name for name in self._FITTED_REQUIRED + ("_dtype",) if name not in fitted]
         if missing:
             raise ValueError(f"fitted attributes {missing} are missing")
-        _check_fitted_values(fitted, self._OUT_ACTIVATION)
+        _fitted_state.check_fitted_values(fitted, self._OUT_ACTIVATION)
         self._validate_params()      # parameters that fit would refuse are refused here too
         for name in self._FITTED_ATTRIBUTES:
             if name in fitted:
@@ -735,98 +729,39 @@ class _BaseGRUEstimator(BaseEstimator):
     # The two methods below are the network's side of persistence (like _init_network and
     # _params for training): they know how the network holds its weights.
     def _network_arrays(self):
-        """The network's weights by file name: ``"gru{i}.{name}"`` for each GRU layer ``i``
-        (``"rnn{i}.{name}"`` for the RNN cells; PyTorch ``state_dict`` names), ``"head_coef"``
-        and ``"head_intercept"``."""
-        arrays = {}
-        for i, (lay, layer) in enumerate(zip(self.stack_.recurrent_layers, self.layers_)):
-            prefix = _CELL_FILE_PREFIX[lay.cell]
-            for name, value in layer.state_dict().items():     # one-layer views of stack_
-                arrays[f"{prefix}{i}.{name}"] = value
-        arrays["head_coef"] = self.head_coef_
-        arrays["head_intercept"] = self.head_intercept_
-        for name in _SCALING_ARRAYS:
-            if getattr(self, name + "_", None) is not None:
-                arrays[name] = np.asarray(getattr(self, name + "_"), np.float64)
-        if self._attention_pooled():
-            for name in _ATTENTION_ARRAYS:
-                arrays[name] = getattr(self, name + "_")
-        return arrays
+        """The network's weights by file name (:func:`numgru._fitted_state.network_arrays`):
+        ``"gru{i}.{name}"`` for each GRU layer ``i`` (``"rnn{i}.{name}"`` for the RNN cells;
+        PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``, the
+        standardisation and the attention pooling's arrays."""
+        layers = [(lay.cell, layer.state_dict())       # one-layer views of stack_
+                  for lay, layer in zip(self.stack_.recurrent_layers, self.layers_)]
+        scaling = {name: getattr(self, name + "_", None) for name in _fitted_state.SCALING_ARRAYS}
+        attention = ({name: getattr(self, name + "_") for name in _fitted_state.ATTENTION_ARRAYS}
+                     if self._attention_pooled() else {})
+        return _fitted_state.network_arrays(layers, self.head_coef_, self.head_intercept_,
+                                            scaling, attention)
 
     def _load_network_arrays(self, arrays, device):
         """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
         names are ignored), for the parameters, ``_n_inputs``, ``n_outputs_`` and ``_dtype``
         already set. Raises ValueError (KeyError for a missing head) if the arrays do not fit."""
-        # the recurrent weight matrices must fit the parameters before the stack is built, so
-        # that sizes in a hostile file cannot make it allocate more than the file holds
-        n_in, D = self._n_inputs, 2 if self.bidirectional else 1
-        prefix, G = _CELL_FILE_PREFIX[self.cell], 3 if self.cell == "gru" else 1   # gate blocks
-        for i, H in enumerate(self._sizes()):
-            for name, shape in ((f"{prefix}{i}.weight_ih_l0", (G * H, n_in)),
-                                (f"{prefix}{i}.weight_hh_l0", (G * H, H))):
-                if name not in arrays:
-                    raise ValueError(f"network array {name!r} is missing")
-                if np.shape(arrays[name]) != shape:
-                    raise ValueError(f"network array {name!r} has shape "
-                                     f"{np.shape(arrays[name])}, expected {shape}")
-            n_in = D * H
+        _fitted_state.check_recurrent_arrays(arrays, self.cell, self._n_inputs, self._sizes(),
+                                             2 if self.bidirectional else 1)
         self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
         for i, layer in enumerate(self.layers_):      # strict: every weight is replaced
-            prefix = f"{_CELL_FILE_PREFIX[self.cell]}{i}."
-            layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
-                                   if k.startswith(prefix)})
+            layer.load_state_dict(_fitted_state.layer_arrays(arrays, self.cell, i))
         self.stack_.params_changed()
         size_in = self.stack_.output_size
-        self.head_coef_ = check_float_array(arrays["head_coef"], "head_coef", self._dtype)
-        self.head_intercept_ = check_float_array(arrays["head_intercept"], "head_intercept",
-                                                 self._dtype)
-        if self.head_coef_.shape != (self.n_outputs_, size_in):
-            raise ValueError(f"head weights have shape {self.head_coef_.shape}, expected "
-                             f"{(self.n_outputs_, size_in)}")
-        if self.head_intercept_.shape != (self.n_outputs_,):
-            raise ValueError(f"head bias has shape {self.head_intercept_.shape}, expected "
-                             f"{(self.n_outputs_,)}")
-        check_finite(self.head_coef_, "head_coef")
-        check_finite(self.head_intercept_, "head_intercept")
-        self._load_scaling_arrays(arrays)
-        if self._attention_pooled():          # A = F = the top layer's output width
-            shapes = {"attention_coef": (size_in, size_in), "attention_intercept": (size_in,),
-                      "attention_vector": (size_in,)}
-            for name, shape in shapes.items():
-                if name not in arrays:
-                    raise ValueError(f"network array {name!r} is missing (pooling='attention')")
-                value = check_float_array(arrays[name], name, self._dtype)
-                if value.shape != shape:
-                    raise ValueError(f"network array {name!r} has shape {value.shape}, "
-                                     f"expected {shape}")
-                check_finite(value, name)
-                setattr(self, name + "_", value)
-
-    def _load_scaling_arrays(self, arrays):
-        """The standardisation (``input_mean_``, ``input_scale_``, and a regressor's
-        ``target_mean_``, ``target_scale_``) from a model file: both of a pair or neither (a
-        file from before standardisation: the identity), finite, scales positive."""
-        sizes = {"input": self._n_inputs, "target": self.n_outputs_}
-        for kind, size in sizes.items():
-            names = [f"{kind}_mean", f"{kind}_scale"]
-            present = [n in arrays for n in names]
-            if kind == "target" and not isinstance(self, RegressorMixin):
-                continue
-            if not any(present):
-                setattr(self, names[0] + "_", np.zeros(size))
-                setattr(self, names[1] + "_", np.ones(size))
-                continue
-            if not all(present):
-                raise ValueError(f"network arrays {names} must both be present or both absent")
-            for n in names:
-                value = check_float_array(arrays[n], n, np.float64)
-                if value.shape != (size,):
-                    raise ValueError(f"network array {n!r} has shape {value.shape}, expected "
-                                     f"{(size,)}")
-                check_finite(value, n)
-                if n.endswith("scale") and not (value > 0).all():
-                    raise ValueError(f"network array {n!r} must be positive")
-                setattr(self, n + "_", value)
+        self.head_coef_, self.head_intercept_ = _fitted_state.read_head(
+            arrays, self.n_outputs_, size_in, self._dtype)
+        sizes = {"input": self._n_inputs}
+        if isinstance(self, RegressorMixin):       # a classifier has no target scaling
+            sizes["target"] = self.n_outputs_
+        for name, value in _fitted_state.read_scaling(arrays, sizes).items():
+            setattr(self, name, value)
+        if self._attention_pooled():
+            for name, value in _fitted_state.read_attention(arrays, size_in, self._dtype).items():
+                setattr(self, name, value)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -834,13 +769,8 @@ class _BaseGRUEstimator(BaseEstimator):
         return tags
 
 
-# file names of the attention pooling's arrays (attributes ``<name>_``)
-_ATTENTION_ARRAYS = ("attention_coef", "attention_intercept", "attention_vector")
-# file names of the standardisation (attributes ``<name>_``; targets: regressors only)
-_SCALING_ARRAYS = ("input_mean", "input_scale", "target_mean", "target_scale")
 
-
-@_io._register_estimator
+@_fitted_state.register_estimator
 class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     """Sequence regression with a GRU stack and a linear head (squared error).
 
@@ -1387,7 +1317,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         return r2_score(y, pred, sample_weight=sample_weight)
 
 
-@_io._register_estimator
+@_fitted_state.register_estimator
 class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     """Sequence classification with a GRU stack and a softmax head (cross-entropy).
 
@@ -2099,92 +2029,6 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         if sample_weight is not None:     # checked as fit checks it
             sample_weight = _sample_weight(sample_weight, len(pred))
         return accuracy_score(y, pred, sample_weight=sample_weight)
-
-
-def _check_fitted_values(fitted, out_activation):
-    """ValueError unless the fitted attributes of a model file have the types and values a fit
-    gives them (the network arrays are checked against them afterwards); ``out_activation`` is
-    the estimator's ``out_activation_``."""
-    def positive_int(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    for name in ("n_features_in_", "n_outputs_", "_n_inputs"):
-        if not positive_int(fitted[name]):
-            raise ValueError(f"fitted attribute {name} must be a positive integer, got "
-                             f"{fitted[name]!r}")
-    kind = fitted["_input_kind"]
-    if kind not in ("3d", "2d", "ragged"):
-        raise ValueError(f"fitted attribute _input_kind must be '3d', '2d' or 'ragged', got "
-                         f"{kind!r}")
-    if kind == "2d" and fitted["_n_inputs"] != 1:
-        raise ValueError(f"a model fitted on 2-D X has one input per timestep, but _n_inputs is "
-                         f"{fitted['_n_inputs']}")
-    if kind != "2d" and fitted["n_features_in_"] != fitted["_n_inputs"]:
-        raise ValueError(f"n_features_in_ ({fitted['n_features_in_']}) differs from _n_inputs "
-                         f"({fitted['_n_inputs']})")
-    if fitted["_dtype"] not in ("float32", "float64"):
-        raise ValueError(f"fitted attribute _dtype must be 'float32' or 'float64', got "
-                         f"{fitted['_dtype']!r}")
-    if "_single_output" in fitted:
-        if not isinstance(fitted["_single_output"], bool):
-            raise ValueError(f"fitted attribute _single_output must be a boolean, got "
-                             f"{fitted['_single_output']!r}")
-        if fitted["_single_output"] and fitted["n_outputs_"] != 1:
-            raise ValueError(f"_single_output is true but n_outputs_ is {fitted['n_outputs_']}")
-    for name in ("n_iter_", "t_"):
-        if name in fitted and not (type(fitted[name]) is int and fitted[name] >= 0):
-            raise ValueError(f"fitted attribute {name} must be a non-negative integer, got "
-                             f"{fitted[name]!r}")
-    for name in ("loss_", "best_loss_", "best_validation_score_"):
-        if name in fitted and not (fitted[name] is None or number(fitted[name])):
-            raise ValueError(f"fitted attribute {name} must be a number, got {fitted[name]!r}")
-    for name in ("loss_curve_", "validation_scores_"):
-        value = fitted.get(name)
-        if value is not None and not (isinstance(value, list) and all(map(number, value))):
-            raise ValueError(f"fitted attribute {name} must be a list of numbers, got {value!r}")
-    if "out_activation_" in fitted and not isinstance(fitted["out_activation_"], str):
-        raise ValueError(f"fitted attribute out_activation_ must be a string, got "
-                         f"{fitted['out_activation_']!r}")
-    _check_fitted_ranges(fitted, out_activation)
-
-
-def _check_fitted_ranges(fitted, out_activation):
-    """ValueError unless the fitted values (of the right types) are ones a fit can give:
-    the estimator's own output activation, losses >= 0 (``loss_`` NaN when no epoch finished,
-    ``best_loss_`` inf before one), one loss per epoch, validation scores (accuracy or R^2)
-    <= 1, at least one sample per epoch, and one string feature name per input feature."""
-    def bad(name, what):
-        raise ValueError(f"fitted attribute {name} must be {what}, got {fitted[name]!r}"[:300])
-
-    if "out_activation_" in fitted and fitted["out_activation_"] != out_activation:
-        bad("out_activation_", f"{out_activation!r} for this estimator")
-    loss = fitted.get("loss_")
-    if loss is not None and not (math.isnan(loss) or 0 <= loss < math.inf):
-        bad("loss_", "a finite number >= 0 (or NaN when no epoch finished)")
-    best = fitted.get("best_loss_")
-    if best is not None and not best >= 0:
-        bad("best_loss_", "a number >= 0 (inf before the first epoch)")
-    curve = fitted.get("loss_curve_")
-    if curve is not None:
-        if not all(0 <= v < math.inf for v in curve):
-            bad("loss_curve_", "a list of finite numbers >= 0")
-        if "n_iter_" in fitted and len(curve) != fitted["n_iter_"]:
-            bad("loss_curve_", f"one loss per epoch, n_iter_ = {fitted['n_iter_']}")
-    scores = fitted.get("validation_scores_")
-    if scores is not None and not all(-math.inf < v <= 1 for v in scores):
-        bad("validation_scores_", "a list of finite scores <= 1 (accuracy or R^2)")
-    best = fitted.get("best_validation_score_")
-    if best is not None and not (-math.inf <= best <= 1):
-        bad("best_validation_score_", "a score <= 1 (-inf before the first epoch)")
-    if "t_" in fitted and "n_iter_" in fitted and fitted["t_"] < fitted["n_iter_"]:
-        bad("t_", f"at least n_iter_ = {fitted['n_iter_']} (one sample or more per epoch)")
-    names = fitted.get("feature_names_in_")
-    if names is not None and not (isinstance(names, list) and all(isinstance(v, str) for v in names)
-                                  and len(names) == fitted["n_features_in_"]):
-        bad("feature_names_in_", f"a list of {fitted['n_features_in_']} strings (n_features_in_)")
 
 
 def _check_class_weight(class_weight):

@@ -5,12 +5,13 @@ A model file is one ``.npz`` archive: every array under a plain name, plus a JSO
 its fitted scalars. It is read with ``allow_pickle=False``, so opening a model file never runs
 code.
 
-This module only knows the file format. What an estimator stores is its own business: its
-``_get_fitted_state()`` returns ``(fitted, arrays)`` (a JSON-able dict and a dict of arrays),
-which :func:`save` writes, and :func:`load` hands them back to ``_set_fitted_state(fitted,
-arrays, device)`` of a new estimator built from the stored parameters. The estimator classes
-register themselves by name with :func:`_register_estimator` (so that this module needs no
-import of ``numgru.estimators``). An array of strings held as ``object`` (class labels) is
+This module only knows the file format. What an estimator stores is its fitted state
+(:mod:`numgru._fitted_state`): its ``_get_fitted_state()`` returns ``(fitted, arrays)`` (a
+JSON-able dict and a dict of arrays), which :func:`save` writes, and :func:`load` hands them
+back to ``_set_fitted_state(fitted, arrays, device)`` of a new estimator built from the stored
+parameters. The estimator classes register themselves by name with
+:func:`numgru._fitted_state.register_estimator` (so that this module needs no import of
+``numgru.estimators``). An array of strings held as ``object`` (class labels) is
 stored as a string array and flagged ``"<name>_object": true`` in the metadata.
 """
 
@@ -24,21 +25,11 @@ import zipfile
 
 import numpy as np
 
+from ._fitted_state import ESTIMATOR_CLASSES as _ESTIMATOR_CLASSES
+from ._fitted_state import jsonable as _jsonable
+
 FORMAT = "numgru-estimator"
 VERSION = 1
-
-_ESTIMATOR_CLASSES = {}
-
-
-def _register_estimator(cls):
-    """Class decorator: model files whose metadata names ``cls.__name__`` load as ``cls``.
-
-    ``cls`` provides ``get_params``, a constructor taking those parameters, and
-    ``_get_fitted_state`` / ``_set_fitted_state``.
-    """
-    _ESTIMATOR_CLASSES[cls.__name__] = cls
-    return cls
-
 
 _DICT_ITEMS = "__dict_items__"
 
@@ -55,28 +46,6 @@ def _dict_from_items(name, value):
         raise ValueError(f"parameter {name!r} must be stored as a list of [key, value] pairs "
                          f"with number or string keys, got {items!r}"[:300])
     return {k: v for k, v in items}
-
-
-def _jsonable(value):
-    """``value`` with numpy scalars turned into Python numbers, or TypeError if JSON cannot
-    hold it."""
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        # hidden_layer_sizes=np.array([4, 3]), feature names: stored as JSON lists (objects
-        # other than numbers and strings are still refused, element by element)
-        return _jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"cannot store {type(value).__name__} in a numgru model file")
 
 
 def save(estimator, path):

@@ -36,7 +36,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import _layout, _training
+from . import _fitted_state, _layout, _training
 from . import io as _io
 from ._backend import get_backend
 from ._cells import Dropout, Embedding, SoftmaxHead
@@ -61,7 +61,7 @@ def _tokenize(text, level):
     return _WORD_RE.findall(text)
 
 
-@_io._register_estimator
+@_fitted_state.register_estimator
 class GRULanguageModel(BaseEstimator):
     """A GRU language model over characters, words or integer tokens.
 
@@ -862,11 +862,11 @@ class GRULanguageModel(BaseEstimator):
         without pickle; the write is atomic)."""
         _io.save(self, path)
 
-    _FITTED = ("n_iter_", "loss_curve_", "validation_scores_", "best_validation_score_", "loss_")
+    _FITTED = _fitted_state.LM_FITTED_ATTRIBUTES
 
     def _get_fitted_state(self):
         check_is_fitted(self, "stack_")
-        fitted = {k: _io._jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
+        fitted = {k: _fitted_state.jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
         fitted["_dtype"] = self._dtype.name
         arrays = dict(self.state_dict())
         if self.tie_weights:
@@ -888,7 +888,7 @@ class GRULanguageModel(BaseEstimator):
         if fitted.get("_dtype") != self.dtype:
             raise ValueError(f"the stored dtype {fitted.get('_dtype')!r} differs from the "
                              f"parameter dtype={self.dtype!r}")
-        _check_lm_fitted_values(fitted)
+        _fitted_state.check_lm_fitted_values(fitted)
         if self.level == "tokens":
             n = fitted.get("n_tokens")
             if type(n) is not int or n < 1:
@@ -950,36 +950,6 @@ def _check_vocabulary(vocabulary, level):
         raise ValueError(f"the vocabulary of a level={level!r} model holds strings; got "
                          f"{bad[:5]!r}")
     return [str(t) for t in vocabulary]
-
-
-def _check_lm_fitted_values(fitted):
-    """ValueError unless a model file's fitted values are what a fit gives: ``n_iter_``
-    epochs, one finite loss >= 0 per epoch (``loss_`` the last), validation scores (mean
-    log-likelihoods per token: finite, <= 0) for none or every epoch, and
-    ``best_validation_score_`` None or the best of them."""
-    def bad(name, what):
-        raise ValueError(f"fitted attribute {name} must be {what}, got {fitted.get(name)!r}"[:300])
-
-    def numbers(v):
-        return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                           for x in v)
-
-    n = fitted.get("n_iter_", 0)
-    if type(n) is not int or n < 0:
-        bad("n_iter_", "a non-negative integer")
-    curve = fitted.get("loss_curve_", [])
-    if not (numbers(curve) and len(curve) == n and all(0 <= x < math.inf for x in curve)):
-        bad("loss_curve_", f"a list of {n} (n_iter_) finite losses >= 0")
-    if "loss_" in fitted and not ((curve and fitted["loss_"] == curve[-1])
-                                  or (not curve and fitted["loss_"] != fitted["loss_"])):
-        bad("loss_", "the last entry of loss_curve_ (NaN before the first epoch)")
-    scores = fitted.get("validation_scores_", [])
-    if not (numbers(scores) and len(scores) in (0, n)
-            and all(-math.inf < x <= 0 for x in scores)):
-        bad("validation_scores_", f"a list of 0 or {n} (n_iter_) finite log-likelihoods <= 0")
-    best = fitted.get("best_validation_score_")
-    if best is not None and not (scores and best == max(scores)):
-        bad("best_validation_score_", "None or the largest of validation_scores_")
 
 
 # ---------------------------------------------------------------------------------------------
