@@ -1,7 +1,6 @@
 """What a model file keeps of a fitted estimator, apart from how the file is written
-(:mod:`numgru.io`): the registry of the classes a file may name, the JSON form of fitted
-values, and the sequence estimators' and the language model's fitted-state format: the names
-of the arrays, and the checks of what a file holds against what a fit gives.
+(:mod:`numgru.io`): the sequence estimators' and the language model's fitted-state format,
+the names of the arrays, and the checks of what a file holds against what a fit gives.
 
 The estimators' ``_get_fitted_state()`` returns ``(fitted, arrays)`` (a JSON-able dict and a
 dict of arrays) and ``_set_fitted_state(fitted, arrays, device)`` restores them; they build and
@@ -18,42 +17,6 @@ import math
 import numpy as np
 
 from ._validation import check_finite, check_float_array
-
-#: class name -> estimator class, for the classes a model file may name
-#: (:func:`register_estimator`)
-ESTIMATOR_CLASSES = {}
-
-
-def register_estimator(cls):
-    """Class decorator: model files whose metadata names ``cls.__name__`` load as ``cls``.
-
-    ``cls`` provides ``get_params``, a constructor taking those parameters, and
-    ``_get_fitted_state`` / ``_set_fitted_state``.
-    """
-    ESTIMATOR_CLASSES[cls.__name__] = cls
-    return cls
-
-
-def jsonable(value):
-    """``value`` with numpy scalars turned into Python numbers, or TypeError if JSON cannot
-    hold it."""
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        # hidden_layer_sizes=np.array([4, 3]), feature names: stored as JSON lists (objects
-        # other than numbers and strings are still refused, element by element)
-        return jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"cannot store {type(value).__name__} in a numgru model file")
 
 
 # ---------------------------------------------------------------------------------------------

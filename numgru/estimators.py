@@ -5,7 +5,7 @@ They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names where
 ``_fit_stochastic``), early stopping on a held-out ``validation_fraction`` with best-weight
 restore, and the fitted attributes ``loss_curve_``, ``validation_scores_``, ``best_loss_``,
 ``n_iter_`` and ``t_``. The epochs run in :mod:`numgru._training` (the loop the language model
-shares); a minibatch's forward, loss and backward is :meth:`_BaseGRUEstimator._loss_and_grads`.
+shares); a minibatch's forward, loss and backward is :meth:`_BaseRecurrentEstimator._loss_and_grads`.
 
 The network: one engine stack (:class:`numgru._stack.Stack`) with a recurrent layer per entry of
 ``hidden_layer_sizes`` (sizes may differ; the cell is ``cell``: the GRU, or the vanilla RNN with
@@ -17,7 +17,6 @@ the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="eac
 head's output goes through softmax (classifier) or the identity (regressor).
 """
 
-import math
 import warnings
 from numbers import Integral, Real
 
@@ -32,12 +31,15 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _fitted_state, _heads, _training
+from . import _attention, _data, _fitted_state, _heads, _training, _weights
+from . import _estimator_docs as _docs
 from . import io as _io
 from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._backend import get_backend
+from ._sequence_problem import SequenceProblem
 from ._stack import Stack
+from ._standardize import standardizer
 from .gru import GRU
 from .rnn import RNN
 
@@ -56,50 +58,16 @@ AUTO_BATCH = 32
 AUTO_EARLY_STOPPING_MIN_VAL = 5
 
 
-def _standardizer(values, on):
-    """Per-feature (mean, scale) of ``values`` (rows, F) as StandardScaler computes them (a
-    constant feature gets scale 1), or (0, 1) when standardisation is off."""
-    F = values.shape[-1]
-    if not on or values.shape[0] == 0:
-        return np.zeros(F), np.ones(F)
-    v = values.astype(np.float64)
-    big = np.abs(v).max(axis=0)
-    big[~(big > 0)] = 1.0
-    v = v / big                  # std of values near the float64 limit without overflow
-    mean = v.mean(axis=0) * big
-    scale = v.std(axis=0) * big
-    scale[~(scale > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0))] = 1.0
-    return mean, scale
+def _store_parameters(est, arguments):
+    """Set each constructor argument in ``arguments`` (an ``__init__``'s ``locals()``) as the
+    attribute of its name: all that an ``__init__`` does (scikit-learn's convention), written
+    once for both classes' explicit signatures."""
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(est, name, value)
 
 
-class _SequenceProblem(_training.Problem):
-    """The sequence estimators as :func:`numgru._training.train` sees them: minibatches of
-    sequences grouped by length, one :meth:`_BaseGRUEstimator._loss_and_grads` per step."""
-
-    def __init__(self, est, X, lengths, Y, sample_weight, val):
-        self.est = est
-        self.X, self.lengths, self.Y, self.w = X, lengths, Y, sample_weight
-        self.params = est._params()
-        self.is_weight = est._is_weight()
-        self.n_samples = X.shape[0]
-        self.batch_size = est._batch_size(self.n_samples)
-        self.val = val
-        self.has_validation = val is not None
-
-    def epoch(self):
-        return _data.batches(self.lengths, self.batch_size, self.est._rng, self.est.shuffle)
-
-    def step(self, idx):
-        Lb = self.lengths[idx]
-        Xb = np.ascontiguousarray(self.X[idx, :int(Lb.max())])
-        loss, grads, wsum = self.est._loss_and_grads(Xb, Lb, self.Y[idx], self.w[idx])
-        return loss, grads, len(idx), wsum
-
-    def validation_score(self):
-        return self.est._score_arrays(*self.val)
-
-
-class _BaseGRUEstimator(BaseEstimator):
+class _BaseRecurrentEstimator(BaseEstimator):
     """Shared machinery of the sequence estimators (not public)."""
 
     _parameter_constraints = {
@@ -148,40 +116,7 @@ class _BaseGRUEstimator(BaseEstimator):
                  early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.cell = cell
-        self.bidirectional = bidirectional
-        self.dropout = dropout
-        self.residual = residual
-        self.layer_norm = layer_norm
-        self.recurrent_dropout = recurrent_dropout
-        self.reset_after = reset_after
-        self.pooling = pooling
-        self.output = output
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.clip_grad_norm = clip_grad_norm
-        self.device = device
-        self.dtype = dtype
-        self.standardize = standardize
+        _store_parameters(self, locals())
 
     # ------------------------------------------------------------------ input
     def _sizes(self):
@@ -196,7 +131,7 @@ class _BaseGRUEstimator(BaseEstimator):
         MLPClassifier preserves float32) and float64 otherwise."""
         if self.dtype != "auto":
             return np.dtype(self.dtype)
-        first = X[0] if _data._is_ragged_list(X) else X
+        first = X[0] if _data.is_ragged_list(X) else X
         kind = getattr(first, "dtype", None)
         return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
 
@@ -215,7 +150,7 @@ class _BaseGRUEstimator(BaseEstimator):
             self._input_kind = kind
             self._n_inputs = Xp.shape[2]
             self.n_features_in_ = Xp.shape[1] if kind == "2d" else Xp.shape[2]
-            self.input_mean_, self.input_scale_ = _standardizer(
+            self.input_mean_, self.input_scale_ = standardizer(
                 Xp[_data.valid_mask(lengths, Xp.shape[1])], self.standardize)
         else:
             if kind == "2d" and self._input_kind == "2d" and Xp.shape[1] != self.n_features_in_:
@@ -452,7 +387,11 @@ class _BaseGRUEstimator(BaseEstimator):
                                  f"or the number of samples (got {len(held)} validation samples).")
             val = (X[held], lengths[held], Y[held], sample_weight[held])
             X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
-        problem = _SequenceProblem(self, X, lengths, Y, sample_weight, val)
+        problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
+                                  is_weight=self._is_weight(),
+                                  batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                                  shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
+                                  score=self._score_arrays)
         _training.train(self, problem, _training.Settings.from_estimator(self),
                         incremental=incremental)
 
@@ -506,11 +445,11 @@ class _BaseGRUEstimator(BaseEstimator):
         """Per-step predictions back to the user's shape: (n, T, ...) with the input's T (zeros
         past each length), or a ragged list."""
         T = int(lengths.max())
-        if not _data._is_ragged_list(X):
+        if not _data.is_ragged_list(X):
             T = max(T, int(np.shape(X)[1]))
         full = np.zeros((len(lengths), T) + rows.shape[1:], dtype=rows.dtype)
         full[_data.valid_mask(lengths, T)] = rows
-        if _data._is_ragged_list(X):
+        if _data.is_ragged_list(X):
             return [full[i, : lengths[i]] for i in range(len(lengths))]
         return full
 
@@ -612,7 +551,7 @@ class _BaseGRUEstimator(BaseEstimator):
             _, alpha, _ = _attention.attention_forward(
                 be.to_host(out), lengths, self.attention_coef_, self.attention_intercept_,
                 self.attention_vector_)
-        if _data._is_ragged_list(X):
+        if _data.is_ragged_list(X):
             return [alpha[i, : lengths[i]].copy() for i in range(len(lengths))]
         return alpha
 
@@ -686,7 +625,7 @@ class _BaseGRUEstimator(BaseEstimator):
             If the estimator is not fitted.
         """
         check_is_fitted(self, "stack_")
-        fitted = {name: _fitted_state.jsonable(getattr(self, name))
+        fitted = {name: _io.jsonable(getattr(self, name))
                   for name in self._FITTED_ATTRIBUTES if hasattr(self, name)}
         fitted["_dtype"] = np.dtype(self._dtype).name
         return fitted, self._network_arrays()
@@ -770,256 +709,20 @@ class _BaseGRUEstimator(BaseEstimator):
 
 
 
-@_fitted_state.register_estimator
-class GRURegressor(RegressorMixin, _BaseGRUEstimator):
-    """Sequence regression with a GRU stack and a linear head (squared error).
-
-    One GRU layer (or vanilla RNN layer: ``cell``) per entry of ``hidden_layer_sizes``, then a
-    linear head on one feature vector per sequence (or per timestep with
-    ``output="each_step"``), trained by backpropagation through time. Parameters mirror
-    :class:`sklearn.neural_network.MLPRegressor` wherever one exists. ``X`` is a 3-D array
-    (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
-    array of univariate sequences.
-
-    Parameters
-    ----------
-    hidden_layer_sizes : int or tuple of int, default=(64,)
-        Hidden size of each recurrent layer, first to last; one layer per entry, sizes may
-        differ.
-
-    cell : {"gru", "rnn_tanh", "rnn_relu"}, default="gru"
-        The recurrent cell of every layer: the GRU (:class:`numgru.GRU`), or the vanilla
-        (Elman) RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act tanh or relu
-        (:class:`numgru.RNN`, ``torch.nn.RNN``).
-
-    bidirectional : bool, default=False
-        Give every recurrent layer a second, time-reversed direction; the layer's output is then the
-        two directions' outputs concatenated (twice the size).
-
-    dropout : float in [0, 1), default=0.0
-        Dropout probability on the outputs of every recurrent layer but the last, in training only.
-
-    residual : bool, default=False
-        Residual connections (tensorflow/nmt's convention): every recurrent layer k >= 1
-        whose input and output widths match (D * hidden_layer_sizes[k-1] ==
-        D * hidden_layer_sizes[k]) outputs its input plus its recurrent output; its input is
-        what the layer reads, layer k-1's output after dropout. Layer 0 never has one (its
-        input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
-        or every size differs from the one before). See the user guide.
-
-    layer_norm : bool, default=False
-        Layer-normalised cells (Ba et al. 2016): a LayerNorm with learned gain and bias on the
-        input projection and, separately, on the recurrent projection of every recurrent
-        layer, over its gate pre-activations. Gains and LN biases are not penalised by
-        ``alpha`` (like biases). Needs ``reset_after=True`` for ``cell="gru"`` (``ValueError``
-        at fit). See the user guide.
-
-    recurrent_dropout : float, default=0.0
-        Keras's recurrent dropout: per sequence and training forward, masks on the state where
-        it enters the recurrent product (one per gate), the same at every step, inverted
-        scaling; never at prediction. Needs ``reset_after=True`` for ``cell="gru"``.
-
-    reset_after : bool, default=True
-        GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
-        recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
-        math page of the documentation. Ignored unless ``cell="gru"``.
-
-    pooling : {"last", "mean", "attention"}, default="last"
-        With ``output="last"``: the features the head reads: the last layer's output at the
-        end of each sequence ("last": its final hidden state, plus the skip with
-        ``residual``; the reverse direction's at step 0), the mean of the last layer's
-        outputs over its valid steps ("mean"), or their attention-weighted sum ("attention"):
-        ``u_t = tanh(W h_t + b)``, ``alpha = softmax_t(v . u_t)`` over the valid steps
-        (padding gets 0), features ``sum_t alpha_t h_t``, with W (A, F), b (A,), v (A,) and
-        the attention size A equal to the last layer's output width F = D *
-        hidden_layer_sizes[-1]; W and v get the L2 penalty. See :meth:`attention_weights`.
-
-    output : {"last", "each_step"}, default="last"
-        "last": one target per sequence. "each_step": one target per timestep (sequence
-        labelling, next-step prediction); ``y`` and the predictions then have a time axis.
-
-    solver : {"adam", "rmsprop", "sgd"}, default="adam"
-        The optimiser.
-
-    alpha : float, default=1e-4
-        Strength of the L2 penalty on the weight matrices (not the biases), as in
-        ``MLPRegressor``.
-
-    batch_size : int or "auto", default="auto"
-        Sequences per minibatch; "auto" is ``min(32, n_samples)`` (Keras's 32; scikit-learn's
-        MLP uses 200, which gives small data sets one step per epoch). Batches group
-        sequences of similar length.
-
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Step-size schedule, for every solver: "constant"; "invscaling" ``lr =
-        learning_rate_init / (t + 1) ** power_t`` with ``t`` the sequences seen; "adaptive"
-        (reduce on plateau): divide the rate by 5 each time the stopping rule fires, and stop
-        once it fires with the rate at 1/100 of ``learning_rate_init`` or below.
-
-    learning_rate_init : float, default=1e-3
-        Initial step size.
-
-    power_t : float, default=0.5
-        Exponent of the "invscaling" schedule.
-
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the training sequences).
-
-    shuffle : bool, default=True
-        Shuffle the sequences (and the length buckets) every epoch.
-
-    random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, batch shuffling, dropout masks and the early-stopping
-        split. Pass an int for reproducible fits.
-
-    tol : float, default=1e-4
-        Minimum improvement that counts as progress: of the validation score (early
-        stopping), or of the training loss averaged over the last ``n_iter_no_change`` epochs,
-        relative to that mean when it is below 1.
-
-    verbose : "auto" or int, default="auto"
-        "auto": a progress line with the loss and an estimate of the time left, redrawn on
-        a terminal (standard error) once a fit has run 3 s, nothing when the output is not a
-        terminal (Keras's convention); 0 silent; 1 one line per epoch; 2 the progress line
-        from the first epoch.
-
-    warm_start : bool, default=False
-        Continue from the previous fit's weights instead of reinitialising.
-
-    momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
-
-    nesterovs_momentum : bool, default=True
-        Nesterov momentum for ``solver="sgd"``.
-
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the sequences, stop when the validation score has
-        not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
-        best epoch. "auto": on when the held-out part has at least 5 sequences (50 sequences
-        at the default fraction), off below (measured on forecasts: docs, training page).
-
-    validation_fraction : float, default=0.1
-        Fraction of the training sequences held out with ``early_stopping=True``.
-
-    beta_1 : float, default=0.9
-        Adam's decay rate of the first-moment estimate.
-
-    beta_2 : float, default=0.999
-        Adam's decay rate of the second-moment estimate (RMSprop's ``rho``).
-
-    epsilon : float, default=1e-8
-        Numerical-stability term of Adam and RMSprop.
-
-    n_iter_no_change : int, default=20
-        Epochs in a row without an improvement of more than ``tol`` after which training stops
-        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
-        beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
-        training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
-        scikit-learn's 10: on the quality benchmark 10 stopped small data sets up to 13 points
-        below the accuracy of 200 epochs, 20 within 1 point (docs: training).
-
-    clip_grad_norm : float or None, default=1.0
-        Rescale the gradient of each minibatch to at most this global L2 norm
-        (``torch.nn.utils.clip_grad_norm_``); None for no clipping. Clipping keeps the loss
-        spikes of recurrent training from ending a fit early (docs: training).
-
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
-        ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
-        when there is none. "auto": the GPU when one is usable, the CPU otherwise.
-
-    dtype : {"float32", "float64", "auto"}, default="float32"
-        Compute dtype: float32 as PyTorch and Keras (as accurate on the quality benchmark and
-        faster, see the training page of the documentation); "float64" for results equal to
-        PyTorch's float64 to 1e-10; "auto": float32 for float32 input, float64 otherwise.
-
-    standardize : bool, default=True
-        Standardise every input feature (and a regressor's every target) with the mean and
-        standard deviation of the training data, before the network sees them; predictions
-        come back in the units of ``y``. The statistics are fitted attributes
-        (``input_mean_``, ``input_scale_``, ``target_mean_``, ``target_scale_``), kept by
-        ``save``; ``warm_start`` and ``partial_fit`` keep those of the first fit. False feeds
-        the data as given (the loss is then in the units of ``y``).
-
-    Attributes
-    ----------
-    loss_ : float
-        Training loss (including the L2 term) of the last epoch; with ``standardize`` a
-        regressor's is that of the standardised targets.
-
-    input_mean_ : ndarray of shape (n_features_per_timestep,)
-        Mean of each input feature over all valid timesteps of the training sequences (0 when
-        ``standardize=False``).
-
-    input_scale_ : ndarray of shape (n_features_per_timestep,)
-        Their standard deviation (1 for a constant feature, or when ``standardize=False``).
-
-    best_loss_ : float
-        Lowest training loss seen (without early stopping).
-
-    loss_curve_ : list of float
-        Training loss of every epoch.
-
-    validation_scores_ : list of float or None
-        Validation score of every epoch with ``early_stopping=True``, else None.
-
-    best_validation_score_ : float or None
-        Best validation score (early stopping), else None.
-
-    n_iter_ : int
-        Number of epochs run.
-
-    t_ : int
-        Number of training sequences seen.
-
-    n_features_in_ : int
-        Features per timestep of a 3-D or ragged ``X``; timesteps of a 2-D ``X``.
-
-    n_outputs_ : int
-        Number of outputs of the head.
-
-    out_activation_ : str
-        Output activation of the head.
-
-    target_mean_ : ndarray of shape (n_outputs,)
-        The targets' mean (0 when ``standardize=False``).
-
-    target_scale_ : ndarray of shape (n_outputs,)
-        The targets' standard deviation (1 when ``standardize=False``): predictions are
-        ``network output * target_scale_ + target_mean_``.
-
-    stack_ : numgru._stack.Stack
-        The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
-        ``hidden_layer_sizes``, dropout between them) on the chosen device.
-
-    layers_ : list of numgru.GRU or numgru.RNN
-        The fitted recurrent layers, one per entry of ``hidden_layer_sizes``: one-layer
-        ``numgru.GRU`` (``cell="gru"``) or ``numgru.RNN`` views of ``stack_`` that share its
-        parameters.
-
-    grus_ : list of numgru.GRU
-        ``layers_`` when ``cell="gru"`` (absent for the RNN cells).
-
-    head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
-        Weights of the linear head.
-
-    head_intercept_ : ndarray of shape (n_outputs,)
-        Bias of the linear head.
-
-    attention_coef_ : ndarray of shape (F, F)
-        W of the attention pooling (``pooling="attention"`` only; F = D *
-        hidden_layer_sizes[-1], the attention size A equals F).
-
-    attention_intercept_ : ndarray of shape (F,)
-        b of the attention pooling (``pooling="attention"`` only).
-
-    attention_vector_ : ndarray of shape (F,)
-        v of the attention pooling (``pooling="attention"`` only).
-
+@_io.register_estimator
+class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
+    __doc__ = _docs.sequence_estimator_doc(
+        "Sequence regression with a GRU or RNN stack and a linear head (squared error).",
+        head="linear head", mlp="MLPRegressor",
+        early_stopping_auto=_docs.EARLY_STOPPING_AUTO_REGRESSOR,
+        extra_attributes=_docs.TARGET_SCALING,
+        see_also_and_examples="""\
     See Also
     --------
     GRUClassifier : The same network with a softmax head, for labels.
     numgru.GRU : The GRU engine the layers are made of.
+    numgru.RNN : The vanilla RNN the layers are made of with ``cell="rnn_tanh"`` or
+        ``"rnn_relu"``.
 
     Examples
     --------
@@ -1033,9 +736,9 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     (3,)
     >>> len(reg.loss_curve_), reg.n_features_in_
     (5, 2)
-    """
+    """)
 
-    _FITTED_REQUIRED = _BaseGRUEstimator._FITTED_REQUIRED + ("_single_output",)
+    _FITTED_REQUIRED = _BaseRecurrentEstimator._FITTED_REQUIRED + ("_single_output",)
     _OUT_ACTIVATION = "identity"
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
@@ -1059,7 +762,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             if not np.isfinite(Y[_data.valid_mask(lengths, Y.shape[1])]).all():
                 raise ValueError("Input y contains NaN or infinity.")
         else:
-            y = _ravel_column_vector(np.asarray(y))
+            y = _data.ravel_column_vector(np.asarray(y))
             Y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True,
                             input_name="y")
             if Y.shape[0] != len(lengths):
@@ -1073,11 +776,11 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             self.n_outputs_ = Y.shape[-1]
             self._single_output = single
             self.out_activation_ = "identity"
-            self.target_mean_, self.target_scale_ = _standardizer(inside, self.standardize)
+            self.target_mean_, self.target_scale_ = standardizer(inside, self.standardize)
         elif Y.shape[-1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
                              f"{self.n_outputs_}")
-        w = _sample_weight(sample_weight, len(lengths))
+        w = _weights.check_sample_weight(sample_weight, len(lengths))
         mean = getattr(self, "target_mean_", None)
         if mean is not None:            # the network learns standardised targets
             Y = (Y - mean) / self.target_scale_
@@ -1309,265 +1012,28 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             pred = pred.astype(np.float64)
             if getattr(self, "target_mean_", None) is not None:     # in the units of y
                 pred = pred * self.target_scale_ + self.target_mean_
-            Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
-            return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
+            Y = _data.step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
+            return r2_score(Y, pred, sample_weight=_weights.step_weights(sample_weight, lengths))
         pred = self.predict(X, lengths=lengths)
         if sample_weight is not None:     # checked as fit checks it
-            sample_weight = _sample_weight(sample_weight, len(pred))
+            sample_weight = _weights.check_sample_weight(sample_weight, len(pred))
         return r2_score(y, pred, sample_weight=sample_weight)
 
 
-@_fitted_state.register_estimator
-class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
-    """Sequence classification with a GRU stack and a softmax head (cross-entropy).
-
-    One GRU layer (or vanilla RNN layer: ``cell``) per entry of ``hidden_layer_sizes``, then a
-    linear head and softmax on one feature vector per sequence (or per timestep with
-    ``output="each_step"``), trained by backpropagation through time. Parameters mirror
-    :class:`sklearn.neural_network.MLPClassifier` wherever one exists. ``X`` is a 3-D array
-    (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
-    array of univariate sequences.
-
-    Parameters
-    ----------
-    hidden_layer_sizes : int or tuple of int, default=(64,)
-        Hidden size of each recurrent layer, first to last; one layer per entry, sizes may
-        differ.
-
-    cell : {"gru", "rnn_tanh", "rnn_relu"}, default="gru"
-        The recurrent cell of every layer: the GRU (:class:`numgru.GRU`), or the vanilla
-        (Elman) RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act tanh or relu
-        (:class:`numgru.RNN`, ``torch.nn.RNN``).
-
-    bidirectional : bool, default=False
-        Give every recurrent layer a second, time-reversed direction; the layer's output is then the
-        two directions' outputs concatenated (twice the size).
-
-    dropout : float in [0, 1), default=0.0
-        Dropout probability on the outputs of every recurrent layer but the last, in training only.
-
-    residual : bool, default=False
-        Residual connections (tensorflow/nmt's convention): every recurrent layer k >= 1
-        whose input and output widths match (D * hidden_layer_sizes[k-1] ==
-        D * hidden_layer_sizes[k]) outputs its input plus its recurrent output; its input is
-        what the layer reads, layer k-1's output after dropout. Layer 0 never has one (its
-        input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
-        or every size differs from the one before). See the user guide.
-
-    layer_norm : bool, default=False
-        Layer-normalised cells (Ba et al. 2016): a LayerNorm with learned gain and bias on the
-        input projection and, separately, on the recurrent projection of every recurrent
-        layer, over its gate pre-activations. Gains and LN biases are not penalised by
-        ``alpha`` (like biases). Needs ``reset_after=True`` for ``cell="gru"`` (``ValueError``
-        at fit). See the user guide.
-
-    recurrent_dropout : float, default=0.0
-        Keras's recurrent dropout: per sequence and training forward, masks on the state where
-        it enters the recurrent product (one per gate), the same at every step, inverted
-        scaling; never at prediction. Needs ``reset_after=True`` for ``cell="gru"``.
-
-    reset_after : bool, default=True
-        GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
-        recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
-        math page of the documentation. Ignored unless ``cell="gru"``.
-
-    pooling : {"last", "mean", "attention"}, default="last"
-        With ``output="last"``: the features the head reads: the last layer's output at the
-        end of each sequence ("last": its final hidden state, plus the skip with
-        ``residual``; the reverse direction's at step 0), the mean of the last layer's
-        outputs over its valid steps ("mean"), or their attention-weighted sum ("attention"):
-        ``u_t = tanh(W h_t + b)``, ``alpha = softmax_t(v . u_t)`` over the valid steps
-        (padding gets 0), features ``sum_t alpha_t h_t``, with W (A, F), b (A,), v (A,) and
-        the attention size A equal to the last layer's output width F = D *
-        hidden_layer_sizes[-1]; W and v get the L2 penalty. See :meth:`attention_weights`.
-
-    output : {"last", "each_step"}, default="last"
-        "last": one target per sequence. "each_step": one target per timestep (sequence
-        labelling, next-step prediction); ``y`` and the predictions then have a time axis.
-
-    solver : {"adam", "rmsprop", "sgd"}, default="adam"
-        The optimiser.
-
-    alpha : float, default=1e-4
-        Strength of the L2 penalty on the weight matrices (not the biases), as in
-        ``MLPRegressor``.
-
-    batch_size : int or "auto", default="auto"
-        Sequences per minibatch; "auto" is ``min(32, n_samples)`` (Keras's 32; scikit-learn's
-        MLP uses 200, which gives small data sets one step per epoch). Batches group
-        sequences of similar length.
-
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Step-size schedule, for every solver: "constant"; "invscaling" ``lr =
-        learning_rate_init / (t + 1) ** power_t`` with ``t`` the sequences seen; "adaptive"
-        (reduce on plateau): divide the rate by 5 each time the stopping rule fires, and stop
-        once it fires with the rate at 1/100 of ``learning_rate_init`` or below.
-
-    learning_rate_init : float, default=1e-3
-        Initial step size.
-
-    power_t : float, default=0.5
-        Exponent of the "invscaling" schedule.
-
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the training sequences).
-
-    shuffle : bool, default=True
-        Shuffle the sequences (and the length buckets) every epoch.
-
-    random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, batch shuffling, dropout masks and the early-stopping
-        split. Pass an int for reproducible fits.
-
-    tol : float, default=1e-4
-        Minimum improvement that counts as progress: of the validation score (early
-        stopping), or of the training loss averaged over the last ``n_iter_no_change`` epochs,
-        relative to that mean when it is below 1.
-
-    verbose : "auto" or int, default="auto"
-        "auto": a progress line with the loss and an estimate of the time left, redrawn on
-        a terminal (standard error) once a fit has run 3 s, nothing when the output is not a
-        terminal (Keras's convention); 0 silent; 1 one line per epoch; 2 the progress line
-        from the first epoch.
-
-    warm_start : bool, default=False
-        Continue from the previous fit's weights instead of reinitialising.
-
-    momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
-
-    nesterovs_momentum : bool, default=True
-        Nesterov momentum for ``solver="sgd"``.
-
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the sequences, stop when the validation score has
-        not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
-        best epoch. "auto" is off for the classifier (the training-loss rule reached the
-        accuracy of 200 epochs on the quality benchmark; docs, training page); True turns it
-        on.
-
-    validation_fraction : float, default=0.1
-        Fraction of the training sequences held out with ``early_stopping=True``.
-
-    beta_1 : float, default=0.9
-        Adam's decay rate of the first-moment estimate.
-
-    beta_2 : float, default=0.999
-        Adam's decay rate of the second-moment estimate (RMSprop's ``rho``).
-
-    epsilon : float, default=1e-8
-        Numerical-stability term of Adam and RMSprop.
-
-    n_iter_no_change : int, default=20
-        Epochs in a row without an improvement of more than ``tol`` after which training stops
-        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
-        beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
-        training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
-        scikit-learn's 10: on the quality benchmark 10 stopped small data sets up to 13 points
-        below the accuracy of 200 epochs, 20 within 1 point (docs: training).
-
-    clip_grad_norm : float or None, default=1.0
-        Rescale the gradient of each minibatch to at most this global L2 norm
-        (``torch.nn.utils.clip_grad_norm_``); None for no clipping. Clipping keeps the loss
-        spikes of recurrent training from ending a fit early (docs: training).
-
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
-        ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
-        when there is none. "auto": the GPU when one is usable, the CPU otherwise.
-
-    dtype : {"float32", "float64", "auto"}, default="float32"
-        Compute dtype: float32 as PyTorch and Keras (as accurate on the quality benchmark and
-        faster, see the training page of the documentation); "float64" for results equal to
-        PyTorch's float64 to 1e-10; "auto": float32 for float32 input, float64 otherwise.
-
-    standardize : bool, default=True
-        Standardise every input feature (and a regressor's every target) with the mean and
-        standard deviation of the training data, before the network sees them; predictions
-        come back in the units of ``y``. The statistics are fitted attributes
-        (``input_mean_``, ``input_scale_``, ``target_mean_``, ``target_scale_``), kept by
-        ``save``; ``warm_start`` and ``partial_fit`` keep those of the first fit. False feeds
-        the data as given (the loss is then in the units of ``y``).
-
-    class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss: ``{label: weight}``, "balanced" (inversely
-        proportional to the class frequencies, as in scikit-learn) or None (all 1).
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels.
-
-    loss_ : float
-        Training loss (including the L2 term) of the last epoch; with ``standardize`` a
-        regressor's is that of the standardised targets.
-
-    input_mean_ : ndarray of shape (n_features_per_timestep,)
-        Mean of each input feature over all valid timesteps of the training sequences (0 when
-        ``standardize=False``).
-
-    input_scale_ : ndarray of shape (n_features_per_timestep,)
-        Their standard deviation (1 for a constant feature, or when ``standardize=False``).
-
-    best_loss_ : float
-        Lowest training loss seen (without early stopping).
-
-    loss_curve_ : list of float
-        Training loss of every epoch.
-
-    validation_scores_ : list of float or None
-        Validation score of every epoch with ``early_stopping=True``, else None.
-
-    best_validation_score_ : float or None
-        Best validation score (early stopping), else None.
-
-    n_iter_ : int
-        Number of epochs run.
-
-    t_ : int
-        Number of training sequences seen.
-
-    n_features_in_ : int
-        Features per timestep of a 3-D or ragged ``X``; timesteps of a 2-D ``X``.
-
-    n_outputs_ : int
-        Number of outputs of the head.
-
-    out_activation_ : str
-        Output activation of the head.
-
-    stack_ : numgru._stack.Stack
-        The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
-        ``hidden_layer_sizes``, dropout between them) on the chosen device.
-
-    layers_ : list of numgru.GRU or numgru.RNN
-        The fitted recurrent layers, one per entry of ``hidden_layer_sizes``: one-layer
-        ``numgru.GRU`` (``cell="gru"``) or ``numgru.RNN`` views of ``stack_`` that share its
-        parameters.
-
-    grus_ : list of numgru.GRU
-        ``layers_`` when ``cell="gru"`` (absent for the RNN cells).
-
-    head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
-        Weights of the linear head.
-
-    head_intercept_ : ndarray of shape (n_outputs,)
-        Bias of the linear head.
-
-    attention_coef_ : ndarray of shape (F, F)
-        W of the attention pooling (``pooling="attention"`` only; F = D *
-        hidden_layer_sizes[-1], the attention size A equals F).
-
-    attention_intercept_ : ndarray of shape (F,)
-        b of the attention pooling (``pooling="attention"`` only).
-
-    attention_vector_ : ndarray of shape (F,)
-        v of the attention pooling (``pooling="attention"`` only).
-
+@_io.register_estimator
+class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
+    __doc__ = _docs.sequence_estimator_doc(
+        "Sequence classification with a GRU or RNN stack and a softmax head (cross-entropy).",
+        head="linear head and softmax", mlp="MLPClassifier",
+        early_stopping_auto=_docs.EARLY_STOPPING_AUTO_CLASSIFIER,
+        extra_parameters=_docs.CLASS_WEIGHT, first_attributes=_docs.CLASSES,
+        see_also_and_examples="""\
     See Also
     --------
     GRURegressor : The same network with a linear output, for real-valued targets.
     numgru.GRU : The GRU engine the layers are made of.
+    numgru.RNN : The vanilla RNN the layers are made of with ``cell="rnn_tanh"`` or
+        ``"rnn_relu"``.
 
     Examples
     --------
@@ -1591,10 +1057,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     >>> clf = GRUClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
     >>> clf.predict(X[:4]).shape
     (4,)
-    """
+    """)
 
     _parameter_constraints = {
-        **_BaseGRUEstimator._parameter_constraints,
+        **_BaseRecurrentEstimator._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
     _OUT_ACTIVATION = "softmax"
@@ -1608,18 +1074,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True, class_weight=None):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
-            dropout=dropout, residual=residual, layer_norm=layer_norm,
-            recurrent_dropout=recurrent_dropout, reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
-            batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            clip_grad_norm=clip_grad_norm, device=device, dtype=dtype, standardize=standardize)
-        self.class_weight = class_weight
+        _store_parameters(self, locals())
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
         if self.output == "each_step":
@@ -1634,7 +1089,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                                  "multiclass targets.")
         else:
             y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
-            labels = column_or_1d(_ravel_column_vector(y))
+            labels = column_or_1d(_data.ravel_column_vector(y))
             if labels.shape[0] != len(lengths):
                 raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
                                  f"and {labels.shape[0]}")
@@ -1664,9 +1119,9 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             codes = self._encoder.transform(labels)
         Y = np.zeros(codes.shape + (K,), dtype=self._dtype)
         np.put_along_axis(Y, codes[..., None], 1, axis=-1)
-        w = _sample_weight(sample_weight, len(lengths))
+        w = _weights.check_sample_weight(sample_weight, len(lengths))
         if self.class_weight is not None:
-            _check_class_weight(self.class_weight)
+            _weights.check_class_weight(self.class_weight)
             if self.output == "each_step":
                 cw = compute_sample_weight(self.class_weight, valid)
                 wfull = np.zeros(labels.shape)
@@ -1704,7 +1159,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
 
     def _set_fitted_state(self, fitted, arrays, device=None):
         if self.class_weight is not None:       # what fit refuses, a model file may not hold
-            _check_class_weight(self.class_weight)
+            _weights.check_class_weight(self.class_weight)
         super()._set_fitted_state(fitted, arrays, device)
         classes = arrays["classes"]
         if classes.shape != (self.n_outputs_,):
@@ -2018,80 +1473,14 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         """
         if self.output == "each_step":
             out, lengths = self._predict_padded(X, lengths)
-            y_true = _step_values(y, lengths)
+            y_true = _data.step_values(y, lengths)
             if y_true.ndim != 1:
                 raise ValueError(f"with output='each_step', y must hold one label per timestep; "
                                  f"got {y_true.shape[1:]} values per timestep")
             y_pred = self.classes_[out.argmax(axis=1)]
             return accuracy_score(y_true, y_pred,
-                                  sample_weight=_step_weights(sample_weight, lengths))
+                                  sample_weight=_weights.step_weights(sample_weight, lengths))
         pred = self.predict(X, lengths=lengths)
         if sample_weight is not None:     # checked as fit checks it
-            sample_weight = _sample_weight(sample_weight, len(pred))
+            sample_weight = _weights.check_sample_weight(sample_weight, len(pred))
         return accuracy_score(y, pred, sample_weight=sample_weight)
-
-
-def _check_class_weight(class_weight):
-    """ValueError unless every weight of a ``class_weight`` dict is a finite number > 0
-    ("balanced" and None pass): a negative weight would reverse a class's loss, a zero one
-    drop the class from training, NaN or inf make the loss NaN."""
-    if not isinstance(class_weight, dict):
-        return
-    for label, weight in class_weight.items():
-        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, Real) \
-                or not (0 < weight < math.inf):
-            raise ValueError(f"class_weight must map each class to a finite number > 0, got "
-                             f"{weight!r} for class {label!r} (to leave a class out of "
-                             "training, leave its samples out, or give them sample_weight 0)")
-
-
-def _sample_weight(sample_weight, n):
-    if sample_weight is None:
-        return np.ones(n)
-    try:
-        w = np.asarray(sample_weight)
-        if w.dtype.kind not in "biufO":   # strings, complex numbers, dates: not weights
-            raise TypeError(f"dtype {w.dtype}")
-        w = w.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sample_weight must hold real numbers: {exc}") from exc
-    if w.ndim == 0:           # a scalar weighs every sequence alike, and is checked alike
-        w = np.full(n, float(w))
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n},)!")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
-    with np.errstate(over="ignore"):
-        total = w.sum()
-    if total <= 0:
-        raise ValueError("sample_weight must not sum to zero")
-    if not np.isfinite(total):
-        raise ValueError("sample_weight sums to infinity; scale the weights down")
-    return w
-
-
-def _step_weights(sample_weight, lengths):
-    """Per-step weights for the valid steps of each sequence (in the order of the model's
-    per-step outputs): each sequence's ``sample_weight`` repeated over its steps; None stays
-    None."""
-    if sample_weight is None:
-        return None
-    return np.repeat(_sample_weight(sample_weight, len(lengths)), lengths)
-
-
-def _step_values(y, lengths):
-    """Per-step targets (an (n, T[, k]) array or a ragged list of per-sequence arrays) at the
-    valid steps of each sequence, in the order of the model's per-step outputs."""
-    Y = _data.step_targets(y, lengths)   # checks the shapes against lengths
-    if isinstance(y, (list, tuple)):
-        # a list of per-sequence arrays (step_targets refuses any other list): join the
-        # sequences themselves rather than the padded copy
-        return np.concatenate([np.asarray(v) for v in y])
-    return Y[_data.valid_mask(lengths, Y.shape[1])]
-
-
-def _ravel_column_vector(y):
-    """(n, 1) -> (n,) with sklearn's DataConversionWarning, as its own estimators do."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        return column_or_1d(y, warn=True)
-    return y
