@@ -142,6 +142,32 @@ def read_attention(arrays, size_in, dtype):
     return out
 
 
+def storable_classes(classes):
+    """A classifier's ``classes_`` as the array its file holds; TypeError for labels that
+    only pickle could store (objects other than strings)."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
+        raise TypeError("class labels of mixed or object types cannot be saved without "
+                        "pickle; use numbers or strings")
+    return classes
+
+
+def read_classes(arrays, n_outputs):
+    """A classifier's ``classes`` from ``arrays``, checked: one per output, finite numbers or
+    strings, sorted and unique (``LabelEncoder``'s order). KeyError for a missing one,
+    ValueError for a wrong one."""
+    classes = arrays["classes"]
+    if classes.shape != (n_outputs,):
+        raise ValueError(f"classes have shape {classes.shape}, expected ({n_outputs},)")
+    if classes.dtype.kind not in "biufUSO" or (classes.dtype.kind == "f"
+                                                and not np.isfinite(classes).all()):
+        raise ValueError(f"classes must be finite numbers or strings, got {classes.dtype} "
+                         f"values {classes.tolist()}")
+    if not np.array_equal(np.unique(classes), classes):   # LabelEncoder's order
+        raise ValueError(f"classes must be sorted and unique, got {classes.tolist()}")
+    return classes
+
+
 def check_fitted_values(fitted, out_activation):
     """ValueError unless the fitted attributes of a model file have the types and values a fit
     gives them (the network arrays are checked against them afterwards); ``out_activation`` is

@@ -8,6 +8,9 @@ import math
 from numbers import Real
 
 import numpy as np
+from sklearn.utils.class_weight import compute_sample_weight
+
+from ._data import valid_mask
 
 
 def check_class_weight(class_weight):
@@ -58,3 +61,15 @@ def step_weights(sample_weight, lengths):
     if sample_weight is None:
         return None
     return np.repeat(check_sample_weight(sample_weight, len(lengths)), lengths)
+
+
+def class_weighted(w, class_weight, labels, valid, lengths, each_step):
+    """Sample weights ``w`` (n,) times ``class_weight`` (a checked dict or "balanced") of each
+    label: (n,), or (n, T) per timestep with ``each_step`` (0 past each length); ``labels``
+    and ``valid`` as :func:`numgru._targets.class_labels` returns them."""
+    if each_step:
+        cw = compute_sample_weight(class_weight, valid)
+        wfull = np.zeros(labels.shape)
+        wfull[valid_mask(lengths, labels.shape[1])] = cw
+        return wfull * w[:, None]
+    return w * compute_sample_weight(class_weight, labels)

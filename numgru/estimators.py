@@ -25,13 +25,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_array, check_random_state, column_or_1d
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _fitted_state, _heads, _training, _weights
+from . import _attention, _data, _fitted_state, _heads, _targets, _training, _weights
 from . import _estimator_docs as _docs
 from . import io as _io
 from ._config import compute_threads
@@ -742,54 +740,22 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
     _OUT_ACTIVATION = "identity"
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
-        if self.output == "each_step":
-            Y = _data.step_targets(y, lengths)
-            if Y.dtype.kind == "c":
-                raise ValueError("Complex data not supported in y; targets must be real numbers")
-            if Y.ndim > 3 or (Y.ndim == 3 and Y.shape[2] == 0):
-                raise ValueError(f"with output='each_step', y must have shape (n_samples, "
-                                 f"n_timesteps[, n_outputs]) with n_outputs >= 1; got shape "
-                                 f"{Y.shape}")
-            try:
-                Y = Y.astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"y must hold real numbers: {exc}") from exc
-            if Y.ndim == 2:
-                Y = Y[:, :, None]
-                single = True
-            else:
-                single = False
-            if not np.isfinite(Y[_data.valid_mask(lengths, Y.shape[1])]).all():
-                raise ValueError("Input y contains NaN or infinity.")
-        else:
-            y = _data.ravel_column_vector(np.asarray(y))
-            Y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True,
-                            input_name="y")
-            if Y.shape[0] != len(lengths):
-                raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
-                                 f"and {Y.shape[0]}")
-            single = Y.ndim == 1
-            if single:
-                Y = Y[:, None]
-        inside = Y[_data.valid_mask(lengths, Y.shape[1])] if self.output == "each_step" else Y
+        each_step = self.output == "each_step"
+        Y, single = _targets.regression_targets(y, lengths, each_step)
         if first:
             self.n_outputs_ = Y.shape[-1]
             self._single_output = single
             self.out_activation_ = "identity"
-            self.target_mean_, self.target_scale_ = standardizer(inside, self.standardize)
+            self.target_mean_, self.target_scale_ = standardizer(
+                _targets.valid_rows(Y, lengths, each_step), self.standardize)
         elif Y.shape[-1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
                              f"{self.n_outputs_}")
         w = _weights.check_sample_weight(sample_weight, len(lengths))
-        mean = getattr(self, "target_mean_", None)
-        if mean is not None:            # the network learns standardised targets
-            Y = (Y - mean) / self.target_scale_
-        with np.errstate(over="ignore"):
-            Yc = Y.astype(self._dtype)
-        inside = Yc[_data.valid_mask(lengths, Yc.shape[1])] if self.output == "each_step" else Yc
-        if not np.isfinite(inside).all():   # finite in float64, too large for float32
-            raise ValueError(f"Input y has values too large for {self._dtype}; they must be "
-                             "finite in the model's dtype.")
+        # the network learns standardised targets (models from before standardisation: as is)
+        Yc = _targets.scaled_targets(Y, getattr(self, "target_mean_", None),
+                                     getattr(self, "target_scale_", None), self._dtype, lengths,
+                                     each_step)
         return Yc, w
 
     def _loss(self, logits, Y, w):
@@ -1077,27 +1043,8 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
         _store_parameters(self, locals())
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
-        if self.output == "each_step":
-            labels = _data.step_targets(y, lengths)
-            if labels.ndim != 2:
-                raise ValueError(f"with output='each_step', y must hold one label per timestep, "
-                                 f"shape (n_samples, n_timesteps); got {labels.shape}")
-            valid = labels[_data.valid_mask(lengths, labels.shape[1])]
-            kind = type_of_target(valid, input_name="y")
-            if kind not in ("binary", "multiclass"):
-                raise ValueError(f"Unknown label type: {kind}. GRUClassifier supports binary and "
-                                 "multiclass targets.")
-        else:
-            y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
-            labels = column_or_1d(_data.ravel_column_vector(y))
-            if labels.shape[0] != len(lengths):
-                raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
-                                 f"and {labels.shape[0]}")
-            valid = labels
-            kind = type_of_target(labels, input_name="y")
-            if kind not in ("binary", "multiclass"):
-                raise ValueError(f"Unknown label type: {kind}. GRUClassifier supports binary and "
-                                 "multiclass targets.")
+        each_step = self.output == "each_step"
+        labels, valid = _targets.class_labels(y, lengths, each_step)
         if first:
             if classes is not None:
                 self._encoder = LabelEncoder().fit(np.asarray(classes))
@@ -1106,29 +1053,12 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
             self.classes_ = self._encoder.classes_
             self.n_outputs_ = len(self.classes_)
             self.out_activation_ = "softmax"
-        unseen = np.setdiff1d(np.unique(valid), self.classes_)
-        if unseen.size:
-            raise ValueError(f"y contains labels not seen in the classes of this model: "
-                             f"{unseen.tolist()}; expected a subset of {self.classes_.tolist()}")
-        K = max(len(self.classes_), 1)
-        codes = np.zeros(labels.shape, dtype=np.int64)
-        if self.output == "each_step":
-            m = _data.valid_mask(lengths, labels.shape[1])
-            codes[m] = self._encoder.transform(valid)
-        else:
-            codes = self._encoder.transform(labels)
-        Y = np.zeros(codes.shape + (K,), dtype=self._dtype)
-        np.put_along_axis(Y, codes[..., None], 1, axis=-1)
+        Y = _targets.one_hot(labels, valid, self._encoder, self.classes_, lengths, each_step,
+                             self._dtype)
         w = _weights.check_sample_weight(sample_weight, len(lengths))
         if self.class_weight is not None:
             _weights.check_class_weight(self.class_weight)
-            if self.output == "each_step":
-                cw = compute_sample_weight(self.class_weight, valid)
-                wfull = np.zeros(labels.shape)
-                wfull[_data.valid_mask(lengths, labels.shape[1])] = cw
-                w = wfull * w[:, None]
-            else:
-                w = w * compute_sample_weight(self.class_weight, labels)
+            w = _weights.class_weighted(w, self.class_weight, labels, valid, lengths, each_step)
         return Y, w
 
     def _stratify(self, Y):
@@ -1150,26 +1080,14 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
 
     def _get_fitted_state(self):
         fitted, arrays = super()._get_fitted_state()
-        classes = np.asarray(self.classes_)
-        if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
-            raise TypeError("class labels of mixed or object types cannot be saved without "
-                            "pickle; use numbers or strings")
-        arrays["classes"] = classes
+        arrays["classes"] = _fitted_state.storable_classes(self.classes_)
         return fitted, arrays
 
     def _set_fitted_state(self, fitted, arrays, device=None):
         if self.class_weight is not None:       # what fit refuses, a model file may not hold
             _weights.check_class_weight(self.class_weight)
         super()._set_fitted_state(fitted, arrays, device)
-        classes = arrays["classes"]
-        if classes.shape != (self.n_outputs_,):
-            raise ValueError(f"classes have shape {classes.shape}, expected ({self.n_outputs_},)")
-        if classes.dtype.kind not in "biufUSO" or (classes.dtype.kind == "f"
-                                                    and not np.isfinite(classes).all()):
-            raise ValueError(f"classes must be finite numbers or strings, got {classes.dtype} "
-                             f"values {classes.tolist()}")
-        if not np.array_equal(np.unique(classes), classes):   # LabelEncoder's order
-            raise ValueError(f"classes must be sorted and unique, got {classes.tolist()}")
+        classes = _fitted_state.read_classes(arrays, self.n_outputs_)
         self._encoder = LabelEncoder()
         self._encoder.classes_ = classes
         self.classes_ = classes
