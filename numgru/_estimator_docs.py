@@ -2,7 +2,9 @@
 
 Each class's docstring is composed from these paragraphs and its own (summary, output head,
 classifier-only parameters and attributes, See Also, Examples) by
-:func:`sequence_estimator_doc`, so numpydoc and ``help()`` render every class fully.
+:func:`sequence_estimator_doc`; the methods' docstrings name the shared parameter entries by
+marker (``{X}`` on a line of its own) and :func:`fill_doc` writes them in. numpydoc, doctest
+and ``help()`` read the composed ``__doc__``, so they see every docstring whole.
 """
 
 
@@ -310,3 +312,44 @@ def sequence_estimator_doc(summary, *, head, mlp, early_stopping_auto, extra_par
             + early_stopping_auto + PARAMETERS_DATA + extra_parameters
             + "    Attributes\n    ----------\n" + first_attributes + ATTRIBUTES_TRAINING
             + extra_attributes + ATTRIBUTES_NETWORK + see_also_and_examples)
+
+
+# the methods' shared parameter entries, by the marker that stands for each ("{X}", a line of its
+# own indented as the entry), written out as numpydoc entries of a method's "Parameters"
+METHOD_PARAMETERS = {
+    "X": """\
+        X : array-like or list of array-like
+            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
+            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
+            (n_samples, n_timesteps) of univariate sequences.
+""",
+    "lengths": """\
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
+            ignored, as for a ragged list of the same sequences).
+""",
+    "sample_weight": """\
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+""",
+    "score_lengths": """\
+        lengths : array-like of int of shape (n_samples,), default=None
+            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
+            :meth:`fit` and :meth:`predict`; steps past it are ignored.
+""",
+    "score_sample_weight": """\
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence; with ``output="each_step"`` the weight of each of its
+            timesteps.
+""",
+}
+
+
+def fill_doc(method):
+    """Decorator: write :data:`METHOD_PARAMETERS` into ``method``'s docstring in place of their
+    markers (apply it below any decorator that copies the docstring)."""
+    doc = method.__doc__
+    for name, text in METHOD_PARAMETERS.items():
+        doc = doc.replace("        {" + name + "}\n", text)
+    method.__doc__ = doc
+    return method

@@ -770,26 +770,21 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         return r2_score(Y, pred, sample_weight=w)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and targets ``y``.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets; with ``output="each_step"`` an array (n_samples, n_timesteps[, n_outputs])
             or a list of per-sequence arrays matching a ragged ``X``.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -821,6 +816,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def partial_fit(self, X, y, sample_weight=None, lengths=None):
         """Run one epoch over ``(X, y)``, continuing from the current weights.
 
@@ -829,20 +825,14 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets, as in :meth:`fit`.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -869,19 +859,15 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=True, lengths=lengths)
 
+    @_docs.fill_doc
     def predict(self, X, lengths=None):
         """Predict targets of sequences.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -929,26 +915,20 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
             out = out * self.target_scale_ + mean
         return out[:, 0] if self._single_output else out
 
+    @_docs.fill_doc
     def score(self, X, y, sample_weight=None, lengths=None):
         """Coefficient of determination R^2 of the predictions.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             True targets (per step with ``output="each_step"``).
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence; with ``output="each_step"`` the weight of each of its
-            timesteps.
+        {score_sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
-            :meth:`fit` and :meth:`predict`; steps past it are ignored.
+        {score_lengths}
 
         Returns
         -------
@@ -1093,26 +1073,21 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
         self.classes_ = classes
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and labels ``y``.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,)
             Class labels; with ``output="each_step"`` an array (n_samples, n_timesteps) or a
             list of per-sequence label arrays matching a ragged ``X``.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1147,15 +1122,13 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
         return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def partial_fit(self, X, y, classes=None, sample_weight=None, lengths=None):
         """Run one epoch over ``(X, y)``, continuing from the current weights.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,)
             Class labels, as in :meth:`fit`.
@@ -1164,12 +1137,9 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
             Every label that will ever appear. Required on the first call, ignored (but
             checked) afterwards.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1211,19 +1181,15 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
                              f"partial_fit, which was {self.classes_.tolist()}")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes, lengths=lengths)
 
+    @_docs.fill_doc
     def predict_proba(self, X, lengths=None):
         """Class probabilities of sequences.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1255,19 +1221,15 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
             return self._unpad(proba, lengths, X)
         return proba
 
+    @_docs.fill_doc
     def predict_log_proba(self, X, lengths=None):
         """Logarithm of the class probabilities of :meth:`predict_proba`.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1295,19 +1257,15 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
             return [np.log(np.maximum(q, np.finfo(np.float64).tiny)) for q in p]
         return np.log(np.maximum(p, np.finfo(np.float64).tiny))
 
+    @_docs.fill_doc
     def predict(self, X, lengths=None):
         """Predict class labels of sequences.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1348,26 +1306,20 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
             return softmax(logits.astype(np.float64))
         return self.classes_[logits.argmax(axis=1)]
 
+    @_docs.fill_doc
     def score(self, X, y, sample_weight=None, lengths=None):
         """Mean accuracy of the predictions.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,)
             True labels (per step with ``output="each_step"``).
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence; with ``output="each_step"`` the weight of each of its
-            timesteps.
+        {score_sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
-            :meth:`fit` and :meth:`predict`; steps past it are ignored.
+        {score_lengths}
 
         Returns
         -------
