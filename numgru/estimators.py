@@ -439,6 +439,16 @@ class _BaseRecurrentEstimator(BaseEstimator):
         out = self._forward_logits(Xp, lengths)
         return out, lengths
 
+    def _predict_decoded(self, X, lengths=None, proba=False):
+        """Predictions (``proba``: probabilities) in the user's shape: the head's outputs
+        decoded by the subclass's ``_decode_logits``, per step back to (n, T, ...) or a ragged
+        list (:meth:`_unpad`)."""
+        out, lengths = self._predict_padded(X, lengths)
+        out = self._decode_logits(out, proba)
+        if self.output == "each_step":
+            return self._unpad(out, lengths, X)
+        return out
+
     def _unpad(self, rows, lengths, X):
         """Per-step predictions back to the user's shape: (n, T, ...) with the input's T (zeros
         past each length), or a ragged list."""
@@ -899,11 +909,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         >>> [p.shape for p in reg.predict([X[0, :4], X[1, :7]])]
         [(4,), (7,)]
         """
-        out, lengths = self._predict_padded(X, lengths)
-        out = self._decode_logits(out)
-        if self.output == "each_step":
-            return self._unpad(out, lengths, X)
-        return out
+        return self._predict_decoded(X, lengths)
 
     def _decode_logits(self, logits, proba=False):
         """Head outputs (rows, n_outputs) -> predictions: float64, one column raveled."""
@@ -1215,11 +1221,7 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
         >>> proba.shape, np.allclose(proba.sum(axis=1), 1.0)
         ((5, 3), True)
         """
-        out, lengths = self._predict_padded(X, lengths)
-        proba = self._decode_logits(out, proba=True)
-        if self.output == "each_step":
-            return self._unpad(proba, lengths, X)
-        return proba
+        return self._predict_decoded(X, lengths, proba=True)
 
     @_docs.fill_doc
     def predict_log_proba(self, X, lengths=None):
@@ -1294,11 +1296,7 @@ class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
         >>> [p.shape for p in clf.predict([X[0, :3], X[1, :6]])]
         [(3,), (6,)]
         """
-        out, lengths = self._predict_padded(X, lengths)
-        labels = self._decode_logits(out)
-        if self.output == "each_step":
-            return self._unpad(labels, lengths, X)
-        return labels
+        return self._predict_decoded(X, lengths)
 
     def _decode_logits(self, logits, proba=False):
         """Head outputs (rows, n_classes) -> class labels, or probabilities with ``proba``."""
