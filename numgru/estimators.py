@@ -4,8 +4,7 @@ They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names where
 ``fit`` and ``partial_fit`` sharing one ``_fit(X, y, incremental)`` path (``_initialize``,
 ``_fit_stochastic``), early stopping on a held-out ``validation_fraction`` with best-weight
 restore, and the fitted attributes ``loss_curve_``, ``validation_scores_``, ``best_loss_``,
-``n_iter_`` and ``t_``. The epochs run in :mod:`numgru._training` (the loop the language model
-shares); a minibatch's forward, loss and backward is :meth:`_BaseRecurrentEstimator._loss_and_grads`.
+``n_iter_`` and ``t_``.
 
 The network: one engine stack (:class:`numgru._stack.Stack`) with a recurrent layer per entry of
 ``hidden_layer_sizes`` (sizes may differ; the cell is ``cell``: the GRU, or the vanilla RNN with
@@ -15,6 +14,15 @@ sequence (``output="last"``; ``pooling`` "last" = the top layer's output at the 
 sequence, "mean" = the mean output over valid steps, "attention" = an attention-weighted sum of
 the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="each_step"``). The
 head's output goes through softmax (classifier) or the identity (regressor).
+
+This module is the scikit-learn face; the work is in modules named for what they hold: the
+pooling and the head, forward and backward, in :mod:`numgru._heads`; the targets and weights
+the loss sees in :mod:`numgru._targets`, :mod:`numgru._weights` and :mod:`numgru._standardize`;
+the epochs in :mod:`numgru._training` (the loop the language model shares) over
+:class:`numgru._sequence_problem.SequenceProblem`, whose step is
+:meth:`_BaseRecurrentEstimator._loss_and_grads`; the model-file format in
+:mod:`numgru._fitted_state` and :mod:`numgru.io`; the documentation both classes share in
+:mod:`numgru._estimator_docs`.
 """
 
 import warnings
