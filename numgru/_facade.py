@@ -35,6 +35,73 @@ def _holding_blas(method):
     return wrapper
 
 
+# The numpydoc sections (Parameters, Returns, Raises) of forward and backward that numgru.GRU and
+# numgru.RNN share, written once; their docstrings name them by marker ("{forward_sections}", a
+# line of its own) and fill_doc writes them in, before each class's own Examples.
+SHARED_SECTIONS = {
+    "forward_sections": """\
+        Parameters
+        ----------
+        x : array-like of shape (B, T, input_size)
+        h0 : array-like of shape (L*D, B, H), optional
+            Initial states (zeros when omitted).
+        lengths : array-like of int of shape (B,), optional
+            Valid lengths with right padding (``pack_padded_sequence`` semantics).
+        training : bool, default=False
+            Apply dropout and keep what :meth:`backward` needs.
+
+        Returns
+        -------
+        out : ndarray of shape (B, T, D*H)
+            Last layer's hidden states; 0 past each sequence's length.
+        h_n : ndarray of shape (L*D, B, H)
+            Every layer's and direction's state after the last valid step.
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes, input size, lengths, or non-finite values.
+        TypeError
+            Non-numeric, boolean or complex input (or, on CUDA, a device array of another dtype).
+
+""",
+    "backward_sections": """\
+        Parameters
+        ----------
+        d_out : array-like of shape (B, T, D*H)
+            Gradient of the loss with respect to ``out`` (ignored at padded positions).
+        d_h_n : array-like of shape (L*D, B, H), optional
+            Gradient with respect to ``h_n``.
+
+        Returns
+        -------
+        dx : ndarray of shape (B, T, input_size)
+        dh0 : ndarray of shape (L*D, B, H)
+        grads : dict of str to ndarray, keyed like :meth:`state_dict`
+
+        Raises
+        ------
+        RuntimeError
+            If the last forward was not ``forward(..., training=True)`` (there was none, or an
+            inference forward came after it), or ``load_state_dict`` replaced the parameters
+            since: the gradients would not be those of the last forward.
+        ValueError
+            If ``d_out`` or ``d_h_n`` has the wrong shape or non-finite values.
+
+""",
+}
+
+
+def fill_doc(method):
+    """Decorator: write :data:`SHARED_SECTIONS` into ``method``'s docstring in place of their
+    markers."""
+    doc = method.__doc__
+    for name, text in SHARED_SECTIONS.items():
+        doc = doc.replace("        {" + name + "}\n\n", text)
+    method.__doc__ = doc
+    return method
+
+
 class RecurrentNetwork:
     """A stack of ``num_layers`` equal-size recurrent layers of one cell, PyTorch's API.
 
