@@ -59,10 +59,10 @@ class Stack:
         whose input and output widths match (see :func:`residual_layers`; ValueError if none
         can have one).
         """
-        layers, skips = recurrent_layers(input_size, hidden_sizes, cell=cell,
-                                         bidirectional=bidirectional, dropout=dropout,
-                                         residual=residual, dtype=dtype, rngs=rngs,
-                                         **cell_options)
+        layers, skips = build_recurrent_layers(input_size, hidden_sizes, cell=cell,
+                                               bidirectional=bidirectional, dropout=dropout,
+                                               residual=residual, dtype=dtype, rngs=rngs,
+                                               **cell_options)
         return cls(layers, backend, dtype, skips)
 
     def layer_view(self, layer):
@@ -259,8 +259,8 @@ class Stack:
         return d, dh0, grads
 
 
-def recurrent_layers(input_size, hidden_sizes, *, cell="gru", bidirectional=False, dropout=0.0,
-                     residual=False, dtype="float32", rngs, **cell_options):
+def build_recurrent_layers(input_size, hidden_sizes, *, cell="gru", bidirectional=False,
+                           dropout=0.0, residual=False, dtype="float32", rngs, **cell_options):
     """The layers of :meth:`Stack.recurrent` and the indices among them of the layers with a
     skip connection: ``(layers, skips)``.
 

@@ -39,7 +39,7 @@ from . import io as _io
 from ._backend import get_backend
 from ._cells import Dropout, Embedding, SoftmaxHead
 from ._config import compute_threads
-from ._stack import Stack, recurrent_layers
+from ._stack import Stack, build_recurrent_layers
 from ._text import streams as _streams, windows as _windows
 from ._validation import as_dtype, to_numpy
 
@@ -246,8 +246,8 @@ class GRULanguageModel(BaseEstimator):
         if self.dropout > 0:
             layers.append(Dropout(self.embedding_dim, self.dropout, dt))
         # the GRU layers with dropout between them, as the estimators' stack (no skips)
-        layers += recurrent_layers(self.embedding_dim, sizes, cell="gru", dropout=self.dropout,
-                                   dtype=dt, rngs=rng)[0]
+        layers += build_recurrent_layers(self.embedding_dim, sizes, cell="gru",
+                                         dropout=self.dropout, dtype=dt, rngs=rng)[0]
         size = sizes[-1]
         if self.dropout > 0:
             layers.append(Dropout(size, self.dropout, dt))
