@@ -147,32 +147,6 @@ class RecurrentNetwork:
                                       dtype=self.dtype, backend=be, rngs=self.rng,
                                       **cell_options)
 
-    @classmethod
-    def _from_stack(cls, stack, rng=None):
-        """A facade over an existing stack of equal-size layers of this class's cell
-        (parameters shared)."""
-        rec = stack.recurrent_layers
-        first = rec[0]
-        net = cls.__new__(cls)
-        net.input_size = first.input_size
-        net.hidden_size = first.hidden_size
-        net.num_layers = len(rec)
-        net.num_directions = first.num_directions
-        net.bidirectional = first.num_directions == 2
-        net.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
-        net.residual = bool(stack.residual_layers)
-        net._cell_attributes(first)
-        net.layer_norm = getattr(first, "layer_norm", False)
-        net.recurrent_dropout = getattr(first, "recurrent_dropout", 0.0)
-        net.dtype = stack.dtype
-        net.rng = rng if rng is not None else np.random.default_rng()
-        net.dropout_masks_ = []
-        net.recurrent_dropout_masks_ = []
-        net._device_io = False
-        net._no_backward = None
-        net._stack = stack
-        return net
-
     def _cell_attributes(self, layer):
         """Set the cell's own attributes (``reset_after``, ``nonlinearity``) from a layer."""
         raise NotImplementedError
@@ -287,3 +261,30 @@ class RecurrentNetwork:
         extra += self._repr_options()
         extra.append(f"dtype={self.dtype.name!r}")
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, {', '.join(extra)})"
+
+
+def network_over(cls, stack, rng=None):
+    """A ``cls`` (``numgru.GRU`` or ``numgru.RNN``, a :class:`RecurrentNetwork`) over an existing
+    stack of equal-size layers of its cell, sharing the stack's parameters (the sequence
+    estimators' ``layers_``)."""
+    rec = stack.recurrent_layers
+    first = rec[0]
+    net = cls.__new__(cls)
+    net.input_size = first.input_size
+    net.hidden_size = first.hidden_size
+    net.num_layers = len(rec)
+    net.num_directions = first.num_directions
+    net.bidirectional = first.num_directions == 2
+    net.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
+    net.residual = bool(stack.residual_layers)
+    net._cell_attributes(first)
+    net.layer_norm = getattr(first, "layer_norm", False)
+    net.recurrent_dropout = getattr(first, "recurrent_dropout", 0.0)
+    net.dtype = stack.dtype
+    net.rng = rng if rng is not None else np.random.default_rng()
+    net.dropout_masks_ = []
+    net.recurrent_dropout_masks_ = []
+    net._device_io = False
+    net._no_backward = None
+    net._stack = stack
+    return net

@@ -37,7 +37,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _fitted_state, _heads, _targets, _training, _weights
+from . import _attention, _data, _facade, _fitted_state, _heads, _targets, _training, _weights
 from . import _estimator_docs as _docs
 from . import io as _io
 from ._config import compute_threads
@@ -252,7 +252,7 @@ class _BaseRecurrentEstimator(BaseEstimator):
         views = []
         for lay in stack.recurrent_layers:
             # a view whose arrays the estimator may update in place
-            views.append(_CELL_FACADES[lay.cell]._from_stack(stack.layer_view(lay)))
+            views.append(_facade.network_over(_CELL_FACADES[lay.cell], stack.layer_view(lay)))
         return views
 
     @property
