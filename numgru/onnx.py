@@ -118,7 +118,7 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
     onnx = _onnx()
     from sklearn.utils.validation import check_is_fitted
 
-    from .estimators import GRUClassifier, GRURegressor, _BaseGRUEstimator
+    from .estimators import GRUClassifier, GRURegressor, _BaseRecurrentEstimator
     from .lm import GRULanguageModel
     from ._facade import RecurrentNetwork
 
@@ -129,7 +129,7 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
                          f"got {opset!r}")
     if isinstance(model, RecurrentNetwork):
         stack, kind = model._stack, "network"
-    elif isinstance(model, _BaseGRUEstimator):
+    elif isinstance(model, _BaseRecurrentEstimator):
         check_is_fitted(model, "stack_")
         if not isinstance(model, (GRUClassifier, GRURegressor)):
             raise TypeError(f"to_onnx does not know the estimator {type(model).__name__}")

@@ -374,7 +374,7 @@ def test_make_adding_problem():
 
 def test_last_step_outputs_equal_the_final_states_without_a_skip():
     """pooling="last" with a top skip reads the outputs; without one they are h_n exactly."""
-    from numgru.estimators import _last_step_outputs
+    from numgru._heads import last_step_outputs as _last_step_outputs
 
     reg = fit(GRURegressor, RAGGED, X[:, 0, 0], bidirectional=True)
     assert not reg._last_from_out()
