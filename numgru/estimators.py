@@ -195,7 +195,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
             sig["reset_after"] = bool(self.reset_after)
         if self.output == "last":
             sig["pooling"] = self.pooling
-        sig["linear_skip"] = self._wants_skip()
+        if hasattr(self, "linear_skip"):        # the regressor's
+            sig["linear_skip"] = self.linear_skip
         return sig
 
     def _check_same_network(self, doing):
