@@ -34,16 +34,19 @@ FITTED_REQUIRED = ("n_features_in_", "n_outputs_", "_input_kind", "_n_inputs")
 CELL_FILE_PREFIX = {"gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 #: file names of the attention pooling's arrays (attributes ``<name>_``)
 ATTENTION_ARRAYS = ("attention_coef", "attention_intercept", "attention_vector")
+#: file names of the regressor's linear skip (attributes ``<name>_``; :mod:`numgru._linear_skip`)
+SKIP_ARRAYS = ("skip_coef", "skip_intercept")
 #: file names of the standardisation (attributes ``<name>_``; targets: regressors only)
 SCALING_ARRAYS = ("input_mean", "input_scale", "target_mean", "target_scale")
 
 
-def network_arrays(layers, head_coef, head_intercept, scaling, attention):
+def network_arrays(layers, head_coef, head_intercept, scaling, attention, skip=None):
     """The network's arrays by file name.
 
     ``layers``: ``(cell, state_dict)`` of each recurrent layer, first to last; ``scaling``:
     name -> value of :data:`SCALING_ARRAYS` (None: not stored); ``attention``: name -> value
-    of :data:`ATTENTION_ARRAYS` (empty without attention pooling).
+    of :data:`ATTENTION_ARRAYS` (empty without attention pooling); ``skip``: name -> value of
+    :data:`SKIP_ARRAYS` (None or empty without a linear skip).
     """
     arrays = {}
     for i, (cell, state) in enumerate(layers):
@@ -56,6 +59,7 @@ def network_arrays(layers, head_coef, head_intercept, scaling, attention):
         if value is not None:
             arrays[name] = np.asarray(value, np.float64)
     arrays.update(attention)
+    arrays.update(skip or {})
     return arrays
 
 
@@ -140,6 +144,31 @@ def read_attention(arrays, size_in, dtype):
         check_finite(value, name)
         out[name + "_"] = value
     return out
+
+
+def read_skip(arrays, n_outputs, n_inputs, dtype):
+    """The linear skip's arrays as attribute name -> value (with ``skip_steps_``), checked:
+    both or neither present, ``skip_coef`` (K, k * n_inputs) with k >= 1, finite. Empty for a
+    model without a skip."""
+    present = [name for name in SKIP_ARRAYS if name in arrays]
+    if not present:
+        return {}
+    if len(present) == 1:
+        missing = (set(SKIP_ARRAYS) - set(present)).pop()
+        raise ValueError(f"network array {missing!r} is missing (the file has {present[0]!r})")
+    coef = check_float_array(arrays["skip_coef"], "skip_coef", dtype)
+    intercept = check_float_array(arrays["skip_intercept"], "skip_intercept", dtype)
+    if (coef.ndim != 2 or coef.shape[0] != n_outputs or coef.shape[1] < n_inputs
+            or coef.shape[1] % n_inputs):
+        raise ValueError(f"network array 'skip_coef' has shape {coef.shape}, expected "
+                         f"({n_outputs}, k * {n_inputs}) for k >= 1 steps")
+    if intercept.shape != (n_outputs,):
+        raise ValueError(f"network array 'skip_intercept' has shape {intercept.shape}, "
+                         f"expected {(n_outputs,)}")
+    check_finite(coef, "skip_coef")
+    check_finite(intercept, "skip_intercept")
+    return {"skip_coef_": coef, "skip_intercept_": intercept,
+            "skip_steps_": coef.shape[1] // n_inputs}
 
 
 def storable_classes(classes):

@@ -37,7 +37,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _facade, _fitted_state, _heads, _targets, _training, _weights
+from . import (_attention, _data, _facade, _fitted_state, _heads, _linear_skip, _targets,
+               _training, _weights)
 from . import _estimator_docs as _docs
 from . import io as _io
 from ._config import compute_threads
@@ -194,6 +195,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
             sig["reset_after"] = bool(self.reset_after)
         if self.output == "last":
             sig["pooling"] = self.pooling
+        if hasattr(self, "linear_skip"):        # the regressor's
+            sig["linear_skip"] = self.linear_skip
         return sig
 
     def _check_same_network(self, doing):
@@ -230,6 +233,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
+        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):   # a new network's own:
+            self.__dict__.pop(name, None)                               # _fit_stochastic's
         if self._attention_pooled():   # drawn after the head: other models' draws unchanged
             (self.attention_coef_, self.attention_intercept_,
              self.attention_vector_) = _attention.init_attention(rng, size_in, size_in, dt)
@@ -279,11 +284,45 @@ class _BaseRecurrentEstimator(BaseEstimator):
         att = ([self.attention_coef_, self.attention_intercept_, self.attention_vector_]
                if self._attention_pooled() else [])
         return ([a for a, _ in self.stack_.parameters()] + att
-                + [self.head_coef_, self.head_intercept_])
+                + [self.head_coef_, self.head_intercept_] + self._skip_params())
 
     def _is_weight(self):
         att = [True, False, True] if self._attention_pooled() else []
-        return [flag for _, flag in self.stack_.parameters()] + att + [True, False]
+        skip = [True, False] if self._has_skip() else []
+        return [flag for _, flag in self.stack_.parameters()] + att + [True, False] + skip
+
+    # ------------------------------------------------------------------ linear skip
+    def _wants_skip(self):
+        """True when a new network gets a linear skip (:mod:`numgru._linear_skip`): the
+        regressor's ``linear_skip`` (``"auto"``: with ``output="last"``)."""
+        return False
+
+    def _has_skip(self):
+        """True when the fitted network has a linear skip."""
+        return getattr(self, "skip_coef_", None) is not None
+
+    def _skip_params(self):
+        return [self.skip_coef_, self.skip_intercept_] if self._has_skip() else []
+
+    def _init_skip(self, X, lengths, Y, sample_weight):
+        """Start the linear skip at the ridge regression of the (standardised) targets ``Y`` on
+        the last ``skip_steps_`` steps of the training sequences ``X``, and the head at zero:
+        training starts from the ridge model (:mod:`numgru._linear_skip`)."""
+        self.skip_steps_ = _linear_skip.n_steps(lengths, X.shape[2])
+        Z = _linear_skip.features(X, lengths, self.skip_steps_)
+        coef, intercept, _ = _linear_skip.fit_ridge(Z, Y, sample_weight)
+        self.skip_coef_ = coef.astype(self._dtype)
+        self.skip_intercept_ = intercept.astype(self._dtype)
+        self.head_coef_[...] = 0
+        self.head_intercept_[...] = 0
+
+    def _skip_outputs(self, X, lengths):
+        """``(outputs (B, K), Z)`` of the linear skip for standardised ``X``, or
+        ``(0, None)`` without one."""
+        if not self._has_skip():
+            return 0, None
+        Z = _linear_skip.features(X, lengths, self.skip_steps_)
+        return _linear_skip.forward(Z, self.skip_coef_, self.skip_intercept_), Z
 
     def _pooling(self):
         """The head's pooling of this network (:class:`numgru._heads.Pooling`)."""
@@ -307,7 +346,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
     def _forward_logits(self, X, lengths):
         with compute_threads:
             feats, _ = self._features(X, lengths, training=False)
-            return _heads.linear_head(feats, self.head_coef_, self.head_intercept_)
+            skip, _ = self._skip_outputs(X, lengths)
+            return _heads.linear_head(feats, self.head_coef_, self.head_intercept_) + skip
 
     def _backward(self, lengths, feats, top, dlogits):
         """Gradients of every parameter (order of ``_params``) given d loss / d logits;
@@ -357,7 +397,7 @@ class _BaseRecurrentEstimator(BaseEstimator):
             if first_pass:
                 self._initialize(Y.shape[-1])
                 self._built_with = self._network_signature()
-            self._fit_stochastic(X, lengths, Y, sample_weight, incremental)
+            self._fit_stochastic(X, lengths, Y, sample_weight, incremental, first_pass)
         return self
 
     def _initialize(self, n_outputs):
@@ -372,14 +412,15 @@ class _BaseRecurrentEstimator(BaseEstimator):
         self._init_network(self._n_inputs, n_outputs, self._random_state)
         _training.start_history(self)
 
-    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental):
+    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental, first_pass=False):
         """Run the epochs of minibatch training in :func:`numgru._training.train`:
         ``max_iter`` for ``fit``, one for ``partial_fit``.
 
         ``X`` (n, T, F) padded sequences with their ``lengths``, ``Y`` the encoded targets and
         ``sample_weight`` the weights from ``_encode_targets``. With early stopping (not in
         ``partial_fit``) ``validation_fraction`` of the sequences is held out (stratified for a
-        classifier) and scored after every epoch.
+        classifier) and scored after every epoch. On a ``first_pass`` a linear skip starts from
+        the training sequences (:meth:`_init_skip`).
         """
         early_stopping = self._early_stopping(X.shape[0]) and not incremental
         val = None
@@ -393,6 +434,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
                                  f"or the number of samples (got {len(held)} validation samples).")
             val = (X[held], lengths[held], Y[held], sample_weight[held])
             X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
+        if first_pass and self._wants_skip():
+            self._init_skip(X, lengths, Y, sample_weight)
         problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
                                   is_weight=self._is_weight(),
                                   batch_size=self._batch_size(X.shape[0]), rng=self._rng,
@@ -419,11 +462,15 @@ class _BaseRecurrentEstimator(BaseEstimator):
         feats, top = self._features(X, lengths, True, self._rng)
         Y, sample_weight = self._rows(Y, sample_weight, lengths, X.shape[1])
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = _heads.linear_head(feats, self.head_coef_, self.head_intercept_)
+            skip, Z = self._skip_outputs(X, lengths)
+            logits = _heads.linear_head(feats, self.head_coef_, self.head_intercept_) + skip
             loss, dlogits = self._loss(logits, Y, sample_weight)
         if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
             raise FloatingPointError
-        grads = self._backward(lengths, feats, top, dlogits.astype(X.dtype))
+        dlogits = dlogits.astype(X.dtype)
+        grads = self._backward(lengths, feats, top, dlogits)
+        if Z is not None:
+            grads += _linear_skip.backward(Z, dlogits)
         return loss, grads, float(sample_weight.sum())
 
     def _stratify(self, Y):
@@ -687,14 +734,16 @@ class _BaseRecurrentEstimator(BaseEstimator):
         """The network's weights by file name (:func:`numgru._fitted_state.network_arrays`):
         ``"gru{i}.{name}"`` for each GRU layer ``i`` (``"rnn{i}.{name}"`` for the RNN cells;
         PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``, the
-        standardisation and the attention pooling's arrays."""
+        standardisation, the attention pooling's and the linear skip's arrays."""
         layers = [(lay.cell, layer.state_dict())       # one-layer views of stack_
                   for lay, layer in zip(self.stack_.recurrent_layers, self.layers_)]
         scaling = {name: getattr(self, name + "_", None) for name in _fitted_state.SCALING_ARRAYS}
         attention = ({name: getattr(self, name + "_") for name in _fitted_state.ATTENTION_ARRAYS}
                      if self._attention_pooled() else {})
+        skip = ({name: getattr(self, name + "_") for name in _fitted_state.SKIP_ARRAYS}
+                if self._has_skip() else {})
         return _fitted_state.network_arrays(layers, self.head_coef_, self.head_intercept_,
-                                            scaling, attention)
+                                            scaling, attention, skip)
 
     def _load_network_arrays(self, arrays, device):
         """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
@@ -703,6 +752,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
         _fitted_state.check_recurrent_arrays(arrays, self.cell, self._n_inputs, self._sizes(),
                                              2 if self.bidirectional else 1)
         self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
+        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):   # only the file's
+            self.__dict__.pop(name, None)
         for i, layer in enumerate(self.layers_):      # strict: every weight is replaced
             layer.load_state_dict(_fitted_state.layer_arrays(arrays, self.cell, i))
         self.stack_.params_changed()
@@ -717,6 +768,9 @@ class _BaseRecurrentEstimator(BaseEstimator):
         if self._attention_pooled():
             for name, value in _fitted_state.read_attention(arrays, size_in, self._dtype).items():
                 setattr(self, name, value)
+        for name, value in _fitted_state.read_skip(arrays, self.n_outputs_, self._n_inputs,
+                                                   self._dtype).items():
+            setattr(self, name, value)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -731,7 +785,8 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         "Sequence regression with a GRU or RNN stack and a linear head (squared error).",
         head="linear head", mlp="MLPRegressor",
         early_stopping_auto=_docs.EARLY_STOPPING_AUTO_REGRESSOR,
-        extra_attributes=_docs.TARGET_SCALING,
+        extra_parameters=_linear_skip.PARAMETER_DOC,
+        extra_attributes=_docs.TARGET_SCALING + _linear_skip.ATTRIBUTES_DOC,
         see_also_and_examples="""\
     See Also
     --------
@@ -756,6 +811,31 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
 
     _FITTED_REQUIRED = _BaseRecurrentEstimator._FITTED_REQUIRED + ("_single_output",)
     _OUT_ACTIVATION = "identity"
+
+    _parameter_constraints = {
+        **_BaseRecurrentEstimator._parameter_constraints,
+        "linear_skip": ["boolean", StrOptions({"auto"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
+                 residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
+                 pooling="last", output="last", solver="adam",
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
+                 verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
+                 dtype="float32", standardize=True, linear_skip="auto"):
+        _store_parameters(self, locals())
+
+    def _wants_skip(self):
+        if self.linear_skip == "auto":
+            return self.output == "last"
+        if self.linear_skip and self.output != "last":
+            raise ValueError("linear_skip=True needs output='last' (one prediction per "
+                             "sequence, read from its last steps); with output='each_step' "
+                             "use linear_skip=False or 'auto'")
+        return bool(self.linear_skip)
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
         each_step = self.output == "each_step"
