@@ -9,12 +9,12 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import DataConversionWarning
-from sklearn.utils import check_array
+from sklearn.utils import check_array, column_or_1d
 
 from ._validation import check_lengths as _check_lengths
 
 
-def _is_ragged_list(X):
+def is_ragged_list(X):
     """A list/tuple whose elements are sequences of timesteps of unequal length, or 2-D arrays."""
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
@@ -34,7 +34,7 @@ def as_sequences(X, dtype, name="X"):
     kind "3d", "2d" (univariate: each row is a sequence of T scalars, F = 1) or "ragged".
     Raises ValueError for NaN/inf, empty input, zero-length sequences or mixed feature counts.
     """
-    if _is_ragged_list(X):
+    if is_ragged_list(X):
         seqs = []
         for i, x in enumerate(X):
             a = np.asarray(x)
@@ -211,6 +211,24 @@ def step_targets(y, lengths, name="y"):
     return arr
 
 
+def step_values(y, lengths):
+    """Per-step targets (an (n, T[, k]) array or a ragged list of per-sequence arrays) at the
+    valid steps of each sequence, in the order of the model's per-step outputs."""
+    Y = step_targets(y, lengths)   # checks the shapes against lengths
+    if isinstance(y, (list, tuple)):
+        # a list of per-sequence arrays (step_targets refuses any other list): join the
+        # sequences themselves rather than the padded copy
+        return np.concatenate([np.asarray(v) for v in y])
+    return Y[valid_mask(lengths, Y.shape[1])]
+
+
+def ravel_column_vector(y):
+    """(n, 1) -> (n,) with sklearn's DataConversionWarning, as its own estimators do."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        return column_or_1d(y, warn=True)
+    return y
+
+
 def valid_mask(lengths, T):
     """(n, T) boolean mask of the timesteps inside each sequence."""
     return np.arange(T)[None, :] < lengths[:, None]
@@ -226,6 +244,10 @@ def batches(lengths, batch_size, rng, shuffle):
     """
     n = len(lengths)
     order = rng.permutation(n) if shuffle else np.arange(n)
+    # 20 batches per pool: chosen, not measured. Sorting within pools rather than the whole set
+    # keeps each batch's sequences drawn from one random part of the set (a batch of the whole
+    # sorted set would hold only the shortest or longest sequences) while still grouping
+    # similar lengths
     pool = 20 * batch_size
     out = []
     for p0 in range(0, n, pool):

@@ -35,6 +35,73 @@ def _holding_blas(method):
     return wrapper
 
 
+# The numpydoc sections (Parameters, Returns, Raises) of forward and backward that numgru.GRU and
+# numgru.RNN share, written once; their docstrings name them by marker ("{forward_sections}", a
+# line of its own) and fill_doc writes them in, before each class's own Examples.
+SHARED_SECTIONS = {
+    "forward_sections": """\
+        Parameters
+        ----------
+        x : array-like of shape (B, T, input_size)
+        h0 : array-like of shape (L*D, B, H), optional
+            Initial states (zeros when omitted).
+        lengths : array-like of int of shape (B,), optional
+            Valid lengths with right padding (``pack_padded_sequence`` semantics).
+        training : bool, default=False
+            Apply dropout and keep what :meth:`backward` needs.
+
+        Returns
+        -------
+        out : ndarray of shape (B, T, D*H)
+            Last layer's hidden states; 0 past each sequence's length.
+        h_n : ndarray of shape (L*D, B, H)
+            Every layer's and direction's state after the last valid step.
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes, input size, lengths, or non-finite values.
+        TypeError
+            Non-numeric, boolean or complex input (or, on CUDA, a device array of another dtype).
+
+""",
+    "backward_sections": """\
+        Parameters
+        ----------
+        d_out : array-like of shape (B, T, D*H)
+            Gradient of the loss with respect to ``out`` (ignored at padded positions).
+        d_h_n : array-like of shape (L*D, B, H), optional
+            Gradient with respect to ``h_n``.
+
+        Returns
+        -------
+        dx : ndarray of shape (B, T, input_size)
+        dh0 : ndarray of shape (L*D, B, H)
+        grads : dict of str to ndarray, keyed like :meth:`state_dict`
+
+        Raises
+        ------
+        RuntimeError
+            If the last forward was not ``forward(..., training=True)`` (there was none, or an
+            inference forward came after it), or ``load_state_dict`` replaced the parameters
+            since: the gradients would not be those of the last forward.
+        ValueError
+            If ``d_out`` or ``d_h_n`` has the wrong shape or non-finite values.
+
+""",
+}
+
+
+def fill_doc(method):
+    """Decorator: write :data:`SHARED_SECTIONS` into ``method``'s docstring in place of their
+    markers."""
+    doc = method.__doc__
+    for name, text in SHARED_SECTIONS.items():
+        doc = doc.replace("        {" + name + "}\n\n", text)
+    method.__doc__ = doc
+    return method
+
+
 class RecurrentNetwork:
     """A stack of ``num_layers`` equal-size recurrent layers of one cell, PyTorch's API.
 
@@ -80,32 +147,6 @@ class RecurrentNetwork:
                                       dtype=self.dtype, backend=be, rngs=self.rng,
                                       **cell_options)
 
-    @classmethod
-    def _from_stack(cls, stack, rng=None):
-        """A facade over an existing stack of equal-size layers of this class's cell
-        (parameters shared)."""
-        rec = stack.recurrent_layers
-        first = rec[0]
-        net = cls.__new__(cls)
-        net.input_size = first.input_size
-        net.hidden_size = first.hidden_size
-        net.num_layers = len(rec)
-        net.num_directions = first.num_directions
-        net.bidirectional = first.num_directions == 2
-        net.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
-        net.residual = bool(stack.residual_layers)
-        net._cell_attributes(first)
-        net.layer_norm = getattr(first, "layer_norm", False)
-        net.recurrent_dropout = getattr(first, "recurrent_dropout", 0.0)
-        net.dtype = stack.dtype
-        net.rng = rng if rng is not None else np.random.default_rng()
-        net.dropout_masks_ = []
-        net.recurrent_dropout_masks_ = []
-        net._device_io = False
-        net._no_backward = None
-        net._stack = stack
-        return net
-
     def _cell_attributes(self, layer):
         """Set the cell's own attributes (``reset_after``, ``nonlinearity``) from a layer."""
         raise NotImplementedError
@@ -127,7 +168,7 @@ class RecurrentNetwork:
     def load_state_dict(self, state_dict):
         """Load parameters (any array-likes) with strict name, shape and finiteness checks."""
         _layout.load_state_dict(self._stack, state_dict, what=type(self).__name__)
-        if self._stack._tape is not None:
+        if self._stack.training_shape is not None:
             self._no_backward = ("the parameters were replaced (load_state_dict) after the last "
                                  "training forward")
 
@@ -157,7 +198,7 @@ class RecurrentNetwork:
             self.recurrent_dropout_masks_ = self._stack.recurrent_masks()
             self._device_io = device_io
             self._no_backward = None
-        elif self._stack._tape is not None:
+        elif self._stack.training_shape is not None:
             # the stack keeps the training forward's tape: a backward now would silently
             # return that forward's gradients, not this one's (PyTorch raises here too)
             self._no_backward = ("the last forward was an inference forward (training=False), "
@@ -174,7 +215,7 @@ class RecurrentNetwork:
 
     def _backward(self, d_out, d_h_n=None, need_dx=True):
         stack = self._stack
-        if stack._tape is None:
+        if stack.training_shape is None:
             raise RuntimeError("backward() needs a preceding forward(..., training=True); "
                                "call forward with training=True first")
         reason = getattr(self, "_no_backward", None)
@@ -183,8 +224,8 @@ class RecurrentNetwork:
                                f"be forward(..., training=True), but {reason}; call forward "
                                "with training=True again before backward")
         be = stack.backend
-        B = stack._tape["B"]
-        out_shape = (B, stack._tape["T"], self.num_directions * self.hidden_size)
+        B, T = stack.training_shape
+        out_shape = (B, T, self.num_directions * self.hidden_size)
         if be.is_native(d_out):
             d_out = check_native(be, d_out, "d_out", out_shape, self.dtype)
         else:
@@ -220,3 +261,30 @@ class RecurrentNetwork:
         extra += self._repr_options()
         extra.append(f"dtype={self.dtype.name!r}")
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, {', '.join(extra)})"
+
+
+def network_over(cls, stack, rng=None):
+    """A ``cls`` (``numgru.GRU`` or ``numgru.RNN``, a :class:`RecurrentNetwork`) over an existing
+    stack of equal-size layers of its cell, sharing the stack's parameters (the sequence
+    estimators' ``layers_``)."""
+    rec = stack.recurrent_layers
+    first = rec[0]
+    net = cls.__new__(cls)
+    net.input_size = first.input_size
+    net.hidden_size = first.hidden_size
+    net.num_layers = len(rec)
+    net.num_directions = first.num_directions
+    net.bidirectional = first.num_directions == 2
+    net.dropout = next((lay.p for lay in stack.layers if not lay.num_states), 0.0)
+    net.residual = bool(stack.residual_layers)
+    net._cell_attributes(first)
+    net.layer_norm = getattr(first, "layer_norm", False)
+    net.recurrent_dropout = getattr(first, "recurrent_dropout", 0.0)
+    net.dtype = stack.dtype
+    net.rng = rng if rng is not None else np.random.default_rng()
+    net.dropout_masks_ = []
+    net.recurrent_dropout_masks_ = []
+    net._device_io = False
+    net._no_backward = None
+    net._stack = stack
+    return net

@@ -59,25 +59,19 @@ class Stack:
         whose input and output widths match (see :func:`residual_layers`; ValueError if none
         can have one).
         """
-        layer_cls = get_cell(cell)
-        D = 2 if bidirectional else 1
-        skip_layers = residual_layers(input_size, hidden_sizes, D) if residual else []
-        if isinstance(rngs, np.random.Generator):
-            rngs = [rngs] * len(hidden_sizes)
-        layers = []
-        skips = []
-        size = input_size
-        for k, (H, rng) in enumerate(zip(hidden_sizes, rngs)):
-            if k > 0 and dropout > 0:
-                layers.append(Dropout(size, dropout, dtype))
-            layer = layer_cls(size, H, D, dtype, **cell_options)
-            layer.init_params(rng)
-            if k in skip_layers:
-                skips.append(len(layers))
-            layers.append(layer)
-            # layer normalisation lives inside the cells (cell_options layer_norm=True)
-            size = layer.output_size
+        layers, skips = build_recurrent_layers(input_size, hidden_sizes, cell=cell,
+                                               bidirectional=bidirectional, dropout=dropout,
+                                               residual=residual, dtype=dtype, rngs=rngs,
+                                               **cell_options)
         return cls(layers, backend, dtype, skips)
+
+    def layer_view(self, layer):
+        """A one-layer stack over ``layer`` (one of :attr:`layers`) on this stack's backend,
+        sharing its parameter arrays, which the caller may update in place (device copies are
+        refreshed on every call, as after :meth:`parameters`)."""
+        view = type(self)([layer], self.backend, self.dtype)
+        view._host_mutable = True
+        return view
 
     # ------------------------------------------------------------------ structure
     @property
@@ -115,6 +109,20 @@ class Stack:
         copies are made once more and then kept, instead of refreshed on every call."""
         self._host_mutable = False
         self._native = None
+
+    @property
+    def training_shape(self):
+        """``(B, T)`` of the last training forward (what :meth:`backward` backpropagates
+        through), or None when there has been none."""
+        if self._tape is None:
+            return None
+        return self._tape["B"], self._tape["T"]
+
+    def context(self, lengths=None, training=False, rng=None):
+        """The :class:`numgru._cells.Context` a layer of this stack (or a layer run beside it,
+        such as a language model's softmax head) is called with: this stack's backend, dtype
+        and scratch buffers."""
+        return Context(self.backend, self.dtype, lengths, training, rng, self._work)
 
     def flat_grads(self, grads):
         """Gradients from :meth:`backward` in the order of :meth:`parameters`."""
@@ -172,7 +180,7 @@ class Stack:
                   for lay in rec]
         if h_n is None:
             h_n = [be.empty((lay.num_states, B, lay.state_size), self.dtype) for lay in rec]
-        ctx = _context(self, be.upload(lengths), training, rng)
+        ctx = self.context(be.upload(lengths), training, rng)
         params = self._native_params()
         tape = []
         inp = x
@@ -230,7 +238,7 @@ class Stack:
         for j, lay in enumerate(rec):
             if d_h_n[j] is None:
                 d_h_n[j] = be.upload(np.zeros((lay.num_states, B, lay.state_size), self.dtype))
-        ctx = _context(self, tape["lengths"], True, None)
+        ctx = self.context(tape["lengths"], True, None)
         grads = [None] * len(self.layers)
         si = len(rec)
         d = d_out
@@ -249,6 +257,37 @@ class Stack:
             if i in skips:      # the skip's gradient: d inp += d out (i > 0, so d is not None)
                 be.add(d, d_skip, d)
         return d, dh0, grads
+
+
+def build_recurrent_layers(input_size, hidden_sizes, *, cell="gru", bidirectional=False,
+                           dropout=0.0, residual=False, dtype="float32", rngs, **cell_options):
+    """The layers of :meth:`Stack.recurrent` and the indices among them of the layers with a
+    skip connection: ``(layers, skips)``.
+
+    One layer of ``cell`` per entry of ``hidden_sizes``, each initialised from its entry of
+    ``rngs`` (or all from one Generator, layer after layer), with a :class:`Dropout` of
+    ``dropout`` between two layers when ``dropout > 0``. A model that puts layers of its own
+    around them (the language model's embedding) builds its stack from these.
+    """
+    layer_cls = get_cell(cell)
+    D = 2 if bidirectional else 1
+    skip_layers = residual_layers(input_size, hidden_sizes, D) if residual else []
+    if isinstance(rngs, np.random.Generator):
+        rngs = [rngs] * len(hidden_sizes)
+    layers = []
+    skips = []
+    size = input_size
+    for k, (H, rng) in enumerate(zip(hidden_sizes, rngs)):
+        if k > 0 and dropout > 0:
+            layers.append(Dropout(size, dropout, dtype))
+        layer = layer_cls(size, H, D, dtype, **cell_options)
+        layer.init_params(rng)
+        if k in skip_layers:
+            skips.append(len(layers))
+        layers.append(layer)
+        # layer normalisation lives inside the cells (cell_options layer_norm=True)
+        size = layer.output_size
+    return layers, skips
 
 
 def residual_layers(input_size, hidden_sizes, num_directions):
@@ -272,7 +311,3 @@ def residual_layers(input_size, hidden_sizes, num_directions):
         raise ValueError("residual=True but no layer after the first has equal input and output "
                          f"widths, so none can have a residual connection ({widths})")
     return ks
-
-
-def _context(stack, lengths, training, rng):
-    return Context(stack.backend, stack.dtype, lengths, training, rng, stack._work)

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
+from . import _linear_skip
 from ._attention import RunningAttention
 
 
@@ -46,6 +47,10 @@ class Stream:
                        for lay in stack.recurrent_layers]
         self._sum = np.zeros((self.n_streams, stack.output_size), dtype=np.float64)
         self._attention = RunningAttention(self.n_streams, stack.output_size)
+        est = self.estimator
+        # the linear skip reads the last skip_steps_ inputs: zeros (the mean) before the first
+        self._recent = (np.zeros((self.n_streams, est.skip_steps_, est._n_inputs),
+                                 dtype=stack.dtype) if est._has_skip() else None)
         self.n_steps_ = 0
         return self
 
@@ -128,6 +133,11 @@ class Stream:
             self._sum += out.sum(axis=1, dtype=np.float64)
             feats = (self._sum / self.n_steps_).astype(out.dtype)
         logits = feats @ est.head_coef_.T + est.head_intercept_
+        if self._recent is not None:
+            k = self._recent.shape[1]
+            self._recent = np.ascontiguousarray(np.concatenate([self._recent, x], axis=1)[:, -k:])
+            logits = logits + _linear_skip.forward(self._recent.reshape(S, -1), est.skip_coef_,
+                                                   est.skip_intercept_)
         pred = est._decode_logits(logits, proba)
         if est.output == "each_step":
             return pred.reshape((S, t) + pred.shape[1:])

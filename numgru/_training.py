@@ -227,7 +227,7 @@ class _Progress:
         if elapsed < self.wait:
             return
         left = elapsed / max(done, 1) * (self.n_epochs - done)
-        width = 20
+        width = 20                 # characters of the progress bar: fits one terminal line
         k = int(width * done / max(self.n_epochs, 1))
         msg = (f"\r{self.name} [{'#' * k}{'.' * (width - k)}] epoch {done}/{self.n_epochs} "
                f"loss {loss:.4g}")
@@ -342,6 +342,9 @@ def train(est, problem, settings, *, incremental=False, name=None):
                 break
             est.n_iter_ += 1
             est.t_ += problem.n_samples
+            # an epoch's weights can sum to 0 only when every sample weight does (refused at
+            # fit) or it had no step; 1e-300, near float64's smallest normal, keeps the mean
+            # defined (0) without changing any other
             est.loss_ = total / max(weight, 1e-300)
             est.loss_curve_.append(est.loss_)
             reference = min(reference, est.loss_) if reference is not None else est.loss_

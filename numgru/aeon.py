@@ -52,7 +52,26 @@ def _as_sequences(X):
 
 
 class _AeonGRU:
-    """What both estimators share: the numgru parameters they expose and the conversion."""
+    """What both estimators share: the numgru parameters they expose (their one explicit
+    ``__init__``, which aeon's ``get_params`` reads) and the conversion."""
+
+    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False,
+                 pooling="last", learning_rate_init=1e-3, max_iter=200, batch_size="auto",
+                 alpha=1e-4, early_stopping="auto", random_state=None, dtype="float32",
+                 numgru_params=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.cell = cell
+        self.bidirectional = bidirectional
+        self.pooling = pooling
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.alpha = alpha
+        self.early_stopping = early_stopping
+        self.random_state = random_state
+        self.dtype = dtype
+        self.numgru_params = numgru_params
+        super().__init__()
 
     def _numgru_params(self):
         params = dict(hidden_layer_sizes=self.hidden_layer_sizes, cell=self.cell,
@@ -143,24 +162,6 @@ class GRUClassifier(_AeonGRU, BaseClassifier):
 
     _tags = dict(_TAGS)
 
-    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False,
-                 pooling="last", learning_rate_init=1e-3, max_iter=200, batch_size="auto",
-                 alpha=1e-4, early_stopping="auto", random_state=None, dtype="float32",
-                 numgru_params=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.cell = cell
-        self.bidirectional = bidirectional
-        self.pooling = pooling
-        self.learning_rate_init = learning_rate_init
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.alpha = alpha
-        self.early_stopping = early_stopping
-        self.random_state = random_state
-        self.dtype = dtype
-        self.numgru_params = numgru_params
-        super().__init__()
-
     @staticmethod
     def _numgru_class():
         from .estimators import GRUClassifier as NumgruClassifier
@@ -203,24 +204,6 @@ class GRURegressor(_AeonGRU, BaseRegressor):
     """
 
     _tags = dict(_TAGS)
-
-    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False,
-                 pooling="last", learning_rate_init=1e-3, max_iter=200, batch_size="auto",
-                 alpha=1e-4, early_stopping="auto", random_state=None, dtype="float32",
-                 numgru_params=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.cell = cell
-        self.bidirectional = bidirectional
-        self.pooling = pooling
-        self.learning_rate_init = learning_rate_init
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.alpha = alpha
-        self.early_stopping = early_stopping
-        self.random_state = random_state
-        self.dtype = dtype
-        self.numgru_params = numgru_params
-        super().__init__()
 
     @staticmethod
     def _numgru_class():

@@ -4,8 +4,7 @@ They follow ``MLPRegressor`` / ``MLPClassifier``: the same parameter names where
 ``fit`` and ``partial_fit`` sharing one ``_fit(X, y, incremental)`` path (``_initialize``,
 ``_fit_stochastic``), early stopping on a held-out ``validation_fraction`` with best-weight
 restore, and the fitted attributes ``loss_curve_``, ``validation_scores_``, ``best_loss_``,
-``n_iter_`` and ``t_``. The epochs run in :mod:`numgru._training` (the loop the language model
-shares); a minibatch's forward, loss and backward is :meth:`_BaseGRUEstimator._loss_and_grads`.
+``n_iter_`` and ``t_``.
 
 The network: one engine stack (:class:`numgru._stack.Stack`) with a recurrent layer per entry of
 ``hidden_layer_sizes`` (sizes may differ; the cell is ``cell``: the GRU, or the vanilla RNN with
@@ -15,9 +14,17 @@ sequence (``output="last"``; ``pooling`` "last" = the top layer's output at the 
 sequence, "mean" = the mean output over valid steps, "attention" = an attention-weighted sum of
 the outputs, :mod:`numgru._attention`) or on every valid timestep (``output="each_step"``). The
 head's output goes through softmax (classifier) or the identity (regressor).
+
+This module is the scikit-learn face; the work is in modules named for what they hold: the
+pooling and the head, forward and backward, in :mod:`numgru._heads`; the targets and weights
+the loss sees in :mod:`numgru._targets`, :mod:`numgru._weights` and :mod:`numgru._standardize`;
+the epochs in :mod:`numgru._training` (the loop the language model shares) over
+:class:`numgru._sequence_problem.SequenceProblem`, whose step is
+:meth:`_BaseRecurrentEstimator._loss_and_grads`; the model-file format in
+:mod:`numgru._fitted_state` and :mod:`numgru.io`; the documentation both classes share in
+:mod:`numgru._estimator_docs`.
 """
 
-import math
 import warnings
 from numbers import Integral, Real
 
@@ -26,25 +33,25 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_array, check_random_state, column_or_1d
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import _attention, _data, _training
+from . import (_attention, _data, _facade, _fitted_state, _heads, _linear_skip, _targets,
+               _training, _weights)
+from . import _estimator_docs as _docs
 from . import io as _io
 from ._config import compute_threads
 from ._losses import softmax, softmax_cross_entropy, squared_error
 from ._backend import get_backend
+from ._sequence_problem import SequenceProblem
 from ._stack import Stack
-from ._validation import check_finite, check_float_array
+from ._standardize import standardizer
 from .gru import GRU
 from .rnn import RNN
 
-# the public one-layer facade (``layers_``) and the file-name prefix of each cell's weights
+# the public one-layer facade of each cell (``layers_``)
 _CELL_FACADES = {"gru": GRU, "rnn_tanh": RNN, "rnn_relu": RNN}
-_CELL_FILE_PREFIX = {"gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 # batch_size="auto": min(AUTO_BATCH, n_samples) sequences per minibatch. Keras's and most
 # PyTorch recipes' 32: MLP's 200 gives the small UCR/UEA sets of the quality benchmark
 # (docs/training.md, 36-270 sequences) one optimizer step per epoch
@@ -58,50 +65,16 @@ AUTO_BATCH = 32
 AUTO_EARLY_STOPPING_MIN_VAL = 5
 
 
-def _standardizer(values, on):
-    """Per-feature (mean, scale) of ``values`` (rows, F) as StandardScaler computes them (a
-    constant feature gets scale 1), or (0, 1) when standardisation is off."""
-    F = values.shape[-1]
-    if not on or values.shape[0] == 0:
-        return np.zeros(F), np.ones(F)
-    v = values.astype(np.float64)
-    big = np.abs(v).max(axis=0)
-    big[~(big > 0)] = 1.0
-    v = v / big                  # std of values near the float64 limit without overflow
-    mean = v.mean(axis=0) * big
-    scale = v.std(axis=0) * big
-    scale[~(scale > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0))] = 1.0
-    return mean, scale
+def _store_parameters(est, arguments):
+    """Set each constructor argument in ``arguments`` (an ``__init__``'s ``locals()``) as the
+    attribute of its name: all that an ``__init__`` does (scikit-learn's convention), written
+    once for both classes' explicit signatures."""
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(est, name, value)
 
 
-class _SequenceProblem(_training.Problem):
-    """The sequence estimators as :func:`numgru._training.train` sees them: minibatches of
-    sequences grouped by length, one :meth:`_BaseGRUEstimator._loss_and_grads` per step."""
-
-    def __init__(self, est, X, lengths, Y, sample_weight, val):
-        self.est = est
-        self.X, self.lengths, self.Y, self.w = X, lengths, Y, sample_weight
-        self.params = est._params()
-        self.is_weight = est._is_weight()
-        self.n_samples = X.shape[0]
-        self.batch_size = est._batch_size(self.n_samples)
-        self.val = val
-        self.has_validation = val is not None
-
-    def epoch(self):
-        return _data.batches(self.lengths, self.batch_size, self.est._rng, self.est.shuffle)
-
-    def step(self, idx):
-        Lb = self.lengths[idx]
-        Xb = np.ascontiguousarray(self.X[idx, :int(Lb.max())])
-        loss, grads, wsum = self.est._loss_and_grads(Xb, Lb, self.Y[idx], self.w[idx])
-        return loss, grads, len(idx), wsum
-
-    def validation_score(self):
-        return self.est._score_arrays(*self.val)
-
-
-class _BaseGRUEstimator(BaseEstimator):
+class _BaseRecurrentEstimator(BaseEstimator):
     """Shared machinery of the sequence estimators (not public)."""
 
     _parameter_constraints = {
@@ -150,40 +123,7 @@ class _BaseGRUEstimator(BaseEstimator):
                  early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.cell = cell
-        self.bidirectional = bidirectional
-        self.dropout = dropout
-        self.residual = residual
-        self.layer_norm = layer_norm
-        self.recurrent_dropout = recurrent_dropout
-        self.reset_after = reset_after
-        self.pooling = pooling
-        self.output = output
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.clip_grad_norm = clip_grad_norm
-        self.device = device
-        self.dtype = dtype
-        self.standardize = standardize
+        _store_parameters(self, locals())
 
     # ------------------------------------------------------------------ input
     def _sizes(self):
@@ -198,7 +138,7 @@ class _BaseGRUEstimator(BaseEstimator):
         MLPClassifier preserves float32) and float64 otherwise."""
         if self.dtype != "auto":
             return np.dtype(self.dtype)
-        first = X[0] if _data._is_ragged_list(X) else X
+        first = X[0] if _data.is_ragged_list(X) else X
         kind = getattr(first, "dtype", None)
         return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
 
@@ -217,7 +157,7 @@ class _BaseGRUEstimator(BaseEstimator):
             self._input_kind = kind
             self._n_inputs = Xp.shape[2]
             self.n_features_in_ = Xp.shape[1] if kind == "2d" else Xp.shape[2]
-            self.input_mean_, self.input_scale_ = _standardizer(
+            self.input_mean_, self.input_scale_ = standardizer(
                 Xp[_data.valid_mask(lengths, Xp.shape[1])], self.standardize)
         else:
             if kind == "2d" and self._input_kind == "2d" and Xp.shape[1] != self.n_features_in_:
@@ -255,6 +195,8 @@ class _BaseGRUEstimator(BaseEstimator):
             sig["reset_after"] = bool(self.reset_after)
         if self.output == "last":
             sig["pooling"] = self.pooling
+        if hasattr(self, "linear_skip"):        # the regressor's
+            sig["linear_skip"] = self.linear_skip
         return sig
 
     def _check_same_network(self, doing):
@@ -291,6 +233,8 @@ class _BaseGRUEstimator(BaseEstimator):
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
+        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):   # a new network's own:
+            self.__dict__.pop(name, None)                               # _fit_stochastic's
         if self._attention_pooled():   # drawn after the head: other models' draws unchanged
             (self.attention_coef_, self.attention_intercept_,
              self.attention_vector_) = _attention.init_attention(rng, size_in, size_in, dt)
@@ -312,9 +256,8 @@ class _BaseGRUEstimator(BaseEstimator):
         stack = self.stack_
         views = []
         for lay in stack.recurrent_layers:
-            sub = Stack([lay], stack.backend, stack.dtype)
-            sub._host_mutable = True          # the estimator updates the arrays in place
-            views.append(_CELL_FACADES[lay.cell]._from_stack(sub))
+            # a view whose arrays the estimator may update in place
+            views.append(_facade.network_over(_CELL_FACADES[lay.cell], stack.layer_view(lay)))
         return views
 
     @property
@@ -341,11 +284,52 @@ class _BaseGRUEstimator(BaseEstimator):
         att = ([self.attention_coef_, self.attention_intercept_, self.attention_vector_]
                if self._attention_pooled() else [])
         return ([a for a, _ in self.stack_.parameters()] + att
-                + [self.head_coef_, self.head_intercept_])
+                + [self.head_coef_, self.head_intercept_] + self._skip_params())
 
     def _is_weight(self):
         att = [True, False, True] if self._attention_pooled() else []
-        return [flag for _, flag in self.stack_.parameters()] + att + [True, False]
+        skip = [True, False] if self._has_skip() else []
+        return [flag for _, flag in self.stack_.parameters()] + att + [True, False] + skip
+
+    # ------------------------------------------------------------------ linear skip
+    def _wants_skip(self):
+        """True when a new network gets a linear skip (:mod:`numgru._linear_skip`): the
+        regressor's ``linear_skip`` (``"auto"``: with ``output="last"``)."""
+        return False
+
+    def _has_skip(self):
+        """True when the fitted network has a linear skip."""
+        return getattr(self, "skip_coef_", None) is not None
+
+    def _skip_params(self):
+        return [self.skip_coef_, self.skip_intercept_] if self._has_skip() else []
+
+    def _init_skip(self, X, lengths, Y, sample_weight):
+        """Start the linear skip at the ridge regression of the (standardised) targets ``Y`` on
+        the last ``skip_steps_`` steps of the training sequences ``X``, and the head at zero:
+        training starts from the ridge model (:mod:`numgru._linear_skip`)."""
+        self.skip_steps_ = _linear_skip.n_steps(lengths, X.shape[2])
+        Z = _linear_skip.features(X, lengths, self.skip_steps_)
+        coef, intercept, _ = _linear_skip.fit_ridge(Z, Y, sample_weight)
+        self.skip_coef_ = coef.astype(self._dtype)
+        self.skip_intercept_ = intercept.astype(self._dtype)
+        self.head_coef_[...] = 0
+        self.head_intercept_[...] = 0
+
+    def _skip_outputs(self, X, lengths):
+        """``(outputs (B, K), Z)`` of the linear skip for standardised ``X``, or
+        ``(0, None)`` without one."""
+        if not self._has_skip():
+            return 0, None
+        Z = _linear_skip.features(X, lengths, self.skip_steps_)
+        return _linear_skip.forward(Z, self.skip_coef_, self.skip_intercept_), Z
+
+    def _pooling(self):
+        """The head's pooling of this network (:class:`numgru._heads.Pooling`)."""
+        attention = ((self.attention_coef_, self.attention_intercept_, self.attention_vector_)
+                     if self._attention_pooled() else None)
+        return _heads.Pooling(self.output, self.pooling, 2 if self.bidirectional else 1,
+                              self._last_from_out(), attention)
 
     def _features(self, X, lengths, training, rng=None):
         """Run the recurrent stack; return (features, what :meth:`_backward` needs).
@@ -355,63 +339,26 @@ class _BaseGRUEstimator(BaseEstimator):
         """
         be = self.stack_.backend
         out, h_n = self.stack_.forward(be.upload(X), lengths, training=training, rng=rng)
-        h = be.to_host(out)
-        B = X.shape[0]
-        if self.output == "each_step":
-            feats = h[_data.valid_mask(lengths, h.shape[1])]
-        elif self.pooling == "attention":
-            feats, _, saved = _attention.attention_forward(
-                h, lengths, self.attention_coef_, self.attention_intercept_,
-                self.attention_vector_)
-            return feats, saved
-        elif self.pooling == "last":
-            if self._last_from_out():
-                feats = _last_step_outputs(h, lengths, 2 if self.bidirectional else 1)
-            else:
-                feats = np.ascontiguousarray(be.to_host(h_n[-1]).transpose(1, 0, 2).reshape(B, -1))
-        else:
-            feats = h.sum(axis=1) / lengths[:, None].astype(h.dtype)
-        return feats, h
+        pooling = self._pooling()
+        final_state = be.to_host(h_n[-1]) if pooling.reads_final_state else None
+        return pooling.forward(be.to_host(out), lengths, final_state)
 
     def _forward_logits(self, X, lengths):
         with compute_threads:
             feats, _ = self._features(X, lengths, training=False)
-            return feats @ self.head_coef_.T + self.head_intercept_
+            skip, _ = self._skip_outputs(X, lengths)
+            return _heads.linear_head(feats, self.head_coef_, self.head_intercept_) + skip
 
     def _backward(self, lengths, feats, top, dlogits):
         """Gradients of every parameter (order of ``_params``) given d loss / d logits;
         ``top`` is what :meth:`_features` returned beside ``feats``."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            d_feats = dlogits @ self.head_coef_
-            g_head = [dlogits.T @ feats, dlogits.sum(axis=0)]
-        if not (np.isfinite(d_feats).all() and np.isfinite(g_head[0]).all()):
-            raise FloatingPointError
-        g_att = []
-        if self._attention_pooled():
-            saved = top
-            top = saved[0]
-            with np.errstate(over="ignore", invalid="ignore"):
-                d_top, dW, db, dv = _attention.attention_backward(
-                    saved, d_feats, self.attention_coef_, self.attention_vector_)
-            g_att = [dW, db, dv]
-        B, T = top.shape[0], top.shape[1]
+        d_feats, g_head = _heads.linear_head_backward(feats, dlogits, self.head_coef_)
+        d_out, d_final, g_att = self._pooling().backward(d_feats, top, lengths)
         stack = self.stack_
         be = stack.backend
         d_h_n = [None] * len(stack.recurrent_layers)
-        if self.output == "each_step":
-            d_out = np.zeros_like(top)
-            d_out[_data.valid_mask(lengths, T)] = d_feats
-        elif self.pooling == "attention":
-            d_out = d_top
-        elif self.pooling == "last" and self._last_from_out():
-            d_out = _last_step_outputs_backward(d_feats, lengths, top.shape,
-                                                2 if self.bidirectional else 1)
-        elif self.pooling == "last":
-            d_out = np.zeros_like(top)
-            D = 2 if self.bidirectional else 1
-            d_h_n[-1] = be.upload(np.ascontiguousarray(d_feats.reshape(B, D, -1).transpose(1, 0, 2)))
-        else:
-            d_out = np.repeat((d_feats / lengths[:, None].astype(top.dtype))[:, None, :], T, axis=1)
+        if d_final is not None:
+            d_h_n[-1] = be.upload(d_final)
         with compute_threads:
             _, _, grads = stack.backward(be.upload(np.ascontiguousarray(d_out, dtype=stack.dtype)),
                                          d_h_n, need_dx=False)
@@ -450,7 +397,7 @@ class _BaseGRUEstimator(BaseEstimator):
             if first_pass:
                 self._initialize(Y.shape[-1])
                 self._built_with = self._network_signature()
-            self._fit_stochastic(X, lengths, Y, sample_weight, incremental)
+            self._fit_stochastic(X, lengths, Y, sample_weight, incremental, first_pass)
         return self
 
     def _initialize(self, n_outputs):
@@ -465,14 +412,15 @@ class _BaseGRUEstimator(BaseEstimator):
         self._init_network(self._n_inputs, n_outputs, self._random_state)
         _training.start_history(self)
 
-    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental):
+    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental, first_pass=False):
         """Run the epochs of minibatch training in :func:`numgru._training.train`:
         ``max_iter`` for ``fit``, one for ``partial_fit``.
 
         ``X`` (n, T, F) padded sequences with their ``lengths``, ``Y`` the encoded targets and
         ``sample_weight`` the weights from ``_encode_targets``. With early stopping (not in
         ``partial_fit``) ``validation_fraction`` of the sequences is held out (stratified for a
-        classifier) and scored after every epoch.
+        classifier) and scored after every epoch. On a ``first_pass`` a linear skip starts from
+        the training sequences (:meth:`_init_skip`).
         """
         early_stopping = self._early_stopping(X.shape[0]) and not incremental
         val = None
@@ -486,7 +434,13 @@ class _BaseGRUEstimator(BaseEstimator):
                                  f"or the number of samples (got {len(held)} validation samples).")
             val = (X[held], lengths[held], Y[held], sample_weight[held])
             X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
-        problem = _SequenceProblem(self, X, lengths, Y, sample_weight, val)
+        if first_pass and self._wants_skip():
+            self._init_skip(X, lengths, Y, sample_weight)
+        problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
+                                  is_weight=self._is_weight(),
+                                  batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                                  shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
+                                  score=self._score_arrays)
         _training.train(self, problem, _training.Settings.from_estimator(self),
                         incremental=incremental)
 
@@ -508,11 +462,15 @@ class _BaseGRUEstimator(BaseEstimator):
         feats, top = self._features(X, lengths, True, self._rng)
         Y, sample_weight = self._rows(Y, sample_weight, lengths, X.shape[1])
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = feats @ self.head_coef_.T + self.head_intercept_
+            skip, Z = self._skip_outputs(X, lengths)
+            logits = _heads.linear_head(feats, self.head_coef_, self.head_intercept_) + skip
             loss, dlogits = self._loss(logits, Y, sample_weight)
         if not (np.isfinite(loss) and np.isfinite(dlogits).all()):
             raise FloatingPointError
-        grads = self._backward(lengths, feats, top, dlogits.astype(X.dtype))
+        dlogits = dlogits.astype(X.dtype)
+        grads = self._backward(lengths, feats, top, dlogits)
+        if Z is not None:
+            grads += _linear_skip.backward(Z, dlogits)
         return loss, grads, float(sample_weight.sum())
 
     def _stratify(self, Y):
@@ -536,15 +494,25 @@ class _BaseGRUEstimator(BaseEstimator):
         out = self._forward_logits(Xp, lengths)
         return out, lengths
 
+    def _predict_decoded(self, X, lengths=None, proba=False):
+        """Predictions (``proba``: probabilities) in the user's shape: the head's outputs
+        decoded by the subclass's ``_decode_logits``, per step back to (n, T, ...) or a ragged
+        list (:meth:`_unpad`)."""
+        out, lengths = self._predict_padded(X, lengths)
+        out = self._decode_logits(out, proba)
+        if self.output == "each_step":
+            return self._unpad(out, lengths, X)
+        return out
+
     def _unpad(self, rows, lengths, X):
         """Per-step predictions back to the user's shape: (n, T, ...) with the input's T (zeros
         past each length), or a ragged list."""
         T = int(lengths.max())
-        if not _data._is_ragged_list(X):
+        if not _data.is_ragged_list(X):
             T = max(T, int(np.shape(X)[1]))
         full = np.zeros((len(lengths), T) + rows.shape[1:], dtype=rows.dtype)
         full[_data.valid_mask(lengths, T)] = rows
-        if _data._is_ragged_list(X):
+        if _data.is_ragged_list(X):
             return [full[i, : lengths[i]] for i in range(len(lengths))]
         return full
 
@@ -646,7 +614,7 @@ class _BaseGRUEstimator(BaseEstimator):
             _, alpha, _ = _attention.attention_forward(
                 be.to_host(out), lengths, self.attention_coef_, self.attention_intercept_,
                 self.attention_vector_)
-        if _data._is_ragged_list(X):
+        if _data.is_ragged_list(X):
             return [alpha[i, : lengths[i]].copy() for i in range(len(lengths))]
         return alpha
 
@@ -701,13 +669,9 @@ class _BaseGRUEstimator(BaseEstimator):
         """
         _io.save(self, path)
 
-    # fitted attributes that a model file keeps (besides the network's arrays); the required
-    # ones are those that predicting needs
-    _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_", "loss_curve_",
-                          "best_loss_", "validation_scores_", "best_validation_score_",
-                          "out_activation_", "_input_kind", "_n_inputs", "_single_output",
-                          "feature_names_in_")
-    _FITTED_REQUIRED = ("n_features_in_", "n_outputs_", "_input_kind", "_n_inputs")
+    # the fitted-state format: numgru._fitted_state
+    _FITTED_ATTRIBUTES = _fitted_state.FITTED_ATTRIBUTES
+    _FITTED_REQUIRED = _fitted_state.FITTED_REQUIRED
     _OUT_ACTIVATION = None      # the subclass's out_activation_ (a model file must hold it)
 
     def _get_fitted_state(self):
@@ -724,7 +688,7 @@ class _BaseGRUEstimator(BaseEstimator):
             If the estimator is not fitted.
         """
         check_is_fitted(self, "stack_")
-        fitted = {name: _io._jsonable(getattr(self, name))
+        fitted = {name: _io.jsonable(getattr(self, name))
                   for name in self._FITTED_ATTRIBUTES if hasattr(self, name)}
         fitted["_dtype"] = np.dtype(self._dtype).name
         return fitted, self._network_arrays()
@@ -748,7 +712,7 @@ class _BaseGRUEstimator(BaseEstimator):
         missing = [name for name in self._FITTED_REQUIRED + ("_dtype",) if name not in fitted]
         if missing:
             raise ValueError(f"fitted attributes {missing} are missing")
-        _check_fitted_values(fitted, self._OUT_ACTIVATION)
+        _fitted_state.check_fitted_values(fitted, self._OUT_ACTIVATION)
         self._validate_params()      # parameters that fit would refuse are refused here too
         for name in self._FITTED_ATTRIBUTES:
             if name in fitted:
@@ -767,98 +731,46 @@ class _BaseGRUEstimator(BaseEstimator):
     # The two methods below are the network's side of persistence (like _init_network and
     # _params for training): they know how the network holds its weights.
     def _network_arrays(self):
-        """The network's weights by file name: ``"gru{i}.{name}"`` for each GRU layer ``i``
-        (``"rnn{i}.{name}"`` for the RNN cells; PyTorch ``state_dict`` names), ``"head_coef"``
-        and ``"head_intercept"``."""
-        arrays = {}
-        for i, (lay, layer) in enumerate(zip(self.stack_.recurrent_layers, self.layers_)):
-            prefix = _CELL_FILE_PREFIX[lay.cell]
-            for name, value in layer.state_dict().items():     # one-layer views of stack_
-                arrays[f"{prefix}{i}.{name}"] = value
-        arrays["head_coef"] = self.head_coef_
-        arrays["head_intercept"] = self.head_intercept_
-        for name in _SCALING_ARRAYS:
-            if getattr(self, name + "_", None) is not None:
-                arrays[name] = np.asarray(getattr(self, name + "_"), np.float64)
-        if self._attention_pooled():
-            for name in _ATTENTION_ARRAYS:
-                arrays[name] = getattr(self, name + "_")
-        return arrays
+        """The network's weights by file name (:func:`numgru._fitted_state.network_arrays`):
+        ``"gru{i}.{name}"`` for each GRU layer ``i`` (``"rnn{i}.{name}"`` for the RNN cells;
+        PyTorch ``state_dict`` names), ``"head_coef"`` and ``"head_intercept"``, the
+        standardisation, the attention pooling's and the linear skip's arrays."""
+        layers = [(lay.cell, layer.state_dict())       # one-layer views of stack_
+                  for lay, layer in zip(self.stack_.recurrent_layers, self.layers_)]
+        scaling = {name: getattr(self, name + "_", None) for name in _fitted_state.SCALING_ARRAYS}
+        attention = ({name: getattr(self, name + "_") for name in _fitted_state.ATTENTION_ARRAYS}
+                     if self._attention_pooled() else {})
+        skip = ({name: getattr(self, name + "_") for name in _fitted_state.SKIP_ARRAYS}
+                if self._has_skip() else {})
+        return _fitted_state.network_arrays(layers, self.head_coef_, self.head_intercept_,
+                                            scaling, attention, skip)
 
     def _load_network_arrays(self, arrays, device):
         """Build the network on ``device`` from :meth:`_network_arrays`'s ``arrays`` (other
         names are ignored), for the parameters, ``_n_inputs``, ``n_outputs_`` and ``_dtype``
         already set. Raises ValueError (KeyError for a missing head) if the arrays do not fit."""
-        # the recurrent weight matrices must fit the parameters before the stack is built, so
-        # that sizes in a hostile file cannot make it allocate more than the file holds
-        n_in, D = self._n_inputs, 2 if self.bidirectional else 1
-        prefix, G = _CELL_FILE_PREFIX[self.cell], 3 if self.cell == "gru" else 1   # gate blocks
-        for i, H in enumerate(self._sizes()):
-            for name, shape in ((f"{prefix}{i}.weight_ih_l0", (G * H, n_in)),
-                                (f"{prefix}{i}.weight_hh_l0", (G * H, H))):
-                if name not in arrays:
-                    raise ValueError(f"network array {name!r} is missing")
-                if np.shape(arrays[name]) != shape:
-                    raise ValueError(f"network array {name!r} has shape "
-                                     f"{np.shape(arrays[name])}, expected {shape}")
-            n_in = D * H
+        _fitted_state.check_recurrent_arrays(arrays, self.cell, self._n_inputs, self._sizes(),
+                                             2 if self.bidirectional else 1)
         self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
+        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):   # only the file's
+            self.__dict__.pop(name, None)
         for i, layer in enumerate(self.layers_):      # strict: every weight is replaced
-            prefix = f"{_CELL_FILE_PREFIX[self.cell]}{i}."
-            layer.load_state_dict({k[len(prefix):]: v for k, v in arrays.items()
-                                   if k.startswith(prefix)})
+            layer.load_state_dict(_fitted_state.layer_arrays(arrays, self.cell, i))
         self.stack_.params_changed()
         size_in = self.stack_.output_size
-        self.head_coef_ = check_float_array(arrays["head_coef"], "head_coef", self._dtype)
-        self.head_intercept_ = check_float_array(arrays["head_intercept"], "head_intercept",
-                                                 self._dtype)
-        if self.head_coef_.shape != (self.n_outputs_, size_in):
-            raise ValueError(f"head weights have shape {self.head_coef_.shape}, expected "
-                             f"{(self.n_outputs_, size_in)}")
-        if self.head_intercept_.shape != (self.n_outputs_,):
-            raise ValueError(f"head bias has shape {self.head_intercept_.shape}, expected "
-                             f"{(self.n_outputs_,)}")
-        check_finite(self.head_coef_, "head_coef")
-        check_finite(self.head_intercept_, "head_intercept")
-        self._load_scaling_arrays(arrays)
-        if self._attention_pooled():          # A = F = the top layer's output width
-            shapes = {"attention_coef": (size_in, size_in), "attention_intercept": (size_in,),
-                      "attention_vector": (size_in,)}
-            for name, shape in shapes.items():
-                if name not in arrays:
-                    raise ValueError(f"network array {name!r} is missing (pooling='attention')")
-                value = check_float_array(arrays[name], name, self._dtype)
-                if value.shape != shape:
-                    raise ValueError(f"network array {name!r} has shape {value.shape}, "
-                                     f"expected {shape}")
-                check_finite(value, name)
-                setattr(self, name + "_", value)
-
-    def _load_scaling_arrays(self, arrays):
-        """The standardisation (``input_mean_``, ``input_scale_``, and a regressor's
-        ``target_mean_``, ``target_scale_``) from a model file: both of a pair or neither (a
-        file from before standardisation: the identity), finite, scales positive."""
-        sizes = {"input": self._n_inputs, "target": self.n_outputs_}
-        for kind, size in sizes.items():
-            names = [f"{kind}_mean", f"{kind}_scale"]
-            present = [n in arrays for n in names]
-            if kind == "target" and not isinstance(self, RegressorMixin):
-                continue
-            if not any(present):
-                setattr(self, names[0] + "_", np.zeros(size))
-                setattr(self, names[1] + "_", np.ones(size))
-                continue
-            if not all(present):
-                raise ValueError(f"network arrays {names} must both be present or both absent")
-            for n in names:
-                value = check_float_array(arrays[n], n, np.float64)
-                if value.shape != (size,):
-                    raise ValueError(f"network array {n!r} has shape {value.shape}, expected "
-                                     f"{(size,)}")
-                check_finite(value, n)
-                if n.endswith("scale") and not (value > 0).all():
-                    raise ValueError(f"network array {n!r} must be positive")
-                setattr(self, n + "_", value)
+        self.head_coef_, self.head_intercept_ = _fitted_state.read_head(
+            arrays, self.n_outputs_, size_in, self._dtype)
+        sizes = {"input": self._n_inputs}
+        if isinstance(self, RegressorMixin):       # a classifier has no target scaling
+            sizes["target"] = self.n_outputs_
+        for name, value in _fitted_state.read_scaling(arrays, sizes).items():
+            setattr(self, name, value)
+        if self._attention_pooled():
+            for name, value in _fitted_state.read_attention(arrays, size_in, self._dtype).items():
+                setattr(self, name, value)
+        for name, value in _fitted_state.read_skip(arrays, self.n_outputs_, self._n_inputs,
+                                                   self._dtype).items():
+            setattr(self, name, value)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -866,284 +778,22 @@ class _BaseGRUEstimator(BaseEstimator):
         return tags
 
 
-# file names of the attention pooling's arrays (attributes ``<name>_``)
-_ATTENTION_ARRAYS = ("attention_coef", "attention_intercept", "attention_vector")
-# file names of the standardisation (attributes ``<name>_``; targets: regressors only)
-_SCALING_ARRAYS = ("input_mean", "input_scale", "target_mean", "target_scale")
 
-
-def _last_step_outputs(h, lengths, D):
-    """(B, D*H) outputs at the end of each sequence: the forward half at step length-1, the
-    reverse half (which ends there) at step 0."""
-    B = h.shape[0]
-    H = h.shape[2] // D
-    feats = np.ascontiguousarray(h[np.arange(B), np.asarray(lengths) - 1])
-    if D == 2:
-        feats[:, H:] = h[:, 0, H:]
-    return feats
-
-
-def _last_step_outputs_backward(d_feats, lengths, shape, D):
-    """The gradient of :func:`_last_step_outputs` as a (B, T, D*H) d_out."""
-    B = shape[0]
-    H = shape[2] // D
-    d_out = np.zeros(shape, dtype=d_feats.dtype)
-    d_out[np.arange(B), np.asarray(lengths) - 1, :H] = d_feats[:, :H]
-    if D == 2:
-        d_out[:, 0, H:] += d_feats[:, H:]
-    return d_out
-
-
-@_io._register_estimator
-class GRURegressor(RegressorMixin, _BaseGRUEstimator):
-    """Sequence regression with a GRU stack and a linear head (squared error).
-
-    One GRU layer (or vanilla RNN layer: ``cell``) per entry of ``hidden_layer_sizes``, then a
-    linear head on one feature vector per sequence (or per timestep with
-    ``output="each_step"``), trained by backpropagation through time. Parameters mirror
-    :class:`sklearn.neural_network.MLPRegressor` wherever one exists. ``X`` is a 3-D array
-    (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
-    array of univariate sequences.
-
-    Parameters
-    ----------
-    hidden_layer_sizes : int or tuple of int, default=(64,)
-        Hidden size of each recurrent layer, first to last; one layer per entry, sizes may
-        differ.
-
-    cell : {"gru", "rnn_tanh", "rnn_relu"}, default="gru"
-        The recurrent cell of every layer: the GRU (:class:`numgru.GRU`), or the vanilla
-        (Elman) RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act tanh or relu
-        (:class:`numgru.RNN`, ``torch.nn.RNN``).
-
-    bidirectional : bool, default=False
-        Give every recurrent layer a second, time-reversed direction; the layer's output is then the
-        two directions' outputs concatenated (twice the size).
-
-    dropout : float in [0, 1), default=0.0
-        Dropout probability on the outputs of every recurrent layer but the last, in training only.
-
-    residual : bool, default=False
-        Residual connections (tensorflow/nmt's convention): every recurrent layer k >= 1
-        whose input and output widths match (D * hidden_layer_sizes[k-1] ==
-        D * hidden_layer_sizes[k]) outputs its input plus its recurrent output; its input is
-        what the layer reads, layer k-1's output after dropout. Layer 0 never has one (its
-        input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
-        or every size differs from the one before). See the user guide.
-
-    layer_norm : bool, default=False
-        Layer-normalised cells (Ba et al. 2016): a LayerNorm with learned gain and bias on the
-        input projection and, separately, on the recurrent projection of every recurrent
-        layer, over its gate pre-activations. Gains and LN biases are not penalised by
-        ``alpha`` (like biases). Needs ``reset_after=True`` for ``cell="gru"`` (``ValueError``
-        at fit). See the user guide.
-
-    recurrent_dropout : float, default=0.0
-        Keras's recurrent dropout: per sequence and training forward, masks on the state where
-        it enters the recurrent product (one per gate), the same at every step, inverted
-        scaling; never at prediction. Needs ``reset_after=True`` for ``cell="gru"``.
-
-    reset_after : bool, default=True
-        GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
-        recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
-        math page of the documentation. Ignored unless ``cell="gru"``.
-
-    pooling : {"last", "mean", "attention"}, default="last"
-        With ``output="last"``: the features the head reads: the last layer's output at the
-        end of each sequence ("last": its final hidden state, plus the skip with
-        ``residual``; the reverse direction's at step 0), the mean of the last layer's
-        outputs over its valid steps ("mean"), or their attention-weighted sum ("attention"):
-        ``u_t = tanh(W h_t + b)``, ``alpha = softmax_t(v . u_t)`` over the valid steps
-        (padding gets 0), features ``sum_t alpha_t h_t``, with W (A, F), b (A,), v (A,) and
-        the attention size A equal to the last layer's output width F = D *
-        hidden_layer_sizes[-1]; W and v get the L2 penalty. See :meth:`attention_weights`.
-
-    output : {"last", "each_step"}, default="last"
-        "last": one target per sequence. "each_step": one target per timestep (sequence
-        labelling, next-step prediction); ``y`` and the predictions then have a time axis.
-
-    solver : {"adam", "rmsprop", "sgd"}, default="adam"
-        The optimiser.
-
-    alpha : float, default=1e-4
-        Strength of the L2 penalty on the weight matrices (not the biases), as in
-        ``MLPRegressor``.
-
-    batch_size : int or "auto", default="auto"
-        Sequences per minibatch; "auto" is ``min(32, n_samples)`` (Keras's 32; scikit-learn's
-        MLP uses 200, which gives small data sets one step per epoch). Batches group
-        sequences of similar length.
-
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Step-size schedule, for every solver: "constant"; "invscaling" ``lr =
-        learning_rate_init / (t + 1) ** power_t`` with ``t`` the sequences seen; "adaptive"
-        (reduce on plateau): divide the rate by 5 each time the stopping rule fires, and stop
-        once it fires with the rate at 1/100 of ``learning_rate_init`` or below.
-
-    learning_rate_init : float, default=1e-3
-        Initial step size.
-
-    power_t : float, default=0.5
-        Exponent of the "invscaling" schedule.
-
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the training sequences).
-
-    shuffle : bool, default=True
-        Shuffle the sequences (and the length buckets) every epoch.
-
-    random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, batch shuffling, dropout masks and the early-stopping
-        split. Pass an int for reproducible fits.
-
-    tol : float, default=1e-4
-        Minimum improvement that counts as progress: of the validation score (early
-        stopping), or of the training loss averaged over the last ``n_iter_no_change`` epochs,
-        relative to that mean when it is below 1.
-
-    verbose : "auto" or int, default="auto"
-        "auto": a progress line with the loss and an estimate of the time left, redrawn on
-        a terminal (standard error) once a fit has run 3 s, nothing when the output is not a
-        terminal (Keras's convention); 0 silent; 1 one line per epoch; 2 the progress line
-        from the first epoch.
-
-    warm_start : bool, default=False
-        Continue from the previous fit's weights instead of reinitialising.
-
-    momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
-
-    nesterovs_momentum : bool, default=True
-        Nesterov momentum for ``solver="sgd"``.
-
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the sequences, stop when the validation score has
-        not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
-        best epoch. "auto": on when the held-out part has at least 5 sequences (50 sequences
-        at the default fraction), off below (measured on forecasts: docs, training page).
-
-    validation_fraction : float, default=0.1
-        Fraction of the training sequences held out with ``early_stopping=True``.
-
-    beta_1 : float, default=0.9
-        Adam's decay rate of the first-moment estimate.
-
-    beta_2 : float, default=0.999
-        Adam's decay rate of the second-moment estimate (RMSprop's ``rho``).
-
-    epsilon : float, default=1e-8
-        Numerical-stability term of Adam and RMSprop.
-
-    n_iter_no_change : int, default=20
-        Epochs in a row without an improvement of more than ``tol`` after which training stops
-        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
-        beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
-        training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
-        scikit-learn's 10: on the quality benchmark 10 stopped small data sets up to 13 points
-        below the accuracy of 200 epochs, 20 within 1 point (docs: training).
-
-    clip_grad_norm : float or None, default=1.0
-        Rescale the gradient of each minibatch to at most this global L2 norm
-        (``torch.nn.utils.clip_grad_norm_``); None for no clipping. Clipping keeps the loss
-        spikes of recurrent training from ending a fit early (docs: training).
-
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
-        ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
-        when there is none. "auto": the GPU when one is usable, the CPU otherwise.
-
-    dtype : {"float32", "float64", "auto"}, default="float32"
-        Compute dtype: float32 as PyTorch and Keras (as accurate on the quality benchmark and
-        faster, see the training page of the documentation); "float64" for results equal to
-        PyTorch's float64 to 1e-10; "auto": float32 for float32 input, float64 otherwise.
-
-    standardize : bool, default=True
-        Standardise every input feature (and a regressor's every target) with the mean and
-        standard deviation of the training data, before the network sees them; predictions
-        come back in the units of ``y``. The statistics are fitted attributes
-        (``input_mean_``, ``input_scale_``, ``target_mean_``, ``target_scale_``), kept by
-        ``save``; ``warm_start`` and ``partial_fit`` keep those of the first fit. False feeds
-        the data as given (the loss is then in the units of ``y``).
-
-    Attributes
-    ----------
-    loss_ : float
-        Training loss (including the L2 term) of the last epoch; with ``standardize`` a
-        regressor's is that of the standardised targets.
-
-    input_mean_ : ndarray of shape (n_features_per_timestep,)
-        Mean of each input feature over all valid timesteps of the training sequences (0 when
-        ``standardize=False``).
-
-    input_scale_ : ndarray of shape (n_features_per_timestep,)
-        Their standard deviation (1 for a constant feature, or when ``standardize=False``).
-
-    best_loss_ : float
-        Lowest training loss seen (without early stopping).
-
-    loss_curve_ : list of float
-        Training loss of every epoch.
-
-    validation_scores_ : list of float or None
-        Validation score of every epoch with ``early_stopping=True``, else None.
-
-    best_validation_score_ : float or None
-        Best validation score (early stopping), else None.
-
-    n_iter_ : int
-        Number of epochs run.
-
-    t_ : int
-        Number of training sequences seen.
-
-    n_features_in_ : int
-        Features per timestep of a 3-D or ragged ``X``; timesteps of a 2-D ``X``.
-
-    n_outputs_ : int
-        Number of outputs of the head.
-
-    out_activation_ : str
-        Output activation of the head.
-
-    target_mean_ : ndarray of shape (n_outputs,)
-        The targets' mean (0 when ``standardize=False``).
-
-    target_scale_ : ndarray of shape (n_outputs,)
-        The targets' standard deviation (1 when ``standardize=False``): predictions are
-        ``network output * target_scale_ + target_mean_``.
-
-    stack_ : numgru._stack.Stack
-        The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
-        ``hidden_layer_sizes``, dropout between them) on the chosen device.
-
-    layers_ : list of numgru.GRU or numgru.RNN
-        The fitted recurrent layers, one per entry of ``hidden_layer_sizes``: one-layer
-        ``numgru.GRU`` (``cell="gru"``) or ``numgru.RNN`` views of ``stack_`` that share its
-        parameters.
-
-    grus_ : list of numgru.GRU
-        ``layers_`` when ``cell="gru"`` (absent for the RNN cells).
-
-    head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
-        Weights of the linear head.
-
-    head_intercept_ : ndarray of shape (n_outputs,)
-        Bias of the linear head.
-
-    attention_coef_ : ndarray of shape (F, F)
-        W of the attention pooling (``pooling="attention"`` only; F = D *
-        hidden_layer_sizes[-1], the attention size A equals F).
-
-    attention_intercept_ : ndarray of shape (F,)
-        b of the attention pooling (``pooling="attention"`` only).
-
-    attention_vector_ : ndarray of shape (F,)
-        v of the attention pooling (``pooling="attention"`` only).
-
+@_io.register_estimator
+class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
+    __doc__ = _docs.sequence_estimator_doc(
+        "Sequence regression with a GRU or RNN stack and a linear head (squared error).",
+        head="linear head", mlp="MLPRegressor",
+        early_stopping_auto=_docs.EARLY_STOPPING_AUTO_REGRESSOR,
+        extra_parameters=_linear_skip.PARAMETER_DOC,
+        extra_attributes=_docs.TARGET_SCALING + _linear_skip.ATTRIBUTES_DOC,
+        see_also_and_examples="""\
     See Also
     --------
     GRUClassifier : The same network with a softmax head, for labels.
     numgru.GRU : The GRU engine the layers are made of.
+    numgru.RNN : The vanilla RNN the layers are made of with ``cell="rnn_tanh"`` or
+        ``"rnn_relu"``.
 
     Examples
     --------
@@ -1157,60 +807,53 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
     (3,)
     >>> len(reg.loss_curve_), reg.n_features_in_
     (5, 2)
-    """
+    """)
 
-    _FITTED_REQUIRED = _BaseGRUEstimator._FITTED_REQUIRED + ("_single_output",)
+    _FITTED_REQUIRED = _BaseRecurrentEstimator._FITTED_REQUIRED + ("_single_output",)
     _OUT_ACTIVATION = "identity"
 
+    _parameter_constraints = {
+        **_BaseRecurrentEstimator._parameter_constraints,
+        "linear_skip": ["boolean", StrOptions({"auto"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
+                 residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
+                 pooling="last", output="last", solver="adam",
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
+                 verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
+                 dtype="float32", standardize=True, linear_skip="auto"):
+        _store_parameters(self, locals())
+
+    def _wants_skip(self):
+        if self.linear_skip == "auto":
+            return self.output == "last"
+        if self.linear_skip and self.output != "last":
+            raise ValueError("linear_skip=True needs output='last' (one prediction per "
+                             "sequence, read from its last steps); with output='each_step' "
+                             "use linear_skip=False or 'auto'")
+        return bool(self.linear_skip)
+
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
-        if self.output == "each_step":
-            Y = _data.step_targets(y, lengths)
-            if Y.dtype.kind == "c":
-                raise ValueError("Complex data not supported in y; targets must be real numbers")
-            if Y.ndim > 3 or (Y.ndim == 3 and Y.shape[2] == 0):
-                raise ValueError(f"with output='each_step', y must have shape (n_samples, "
-                                 f"n_timesteps[, n_outputs]) with n_outputs >= 1; got shape "
-                                 f"{Y.shape}")
-            try:
-                Y = Y.astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"y must hold real numbers: {exc}") from exc
-            if Y.ndim == 2:
-                Y = Y[:, :, None]
-                single = True
-            else:
-                single = False
-            if not np.isfinite(Y[_data.valid_mask(lengths, Y.shape[1])]).all():
-                raise ValueError("Input y contains NaN or infinity.")
-        else:
-            y = _ravel_column_vector(np.asarray(y))
-            Y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True,
-                            input_name="y")
-            if Y.shape[0] != len(lengths):
-                raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
-                                 f"and {Y.shape[0]}")
-            single = Y.ndim == 1
-            if single:
-                Y = Y[:, None]
-        inside = Y[_data.valid_mask(lengths, Y.shape[1])] if self.output == "each_step" else Y
+        each_step = self.output == "each_step"
+        Y, single = _targets.regression_targets(y, lengths, each_step)
         if first:
             self.n_outputs_ = Y.shape[-1]
             self._single_output = single
             self.out_activation_ = "identity"
-            self.target_mean_, self.target_scale_ = _standardizer(inside, self.standardize)
+            self.target_mean_, self.target_scale_ = standardizer(
+                _targets.valid_rows(Y, lengths, each_step), self.standardize)
         elif Y.shape[-1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[-1]} outputs, but the model was fitted with "
                              f"{self.n_outputs_}")
-        w = _sample_weight(sample_weight, len(lengths))
-        mean = getattr(self, "target_mean_", None)
-        if mean is not None:            # the network learns standardised targets
-            Y = (Y - mean) / self.target_scale_
-        with np.errstate(over="ignore"):
-            Yc = Y.astype(self._dtype)
-        inside = Yc[_data.valid_mask(lengths, Yc.shape[1])] if self.output == "each_step" else Yc
-        if not np.isfinite(inside).all():   # finite in float64, too large for float32
-            raise ValueError(f"Input y has values too large for {self._dtype}; they must be "
-                             "finite in the model's dtype.")
+        w = _weights.check_sample_weight(sample_weight, len(lengths))
+        # the network learns standardised targets (models from before standardisation: as is)
+        Yc = _targets.scaled_targets(Y, getattr(self, "target_mean_", None),
+                                     getattr(self, "target_scale_", None), self._dtype, lengths,
+                                     each_step)
         return Yc, w
 
     def _loss(self, logits, Y, w):
@@ -1225,26 +868,21 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         return r2_score(Y, pred, sample_weight=w)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and targets ``y``.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets; with ``output="each_step"`` an array (n_samples, n_timesteps[, n_outputs])
             or a list of per-sequence arrays matching a ragged ``X``.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1276,6 +914,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def partial_fit(self, X, y, sample_weight=None, lengths=None):
         """Run one epoch over ``(X, y)``, continuing from the current weights.
 
@@ -1284,20 +923,14 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets, as in :meth:`fit`.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1324,19 +957,15 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=True, lengths=lengths)
 
+    @_docs.fill_doc
     def predict(self, X, lengths=None):
         """Predict targets of sequences.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1368,11 +997,7 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
         >>> [p.shape for p in reg.predict([X[0, :4], X[1, :7]])]
         [(4,), (7,)]
         """
-        out, lengths = self._predict_padded(X, lengths)
-        out = self._decode_logits(out)
-        if self.output == "each_step":
-            return self._unpad(out, lengths, X)
-        return out
+        return self._predict_decoded(X, lengths)
 
     def _decode_logits(self, logits, proba=False):
         """Head outputs (rows, n_outputs) -> predictions: float64, one column raveled."""
@@ -1384,26 +1009,20 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             out = out * self.target_scale_ + mean
         return out[:, 0] if self._single_output else out
 
+    @_docs.fill_doc
     def score(self, X, y, sample_weight=None, lengths=None):
         """Coefficient of determination R^2 of the predictions.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             True targets (per step with ``output="each_step"``).
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence; with ``output="each_step"`` the weight of each of its
-            timesteps.
+        {score_sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
-            :meth:`fit` and :meth:`predict`; steps past it are ignored.
+        {score_lengths}
 
         Returns
         -------
@@ -1433,265 +1052,28 @@ class GRURegressor(RegressorMixin, _BaseGRUEstimator):
             pred = pred.astype(np.float64)
             if getattr(self, "target_mean_", None) is not None:     # in the units of y
                 pred = pred * self.target_scale_ + self.target_mean_
-            Y = _step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
-            return r2_score(Y, pred, sample_weight=_step_weights(sample_weight, lengths))
+            Y = _data.step_values(y, lengths).astype(np.float64).reshape(len(pred), -1)
+            return r2_score(Y, pred, sample_weight=_weights.step_weights(sample_weight, lengths))
         pred = self.predict(X, lengths=lengths)
         if sample_weight is not None:     # checked as fit checks it
-            sample_weight = _sample_weight(sample_weight, len(pred))
+            sample_weight = _weights.check_sample_weight(sample_weight, len(pred))
         return r2_score(y, pred, sample_weight=sample_weight)
 
 
-@_io._register_estimator
-class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
-    """Sequence classification with a GRU stack and a softmax head (cross-entropy).
-
-    One GRU layer (or vanilla RNN layer: ``cell``) per entry of ``hidden_layer_sizes``, then a
-    linear head and softmax on one feature vector per sequence (or per timestep with
-    ``output="each_step"``), trained by backpropagation through time. Parameters mirror
-    :class:`sklearn.neural_network.MLPClassifier` wherever one exists. ``X`` is a 3-D array
-    (n_samples, n_timesteps, n_features), a list of 2-D arrays of different lengths, or a 2-D
-    array of univariate sequences.
-
-    Parameters
-    ----------
-    hidden_layer_sizes : int or tuple of int, default=(64,)
-        Hidden size of each recurrent layer, first to last; one layer per entry, sizes may
-        differ.
-
-    cell : {"gru", "rnn_tanh", "rnn_relu"}, default="gru"
-        The recurrent cell of every layer: the GRU (:class:`numgru.GRU`), or the vanilla
-        (Elman) RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act tanh or relu
-        (:class:`numgru.RNN`, ``torch.nn.RNN``).
-
-    bidirectional : bool, default=False
-        Give every recurrent layer a second, time-reversed direction; the layer's output is then the
-        two directions' outputs concatenated (twice the size).
-
-    dropout : float in [0, 1), default=0.0
-        Dropout probability on the outputs of every recurrent layer but the last, in training only.
-
-    residual : bool, default=False
-        Residual connections (tensorflow/nmt's convention): every recurrent layer k >= 1
-        whose input and output widths match (D * hidden_layer_sizes[k-1] ==
-        D * hidden_layer_sizes[k]) outputs its input plus its recurrent output; its input is
-        what the layer reads, layer k-1's output after dropout. Layer 0 never has one (its
-        input is the data). ``ValueError`` at fit when no layer can have one (a single layer,
-        or every size differs from the one before). See the user guide.
-
-    layer_norm : bool, default=False
-        Layer-normalised cells (Ba et al. 2016): a LayerNorm with learned gain and bias on the
-        input projection and, separately, on the recurrent projection of every recurrent
-        layer, over its gate pre-activations. Gains and LN biases are not penalised by
-        ``alpha`` (like biases). Needs ``reset_after=True`` for ``cell="gru"`` (``ValueError``
-        at fit). See the user guide.
-
-    recurrent_dropout : float, default=0.0
-        Keras's recurrent dropout: per sequence and training forward, masks on the state where
-        it enters the recurrent product (one per gate), the same at every step, inverted
-        scaling; never at prediction. Needs ``reset_after=True`` for ``cell="gru"``.
-
-    reset_after : bool, default=True
-        GRU gate convention: True is PyTorch's / cuDNN's (reset gate applied after the
-        recurrent product), False is Cho et al. 2014's (Keras ``reset_after=False``). See the
-        math page of the documentation. Ignored unless ``cell="gru"``.
-
-    pooling : {"last", "mean", "attention"}, default="last"
-        With ``output="last"``: the features the head reads: the last layer's output at the
-        end of each sequence ("last": its final hidden state, plus the skip with
-        ``residual``; the reverse direction's at step 0), the mean of the last layer's
-        outputs over its valid steps ("mean"), or their attention-weighted sum ("attention"):
-        ``u_t = tanh(W h_t + b)``, ``alpha = softmax_t(v . u_t)`` over the valid steps
-        (padding gets 0), features ``sum_t alpha_t h_t``, with W (A, F), b (A,), v (A,) and
-        the attention size A equal to the last layer's output width F = D *
-        hidden_layer_sizes[-1]; W and v get the L2 penalty. See :meth:`attention_weights`.
-
-    output : {"last", "each_step"}, default="last"
-        "last": one target per sequence. "each_step": one target per timestep (sequence
-        labelling, next-step prediction); ``y`` and the predictions then have a time axis.
-
-    solver : {"adam", "rmsprop", "sgd"}, default="adam"
-        The optimiser.
-
-    alpha : float, default=1e-4
-        Strength of the L2 penalty on the weight matrices (not the biases), as in
-        ``MLPRegressor``.
-
-    batch_size : int or "auto", default="auto"
-        Sequences per minibatch; "auto" is ``min(32, n_samples)`` (Keras's 32; scikit-learn's
-        MLP uses 200, which gives small data sets one step per epoch). Batches group
-        sequences of similar length.
-
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Step-size schedule, for every solver: "constant"; "invscaling" ``lr =
-        learning_rate_init / (t + 1) ** power_t`` with ``t`` the sequences seen; "adaptive"
-        (reduce on plateau): divide the rate by 5 each time the stopping rule fires, and stop
-        once it fires with the rate at 1/100 of ``learning_rate_init`` or below.
-
-    learning_rate_init : float, default=1e-3
-        Initial step size.
-
-    power_t : float, default=0.5
-        Exponent of the "invscaling" schedule.
-
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the training sequences).
-
-    shuffle : bool, default=True
-        Shuffle the sequences (and the length buckets) every epoch.
-
-    random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, batch shuffling, dropout masks and the early-stopping
-        split. Pass an int for reproducible fits.
-
-    tol : float, default=1e-4
-        Minimum improvement that counts as progress: of the validation score (early
-        stopping), or of the training loss averaged over the last ``n_iter_no_change`` epochs,
-        relative to that mean when it is below 1.
-
-    verbose : "auto" or int, default="auto"
-        "auto": a progress line with the loss and an estimate of the time left, redrawn on
-        a terminal (standard error) once a fit has run 3 s, nothing when the output is not a
-        terminal (Keras's convention); 0 silent; 1 one line per epoch; 2 the progress line
-        from the first epoch.
-
-    warm_start : bool, default=False
-        Continue from the previous fit's weights instead of reinitialising.
-
-    momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
-
-    nesterovs_momentum : bool, default=True
-        Nesterov momentum for ``solver="sgd"``.
-
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the sequences, stop when the validation score has
-        not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
-        best epoch. "auto" is off for the classifier (the training-loss rule reached the
-        accuracy of 200 epochs on the quality benchmark; docs, training page); True turns it
-        on.
-
-    validation_fraction : float, default=0.1
-        Fraction of the training sequences held out with ``early_stopping=True``.
-
-    beta_1 : float, default=0.9
-        Adam's decay rate of the first-moment estimate.
-
-    beta_2 : float, default=0.999
-        Adam's decay rate of the second-moment estimate (RMSprop's ``rho``).
-
-    epsilon : float, default=1e-8
-        Numerical-stability term of Adam and RMSprop.
-
-    n_iter_no_change : int, default=20
-        Epochs in a row without an improvement of more than ``tol`` after which training stops
-        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
-        beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
-        training with a ``RuntimeWarning`` and the best epoch's weights. 20, not
-        scikit-learn's 10: on the quality benchmark 10 stopped small data sets up to 13 points
-        below the accuracy of 200 epochs, 20 within 1 point (docs: training).
-
-    clip_grad_norm : float or None, default=1.0
-        Rescale the gradient of each minibatch to at most this global L2 norm
-        (``torch.nn.utils.clip_grad_norm_``); None for no clipping. Clipping keeps the loss
-        spikes of recurrent training from ending a fit early (docs: training).
-
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where the recurrent layers run. "cpu": the Numba CPU kernels. "cuda": an NVIDIA GPU; needs
-        ``pip install "numgru[cuda]"`` and a working GPU, and ``fit`` raises ``RuntimeError``
-        when there is none. "auto": the GPU when one is usable, the CPU otherwise.
-
-    dtype : {"float32", "float64", "auto"}, default="float32"
-        Compute dtype: float32 as PyTorch and Keras (as accurate on the quality benchmark and
-        faster, see the training page of the documentation); "float64" for results equal to
-        PyTorch's float64 to 1e-10; "auto": float32 for float32 input, float64 otherwise.
-
-    standardize : bool, default=True
-        Standardise every input feature (and a regressor's every target) with the mean and
-        standard deviation of the training data, before the network sees them; predictions
-        come back in the units of ``y``. The statistics are fitted attributes
-        (``input_mean_``, ``input_scale_``, ``target_mean_``, ``target_scale_``), kept by
-        ``save``; ``warm_start`` and ``partial_fit`` keep those of the first fit. False feeds
-        the data as given (the loss is then in the units of ``y``).
-
-    class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss: ``{label: weight}``, "balanced" (inversely
-        proportional to the class frequencies, as in scikit-learn) or None (all 1).
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels.
-
-    loss_ : float
-        Training loss (including the L2 term) of the last epoch; with ``standardize`` a
-        regressor's is that of the standardised targets.
-
-    input_mean_ : ndarray of shape (n_features_per_timestep,)
-        Mean of each input feature over all valid timesteps of the training sequences (0 when
-        ``standardize=False``).
-
-    input_scale_ : ndarray of shape (n_features_per_timestep,)
-        Their standard deviation (1 for a constant feature, or when ``standardize=False``).
-
-    best_loss_ : float
-        Lowest training loss seen (without early stopping).
-
-    loss_curve_ : list of float
-        Training loss of every epoch.
-
-    validation_scores_ : list of float or None
-        Validation score of every epoch with ``early_stopping=True``, else None.
-
-    best_validation_score_ : float or None
-        Best validation score (early stopping), else None.
-
-    n_iter_ : int
-        Number of epochs run.
-
-    t_ : int
-        Number of training sequences seen.
-
-    n_features_in_ : int
-        Features per timestep of a 3-D or ragged ``X``; timesteps of a 2-D ``X``.
-
-    n_outputs_ : int
-        Number of outputs of the head.
-
-    out_activation_ : str
-        Output activation of the head.
-
-    stack_ : numgru._stack.Stack
-        The fitted recurrent layers as one engine stack (one layer of ``cell`` per entry of
-        ``hidden_layer_sizes``, dropout between them) on the chosen device.
-
-    layers_ : list of numgru.GRU or numgru.RNN
-        The fitted recurrent layers, one per entry of ``hidden_layer_sizes``: one-layer
-        ``numgru.GRU`` (``cell="gru"``) or ``numgru.RNN`` views of ``stack_`` that share its
-        parameters.
-
-    grus_ : list of numgru.GRU
-        ``layers_`` when ``cell="gru"`` (absent for the RNN cells).
-
-    head_coef_ : ndarray of shape (n_outputs, D * hidden_layer_sizes[-1])
-        Weights of the linear head.
-
-    head_intercept_ : ndarray of shape (n_outputs,)
-        Bias of the linear head.
-
-    attention_coef_ : ndarray of shape (F, F)
-        W of the attention pooling (``pooling="attention"`` only; F = D *
-        hidden_layer_sizes[-1], the attention size A equals F).
-
-    attention_intercept_ : ndarray of shape (F,)
-        b of the attention pooling (``pooling="attention"`` only).
-
-    attention_vector_ : ndarray of shape (F,)
-        v of the attention pooling (``pooling="attention"`` only).
-
+@_io.register_estimator
+class GRUClassifier(ClassifierMixin, _BaseRecurrentEstimator):
+    __doc__ = _docs.sequence_estimator_doc(
+        "Sequence classification with a GRU or RNN stack and a softmax head (cross-entropy).",
+        head="linear head and softmax", mlp="MLPClassifier",
+        early_stopping_auto=_docs.EARLY_STOPPING_AUTO_CLASSIFIER,
+        extra_parameters=_docs.CLASS_WEIGHT, first_attributes=_docs.CLASSES,
+        see_also_and_examples="""\
     See Also
     --------
     GRURegressor : The same network with a linear output, for real-valued targets.
     numgru.GRU : The GRU engine the layers are made of.
+    numgru.RNN : The vanilla RNN the layers are made of with ``cell="rnn_tanh"`` or
+        ``"rnn_relu"``.
 
     Examples
     --------
@@ -1715,10 +1097,10 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
     >>> clf = GRUClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
     >>> clf.predict(X[:4]).shape
     (4,)
-    """
+    """)
 
     _parameter_constraints = {
-        **_BaseGRUEstimator._parameter_constraints,
+        **_BaseRecurrentEstimator._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
     _OUT_ACTIVATION = "softmax"
@@ -1732,41 +1114,11 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                  early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
                  dtype="float32", standardize=True, class_weight=None):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, cell=cell, bidirectional=bidirectional,
-            dropout=dropout, residual=residual, layer_norm=layer_norm,
-            recurrent_dropout=recurrent_dropout, reset_after=reset_after, pooling=pooling, output=output, solver=solver, alpha=alpha,
-            batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            clip_grad_norm=clip_grad_norm, device=device, dtype=dtype, standardize=standardize)
-        self.class_weight = class_weight
+        _store_parameters(self, locals())
 
     def _encode_targets(self, y, lengths, sample_weight, first, classes):
-        if self.output == "each_step":
-            labels = _data.step_targets(y, lengths)
-            if labels.ndim != 2:
-                raise ValueError(f"with output='each_step', y must hold one label per timestep, "
-                                 f"shape (n_samples, n_timesteps); got {labels.shape}")
-            valid = labels[_data.valid_mask(lengths, labels.shape[1])]
-            kind = type_of_target(valid, input_name="y")
-            if kind not in ("binary", "multiclass"):
-                raise ValueError(f"Unknown label type: {kind}. GRUClassifier supports binary and "
-                                 "multiclass targets.")
-        else:
-            y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
-            labels = column_or_1d(_ravel_column_vector(y))
-            if labels.shape[0] != len(lengths):
-                raise ValueError(f"X and y have inconsistent numbers of samples: {len(lengths)} "
-                                 f"and {labels.shape[0]}")
-            valid = labels
-            kind = type_of_target(labels, input_name="y")
-            if kind not in ("binary", "multiclass"):
-                raise ValueError(f"Unknown label type: {kind}. GRUClassifier supports binary and "
-                                 "multiclass targets.")
+        each_step = self.output == "each_step"
+        labels, valid = _targets.class_labels(y, lengths, each_step)
         if first:
             if classes is not None:
                 self._encoder = LabelEncoder().fit(np.asarray(classes))
@@ -1775,29 +1127,12 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             self.classes_ = self._encoder.classes_
             self.n_outputs_ = len(self.classes_)
             self.out_activation_ = "softmax"
-        unseen = np.setdiff1d(np.unique(valid), self.classes_)
-        if unseen.size:
-            raise ValueError(f"y contains labels not seen in the classes of this model: "
-                             f"{unseen.tolist()}; expected a subset of {self.classes_.tolist()}")
-        K = max(len(self.classes_), 1)
-        codes = np.zeros(labels.shape, dtype=np.int64)
-        if self.output == "each_step":
-            m = _data.valid_mask(lengths, labels.shape[1])
-            codes[m] = self._encoder.transform(valid)
-        else:
-            codes = self._encoder.transform(labels)
-        Y = np.zeros(codes.shape + (K,), dtype=self._dtype)
-        np.put_along_axis(Y, codes[..., None], 1, axis=-1)
-        w = _sample_weight(sample_weight, len(lengths))
+        Y = _targets.one_hot(labels, valid, self._encoder, self.classes_, lengths, each_step,
+                             self._dtype)
+        w = _weights.check_sample_weight(sample_weight, len(lengths))
         if self.class_weight is not None:
-            _check_class_weight(self.class_weight)
-            if self.output == "each_step":
-                cw = compute_sample_weight(self.class_weight, valid)
-                wfull = np.zeros(labels.shape)
-                wfull[_data.valid_mask(lengths, labels.shape[1])] = cw
-                w = wfull * w[:, None]
-            else:
-                w = w * compute_sample_weight(self.class_weight, labels)
+            _weights.check_class_weight(self.class_weight)
+            w = _weights.class_weighted(w, self.class_weight, labels, valid, lengths, each_step)
         return Y, w
 
     def _stratify(self, Y):
@@ -1819,51 +1154,34 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
 
     def _get_fitted_state(self):
         fitted, arrays = super()._get_fitted_state()
-        classes = np.asarray(self.classes_)
-        if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
-            raise TypeError("class labels of mixed or object types cannot be saved without "
-                            "pickle; use numbers or strings")
-        arrays["classes"] = classes
+        arrays["classes"] = _fitted_state.storable_classes(self.classes_)
         return fitted, arrays
 
     def _set_fitted_state(self, fitted, arrays, device=None):
         if self.class_weight is not None:       # what fit refuses, a model file may not hold
-            _check_class_weight(self.class_weight)
+            _weights.check_class_weight(self.class_weight)
         super()._set_fitted_state(fitted, arrays, device)
-        classes = arrays["classes"]
-        if classes.shape != (self.n_outputs_,):
-            raise ValueError(f"classes have shape {classes.shape}, expected ({self.n_outputs_},)")
-        if classes.dtype.kind not in "biufUSO" or (classes.dtype.kind == "f"
-                                                    and not np.isfinite(classes).all()):
-            raise ValueError(f"classes must be finite numbers or strings, got {classes.dtype} "
-                             f"values {classes.tolist()}")
-        if not np.array_equal(np.unique(classes), classes):   # LabelEncoder's order
-            raise ValueError(f"classes must be sorted and unique, got {classes.tolist()}")
+        classes = _fitted_state.read_classes(arrays, self.n_outputs_)
         self._encoder = LabelEncoder()
         self._encoder.classes_ = classes
         self.classes_ = classes
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def fit(self, X, y, sample_weight=None, lengths=None):
         """Fit the model to sequences ``X`` and labels ``y``.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,)
             Class labels; with ``output="each_step"`` an array (n_samples, n_timesteps) or a
             list of per-sequence label arrays matching a ragged ``X``.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1898,15 +1216,13 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_docs.fill_doc
     def partial_fit(self, X, y, classes=None, sample_weight=None, lengths=None):
         """Run one epoch over ``(X, y)``, continuing from the current weights.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,)
             Class labels, as in :meth:`fit`.
@@ -1915,12 +1231,9 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             Every label that will ever appear. Required on the first call, ignored (but
             checked) afterwards.
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence in the loss.
+        {sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -1962,19 +1275,15 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
                              f"partial_fit, which was {self.classes_.tolist()}")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes, lengths=lengths)
 
+    @_docs.fill_doc
     def predict_proba(self, X, lengths=None):
         """Class probabilities of sequences.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -2000,25 +1309,17 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         >>> proba.shape, np.allclose(proba.sum(axis=1), 1.0)
         ((5, 3), True)
         """
-        out, lengths = self._predict_padded(X, lengths)
-        proba = self._decode_logits(out, proba=True)
-        if self.output == "each_step":
-            return self._unpad(proba, lengths, X)
-        return proba
+        return self._predict_decoded(X, lengths, proba=True)
 
+    @_docs.fill_doc
     def predict_log_proba(self, X, lengths=None):
         """Logarithm of the class probabilities of :meth:`predict_proba`.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -2046,19 +1347,15 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             return [np.log(np.maximum(q, np.finfo(np.float64).tiny)) for q in p]
         return np.log(np.maximum(p, np.finfo(np.float64).tiny))
 
+    @_docs.fill_doc
     def predict(self, X, lengths=None):
         """Predict class labels of sequences.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid lengths of right-padded sequences in a 3-D or 2-D ``X`` (the padding is
-            ignored, as for a ragged list of the same sequences).
+        {lengths}
 
         Returns
         -------
@@ -2087,11 +1384,7 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         >>> [p.shape for p in clf.predict([X[0, :3], X[1, :6]])]
         [(3,), (6,)]
         """
-        out, lengths = self._predict_padded(X, lengths)
-        labels = self._decode_logits(out)
-        if self.output == "each_step":
-            return self._unpad(labels, lengths, X)
-        return labels
+        return self._predict_decoded(X, lengths)
 
     def _decode_logits(self, logits, proba=False):
         """Head outputs (rows, n_classes) -> class labels, or probabilities with ``proba``."""
@@ -2099,26 +1392,20 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
             return softmax(logits.astype(np.float64))
         return self.classes_[logits.argmax(axis=1)]
 
+    @_docs.fill_doc
     def score(self, X, y, sample_weight=None, lengths=None):
         """Mean accuracy of the predictions.
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            Sequences: an array of shape (n_samples, n_timesteps, n_features), a list of
-            (n_timesteps_i, n_features) arrays of different lengths, or an array of shape
-            (n_samples, n_timesteps) of univariate sequences.
+        {X}
 
         y : array-like of shape (n_samples,)
             True labels (per step with ``output="each_step"``).
 
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each sequence; with ``output="each_step"`` the weight of each of its
-            timesteps.
+        {score_sample_weight}
 
-        lengths : array-like of int of shape (n_samples,), default=None
-            Valid length of each sequence of a padded 3-D (or 2-D univariate) array, as for
-            :meth:`fit` and :meth:`predict`; steps past it are ignored.
+        {score_lengths}
 
         Returns
         -------
@@ -2142,166 +1429,14 @@ class GRUClassifier(ClassifierMixin, _BaseGRUEstimator):
         """
         if self.output == "each_step":
             out, lengths = self._predict_padded(X, lengths)
-            y_true = _step_values(y, lengths)
+            y_true = _data.step_values(y, lengths)
             if y_true.ndim != 1:
                 raise ValueError(f"with output='each_step', y must hold one label per timestep; "
                                  f"got {y_true.shape[1:]} values per timestep")
             y_pred = self.classes_[out.argmax(axis=1)]
             return accuracy_score(y_true, y_pred,
-                                  sample_weight=_step_weights(sample_weight, lengths))
+                                  sample_weight=_weights.step_weights(sample_weight, lengths))
         pred = self.predict(X, lengths=lengths)
         if sample_weight is not None:     # checked as fit checks it
-            sample_weight = _sample_weight(sample_weight, len(pred))
+            sample_weight = _weights.check_sample_weight(sample_weight, len(pred))
         return accuracy_score(y, pred, sample_weight=sample_weight)
-
-
-def _check_fitted_values(fitted, out_activation):
-    """ValueError unless the fitted attributes of a model file have the types and values a fit
-    gives them (the network arrays are checked against them afterwards); ``out_activation`` is
-    the estimator's ``out_activation_``."""
-    def positive_int(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    for name in ("n_features_in_", "n_outputs_", "_n_inputs"):
-        if not positive_int(fitted[name]):
-            raise ValueError(f"fitted attribute {name} must be a positive integer, got "
-                             f"{fitted[name]!r}")
-    kind = fitted["_input_kind"]
-    if kind not in ("3d", "2d", "ragged"):
-        raise ValueError(f"fitted attribute _input_kind must be '3d', '2d' or 'ragged', got "
-                         f"{kind!r}")
-    if kind == "2d" and fitted["_n_inputs"] != 1:
-        raise ValueError(f"a model fitted on 2-D X has one input per timestep, but _n_inputs is "
-                         f"{fitted['_n_inputs']}")
-    if kind != "2d" and fitted["n_features_in_"] != fitted["_n_inputs"]:
-        raise ValueError(f"n_features_in_ ({fitted['n_features_in_']}) differs from _n_inputs "
-                         f"({fitted['_n_inputs']})")
-    if fitted["_dtype"] not in ("float32", "float64"):
-        raise ValueError(f"fitted attribute _dtype must be 'float32' or 'float64', got "
-                         f"{fitted['_dtype']!r}")
-    if "_single_output" in fitted:
-        if not isinstance(fitted["_single_output"], bool):
-            raise ValueError(f"fitted attribute _single_output must be a boolean, got "
-                             f"{fitted['_single_output']!r}")
-        if fitted["_single_output"] and fitted["n_outputs_"] != 1:
-            raise ValueError(f"_single_output is true but n_outputs_ is {fitted['n_outputs_']}")
-    for name in ("n_iter_", "t_"):
-        if name in fitted and not (type(fitted[name]) is int and fitted[name] >= 0):
-            raise ValueError(f"fitted attribute {name} must be a non-negative integer, got "
-                             f"{fitted[name]!r}")
-    for name in ("loss_", "best_loss_", "best_validation_score_"):
-        if name in fitted and not (fitted[name] is None or number(fitted[name])):
-            raise ValueError(f"fitted attribute {name} must be a number, got {fitted[name]!r}")
-    for name in ("loss_curve_", "validation_scores_"):
-        value = fitted.get(name)
-        if value is not None and not (isinstance(value, list) and all(map(number, value))):
-            raise ValueError(f"fitted attribute {name} must be a list of numbers, got {value!r}")
-    if "out_activation_" in fitted and not isinstance(fitted["out_activation_"], str):
-        raise ValueError(f"fitted attribute out_activation_ must be a string, got "
-                         f"{fitted['out_activation_']!r}")
-    _check_fitted_ranges(fitted, out_activation)
-
-
-def _check_fitted_ranges(fitted, out_activation):
-    """ValueError unless the fitted values (of the right types) are ones a fit can give:
-    the estimator's own output activation, losses >= 0 (``loss_`` NaN when no epoch finished,
-    ``best_loss_`` inf before one), one loss per epoch, validation scores (accuracy or R^2)
-    <= 1, at least one sample per epoch, and one string feature name per input feature."""
-    def bad(name, what):
-        raise ValueError(f"fitted attribute {name} must be {what}, got {fitted[name]!r}"[:300])
-
-    if "out_activation_" in fitted and fitted["out_activation_"] != out_activation:
-        bad("out_activation_", f"{out_activation!r} for this estimator")
-    loss = fitted.get("loss_")
-    if loss is not None and not (math.isnan(loss) or 0 <= loss < math.inf):
-        bad("loss_", "a finite number >= 0 (or NaN when no epoch finished)")
-    best = fitted.get("best_loss_")
-    if best is not None and not best >= 0:
-        bad("best_loss_", "a number >= 0 (inf before the first epoch)")
-    curve = fitted.get("loss_curve_")
-    if curve is not None:
-        if not all(0 <= v < math.inf for v in curve):
-            bad("loss_curve_", "a list of finite numbers >= 0")
-        if "n_iter_" in fitted and len(curve) != fitted["n_iter_"]:
-            bad("loss_curve_", f"one loss per epoch, n_iter_ = {fitted['n_iter_']}")
-    scores = fitted.get("validation_scores_")
-    if scores is not None and not all(-math.inf < v <= 1 for v in scores):
-        bad("validation_scores_", "a list of finite scores <= 1 (accuracy or R^2)")
-    best = fitted.get("best_validation_score_")
-    if best is not None and not (-math.inf <= best <= 1):
-        bad("best_validation_score_", "a score <= 1 (-inf before the first epoch)")
-    if "t_" in fitted and "n_iter_" in fitted and fitted["t_"] < fitted["n_iter_"]:
-        bad("t_", f"at least n_iter_ = {fitted['n_iter_']} (one sample or more per epoch)")
-    names = fitted.get("feature_names_in_")
-    if names is not None and not (isinstance(names, list) and all(isinstance(v, str) for v in names)
-                                  and len(names) == fitted["n_features_in_"]):
-        bad("feature_names_in_", f"a list of {fitted['n_features_in_']} strings (n_features_in_)")
-
-
-def _check_class_weight(class_weight):
-    """ValueError unless every weight of a ``class_weight`` dict is a finite number > 0
-    ("balanced" and None pass): a negative weight would reverse a class's loss, a zero one
-    drop the class from training, NaN or inf make the loss NaN."""
-    if not isinstance(class_weight, dict):
-        return
-    for label, weight in class_weight.items():
-        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, Real) \
-                or not (0 < weight < math.inf):
-            raise ValueError(f"class_weight must map each class to a finite number > 0, got "
-                             f"{weight!r} for class {label!r} (to leave a class out of "
-                             "training, leave its samples out, or give them sample_weight 0)")
-
-
-def _sample_weight(sample_weight, n):
-    if sample_weight is None:
-        return np.ones(n)
-    try:
-        w = np.asarray(sample_weight)
-        if w.dtype.kind not in "biufO":   # strings, complex numbers, dates: not weights
-            raise TypeError(f"dtype {w.dtype}")
-        w = w.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sample_weight must hold real numbers: {exc}") from exc
-    if w.ndim == 0:           # a scalar weighs every sequence alike, and is checked alike
-        w = np.full(n, float(w))
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n},)!")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
-    with np.errstate(over="ignore"):
-        total = w.sum()
-    if total <= 0:
-        raise ValueError("sample_weight must not sum to zero")
-    if not np.isfinite(total):
-        raise ValueError("sample_weight sums to infinity; scale the weights down")
-    return w
-
-
-def _step_weights(sample_weight, lengths):
-    """Per-step weights for the valid steps of each sequence (in the order of the model's
-    per-step outputs): each sequence's ``sample_weight`` repeated over its steps; None stays
-    None."""
-    if sample_weight is None:
-        return None
-    return np.repeat(_sample_weight(sample_weight, len(lengths)), lengths)
-
-
-def _step_values(y, lengths):
-    """Per-step targets (an (n, T[, k]) array or a ragged list of per-sequence arrays) at the
-    valid steps of each sequence, in the order of the model's per-step outputs."""
-    Y = _data.step_targets(y, lengths)   # checks the shapes against lengths
-    if isinstance(y, (list, tuple)):
-        # a list of per-sequence arrays (step_targets refuses any other list): join the
-        # sequences themselves rather than the padded copy
-        return np.concatenate([np.asarray(v) for v in y])
-    return Y[_data.valid_mask(lengths, Y.shape[1])]
-
-
-def _ravel_column_vector(y):
-    """(n, 1) -> (n,) with sklearn's DataConversionWarning, as its own estimators do."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        return column_or_1d(y, warn=True)
-    return y

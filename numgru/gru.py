@@ -9,7 +9,7 @@ The facade of the engine with PyTorch's API: it validates input and runs a
 the Keras import. Parameter names, shapes and the Keras conversion are in :mod:`numgru._layout`.
 """
 
-from . import _layout
+from . import _facade, _layout
 from ._facade import RecurrentNetwork
 
 
@@ -195,32 +195,11 @@ class GRU(RecurrentNetwork):
         return gru
 
     # ------------------------------------------------------------------ forward / backward
+    @_facade.fill_doc
     def forward(self, x, h0=None, lengths=None, training=False):
         """Run the GRU over a batch of sequences.
 
-        Parameters
-        ----------
-        x : array-like of shape (B, T, input_size)
-        h0 : array-like of shape (L*D, B, H), optional
-            Initial states (zeros when omitted).
-        lengths : array-like of int of shape (B,), optional
-            Valid lengths with right padding (``pack_padded_sequence`` semantics).
-        training : bool, default=False
-            Apply dropout and keep what :meth:`backward` needs.
-
-        Returns
-        -------
-        out : ndarray of shape (B, T, D*H)
-            Last layer's hidden states; 0 past each sequence's length.
-        h_n : ndarray of shape (L*D, B, H)
-            Every layer's and direction's state after the last valid step.
-
-        Raises
-        ------
-        ValueError
-            Wrong shapes, input size, lengths, or non-finite values.
-        TypeError
-            Non-numeric, boolean or complex input (or, on CUDA, a device array of another dtype).
+        {forward_sections}
 
         Examples
         --------
@@ -239,30 +218,11 @@ class GRU(RecurrentNetwork):
         """
         return super().forward(x, h0=h0, lengths=lengths, training=training)
 
+    @_facade.fill_doc
     def backward(self, d_out, d_h_n=None):
         """Backpropagate through the last training forward.
 
-        Parameters
-        ----------
-        d_out : array-like of shape (B, T, D*H)
-            Gradient of the loss with respect to ``out`` (ignored at padded positions).
-        d_h_n : array-like of shape (L*D, B, H), optional
-            Gradient with respect to ``h_n``.
-
-        Returns
-        -------
-        dx : ndarray of shape (B, T, input_size)
-        dh0 : ndarray of shape (L*D, B, H)
-        grads : dict of str to ndarray, keyed like :meth:`state_dict`
-
-        Raises
-        ------
-        RuntimeError
-            If the last forward was not ``forward(..., training=True)`` (there was none, or an
-            inference forward came after it), or ``load_state_dict`` replaced the parameters
-            since: the gradients would not be those of the last forward.
-        ValueError
-            If ``d_out`` or ``d_h_n`` has the wrong shape or non-finite values.
+        {backward_sections}
 
         Examples
         --------

@@ -5,12 +5,13 @@ A model file is one ``.npz`` archive: every array under a plain name, plus a JSO
 its fitted scalars. It is read with ``allow_pickle=False``, so opening a model file never runs
 code.
 
-This module only knows the file format. What an estimator stores is its own business: its
-``_get_fitted_state()`` returns ``(fitted, arrays)`` (a JSON-able dict and a dict of arrays),
-which :func:`save` writes, and :func:`load` hands them back to ``_set_fitted_state(fitted,
-arrays, device)`` of a new estimator built from the stored parameters. The estimator classes
-register themselves by name with :func:`_register_estimator` (so that this module needs no
-import of ``numgru.estimators``). An array of strings held as ``object`` (class labels) is
+This module only knows the file format. What an estimator stores is its fitted state
+(:mod:`numgru._fitted_state`): its ``_get_fitted_state()`` returns ``(fitted, arrays)`` (a
+JSON-able dict and a dict of arrays), which :func:`save` writes, and :func:`load` hands them
+back to ``_set_fitted_state(fitted, arrays, device)`` of a new estimator built from the stored
+parameters. The estimator classes register themselves by name with
+:func:`register_estimator` (so that this module needs no import of ``numgru.estimators``;
+it imports nothing of numgru at all). An array of strings held as ``object`` (class labels) is
 stored as a string array and flagged ``"<name>_object": true`` in the metadata.
 """
 
@@ -24,13 +25,16 @@ import zipfile
 
 import numpy as np
 
+# the public names; register_estimator and jsonable are for numgru's own estimators
+__all__ = ["FORMAT", "VERSION", "load", "save"]
+
 FORMAT = "numgru-estimator"
 VERSION = 1
 
 _ESTIMATOR_CLASSES = {}
 
 
-def _register_estimator(cls):
+def register_estimator(cls):
     """Class decorator: model files whose metadata names ``cls.__name__`` load as ``cls``.
 
     ``cls`` provides ``get_params``, a constructor taking those parameters, and
@@ -57,7 +61,7 @@ def _dict_from_items(name, value):
     return {k: v for k, v in items}
 
 
-def _jsonable(value):
+def jsonable(value):
     """``value`` with numpy scalars turned into Python numbers, or TypeError if JSON cannot
     hold it."""
     if isinstance(value, (np.integer,)):
@@ -69,11 +73,11 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         # hidden_layer_sizes=np.array([4, 3]), feature names: stored as JSON lists (objects
         # other than numbers and strings are still refused, element by element)
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot store {type(value).__name__} in a numgru model file")
@@ -143,9 +147,9 @@ def save(estimator, path):
         if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
             # JSON object keys are strings: a dict keyed by numbers (class_weight={0: 1, 1: 3})
             # is stored as its (key, value) pairs so that the keys come back as they were
-            params[name] = {_DICT_ITEMS: [[_jsonable(k), _jsonable(v)] for k, v in value.items()]}
+            params[name] = {_DICT_ITEMS: [[jsonable(k), jsonable(v)] for k, v in value.items()]}
     meta = {"format": FORMAT, "version": VERSION, "class": type(estimator).__name__,
-            "params": _jsonable(params), "fitted": _jsonable(fitted)}
+            "params": jsonable(params), "fitted": jsonable(fitted)}
     arrays = dict(arrays)
     if "__meta__" in arrays:
         raise ValueError("'__meta__' is reserved for the metadata of a numgru model file")

@@ -26,8 +26,6 @@ vocabulary, the scores and the generated text stay those of the documents themse
 """
 
 import math
-import re
-from collections import Counter
 from numbers import Integral, Real
 
 import numpy as np
@@ -36,32 +34,28 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import _layout, _training
+from . import _fitted_state, _layout, _text, _training
 from . import io as _io
 from ._backend import get_backend
-from ._cells import Context, Dropout, Embedding, SoftmaxHead, get_cell
+from ._cells import Dropout, Embedding, SoftmaxHead
 from ._config import compute_threads
-from ._stack import Stack
+from ._stack import Stack, build_recurrent_layers
+from ._text import streams as _streams, windows as _windows
 from ._validation import as_dtype, to_numpy
 
-UNK = "<unk>"
-# level="word": a word is a run of letters, digits and underscores; every other non-space
-# character is a token of its own
-_WORD_RE = re.compile(r"\w+|[^\w\s]")
 # steps per window when scoring (exact: the state is carried, only memory is bounded)
 _SCORE_WINDOW = 512
+# documents scored side by side in one forward (exact too: each has its own row and state).
+# It bounds a window's rows to 64 * 512 = 32768, so the head's per-row work and the stack's
+# activations stay a few MB per unit of width; chosen with _SCORE_WINDOW, not tuned by a
+# measurement (tests set both to 2-3 and get the same scores)
 _SCORE_BATCH = 64
 #: The most tokens one ``generate`` call makes (it makes them one at a time: 1e8 is hours).
 MAX_GENERATE = 100_000_000
 
 
-def _tokenize(text, level):
-    if level == "char":
-        return list(text)
-    return _WORD_RE.findall(text)
 
-
-@_io._register_estimator
+@_io.register_estimator
 class GRULanguageModel(BaseEstimator):
     """A GRU language model over characters, words or integer tokens.
 
@@ -251,14 +245,10 @@ class GRULanguageModel(BaseEstimator):
         layers = [emb]
         if self.dropout > 0:
             layers.append(Dropout(self.embedding_dim, self.dropout, dt))
-        size = self.embedding_dim
-        for k, H in enumerate(sizes):
-            if k > 0 and self.dropout > 0:
-                layers.append(Dropout(size, self.dropout, dt))
-            layer = get_cell("gru")(size, H, 1, dt)
-            layer.init_params(rng)
-            layers.append(layer)
-            size = H
+        # the GRU layers with dropout between them, as the estimators' stack (no skips)
+        layers += build_recurrent_layers(self.embedding_dim, sizes, cell="gru",
+                                         dropout=self.dropout, dtype=dt, rngs=rng)[0]
+        size = sizes[-1]
         if self.dropout > 0:
             layers.append(Dropout(size, self.dropout, dt))
         head = SoftmaxHead(size, V, dt)
@@ -302,93 +292,16 @@ class GRULanguageModel(BaseEstimator):
     # ------------------------------------------------------------------ text <-> ids
     def _documents(self, X, what="X"):
         """X as a list of token lists (char/word) or int64 arrays (tokens)."""
-        if self.level == "tokens":
-            return self._token_documents(X, what)
-        if isinstance(X, str):
-            docs = [X]
-        elif isinstance(X, (bytes, bytearray)):
-            raise TypeError(f"{what} must be str or a list of str, got bytes; decode it first "
-                            "(e.g. X.decode('utf-8'))")
-        elif isinstance(X, np.ndarray) and X.dtype.kind in "UO" and X.ndim == 1:
-            docs = list(X)
-        elif isinstance(X, (list, tuple)):
-            docs = list(X)
-        else:
-            raise TypeError(f"{what} must be a str or a list of str for level={self.level!r}, "
-                            f"got {type(X).__name__}")
-        for i, d in enumerate(docs):
-            if not isinstance(d, str):
-                raise TypeError(f"{what}[{i}] must be a str for level={self.level!r}, got "
-                                f"{type(d).__name__}")
-        return [_tokenize(d, self.level) for d in docs]
-
-    def _token_documents(self, X, what):
-        if isinstance(X, str):
-            raise TypeError(f"{what} must be integer token ids for level='tokens', got a str; "
-                            "use level='char' or 'word' for text")
-        if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind != "O":
-            seqs = [X]
-        else:
-            try:
-                seqs = list(X)
-            except TypeError:
-                raise TypeError(f"{what} must be a sequence of int ids or a list of them, got "
-                                f"{type(X).__name__}") from None
-            if seqs and all(isinstance(s, (Integral, np.integer)) for s in seqs):
-                seqs = [np.asarray(seqs)]      # one flat sequence of ids: one document
-        docs = []
-        for i, s in enumerate(seqs):
-            try:
-                arr = np.asarray(s)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{what}[{i}] could not be read as token ids: {exc}") from exc
-            if arr.ndim != 1:
-                raise ValueError(f"{what}[{i}] must be a 1-D sequence of token ids, got shape "
-                                 f"{arr.shape}")
-            if arr.size and arr.dtype.kind not in "iub":
-                if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
-                    pass
-                else:
-                    raise ValueError(f"{what}[{i}] must hold integer token ids, got dtype "
-                                     f"{arr.dtype}")
-            if arr.size and arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
-                raise ValueError(f"{what}[{i}] holds the token id {int(arr.max())}, larger than "
-                                 f"the largest token id numgru takes, 2**63 - 1")
-            arr = arr.astype(np.int64)
-            if arr.size and arr.min() < 0:
-                raise ValueError(f"{what}[{i}] holds the negative token id {int(arr.min())}")
-            docs.append(arr)
-        return docs
+        return _text.documents(X, self.level, what)
 
     def _build_vocabulary(self, docs):
-        if self.level == "tokens":
-            # the ids that occur, in increasing order: the size of the model follows the
-            # number of distinct ids, never the largest one (ids [0, 3_000_000] make 2 rows)
-            ids, counts = np.unique(np.concatenate(docs + [np.zeros(0, np.int64)]),
-                                    return_counts=True)
-            return [int(t) for t in ids], counts.astype(np.int64)
-        counter = Counter()
-        for d in docs:
-            counter.update(d)
-        items = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))   # frequent first
-        kept = [(tok, c) for tok, c in items if c >= self.min_frequency]
-        need_unk = self.level == "word" or len(kept) < len(items)
-        limit = self.max_vocabulary
-        if limit is not None and len(kept) + need_unk > limit:
-            need_unk = True
-            kept = kept[: limit - 1]
-        tokens = sorted(tok for tok, _ in kept)
-        vocab = ([UNK] if need_unk else []) + tokens
-        index = {tok: i for i, tok in enumerate(vocab)}
-        counts = np.zeros(len(vocab), np.int64)
-        for tok, c in counter.items():
-            counts[index.get(tok, 0)] += c
-        return vocab, counts
+        return _text.build_vocabulary(docs, self.level, self.min_frequency, self.max_vocabulary)
 
     def _index(self):
+        """char/word: token -> id of ``vocabulary_`` (cached)."""
         index = getattr(self, "_index_cache", None)
         if index is None or index[0] is not self.vocabulary_:
-            index = (self.vocabulary_, {tok: i for i, tok in enumerate(self.vocabulary_)})
+            index = (self.vocabulary_, _text.token_index(self.vocabulary_))
             self._index_cache = index
         return index[1]
 
@@ -396,41 +309,15 @@ class GRULanguageModel(BaseEstimator):
         """level="tokens": ``(sorted token ids, their rows)`` of ``vocabulary_`` (cached)."""
         lookup = getattr(self, "_token_lookup_cache", None)
         if lookup is None or lookup[0] is not self.vocabulary_:
-            tokens = np.asarray(self.vocabulary_, dtype=np.int64)
-            order = np.argsort(tokens, kind="stable")
-            lookup = (self.vocabulary_, tokens[order], order)
+            lookup = (self.vocabulary_,) + _text.token_lookup(self.vocabulary_)
             self._token_lookup_cache = lookup
         return lookup[1], lookup[2]
 
     def _ids(self, tokens, what):
         """Token list (char/word) or ids (tokens) -> int64 ids, with the clear errors."""
-        V = len(self.vocabulary_)
         if self.level == "tokens":
-            ids = np.asarray(tokens, dtype=np.int64)
-            if ids.size == 0:
-                return ids
-            known, rows = self._token_lookup()
-            pos = np.minimum(np.searchsorted(known, ids), V - 1)
-            found = known[pos] == ids
-            if not found.all():
-                unseen = np.unique(ids[~found])
-                raise ValueError(f"{what} holds {unseen.size} token id(s) not in the vocabulary "
-                                 f"{unseen[:10].tolist()}{' ...' if unseen.size > 10 else ''}: "
-                                 f"this model knows the {V} ids seen at fit (from "
-                                 f"{int(known[0])} to {int(known[-1])}); fit on token ids that "
-                                 "include them")
-            return rows[pos].astype(np.int64)
-        index = self._index()
-        unk = index.get(UNK)
-        ids = [index.get(tok, unk) for tok in tokens]
-        if unk is None and any(i is None for i in ids):
-            unseen = sorted({tok for tok, i in zip(tokens, ids) if i is None})
-            raise ValueError(f"{what} holds {len(unseen)} token(s) not in the vocabulary "
-                             f"{unseen[:10]!r}{' ...' if len(unseen) > 10 else ''}, and this "
-                             f"model has no {UNK!r} token (none was needed at fit); fit on a "
-                             f"text that contains them, or with min_frequency/max_vocabulary "
-                             f"that keep an {UNK!r} token")
-        return np.asarray(ids, dtype=np.int64)
+            return _text.rows_of_token_ids(tokens, *self._token_lookup(), what)
+        return _text.token_ids(tokens, self._index(), what)
 
     def encode(self, text):
         """Token ids of ``text``: each token's index in ``vocabulary_`` (for level="tokens",
@@ -446,11 +333,11 @@ class GRULanguageModel(BaseEstimator):
     def _one_document(self, text, what):
         """The tokens of one text (char/word) or one sequence of ids (tokens)."""
         if self.level == "tokens":
-            return self._token_documents([text], what)[0]
+            return _text.token_documents([text], what)[0]
         if not isinstance(text, str):
             raise TypeError(f"{what} must be a str for level={self.level!r}, got "
                             f"{type(text).__name__}")
-        return _tokenize(text, self.level)
+        return _text.tokenize(text, self.level)
 
     def decode(self, ids):
         """The text of token ids (indices in ``vocabulary_``): characters joined (char), words
@@ -495,7 +382,7 @@ class GRULanguageModel(BaseEstimator):
         init_rng = np.random.default_rng(rs.randint(2 ** 31))
         train, val = docs, []
         if self.early_stopping:
-            train, val = _split_tail(docs, self.validation_fraction)
+            train, val = _text.split_tail(docs, self.validation_fraction)
             if sum(max(len(d) - 1, 0) for d in val) == 0:
                 raise ValueError(f"early_stopping needs a validation part with at least two "
                                  f"tokens; validation_fraction={self.validation_fraction} of "
@@ -542,7 +429,7 @@ class GRULanguageModel(BaseEstimator):
         weights = (valid / n).astype(self._dtype).reshape(-1)
         out, h_n = stack.forward(be.upload(ids), lengths, [be.upload(h) for h in h0],
                                  training=True, rng=self._rng)
-        ctx = Context(be, self._dtype, None, True, None, stack._work)
+        ctx = stack.context(training=True)
         H = out.shape[2]
         loss, dy, head_grads = head.loss_and_grad(ctx, head.native(be), out.reshape(B * T, H),
                                                   be.upload(targets.reshape(-1)),
@@ -581,7 +468,7 @@ class GRULanguageModel(BaseEstimator):
         total, count = 0.0, 0
         sizes = self._sizes()
         p = head.native(be)
-        ctx = Context(be, self._dtype, None, False, None, stack._work)
+        ctx = stack.context()
         for start in range(0, len(order), _SCORE_BATCH):
             batch = [docs[i] for i in order[start:start + _SCORE_BATCH]]
             npred = np.array([len(d) - 1 for d in batch])
@@ -726,7 +613,7 @@ class GRULanguageModel(BaseEstimator):
         with compute_threads:
             stack, head, be = self.stack_, self.head_, self.stack_.backend
             p = head.native(be)
-            ctx = Context(be, self._dtype, None, False, None, stack._work)
+            ctx = stack.context()
             h = [be.upload(np.zeros((1, 1, H), self._dtype)) for H in self._sizes()]
             if prefix is None:
                 if n_tokens == 0:
@@ -799,7 +686,7 @@ class GRULanguageModel(BaseEstimator):
             else:
                 raise ValueError(f"load_state_dict on an unfitted level={self.level!r} model "
                                  "needs vocabulary= (the token of every id)")
-        vocabulary = _check_vocabulary(vocabulary, self.level)
+        vocabulary = _text.check_vocabulary(vocabulary, self.level)
         if V == 0:
             raise ValueError("state_dict['encoder.weight'] has no rows: a vocabulary needs at "
                              "least one token")
@@ -866,11 +753,11 @@ class GRULanguageModel(BaseEstimator):
         without pickle; the write is atomic)."""
         _io.save(self, path)
 
-    _FITTED = ("n_iter_", "loss_curve_", "validation_scores_", "best_validation_score_", "loss_")
+    _FITTED = _fitted_state.LM_FITTED_ATTRIBUTES
 
     def _get_fitted_state(self):
         check_is_fitted(self, "stack_")
-        fitted = {k: _io._jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
+        fitted = {k: _io.jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
         fitted["_dtype"] = self._dtype.name
         arrays = dict(self.state_dict())
         if self.tie_weights:
@@ -892,7 +779,7 @@ class GRULanguageModel(BaseEstimator):
         if fitted.get("_dtype") != self.dtype:
             raise ValueError(f"the stored dtype {fitted.get('_dtype')!r} differs from the "
                              f"parameter dtype={self.dtype!r}")
-        _check_lm_fitted_values(fitted)
+        _fitted_state.check_lm_fitted_values(fitted)
         if self.level == "tokens":
             n = fitted.get("n_tokens")
             if type(n) is not int or n < 1:
@@ -932,82 +819,6 @@ class GRULanguageModel(BaseEstimator):
         tags.target_tags.required = False
         tags.non_deterministic = False
         return tags
-
-
-def _check_vocabulary(vocabulary, level):
-    """``vocabulary`` as a list, refused (ValueError) unless its tokens are what ``level``
-    reads: strings (char, word) or token ids, integers in [0, 2**63) (tokens)."""
-    try:
-        vocabulary = list(vocabulary)
-    except TypeError:
-        raise ValueError(f"vocabulary must be a list of tokens, got "
-                         f"{type(vocabulary).__name__}") from None
-    if level == "tokens":
-        bad = [t for t in vocabulary if isinstance(t, (bool, np.bool_))
-               or not isinstance(t, (Integral, np.integer)) or not 0 <= t < 2 ** 63]
-        if bad:
-            raise ValueError(f"the vocabulary of a level='tokens' model holds token ids, "
-                             f"integers in [0, 2**63); got {bad[:5]!r}")
-        return [int(t) for t in vocabulary]
-    bad = [t for t in vocabulary if not isinstance(t, str)]
-    if bad:
-        raise ValueError(f"the vocabulary of a level={level!r} model holds strings; got "
-                         f"{bad[:5]!r}")
-    return [str(t) for t in vocabulary]
-
-
-def _check_lm_fitted_values(fitted):
-    """ValueError unless a model file's fitted values are what a fit gives: ``n_iter_``
-    epochs, one finite loss >= 0 per epoch (``loss_`` the last), validation scores (mean
-    log-likelihoods per token: finite, <= 0) for none or every epoch, and
-    ``best_validation_score_`` None or the best of them."""
-    def bad(name, what):
-        raise ValueError(f"fitted attribute {name} must be {what}, got {fitted.get(name)!r}"[:300])
-
-    def numbers(v):
-        return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                           for x in v)
-
-    n = fitted.get("n_iter_", 0)
-    if type(n) is not int or n < 0:
-        bad("n_iter_", "a non-negative integer")
-    curve = fitted.get("loss_curve_", [])
-    if not (numbers(curve) and len(curve) == n and all(0 <= x < math.inf for x in curve)):
-        bad("loss_curve_", f"a list of {n} (n_iter_) finite losses >= 0")
-    if "loss_" in fitted and not ((curve and fitted["loss_"] == curve[-1])
-                                  or (not curve and fitted["loss_"] != fitted["loss_"])):
-        bad("loss_", "the last entry of loss_curve_ (NaN before the first epoch)")
-    scores = fitted.get("validation_scores_", [])
-    if not (numbers(scores) and len(scores) in (0, n)
-            and all(-math.inf < x <= 0 for x in scores)):
-        bad("validation_scores_", f"a list of 0 or {n} (n_iter_) finite log-likelihoods <= 0")
-    best = fitted.get("best_validation_score_")
-    if best is not None and not (scores and best == max(scores)):
-        bad("best_validation_score_", "None or the largest of validation_scores_")
-
-
-# ---------------------------------------------------------------------------------------------
-# Streams, pieces and windows
-# ---------------------------------------------------------------------------------------------
-
-
-def _split_tail(docs, fraction):
-    """(train, validation): the last ``fraction`` of the tokens, whole documents from the end
-    (the document where the cut falls is split in two, each part its own document)."""
-    total = sum(len(d) for d in docs)
-    n_val = max(2, int(round(total * fraction)))
-    train, val = list(docs), []
-    while n_val > 0 and train:
-        last = train.pop()
-        if len(last) <= n_val:
-            val.insert(0, last)
-            n_val -= len(last)
-        else:
-            cut = len(last) - n_val
-            train.append(last[:cut])
-            val.insert(0, last[cut:])
-            n_val = 0
-    return train, val
 
 
 class _TextProblem(_training.Problem):
@@ -1050,66 +861,6 @@ class _TextProblem(_training.Problem):
 
     def params_changed(self):
         self.lm.stack_.params_changed()
-
-
-def _streams(docs, n_streams):
-    """PyTorch's ``batchify`` over documents: ``(text, starts, ends, doc_ends)``.
-
-    ``text`` is the documents' ids one after the other; stream ``s`` is ``text[starts[s]:
-    ends[s]]``, the streams of equal length (the first ``len(text) % n_streams`` one token
-    longer; no token dropped); ``doc_ends`` is the sorted end offset of every document in
-    ``text``, where the state resets.
-    """
-    docs = [np.asarray(d, np.int64) for d in docs if len(d)]
-    text = np.concatenate(docs) if docs else np.zeros(0, np.int64)
-    doc_ends = np.cumsum([len(d) for d in docs]).astype(np.int64)
-    n = min(n_streams, max(len(text) // 2, 1))     # a stream needs two tokens to predict one
-    size, extra = divmod(len(text), n)
-    lens = np.full(n, size, np.int64)
-    lens[:extra] += 1
-    ends = np.cumsum(lens)
-    return text, ends - lens, ends, doc_ends
-
-
-def _windows(text, starts, ends, doc_ends, bptt):
-    """Yield ``(ids, targets, lengths, stream, carried, carries)`` per window of ``bptt`` steps.
-
-    Window k covers steps ``[k*bptt, (k+1)*bptt)`` of every stream (each step predicts the
-    next token of its stream). Its rows are the stretches of one document within one stream:
-    a stream whose window holds a document end is split there, the next document's stretch
-    getting a row of its own that starts from a zero state; the last token of a document
-    predicts nothing (the next document is not its continuation), and neither does a stream's
-    last token. ``stream`` is each row's stream, ``carried`` whether its state comes from the
-    stream's previous window, ``carries`` whether its final state goes on to the next one.
-    """
-    n_steps = int((ends - starts).max()) - 1 if len(starts) else 0
-    for a in range(0, max(n_steps, 0), bptt):
-        rows = []                      # (first input, length, stream, carried, carries)
-        for s in range(len(starts)):
-            lo = int(starts[s]) + a                               # first input of the window
-            hi = min(lo + bptt, int(ends[s]) - 1)                 # one past its last input
-            pos = lo
-            while pos < hi:
-                d = int(np.searchsorted(doc_ends, pos, side="right"))  # the document at pos
-                doc_start = int(doc_ends[d - 1]) if d else 0
-                last = int(doc_ends[d]) - 1          # its last token, which predicts nothing
-                stop = min(hi, last)
-                if stop > pos:
-                    carried = pos == lo and pos > doc_start and pos > starts[s]
-                    carries = stop == hi and hi < last
-                    rows.append((pos, stop - pos, s, carried, carries))
-                pos = stop if stop == hi else last + 1
-        if not rows:
-            continue
-        lengths = np.array([r[1] for r in rows], np.int64)
-        T = int(lengths.max())
-        ids = np.zeros((len(rows), T), np.int64)
-        targets = np.zeros((len(rows), T), np.int64)
-        for r, (pos, L, _, _, _) in enumerate(rows):
-            ids[r, :L] = text[pos:pos + L]
-            targets[r, :L] = text[pos + 1:pos + 1 + L]
-        yield (ids, targets, lengths, np.array([r[2] for r in rows], np.int64),
-               np.array([r[3] for r in rows], bool), np.array([r[4] for r in rows], bool))
 
 
 def _sample(logp, temperature, top_k, rng):

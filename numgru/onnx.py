@@ -118,7 +118,7 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
     onnx = _onnx()
     from sklearn.utils.validation import check_is_fitted
 
-    from .estimators import GRUClassifier, GRURegressor, _BaseGRUEstimator
+    from .estimators import GRUClassifier, GRURegressor, _BaseRecurrentEstimator
     from .lm import GRULanguageModel
     from ._facade import RecurrentNetwork
 
@@ -129,7 +129,7 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
                          f"got {opset!r}")
     if isinstance(model, RecurrentNetwork):
         stack, kind = model._stack, "network"
-    elif isinstance(model, _BaseGRUEstimator):
+    elif isinstance(model, _BaseRecurrentEstimator):
         check_is_fitted(model, "stack_")
         if not isinstance(model, (GRUClassifier, GRURegressor)):
             raise TypeError(f"to_onnx does not know the estimator {type(model).__name__}")
@@ -375,6 +375,8 @@ def _estimator_graph(g, model, lengths, state, classifier):
         feats = _pooled(g, model, stack, out, h_ns[-1], lens, valid, F)
         logits = g.node("Gemm", [feats, g.const(coef, "head_coef"),
                                  g.const(model.head_intercept_, "head_intercept")], transB=1)
+        if getattr(model, "skip_coef_", None) is not None:       # GRURegressor's linear skip
+            logits = g.node("Add", [logits, _linear_skip(g, model, xs, lengths_name)])
         mask = None
         dims = ["batch"]
     if classifier:
@@ -392,6 +394,33 @@ def _estimator_graph(g, model, lengths, state, classifier):
         g.output(pred, "variable", dims + [K])
     for k, (lay, h_n) in enumerate(zip(rec, h_ns)):
         g.output(h_n, f"h_n_l{k}", [lay.num_directions, "batch", lay.hidden_size])
+
+
+def _linear_skip(g, model, xs, lengths_name):
+    """The regressor's linear skip (B, K): the standardised inputs ``xs`` (B, T, I) of the last
+    ``skip_steps_`` valid steps of each sequence (zeros before its first), oldest first,
+    flattened, times ``skip_coef_`` plus ``skip_intercept_`` (:mod:`numgru._linear_skip`). Each
+    step is picked with an exact 0/1 mask over time."""
+    k = int(model.skip_steps_)
+    xt = g.node("Transpose", [xs], perm=[1, 0, 2])                       # (T, B, I)
+    shape = g.node("Shape", [xt])
+    T = g.node("Gather", [shape, g.const(np.int64(0))])
+    if lengths_name is None:
+        lens = g.node("Expand", [T, g.node("Gather", [shape, g.ints([1])])])
+    else:
+        lens = lengths_name
+    steps = g.node("Unsqueeze", [g.node("Range", [g.const(np.int64(0)), T, g.const(np.int64(1))]),
+                                 g.ints([1])])                           # (T, 1)
+    picked = []
+    for j in range(k):
+        step = g.node("Sub", [lens, g.const(np.int64(k - j))])           # (B,)
+        pick = g.node("Equal", [steps, g.node("Unsqueeze", [step, g.ints([0])])])
+        pick = g.node("Unsqueeze", [g.node("Cast", [pick], to=g.elem), g.ints([2])])
+        picked.append(g.node("ReduceSum", [g.node("Mul", [xt, pick]), g.ints([0])], keepdims=0))
+    Z = picked[0] if k == 1 else g.node("Concat", picked, axis=1, base="skip_inputs")
+    return g.node("Gemm", [Z, g.const(np.asarray(model.skip_coef_), "skip_coef"),
+                           g.const(np.asarray(model.skip_intercept_), "skip_intercept")],
+                  transB=1, base="skip")
 
 
 def _float_mask(g, mask):

@@ -6,6 +6,7 @@ The same facade as ``numgru.GRU`` (:class:`numgru._facade.RecurrentNetwork`) ove
 the vanilla RNN cell (:class:`numgru._cells.RNNLayer`, cells ``"rnn_tanh"`` and ``"rnn_relu"``).
 """
 
+from . import _facade
 from ._facade import RecurrentNetwork
 
 _NONLINEARITIES = ("tanh", "relu")
@@ -151,32 +152,11 @@ class RNN(RecurrentNetwork):
         super().load_state_dict(state_dict)
 
     # ------------------------------------------------------------------ forward / backward
+    @_facade.fill_doc
     def forward(self, x, h0=None, lengths=None, training=False):
         """Run the RNN over a batch of sequences.
 
-        Parameters
-        ----------
-        x : array-like of shape (B, T, input_size)
-        h0 : array-like of shape (L*D, B, H), optional
-            Initial states (zeros when omitted).
-        lengths : array-like of int of shape (B,), optional
-            Valid lengths with right padding (``pack_padded_sequence`` semantics).
-        training : bool, default=False
-            Apply dropout and keep what :meth:`backward` needs.
-
-        Returns
-        -------
-        out : ndarray of shape (B, T, D*H)
-            Last layer's hidden states; 0 past each sequence's length.
-        h_n : ndarray of shape (L*D, B, H)
-            Every layer's and direction's state after the last valid step.
-
-        Raises
-        ------
-        ValueError
-            Wrong shapes, input size, lengths, or non-finite values.
-        TypeError
-            Non-numeric, boolean or complex input (or, on CUDA, a device array of another dtype).
+        {forward_sections}
 
         Examples
         --------
@@ -195,30 +175,11 @@ class RNN(RecurrentNetwork):
         """
         return super().forward(x, h0=h0, lengths=lengths, training=training)
 
+    @_facade.fill_doc
     def backward(self, d_out, d_h_n=None):
         """Backpropagate through the last training forward.
 
-        Parameters
-        ----------
-        d_out : array-like of shape (B, T, D*H)
-            Gradient of the loss with respect to ``out`` (ignored at padded positions).
-        d_h_n : array-like of shape (L*D, B, H), optional
-            Gradient with respect to ``h_n``.
-
-        Returns
-        -------
-        dx : ndarray of shape (B, T, input_size)
-        dh0 : ndarray of shape (L*D, B, H)
-        grads : dict of str to ndarray, keyed like :meth:`state_dict`
-
-        Raises
-        ------
-        RuntimeError
-            If the last forward was not ``forward(..., training=True)`` (there was none, or an
-            inference forward came after it), or ``load_state_dict`` replaced the parameters
-            since: the gradients would not be those of the last forward.
-        ValueError
-            If ``d_out`` or ``d_h_n`` has the wrong shape or non-finite values.
+        {backward_sections}
 
         Examples
         --------

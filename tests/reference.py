@@ -1,10 +1,16 @@
 """Plain-NumPy float64 GRU and vanilla RNN: the single oracle every kernel is tested against.
 
-Written for clarity, not speed. It follows docs/engine.md exactly (the RNN, ``rnn_forward`` /
-``rnn_backward`` at the end, follows ``torch.nn.RNN`` with the same conventions):
+Written for clarity, not speed. It follows docs/engine.md exactly; the RNN follows
+``torch.nn.RNN`` with the same conventions. One network (:func:`forward` / :func:`backward`)
+runs either cell, named as numgru names them:
+
+* ``cell="gru"``: r, z, n gates, ``reset_after`` True (PyTorch's form) or False (the Cho form);
+* ``cell="rnn_tanh"`` / ``"rnn_relu"``: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
+
+Conventions:
 
 * parameters use the PyTorch names and layout (gate order r, z, n); with ``reset_after=False`` the
-  recurrent bias ``bias_hh_l{k}{s}`` has shape (2H,) (r and z only);
+  GRU's recurrent bias ``bias_hh_l{k}{s}`` has shape (2H,) (r and z only);
 * ``lengths`` has ``pack_padded_sequence`` semantics: a step t is *active* for sequence b when
   ``t < lengths[b]``; inactive steps leave the state untouched and write 0 to the output, so the
   reverse direction naturally starts at each sequence's own end and ``h_n`` is the state after the
@@ -14,16 +20,19 @@ Written for clarity, not speed. It follows docs/engine.md exactly (the RNN, ``rn
 * ``residual=True``: layer k >= 1 outputs its input (as fed to it, after dropout) plus its cells'
   output (equal sizes, so every layer after the first has the skip).
 
-Everything is computed in float64 whatever the dtype of the inputs.
+Everything is computed in float64 whatever the dtype of the inputs. This module imports NumPy
+only, never numgru: it is the outside view the engine is checked against.
 """
 
 import numpy as np
 
-__all__ = ["gru_forward", "gru_backward", "init_params", "param_names", "param_shapes",
-           "rnn_forward", "rnn_backward", "rnn_init_params", "rnn_param_shapes", "sigmoid",
-           "tanh", "relu", "embedding_forward", "embedding_backward", "softmax_xent",
-           "softmax_logprob", "log_softmax", "general_param_shapes",
-           "general_layer_forward", "general_layer_backward"]
+__all__ = ["CELLS", "forward", "backward", "gru_forward", "gru_backward", "rnn_forward",
+           "rnn_backward", "init_params", "param_names", "param_shapes", "sigmoid", "tanh",
+           "relu", "embedding_forward", "embedding_backward", "softmax_xent",
+           "softmax_logprob", "log_softmax", "general_param_shapes", "general_layer_forward",
+           "general_layer_backward"]
+
+CELLS = ("gru", "rnn_tanh", "rnn_relu")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -45,6 +54,9 @@ def relu(a):
     return np.maximum(np.asarray(a, dtype=np.float64), 0.0)
 
 
+_ACTS = {"tanh": tanh, "relu": relu}
+
+
 # ----------------------------------------------------------------------------------------------
 # parameter layout
 # ----------------------------------------------------------------------------------------------
@@ -52,18 +64,28 @@ def _suffixes(bidirectional):
     return ("", "_reverse") if bidirectional else ("",)
 
 
-def param_shapes(input_size, hidden_size, num_layers, bidirectional=False, reset_after=True):
-    """Ordered dict name -> shape, exactly as in docs/engine.md (PyTorch order)."""
+def _check_cell(cell):
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+
+
+def param_shapes(input_size, hidden_size, num_layers, bidirectional=False, reset_after=True,
+                 cell="gru"):
+    """Ordered dict name -> shape, exactly as in docs/engine.md (PyTorch order). ``reset_after``
+    concerns the GRU only."""
+    _check_cell(cell)
     H = hidden_size
     D = 2 if bidirectional else 1
+    G = 3 * H if cell == "gru" else H                # rows of the stacked gate blocks
+    G_hh = 2 * H if cell == "gru" and not reset_after else G
     shapes = {}
     for k in range(num_layers):
         I_k = input_size if k == 0 else D * H
         for s in _suffixes(bidirectional):
-            shapes[f"weight_ih_l{k}{s}"] = (3 * H, I_k)
-            shapes[f"weight_hh_l{k}{s}"] = (3 * H, H)
-            shapes[f"bias_ih_l{k}{s}"] = (3 * H,)
-            shapes[f"bias_hh_l{k}{s}"] = (3 * H,) if reset_after else (2 * H,)
+            shapes[f"weight_ih_l{k}{s}"] = (G, I_k)
+            shapes[f"weight_hh_l{k}{s}"] = (G, H)
+            shapes[f"bias_ih_l{k}{s}"] = (G,)
+            shapes[f"bias_hh_l{k}{s}"] = (G_hh,)
     return shapes
 
 
@@ -77,18 +99,93 @@ def param_names(num_layers, bidirectional=False):
 
 
 def init_params(rng, input_size, hidden_size, num_layers, bidirectional=False, reset_after=True,
-                dtype=np.float64):
+                dtype=np.float64, cell="gru"):
     """Random parameters, uniform in [-1/sqrt(H), 1/sqrt(H)], in contract order."""
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, size=shape).astype(dtype)
             for name, shape in param_shapes(input_size, hidden_size, num_layers, bidirectional,
-                                            reset_after).items()}
+                                            reset_after, cell).items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one time step of one cell: forward (h_new and what the backward needs) and backward
+# ----------------------------------------------------------------------------------------------
+def _gru_step(xt, h, W_ih, W_hh, b_ih, b_hh, reset_after):
+    H = h.shape[1]
+    gi = xt @ W_ih.T + b_ih                                      # (B,3H)
+    if reset_after:
+        gh = h @ W_hh.T + b_hh                                   # (B,3H)
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        ghn = gh[:, 2 * H:]
+        n = tanh(gi[:, 2 * H:] + r * ghn)
+    else:
+        gh = h @ W_hh[:2 * H].T + b_hh                           # (B,2H)
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        ghn = (r * h) @ W_hh[2 * H:].T                           # W_hn (r*h)
+        n = tanh(gi[:, 2 * H:] + ghn)
+    return (1.0 - z) * n + z * h, dict(r=r, z=z, n=n, ghn=ghn)
+
+
+def _gru_step_backward(st, gm, W_hh, dW_hh, reset_after):
+    """gm (B,H): the gradient w.r.t. h_new of the active rows. Adds into dW_hh; returns the
+    gradients of the input and recurrent pre-activations and of h_prev."""
+    H = gm.shape[1]
+    r, z, n, h_prev, ghn = st["r"], st["z"], st["n"], st["h_prev"], st["ghn"]
+    dn = gm * (1.0 - z)
+    dz = gm * (h_prev - n)
+    dh_prev = gm * z
+    dan = dn * (1.0 - n * n)
+    if reset_after:
+        dr = dan * ghn
+    else:
+        d_rh = dan @ W_hh[2 * H:]                                # d(r*h)
+        dr = d_rh * h_prev
+        dh_prev = dh_prev + d_rh * r
+        dW_hh[2 * H:] += dan.T @ (r * h_prev)
+    dar = dr * r * (1.0 - r)
+    daz = dz * z * (1.0 - z)
+    dgi = np.concatenate([dar, daz, dan], axis=1)                # (B,3H)
+    if reset_after:
+        dgh = np.concatenate([dar, daz, dan * r], axis=1)        # (B,3H)
+        dh_prev = dh_prev + dgh @ W_hh
+        dW_hh += dgh.T @ h_prev
+    else:
+        dgh = np.concatenate([dar, daz], axis=1)                 # (B,2H)
+        dh_prev = dh_prev + dgh @ W_hh[:2 * H]
+        dW_hh[:2 * H] += dgh.T @ h_prev
+    return dgi, dgh, dh_prev
+
+
+def _rnn_step(xt, h, W_ih, W_hh, b_ih, b_hh, act):
+    a = xt @ W_ih.T + b_ih + h @ W_hh.T + b_hh                   # (B,H) pre-activation
+    return _ACTS[act](a), dict(a=a)
+
+
+def _rnn_step_backward(st, gm, W_hh, dW_hh, act):
+    """As _gru_step_backward: one pre-activation, shared by the input and recurrent sides."""
+    if act == "tanh":
+        da = gm * (1.0 - np.tanh(st["a"]) ** 2)
+    else:
+        da = gm * (st["a"] > 0)            # relu'(0) = 0, as torch
+    dW_hh += da.T @ st["h_prev"]
+    return da, da, da @ W_hh
+
+
+def _step(cell, reset_after):
+    """(forward, backward) of one time step of ``cell``, with its variant bound."""
+    if cell == "gru":
+        return (lambda *a: _gru_step(*a, reset_after),
+                lambda *a: _gru_step_backward(*a, reset_after))
+    act = cell[len("rnn_"):]
+    return lambda *a: _rnn_step(*a, act), lambda *a: _rnn_step_backward(*a, act)
 
 
 # ----------------------------------------------------------------------------------------------
 # one direction of one layer
 # ----------------------------------------------------------------------------------------------
-def _direction_forward(x, h0, active, W_ih, W_hh, b_ih, b_hh, reverse, reset_after):
+def _direction_forward(x, h0, active, W_ih, W_hh, b_ih, b_hh, reverse, step):
     """x (B,T,I), h0 (B,H), active (B,T) bool. Returns y (B,T,H), h_last (B,H), steps."""
     B, T, _ = x.shape
     H = h0.shape[1]
@@ -99,62 +196,27 @@ def _direction_forward(x, h0, active, W_ih, W_hh, b_ih, b_hh, reverse, reset_aft
     for t in order:
         m = active[:, t][:, None]                                # (B,1) bool
         xt = x[:, t, :]
-        gi = xt @ W_ih.T + b_ih                                  # (B,3H)
-        if reset_after:
-            gh = h @ W_hh.T + b_hh                               # (B,3H)
-            r = sigmoid(gi[:, :H] + gh[:, :H])
-            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            ghn = gh[:, 2 * H:]
-            n = tanh(gi[:, 2 * H:] + r * ghn)
-        else:
-            gh = h @ W_hh[:2 * H].T + b_hh                       # (B,2H)
-            r = sigmoid(gi[:, :H] + gh[:, :H])
-            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            ghn = (r * h) @ W_hh[2 * H:].T                       # W_hn (r*h)
-            n = tanh(gi[:, 2 * H:] + ghn)
-        h_new = (1.0 - z) * n + z * h
-        steps.append(dict(t=t, m=m, x=xt, h_prev=h, r=r, z=z, n=n, ghn=ghn))
+        h_new, saved = step(xt, h, W_ih, W_hh, b_ih, b_hh)
+        steps.append(dict(t=t, m=m, x=xt, h_prev=h, h_new=h_new, **saved))
         h = np.where(m, h_new, h)
         y[:, t, :] = np.where(m, h_new, 0.0)
     return y, h, steps
 
 
-def _direction_backward(steps, dy, dh_last, W_ih, W_hh, reset_after, in_size):
+def _direction_backward(steps, dy, dh_last, W_ih, W_hh, b_hh_size, in_size, step_backward):
     """Reverse of _direction_forward. dy (B,T,H) (already masked), dh_last (B,H)."""
     B, T, H = dy.shape
     dW_ih = np.zeros_like(W_ih)
     dW_hh = np.zeros_like(W_hh)
-    db_ih = np.zeros(3 * H)
-    db_hh = np.zeros(3 * H if reset_after else 2 * H)
+    db_ih = np.zeros(W_ih.shape[0])
+    db_hh = np.zeros(b_hh_size)
     dx = np.zeros((B, T, in_size))
     dh = dh_last.copy()
     for st in reversed(steps):
         t, m = st["t"], st["m"].astype(np.float64)
-        r, z, n, h_prev, ghn = st["r"], st["z"], st["n"], st["h_prev"], st["ghn"]
         g = dh + m * dy[:, t, :]          # gradient w.r.t. h_new where active, w.r.t. h otherwise
         gm = g * m                         # only active rows see the cell
-        dn = gm * (1.0 - z)
-        dz = gm * (h_prev - n)
-        dh_prev = gm * z
-        dan = dn * (1.0 - n * n)
-        if reset_after:
-            dr = dan * ghn
-        else:
-            d_rh = dan @ W_hh[2 * H:]                            # d(r*h)
-            dr = d_rh * h_prev
-            dh_prev = dh_prev + d_rh * r
-            dW_hh[2 * H:] += dan.T @ (r * h_prev)
-        dar = dr * r * (1.0 - r)
-        daz = dz * z * (1.0 - z)
-        dgi = np.concatenate([dar, daz, dan], axis=1)            # (B,3H)
-        if reset_after:
-            dgh = np.concatenate([dar, daz, dan * r], axis=1)    # (B,3H)
-            dh_prev = dh_prev + dgh @ W_hh
-            dW_hh += dgh.T @ h_prev
-        else:
-            dgh = np.concatenate([dar, daz], axis=1)             # (B,2H)
-            dh_prev = dh_prev + dgh @ W_hh[:2 * H]
-            dW_hh[:2 * H] += dgh.T @ h_prev
+        dgi, dgh, dh_prev = step_backward(st, gm, W_hh, dW_hh)
         db_hh += dgh.sum(axis=0)
         dW_ih += dgi.T @ st["x"]
         db_ih += dgi.sum(axis=0)
@@ -175,178 +237,16 @@ def _active_mask(lengths, B, T):
     return np.arange(T)[None, :] < lengths[:, None]
 
 
-def gru_forward(x, params, *, num_layers, hidden_size, bidirectional=False, reset_after=True,
-                h0=None, lengths=None, dropout_masks=None, residual=False):
-    """Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
+def forward(x, params, *, cell="gru", num_layers, hidden_size, bidirectional=False,
+            reset_after=True, h0=None, lengths=None, dropout_masks=None, residual=False):
+    """A stack of ``cell`` layers. Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
+    _check_cell(cell)
     x = np.asarray(x, dtype=np.float64)
     B, T, I = x.shape
     H, L = hidden_size, num_layers
     D = 2 if bidirectional else 1
     P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    expected = param_shapes(I, H, L, bidirectional, reset_after)
-    assert set(P) == set(expected), (sorted(P), sorted(expected))
-    for name, shape in expected.items():
-        assert P[name].shape == shape, (name, P[name].shape, shape)
-    h0 = np.zeros((L * D, B, H)) if h0 is None else np.asarray(h0, dtype=np.float64)
-    assert h0.shape == (L * D, B, H)
-    if dropout_masks is None:
-        dropout_masks = []
-    dropout_masks = [np.asarray(mk, dtype=np.float64) for mk in dropout_masks]
-    assert len(dropout_masks) in (0, L - 1), "need one dropout mask per layer 0..L-2 (or none)"
-    active = _active_mask(lengths, B, T)
-
-    h_n = np.zeros((L * D, B, H))
-    layers = []
-    inp = x
-    for k in range(L):
-        ys, dirs = [], []
-        for d, s in enumerate(_suffixes(bidirectional)):
-            W_ih, W_hh = P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"]
-            b_ih, b_hh = P[f"bias_ih_l{k}{s}"], P[f"bias_hh_l{k}{s}"]
-            y, h_last, steps = _direction_forward(inp, h0[k * D + d], active, W_ih, W_hh, b_ih,
-                                                  b_hh, reverse=(d == 1),
-                                                  reset_after=reset_after)
-            ys.append(y)
-            dirs.append(steps)
-            h_n[k * D + d] = h_last
-        y = np.concatenate(ys, axis=2)
-        if residual and k > 0:
-            y = y + inp
-        layers.append(dict(inp_size=inp.shape[2], dirs=dirs))
-        if k < L - 1 and dropout_masks:
-            assert dropout_masks[k].shape == y.shape
-            y = y * dropout_masks[k]
-        inp = y
-    cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D,
-                 bidirectional=bidirectional, reset_after=reset_after, active=active,
-                 dropout_masks=dropout_masks, shape=(B, T, I), residual=residual)
-    return inp, h_n, cache
-
-
-def gru_backward(cache, d_out, d_h_n=None):
-    """Returns (dx (B,T,I), dh0 (L*D,B,H), grads dict keyed like params), all float64."""
-    P, L, H, D = cache["params"], cache["num_layers"], cache["hidden_size"], cache["D"]
-    B, T, I = cache["shape"]
-    active = cache["active"].astype(np.float64)[:, :, None]
-    d_out = np.asarray(d_out, dtype=np.float64)
-    assert d_out.shape == (B, T, D * H)
-    d_h_n = np.zeros((L * D, B, H)) if d_h_n is None else np.asarray(d_h_n, dtype=np.float64)
-    assert d_h_n.shape == (L * D, B, H)
-    grads, dh0 = {}, np.zeros((L * D, B, H))
-    dy = d_out * active                      # gradients at padded positions are ignored
-    for k in range(L - 1, -1, -1):
-        layer = cache["layers"][k]
-        dinp = np.zeros((B, T, layer["inp_size"]))
-        for d, s in enumerate(_suffixes(cache["bidirectional"])):
-            W_ih, W_hh = P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"]
-            dx_d, dh, dW_ih, dW_hh, db_ih, db_hh = _direction_backward(
-                layer["dirs"][d], dy[:, :, d * H:(d + 1) * H], d_h_n[k * D + d], W_ih, W_hh,
-                cache["reset_after"], layer["inp_size"])
-            dinp += dx_d
-            dh0[k * D + d] = dh
-            grads[f"weight_ih_l{k}{s}"] = dW_ih
-            grads[f"weight_hh_l{k}{s}"] = dW_hh
-            grads[f"bias_ih_l{k}{s}"] = db_ih
-            grads[f"bias_hh_l{k}{s}"] = db_hh
-        if k > 0:
-            if cache.get("residual"):
-                dinp = dinp + dy
-            if cache["dropout_masks"]:
-                dinp = dinp * cache["dropout_masks"][k - 1]
-            dy = dinp * active
-        else:
-            dx = dinp
-    grads = {name: grads[name] for name in param_names(L, cache["bidirectional"])}
-    return dx, dh0, grads
-
-
-# ----------------------------------------------------------------------------------------------
-# the vanilla RNN (torch.nn.RNN): h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu.
-# Same conventions as the GRU above: PyTorch names and order, pack_padded semantics for
-# lengths, dropout masks between layers, float64 throughout.
-# ----------------------------------------------------------------------------------------------
-_ACTS = {"tanh": tanh, "relu": relu}
-
-
-def rnn_param_shapes(input_size, hidden_size, num_layers, bidirectional=False):
-    """Ordered dict name -> shape of torch.nn.RNN's state_dict."""
-    H = hidden_size
-    D = 2 if bidirectional else 1
-    shapes = {}
-    for k in range(num_layers):
-        I_k = input_size if k == 0 else D * H
-        for s in _suffixes(bidirectional):
-            shapes[f"weight_ih_l{k}{s}"] = (H, I_k)
-            shapes[f"weight_hh_l{k}{s}"] = (H, H)
-            shapes[f"bias_ih_l{k}{s}"] = (H,)
-            shapes[f"bias_hh_l{k}{s}"] = (H,)
-    return shapes
-
-
-def rnn_init_params(rng, input_size, hidden_size, num_layers, bidirectional=False,
-                    dtype=np.float64):
-    """Random parameters, uniform in [-1/sqrt(H), 1/sqrt(H)], in torch's order."""
-    bound = 1.0 / np.sqrt(hidden_size)
-    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype)
-            for name, shape in rnn_param_shapes(input_size, hidden_size, num_layers,
-                                                bidirectional).items()}
-
-
-def _rnn_direction_forward(x, h0, active, W_ih, W_hh, b_ih, b_hh, reverse, act):
-    """x (B,T,I), h0 (B,H), active (B,T) bool. Returns y (B,T,H), h_last (B,H), steps."""
-    B, T, _ = x.shape
-    H = h0.shape[1]
-    y = np.zeros((B, T, H))
-    h = h0.copy()
-    steps = []
-    order = range(T - 1, -1, -1) if reverse else range(T)
-    for t in order:
-        m = active[:, t][:, None]                                # (B,1) bool
-        xt = x[:, t, :]
-        a = xt @ W_ih.T + b_ih + h @ W_hh.T + b_hh               # (B,H) pre-activation
-        h_new = _ACTS[act](a)
-        steps.append(dict(t=t, m=m, x=xt, h_prev=h, a=a, h_new=h_new))
-        h = np.where(m, h_new, h)
-        y[:, t, :] = np.where(m, h_new, 0.0)
-    return y, h, steps
-
-
-def _rnn_direction_backward(steps, dy, dh_last, W_ih, W_hh, act, in_size):
-    """Reverse of _rnn_direction_forward. dy (B,T,H) (already masked), dh_last (B,H)."""
-    B, T, H = dy.shape
-    dW_ih = np.zeros_like(W_ih)
-    dW_hh = np.zeros_like(W_hh)
-    db_ih = np.zeros(H)
-    db_hh = np.zeros(H)
-    dx = np.zeros((B, T, in_size))
-    dh = dh_last.copy()
-    for st in reversed(steps):
-        t, m = st["t"], st["m"].astype(np.float64)
-        g = dh + m * dy[:, t, :]          # gradient w.r.t. h_new where active, w.r.t. h otherwise
-        gm = g * m                         # only active rows see the cell
-        if act == "tanh":
-            da = gm * (1.0 - np.tanh(st["a"]) ** 2)
-        else:
-            da = gm * (st["a"] > 0)        # relu'(0) = 0, as torch
-        dW_ih += da.T @ st["x"]
-        dW_hh += da.T @ st["h_prev"]
-        db_ih += da.sum(axis=0)
-        db_hh += da.sum(axis=0)
-        dx[:, t, :] = da @ W_ih
-        dh = da @ W_hh + (1.0 - m) * g     # inactive rows: the state passes through unchanged
-    return dx, dh, dW_ih, dW_hh, db_ih, db_hh
-
-
-def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidirectional=False,
-                h0=None, lengths=None, dropout_masks=None, residual=False):
-    """Returns (out (B,T,D*H), h_n (L*D,B,H), cache), all float64."""
-    assert nonlinearity in _ACTS, nonlinearity
-    x = np.asarray(x, dtype=np.float64)
-    B, T, I = x.shape
-    H, L = hidden_size, num_layers
-    D = 2 if bidirectional else 1
-    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    expected = rnn_param_shapes(I, H, L, bidirectional)
+    expected = param_shapes(I, H, L, bidirectional, reset_after, cell)
     assert set(P) == set(expected), (sorted(P), sorted(expected))
     for name, shape in expected.items():
         assert P[name].shape == shape, (name, P[name].shape, shape)
@@ -355,6 +255,7 @@ def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidi
     dropout_masks = [np.asarray(mk, dtype=np.float64) for mk in (dropout_masks or [])]
     assert len(dropout_masks) in (0, L - 1), "need one dropout mask per layer 0..L-2 (or none)"
     active = _active_mask(lengths, B, T)
+    step, _ = _step(cell, reset_after)
 
     h_n = np.zeros((L * D, B, H))
     layers = []
@@ -362,9 +263,9 @@ def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidi
     for k in range(L):
         ys, dirs = [], []
         for d, s in enumerate(_suffixes(bidirectional)):
-            y, h_last, steps = _rnn_direction_forward(
+            y, h_last, steps = _direction_forward(
                 inp, h0[k * D + d], active, P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"],
-                P[f"bias_ih_l{k}{s}"], P[f"bias_hh_l{k}{s}"], reverse=(d == 1), act=nonlinearity)
+                P[f"bias_ih_l{k}{s}"], P[f"bias_hh_l{k}{s}"], reverse=(d == 1), step=step)
             ys.append(y)
             dirs.append(steps)
             h_n[k * D + d] = h_last
@@ -376,16 +277,17 @@ def rnn_forward(x, params, *, num_layers, hidden_size, nonlinearity="tanh", bidi
             assert dropout_masks[k].shape == y.shape
             y = y * dropout_masks[k]
         inp = y
-    cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D,
-                 bidirectional=bidirectional, nonlinearity=nonlinearity, active=active,
+    cache = dict(params=P, layers=layers, num_layers=L, hidden_size=H, D=D, cell=cell,
+                 bidirectional=bidirectional, reset_after=reset_after, active=active,
                  dropout_masks=dropout_masks, shape=(B, T, I), residual=residual)
     return inp, h_n, cache
 
 
-def rnn_backward(cache, d_out, d_h_n=None):
+def backward(cache, d_out, d_h_n=None):
     """Returns (dx (B,T,I), dh0 (L*D,B,H), grads dict keyed like params), all float64."""
     P, L, H, D = cache["params"], cache["num_layers"], cache["hidden_size"], cache["D"]
     B, T, I = cache["shape"]
+    _, step_backward = _step(cache["cell"], cache["reset_after"])
     active = cache["active"].astype(np.float64)[:, :, None]
     d_out = np.asarray(d_out, dtype=np.float64)
     assert d_out.shape == (B, T, D * H)
@@ -397,10 +299,10 @@ def rnn_backward(cache, d_out, d_h_n=None):
         layer = cache["layers"][k]
         dinp = np.zeros((B, T, layer["inp_size"]))
         for d, s in enumerate(_suffixes(cache["bidirectional"])):
-            dx_d, dh, dW_ih, dW_hh, db_ih, db_hh = _rnn_direction_backward(
+            dx_d, dh, dW_ih, dW_hh, db_ih, db_hh = _direction_backward(
                 layer["dirs"][d], dy[:, :, d * H:(d + 1) * H], d_h_n[k * D + d],
-                P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"], cache["nonlinearity"],
-                layer["inp_size"])
+                P[f"weight_ih_l{k}{s}"], P[f"weight_hh_l{k}{s}"], P[f"bias_hh_l{k}{s}"].size,
+                layer["inp_size"], step_backward)
             dinp += dx_d
             dh0[k * D + d] = dh
             grads[f"weight_ih_l{k}{s}"] = dW_ih
@@ -408,7 +310,7 @@ def rnn_backward(cache, d_out, d_h_n=None):
             grads[f"bias_ih_l{k}{s}"] = db_ih
             grads[f"bias_hh_l{k}{s}"] = db_hh
         if k > 0:
-            if cache.get("residual"):
+            if cache["residual"]:
                 dinp = dinp + dy
             if cache["dropout_masks"]:
                 dinp = dinp * cache["dropout_masks"][k - 1]
@@ -417,6 +319,20 @@ def rnn_backward(cache, d_out, d_h_n=None):
             dx = dinp
     grads = {name: grads[name] for name in param_names(L, cache["bidirectional"])}
     return dx, dh0, grads
+
+
+def gru_forward(x, params, **kw):
+    """:func:`forward` of a GRU stack (keywords as there, ``reset_after`` included)."""
+    return forward(x, params, cell="gru", **kw)
+
+
+def rnn_forward(x, params, *, nonlinearity="tanh", **kw):
+    """:func:`forward` of a vanilla RNN stack, ``nonlinearity`` as ``torch.nn.RNN``'s."""
+    assert nonlinearity in _ACTS, nonlinearity
+    return forward(x, params, cell=f"rnn_{nonlinearity}", **kw)
+
+
+gru_backward = rnn_backward = backward       # the cache says which cell ran
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,8 +20,7 @@ import pytest
 import numgru
 
 SCRIPT = textwrap.dedent("""
-    import json, os, sys, time
-    t0 = time.perf_counter()
+    import json, os, sys
     import numpy as np
     import numgru
     from numgru import _cpu
@@ -43,8 +42,7 @@ SCRIPT = textwrap.dedent("""
     print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats)
                               + sum(f.cache_hits for f in cfuncs),
                       "misses": sum(sum(s.cache_misses.values()) for s in stats)
-                                + sum(1 - f.cache_hits for f in cfuncs),
-                      "seconds": time.perf_counter() - t0}))
+                                + sum(1 - f.cache_hits for f in cfuncs)}))
 """)
 
 
@@ -94,7 +92,7 @@ def test_compile_cache_from_read_only_install(tmp_path, runtime):
         assert not os.path.exists(pkg / "__pycache__")
 
         second = _run(site, pkg, cache_dir, work, runtime)
+        # every kernel and runtime function of the second run was loaded, none compiled
         assert second["hits"] >= 1 and second["misses"] == 0, second
-        assert second["seconds"] < first["seconds"], (first, second)
     finally:
         _set_mode(pkg, stat.S_IRWXU, stat.S_IRUSR | stat.S_IWUSR)

@@ -12,10 +12,10 @@
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
-import time
 from types import SimpleNamespace
 
 import numba
@@ -152,9 +152,11 @@ def test_a_hanging_helper_is_killed_by_the_wait_timeout_and_at_exit(monkeypatch,
     # one helper per kernel at a time
     assert not _compile_ahead.ahead("numgru._cpu", "_rnn_backward_chunk", _fresh_signature(),
                                     threads)
-    t0 = time.perf_counter()
+    (_, _, hung), = _compile_ahead._pending
     _compile_ahead.wait(_cpu._rnn_backward_chunk)
-    assert time.perf_counter() - t0 < 30
+    # the wait's timeout killed it (a helper that slept to its end would have exited with 0)
+    killed = -signal.SIGKILL if os.name == "posix" else 1         # Windows: TerminateProcess
+    assert hung.returncode == killed, hung.returncode
     assert not _compile_ahead._pending
     assert _compile_ahead.ahead("numgru._cpu", "_gru_backward_cho", _fresh_signature(), threads)
     (_, _, proc), = _compile_ahead._pending

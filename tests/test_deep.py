@@ -16,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 
 import numgru
 from numgru import GRUClassifier, GRURegressor
-from numgru import _attention
+from numgru import _attention, _linear_skip
 from numgru._stack import residual_layers
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -113,9 +113,13 @@ def test_estimator_residual_errors_and_layers():
 # ------------------------------------------------------------------------------ exact gradients
 def _loss_and_grads(est, Xp, lengths, Y, w):
     feats, top = est._features(Xp, lengths, True, np.random.default_rng(0))
-    logits = feats @ est.head_coef_.T + est.head_intercept_
+    skip, Z = est._skip_outputs(Xp, lengths)          # a regressor's linear skip (0, None: none)
+    logits = feats @ est.head_coef_.T + est.head_intercept_ + skip
     loss, dlogits = est._loss(logits, Y, w)
-    return loss, est._backward(lengths, feats, top, dlogits)
+    grads = est._backward(lengths, feats, top, dlogits)
+    if Z is not None:
+        grads += _linear_skip.backward(Z, dlogits)
+    return loss, grads
 
 
 CONFIGS = [
@@ -374,7 +378,7 @@ def test_make_adding_problem():
 
 def test_last_step_outputs_equal_the_final_states_without_a_skip():
     """pooling="last" with a top skip reads the outputs; without one they are h_n exactly."""
-    from numgru.estimators import _last_step_outputs
+    from numgru._heads import last_step_outputs as _last_step_outputs
 
     reg = fit(GRURegressor, RAGGED, X[:, 0, 0], bidirectional=True)
     assert not reg._last_from_out()

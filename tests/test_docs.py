@@ -31,7 +31,8 @@ def test_sphinx_build_without_warnings(tmp_path):
         f"sphinx-build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
     html = tmp_path / "html"
     for page in ("index", "getting_started", "user_guide", "math", "api", "speed",
-                 "benchmarking", "engine", "architecture", "scaling", "language_models", "training",
+                 "benchmarking", "changelog", "engine", "architecture", "scaling",
+                 "language_models", "training", "onnx", "aeon",
                  "examples/forecasting",
                  "examples/classification",
                  "examples/pytorch_import"):

@@ -113,22 +113,6 @@ def _count_launch(ctl, ntasks, task, counts, fail_at):
     counts[task] += 1
 
 
-@njit(nogil=True)
-def _meet_launch(ctl, ntasks, task, flags, polls):
-    """Task 1 raises a flag; task 0 waits (up to ``polls`` polls) to see it: only two threads
-    running the launch at once can meet."""
-    if task < 0:
-        _pool.launch(ctl, ntasks, task, (flags, polls))
-        return
-    if task == 1:
-        flags[1] = 1
-    elif task == 0:
-        for i in range(polls):
-            if flags[1] != 0:
-                flags[0] = 1
-                return
-
-
 def test_pool_runs_every_task_once_and_raises_a_tasks_exception():
     ctl = _pool.native_ctl()                     # the native pool's, whatever runtime is in use
     for n in (0, 1, 2, 3, 17, 200):
@@ -144,21 +128,49 @@ def test_pool_runs_every_task_once_and_raises_a_tasks_exception():
     assert counts.tolist() == [1, 1, 1, 1, 0]
 
 
+# Tasks 0 and 1 each raise their own flag, then wait (atomic loads, no bound) for the other's:
+# the launch returns only if two threads ran the two tasks at once; one thread running both
+# would wait forever in whichever it took first.
+_RENDEZVOUS_SCRIPT = """
+import sys
+import numba
+import numpy as np
+from numba import njit
+from numgru import _numba_runtime, _pool
+
+
+@njit(nogil=True)
+def rendezvous(ctl, ntasks, task, flags):
+    if task < 0:
+        _pool.launch(ctl, ntasks, task, (flags,))
+        return
+    _pool._store(flags, task, 1)
+    while _pool._load(flags, 1 - task) == 0:
+        _pool._pause()
+    _pool._add(flags, 2, 1)
+
+
+runtime = sys.argv[1]
+_pool.ctl()                 # starts the runtime of NUMGRU_THREADING (and Numba's layer)
+ctl = (_pool.native_ctl() if runtime == "native"
+       else _numba_runtime.new(exclusive=numba.threading_layer() == "workqueue", serial=False))
+flags = np.zeros(3, dtype=np.int64)
+rendezvous(ctl, 2, -1, flags)
+print(flags.tolist())
+"""
+
+
 @needs_two
 @pytest.mark.parametrize("runtime", ["native", "numba"])
 def test_pool_runs_tasks_on_two_threads_at_once(runtime):
-    from numgru import _numba_runtime
-
-    ctl = (_pool.native_ctl() if runtime == "native"
-           else _numba_runtime.new(exclusive=numba.threading_layer() == "workqueue",
-                                   serial=False))
-    met = 0
-    for _ in range(20):
-        flags = np.zeros(2, dtype=np.int64)
-        _meet_launch(ctl, 2, -1, flags, 200_000_000)
-        assert flags[1] == 1
-        met += int(flags[0])
-    assert met == 20                             # two threads ran tasks 0 and 1 at once
+    """Both tasks of a two-task launch ran at once: each saw the other's flag (all three counts
+    below). In a child process, so that a runtime that ran them on one thread fails the test
+    (the child's timeout: a hang guard, not a measure of speed) instead of hanging the suite."""
+    env = dict(os.environ, NUMGRU_THREADING=runtime)
+    res = subprocess.run([sys.executable, "-c", _RENDEZVOUS_SCRIPT, runtime], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[-2] == "[1, 1, 2]", res.stdout
 
 
 @needs_two

@@ -4,6 +4,7 @@ Regenerate with (needs torch, CPU build is enough; generated with torch 2.13.0):
 
     python3 tests/data/make_torch_fixtures.py            # all
     python3 tests/data/make_torch_fixtures.py rnn        # only the torch.nn.RNN ones (or: gru)
+    python3 tests/data/make_torch_fixtures.py l3_uni_len_f64 rnn_tanh_l3_bi_h0_f64   # by file name
 
 GRU cases are written as ``torch_<name>.npz``, ``torch.nn.RNN`` cases as ``torch_rnn_<name>.npz``
 (those also hold ``cell``: "rnn_tanh" or "rnn_relu").
@@ -38,6 +39,11 @@ CASES = [
     ("l2_uni_len_f64", torch.float64, 4, 6, 5, 4, 2, False, True, [6, 2, 4, 1], 5),
     ("l2_bi_len_f64", torch.float64, 4, 7, 3, 3, 2, True, True, [3, 7, 1, 5], 6),
     ("l2_bi_len_f32", torch.float32, 3, 5, 4, 3, 2, True, False, [2, 5, 4], 7),
+    # three layers, and H > 16: the live torch tests cover these shapes only where torch is
+    # installed, these committed twins cover them everywhere
+    ("l3_uni_len_f64", torch.float64, 3, 5, 2, 3, 3, False, True, [5, 2, 4], 8),
+    ("l3_bi_h0_f64", torch.float64, 2, 4, 3, 3, 3, True, True, None, 9),
+    ("l1_bi_h17_len_f64", torch.float64, 3, 4, 3, 17, 1, True, False, [4, 1, 3], 10),
 ]
 
 # torch.nn.RNN: name, nonlinearity, dtype, B, T, I, H, L, bidirectional, with_h0, lengths, seed
@@ -46,6 +52,10 @@ RNN_CASES = [
     ("relu_l2_bi_len_f64", "relu", torch.float64, 4, 6, 3, 4, 2, True, True, [6, 2, 4, 1], 12),
     ("tanh_l2_bi_len_f32", "tanh", torch.float32, 3, 5, 4, 3, 2, True, False, [2, 5, 4], 13),
     ("relu_l1_uni_h0_f32", "relu", torch.float32, 3, 5, 4, 5, 1, False, True, None, 14),
+    ("relu_l3_uni_len_f64", "relu", torch.float64, 3, 5, 2, 3, 3, False, True, [5, 2, 4], 15),
+    ("tanh_l3_bi_h0_f64", "tanh", torch.float64, 2, 4, 3, 3, 3, True, True, None, 16),
+    ("tanh_l2_bi_h17_len_f64", "tanh", torch.float64, 3, 4, 3, 17, 2, True, True,
+     [4, 1, 3], 17),
 ]
 
 
@@ -101,20 +111,29 @@ def run_case(name, dtype, B, T, I, H, L, bidir, with_h0, lengths, seed, nonlinea
     return path
 
 
-def main(which="all"):
+def main(*which):
+    """Write the chosen fixtures: "all" (the default), "gru", "rnn", or file names without the
+    ``torch_`` prefix (writing only new cases leaves the committed files' bytes alone)."""
     torch.set_num_threads(1)
+    which = which or ("all",)
+    gru = [(case, {}) for case in CASES]
+    rnn = [((name, *rest), {"nonlinearity": act}) for name, act, *rest in RNN_CASES]
+    by_name = {case[0]: (case, kw) for case, kw in gru}
+    by_name.update({f"rnn_{case[0]}": (case, kw) for case, kw in rnn})
     cases = []
-    if which in ("all", "gru"):
-        cases += [(case, {}) for case in CASES]
-    if which in ("all", "rnn"):
-        cases += [((name, *rest), {"nonlinearity": act})
-                  for name, act, *rest in RNN_CASES]
-    if not cases:
-        raise SystemExit(f"usage: make_torch_fixtures.py [all|gru|rnn], got {which!r}")
+    for w in which:
+        if w in ("all", "gru"):
+            cases += gru
+        if w in ("all", "rnn"):
+            cases += rnn
+        if w in by_name:
+            cases.append(by_name[w])
+        elif w not in ("all", "gru", "rnn"):
+            raise SystemExit(f"usage: make_torch_fixtures.py [all|gru|rnn|NAME ...], got {w!r}")
     for case, kw in cases:
         path = run_case(*case, **kw)
         print(f"{os.path.basename(path)}: {os.path.getsize(path)} bytes")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    main(*sys.argv[1:])

@@ -1,0 +1,200 @@
+"""GRURegressor's linear skip (numgru._linear_skip): its inputs, its ridge start and its
+gradient against NumPy / scikit-learn oracles written here, and the skip through every path
+that reads a fitted regressor (predict, stream, save/load, ONNX, warm start)."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import RidgeCV
+
+import numgru
+from numgru import GRURegressor, _linear_skip
+
+
+def _last_steps_loop(X, lengths, k):
+    """Oracle: the last k valid steps of each sequence, oldest first, zeros before its start."""
+    B, _, F = X.shape
+    Z = np.zeros((B, k, F))
+    for i in range(B):
+        for j in range(k):
+            t = lengths[i] - k + j
+            if t >= 0:
+                Z[i, j] = X[i, t]
+    return Z.reshape(B, k * F)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_features_are_the_last_steps(k):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 6, 2))
+    lengths = np.array([6, 1, 3, 5, 2])
+    np.testing.assert_array_equal(_linear_skip.features(X, lengths, k),
+                                  _last_steps_loop(X, lengths, k))
+
+
+def test_n_steps_is_the_shortest_sequence_within_the_input_cap():
+    assert _linear_skip.n_steps(np.array([12, 9, 30]), 1) == 9
+    assert _linear_skip.n_steps(np.array([500, 400]), 1) == _linear_skip.MAX_INPUTS
+    assert _linear_skip.n_steps(np.array([500, 400]), 16) == _linear_skip.MAX_INPUTS // 16
+    assert _linear_skip.n_steps(np.array([50]), 1000) == 1
+
+
+def test_fit_ridge_solves_the_weighted_normal_equations():
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((40, 5))
+    Y = Z @ rng.standard_normal((5, 2)) + 0.3 * rng.standard_normal((40, 2)) + 1.5
+    w = rng.uniform(0.5, 2.0, 40)
+    coef, intercept, alpha = _linear_skip.fit_ridge(Z, Y, w)
+    assert alpha in _linear_skip.ALPHAS
+    # oracle: weighted centring, then (Zc' W Zc + alpha I) b = Zc' W Yc
+    zm, ym = w @ Z / w.sum(), w @ Y / w.sum()
+    Zc, Yc = Z - zm, Y - ym
+    b = np.linalg.solve(Zc.T @ (w[:, None] * Zc) + alpha * np.eye(5), Zc.T @ (w[:, None] * Yc))
+    np.testing.assert_allclose(coef, b.T, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(intercept, ym - zm @ b, rtol=1e-8, atol=1e-10)
+
+
+def test_backward_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((7, 4))
+    Y = rng.standard_normal((7, 3))
+    coef, intercept = rng.standard_normal((3, 4)), rng.standard_normal(3)
+
+    def loss(c, b):
+        return 0.5 * np.sum((_linear_skip.forward(Z, c, b) - Y) ** 2)
+
+    d_coef, d_b = _linear_skip.backward(Z, _linear_skip.forward(Z, coef, intercept) - Y)
+    eps = 1e-6
+    for (i, j) in [(0, 0), (2, 3), (1, 2)]:
+        e = np.zeros_like(coef)
+        e[i, j] = eps
+        fd = (loss(coef + e, intercept) - loss(coef - e, intercept)) / (2 * eps)
+        assert d_coef[i, j] == pytest.approx(fd, rel=1e-6)
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = eps
+        fd = (loss(coef, intercept + e) - loss(coef, intercept - e)) / (2 * eps)
+        assert d_b[i] == pytest.approx(fd, rel=1e-6)
+
+
+def _series_windows(n=160, window=8, seed=0):
+    rng = np.random.default_rng(seed)
+    s = np.cumsum(0.5 + rng.standard_normal(n + window))        # a random walk with drift
+    X = np.lib.stride_tricks.sliding_window_view(s[:-1], window)[:n]
+    return np.ascontiguousarray(X), s[window:window + n]
+
+
+def test_the_fit_starts_from_the_ridge_model_of_the_standardised_windows():
+    """With a vanishing learning rate the fitted regressor is its start: the ridge model that
+    scikit-learn's RidgeCV fits on the standardised windows (computed here, not by numgru)."""
+    X, y = _series_windows()
+    reg = GRURegressor(hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=1e-12,
+                       early_stopping=False, dtype="float64", random_state=0, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    mx, sx = X.mean(), X.std()
+    my, sy = y.mean(), y.std()
+    ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit((X - mx) / sx, (y - my) / sy)
+    assert reg.skip_steps_ == 8
+    np.testing.assert_allclose(reg.skip_coef_[0], ridge.coef_, rtol=1e-6, atol=1e-9)
+    X_new = X[-10:] + 50.0                     # far above the training range
+    np.testing.assert_allclose(reg.predict(X_new),
+                               ridge.predict((X_new - mx) / sx) * sy + my, rtol=1e-6)
+
+
+def _fitted(three_d=False, **params):
+    X, y = _series_windows(n=120)
+    if three_d:
+        X = X[:, :, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GRURegressor(hidden_layer_sizes=(6,), max_iter=4, random_state=0, verbose=0,
+                            **params).fit(X, y), X, y
+
+
+def test_auto_is_on_for_one_output_per_sequence_and_off_per_step():
+    reg, X, y = _fitted()
+    assert reg.skip_coef_.shape == (1, 8) and reg.skip_intercept_.shape == (1,)
+    reg, _, _ = _fitted(linear_skip=False)
+    assert not hasattr(reg, "skip_coef_")
+    Xs = X[:30, :, None]
+    ys = np.cumsum(Xs[:, :, 0], axis=1)
+    each = GRURegressor(hidden_layer_sizes=(4,), output="each_step", max_iter=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        each.fit(Xs, ys)
+    assert not hasattr(each, "skip_coef_")
+    with pytest.raises(ValueError, match="linear_skip=True needs output='last'"):
+        each.set_params(linear_skip=True).fit(Xs, ys)
+
+
+def test_the_skip_adds_to_the_networks_output():
+    reg, X, _ = _fitted()
+    skip = (_linear_skip.features(((X - reg.input_mean_) / reg.input_scale_)[:, :, None],
+                                  np.full(len(X), X.shape[1]), reg.skip_steps_)
+            @ reg.skip_coef_.T.astype(np.float64) + reg.skip_intercept_)
+    without = reg.predict(X) - skip[:, 0] * reg.target_scale_[0]
+    reg.skip_coef_[...] = 0
+    reg.skip_intercept_[...] = 0
+    np.testing.assert_allclose(reg.predict(X), without, rtol=1e-4, atol=1e-4)
+
+
+def test_a_second_fit_starts_a_new_skip_and_warm_start_keeps_it():
+    reg, X, y = _fitted()
+    first = reg.skip_coef_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X[::-1][:60], y[::-1][:60])                       # a new network, new data
+        assert not np.array_equal(reg.skip_coef_, first)
+        kept = reg.skip_coef_.copy()
+        reg.set_params(warm_start=True, max_iter=1).fit(X, y)
+    assert reg.skip_coef_.shape == kept.shape and not np.array_equal(reg.skip_coef_, kept)
+    with pytest.raises(ValueError, match="linear_skip"):
+        reg.set_params(linear_skip=False).fit(X, y)
+
+
+def test_stream_gives_predict_with_the_skip():
+    reg, X, _ = _fitted(three_d=True)
+    s = reg.stream(n_streams=3)
+    parts = [s.update(X[:3, :2]), s.update(X[:3, 2:5])]      # shorter than skip_steps_ so far
+    np.testing.assert_allclose(parts[1], reg.predict(X[:3, :5]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s.update(X[:3, 5:]), reg.predict(X[:3]), rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_keeps_the_skip_and_refuses_a_broken_one(tmp_path):
+    reg, X, _ = _fitted()
+    path = os.path.join(tmp_path, "m.npz")
+    reg.save(path)
+    loaded = numgru.load(path)
+    assert loaded.skip_steps_ == reg.skip_steps_
+    np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
+    fitted, arrays = reg._get_fitted_state()
+    for broken, match in [({"skip_intercept": None}, "'skip_intercept' is missing"),
+                          ({"skip_coef": np.zeros((2, 8))}, "'skip_coef' has shape"),
+                          ({"skip_coef": np.full((1, 8), np.nan)}, "skip_coef")]:
+        bad = dict(arrays)
+        for name, value in broken.items():
+            if value is None:
+                bad.pop(name)
+            else:
+                bad[name] = value
+        with pytest.raises(ValueError, match=match):
+            GRURegressor(**reg.get_params())._set_fitted_state(fitted, bad)
+
+
+def test_onnx_export_includes_the_skip():
+    ort = pytest.importorskip("onnxruntime")
+    from numgru.onnx import to_onnx
+    reg, X, _ = _fitted()
+    lengths = np.array([8, 5, 3, 8, 1, 2])
+    for with_lengths in (False, True):
+        session = ort.InferenceSession(to_onnx(reg, lengths=with_lengths).SerializeToString())
+        feed = {"X": X[:6, :, None].astype(np.float32)}
+        if with_lengths:
+            feed["lengths"] = lengths
+        got = session.run(None, feed)[0].ravel()
+        want = reg.predict(X[:6], lengths=lengths if with_lengths else None)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
