@@ -66,7 +66,15 @@ from numba.extending import intrinsic
 from ._config import CACHE
 from ._tasks import (ALIVE, ARG, BUSY, CALLER_SLEEPING, CLOSED, CSPIN, DONE, ERR, FN, I32, I64,
                      MODE, MODE_FUTEX, MODE_POLL, NEXT, NT, NWORKERS, SEQ, SEQ_MASK, SLEEPERS,
-                     STOP, WSPIN, atomic_add, call_entry, cas, field_ptr, load, new_ctl, store)
+                     STOP, WSPIN, new_ctl)
+# the control block's atomics, under the short names the pool's compiled code (and scripts that
+# drive the pool by hand) use
+from ._tasks import atomic_add as _add
+from ._tasks import call_entry as _call_entry
+from ._tasks import cas as _cas
+from ._tasks import field_ptr as _elem_ptr
+from ._tasks import load as _load
+from ._tasks import store as _store
 # the launch of numgru._tasks and the block layout's RUN, named here too: scripts and tests that
 # drive the native pool by hand take them from this module
 from ._tasks import RUN, launch  # noqa: F401
@@ -134,7 +142,7 @@ def _pause(typingctx):
 def _futex(context, builder, sig, args, op):
     fnty = ir.FunctionType(I64, [I64], var_arg=True)
     fn = cgutils.get_or_insert_function(builder.module, fnty, "numgru_syscall")
-    p = builder.ptrtoint(field_ptr(context, builder, sig.args[0], args[0], args[1]), I64)
+    p = builder.ptrtoint(_elem_ptr(context, builder, sig.args[0], args[0], args[1]), I64)
     builder.call(fn, [I64(_SYS_FUTEX or 0), p, I32(op), builder.trunc(args[2], I32), I64(0),
                       I64(0), I32(0)])
     return context.get_dummy_value()
@@ -181,92 +189,92 @@ def _pool_main(ctl, ntasks, fn, argp):
     if caller:
         if ntasks == 0:
             return 0
-        if ntasks == 1 or load(ctl, ALIVE) == 0 or cas(ctl, BUSY, 0, 1) != 0:
+        if ntasks == 1 or _load(ctl, ALIVE) == 0 or _cas(ctl, BUSY, 0, 1) != 0:
             err = 0                              # on this thread alone
             for t in range(ntasks):
-                if call_entry(fn, t, ntasks, argp) != 0 and err == 0:
+                if _call_entry(fn, t, ntasks, argp) != 0 and err == 0:
                     err = t + 1
             return err
-        seq = (load(ctl, SEQ) + 1) & SEQ_MASK
-        store(ctl, NEXT, (seq << 32) | CLOSED)  # first: no late worker takes a task of it
-        store(ctl, FN, fn)
-        store(ctl, ARG, argp)
-        store(ctl, NT, ntasks)
-        store(ctl, DONE, 0)
-        store(ctl, ERR, 0)
-        store(ctl, NEXT, seq << 32)
-        store(ctl, SEQ, seq)
-        if load(ctl, SLEEPERS) > 0 and load(ctl, MODE) == MODE_FUTEX:
-            _futex_wake(ctl, SEQ, min(ntasks - 1, load(ctl, NWORKERS)))
+        seq = (_load(ctl, SEQ) + 1) & SEQ_MASK
+        _store(ctl, NEXT, (seq << 32) | CLOSED)  # first: no late worker takes a task of it
+        _store(ctl, FN, fn)
+        _store(ctl, ARG, argp)
+        _store(ctl, NT, ntasks)
+        _store(ctl, DONE, 0)
+        _store(ctl, ERR, 0)
+        _store(ctl, NEXT, seq << 32)
+        _store(ctl, SEQ, seq)
+        if _load(ctl, SLEEPERS) > 0 and _load(ctl, MODE) == MODE_FUTEX:
+            _futex_wake(ctl, SEQ, min(ntasks - 1, _load(ctl, NWORKERS)))
     else:
-        atomic_add(ctl, ALIVE, 1)
-        seq = load(ctl, SEQ)
+        _add(ctl, ALIVE, 1)
+        seq = _load(ctl, SEQ)
     while True:
         if not caller:                           # wait for the next launch
             i = 0
-            spin = load(ctl, WSPIN)
-            s = load(ctl, SEQ)
+            spin = _load(ctl, WSPIN)
+            s = _load(ctl, SEQ)
             while s == seq:
                 i += 1
                 if i > spin:
-                    atomic_add(ctl, SLEEPERS, 1)
-                    if load(ctl, SEQ) == seq:
-                        if load(ctl, MODE) == MODE_FUTEX:
+                    _add(ctl, SLEEPERS, 1)
+                    if _load(ctl, SEQ) == seq:
+                        if _load(ctl, MODE) == MODE_FUTEX:
                             _futex_wait(ctl, SEQ, seq)
                         else:
                             _usleep(_IDLE_SLEEP)
-                    atomic_add(ctl, SLEEPERS, -1)
+                    _add(ctl, SLEEPERS, -1)
                     i = 0
                 else:
                     _pause()
-                s = load(ctl, SEQ)
+                s = _load(ctl, SEQ)
             seq = s
-            if load(ctl, STOP) != 0:
+            if _load(ctl, STOP) != 0:
                 break
         while True:                              # take tasks of launch seq until none is left
-            w = load(ctl, NEXT)
+            w = _load(ctl, NEXT)
             if (w >> 32) != seq:
                 break
             t = w & CLOSED
-            f = load(ctl, FN)
-            a = load(ctl, ARG)
-            n = load(ctl, NT)
+            f = _load(ctl, FN)
+            a = _load(ctl, ARG)
+            n = _load(ctl, NT)
             if t >= n:
                 break
             # NEXT changes first whenever a launch is published: if it is still w, the three
             # fields just read belong to launch seq, and task t is this thread's
-            if cas(ctl, NEXT, w, w + 1) != w:
+            if _cas(ctl, NEXT, w, w + 1) != w:
                 continue
-            if call_entry(f, t, n, a) != 0:
-                cas(ctl, ERR, 0, t + 1)
-            if atomic_add(ctl, DONE, 1) + 1 == n and load(ctl, CALLER_SLEEPING) != 0:
-                if load(ctl, MODE) == MODE_FUTEX:
+            if _call_entry(f, t, n, a) != 0:
+                _cas(ctl, ERR, 0, t + 1)
+            if _add(ctl, DONE, 1) + 1 == n and _load(ctl, CALLER_SLEEPING) != 0:
+                if _load(ctl, MODE) == MODE_FUTEX:
                     _futex_wake(ctl, DONE, 1)
         if caller:
             break
     if not caller:
-        atomic_add(ctl, ALIVE, -1)
+        _add(ctl, ALIVE, -1)
         return 0
     i = 0                                        # wait for the others' tasks
-    spin = load(ctl, CSPIN)
+    spin = _load(ctl, CSPIN)
     while True:
-        d = load(ctl, DONE)
+        d = _load(ctl, DONE)
         if d >= ntasks:
             break
         i += 1
         if i > spin:
-            store(ctl, CALLER_SLEEPING, 1)
-            d = load(ctl, DONE)
+            _store(ctl, CALLER_SLEEPING, 1)
+            d = _load(ctl, DONE)
             if d < ntasks:
-                if load(ctl, MODE) == MODE_FUTEX:
+                if _load(ctl, MODE) == MODE_FUTEX:
                     _futex_wait(ctl, DONE, d)
                 else:
                     _usleep(_WAIT_SLEEP)
-            store(ctl, CALLER_SLEEPING, 0)
+            _store(ctl, CALLER_SLEEPING, 0)
         else:
             _pause()
-    err = load(ctl, ERR)
-    store(ctl, BUSY, 0)
+    err = _load(ctl, ERR)
+    _store(ctl, BUSY, 0)
     return err
 
 
