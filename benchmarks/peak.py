@@ -11,7 +11,7 @@ Shapes (M, K, N), C = A @ W^T with A (M, K) and W (N, K):
 - ``square``: 1024 x 1024 x 1024, the BLAS's best case (what "sgemm peak" means in
   docs/performance.md);
 - ``lm decoder``: 208 x 512 x 10000, one block of the language model's logits at the seed
-  configuration (8 MiB of logits, the softmax's block: ``_config.SOFTMAX_BLOCK_BYTES``);
+  configuration (8 MiB of logits, the size of the softmax's block before 2026-12-03);
 - ``gru large``/``gru mid``: 128 x 256 x 768 and 32 x 128 x 384, the recurrent product of one
   step of compare_torch's large and mid shapes (all batch rows).
 

@@ -90,7 +90,7 @@ positions, K features)
     ``l = y @ w.T + b``; writes dy (M, K), dw (V, K), db (V,) (overwritten) = the gradients of
     that loss and returns the loss as a Python float. Never materialises all (M, V) logits at
     once: works on blocks of rows whose (rows, V) logits fit ``_config.SOFTMAX_BLOCK_BYTES``
-    (environment ``NUMGRU_SOFTMAX_BLOCK_BYTES``, default 8 MiB; at least 1 row per block). Per
+    (environment ``NUMGRU_SOFTMAX_BLOCK_BYTES``, default 32 MiB; at least 1 row per block). Per
     block: logits = y_blk @ w.T + b; row-wise max, logsumexp and loss; in place the gradient
     (softmax - onehot) * weight; then dy_blk = g @ w, dw += g.T @ y_blk, db += column sums of
     g. Rows of weight 0 contribute nothing (the CPU leaves them out of every product; CUDA
