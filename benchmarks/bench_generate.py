@@ -20,6 +20,8 @@ Tokens per second count every sequence's tokens (k * steps / seconds). The three
 interleaved, ``--repeat`` times each, with ``PAUSE`` seconds of sleep between two of them
 (outside the timings: torch's OpenMP workers keep spinning a while after a call); medians.
 Both libraries get ``--threads`` threads (``torch.set_num_threads``, ``numba.set_num_threads``).
+The load average at the start and the end is printed with the table: on a shared machine, quote
+only runs taken while it was low.
 """
 
 import argparse
@@ -130,12 +132,15 @@ def main(argv=None):
     threads = min(args.threads, numba.config.NUMBA_NUM_THREADS)
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
+    load_start = os.getloadavg()
     rows = []
     for name in configs:
         rows += run_config(name, ks, args, numgru, torch)
     print(f"generation, tokens/s (all k sequences' tokens), float32, {threads} threads, "
           f"{args.steps} steps x {args.repeat} repetitions, medians (numba {numba.__version__}, "
           f"torch {torch.__version__}, numgru from {os.path.dirname(numgru.__file__)})")
+    print("load average (1, 5, 15 min) at start %.2f %.2f %.2f, at end %.2f %.2f %.2f"
+          % (load_start + os.getloadavg()))
     head = ("config", "k", "numgru", "numgru old path", "torch", "numgru / torch", "new / old")
     cells = [(n, str(k), f"{a:.0f}", f"{b:.0f}", f"{c:.0f}", f"{a / c:.2f}x", f"{a / b:.2f}x")
              for n, k, a, b, c in rows]
