@@ -649,6 +649,7 @@ class GRULanguageModel(BaseEstimator):
         V = len(self.vocabulary_)
         stack, be = self.stack_, self.stack_.backend
         sampler = _generate.Sampler(k, V, temperature, top_k)
+        states = None                # the state after the prefix; None: zero
         if pre is None:
             counts = self.token_counts_
             w = (np.ones(V) if counts is None or counts.sum() == 0
@@ -658,10 +659,10 @@ class GRULanguageModel(BaseEstimator):
             first = _generate.Sampler(k, V, 1.0, None)
             out[:, 0] = first(np.broadcast_to(logw, (k, V)), rng)
             start = 1
-            states = None
         else:
-            states = None
             if pre.size > 1:
+                # the prefix but its last token in one forward of one row (the state every
+                # sequence starts from), then copied to the k rows
                 h = [be.upload(np.zeros((1, 1, H), self._dtype)) for H in self._sizes()]
                 _, h = stack.forward(be.upload(pre[None, :-1].copy()),
                                      np.array([pre.size - 1], np.int64), h)
