@@ -598,7 +598,8 @@ class GRULanguageModel(BaseEstimator):
         >>> three = lm.generate(12, prefix="ab", random_state=1, n_samples=3)
         >>> len(three), [len(t) for t in three]
         (3, [12, 12, 12])
-        >>> lm.generate(12, prefix="ab", random_state=1, n_samples=1) == [lm.generate(12, prefix="ab", random_state=1)]
+        >>> one = lm.generate(12, prefix="ab", random_state=1)
+        >>> lm.generate(12, prefix="ab", random_state=1, n_samples=1) == [one]
         True
         """
         check_is_fitted(self, "stack_")
@@ -620,7 +621,6 @@ class GRULanguageModel(BaseEstimator):
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (Real, np.floating)) \
                 or not np.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        V = len(self.vocabulary_)
         if top_k is not None and (isinstance(top_k, (bool, np.bool_))
                                   or not isinstance(top_k, (Integral, np.integer)) or top_k < 1):
             raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
