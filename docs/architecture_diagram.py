@@ -23,11 +23,11 @@ BOXES = {  # name: (tier, x, width, title, file)
     "stack": ("engine", 26, 20, "Stack", "_stack.py"),
     "cells": ("engine", 49, 21, "GRU/RNN layers, Dropout", "_cells.py (registry)"),
     "layout": ("engine", 73, 25, "names, import; validators", "_layout.py, _validation.py"),
-    "contract": ("backend", 26, 20, "Backend contract", "_backend.py"),
+    "contract": ("backend", 26, 20, "Backend contract", "_contract.py"),
     "cpub": ("backend", 49, 21, "CPUBackend", "_cpu.py"),
     "cudab": ("backend", 73, 25, "CUDABackend", "_cuda.py"),
-    "cpuk": ("kernels", 40, 30, "@njit(parallel) layer kernels", "_cpu.py, _gemm.py, _math.py"),
-    "cudak": ("kernels", 73, 25, "@cuda.jit twins", "_cuda.py"),
+    "cpuk": ("kernels", 40, 30, "@njit task kernels", "_cpu, _cpu_lm, _cpu_norm, _gemm"),
+    "cudak": ("kernels", 73, 25, "@cuda.jit twins", "_cuda, _cuda_lm, _cuda_norm"),
     "config": ("kernels", 2, 30, "knobs: fastmath, cache, launch", "_config.py"),
 }
 H = 10

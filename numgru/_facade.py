@@ -288,3 +288,9 @@ def network_over(cls, stack, rng=None):
     net._no_backward = None
     net._stack = stack
     return net
+
+
+def stack_of(network):
+    """The engine :class:`numgru._stack.Stack` a :class:`RecurrentNetwork` runs on (the ONNX
+    export reads its layers)."""
+    return network._stack

@@ -85,9 +85,10 @@ PARAMETER_DOC = """\
 """
 
 ATTRIBUTES_DOC = """\
-    skip_coef_ : ndarray of shape (n_outputs, skip_steps_ * n_inputs)
+    skip_coef_ : ndarray of shape (n_outputs, n_skip_inputs)
         The linear skip's weights on the last ``skip_steps_`` standardised input steps of each
-        sequence, oldest first, step-major (absent without a skip).
+        sequence, oldest first, step-major: ``n_skip_inputs`` is ``skip_steps_`` times the
+        features per step (absent without a skip).
 
     skip_intercept_ : ndarray of shape (n_outputs,)
         The linear skip's intercept (absent without a skip).

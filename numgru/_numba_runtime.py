@@ -7,7 +7,7 @@ one ``@njit(parallel=True)`` launcher, :func:`_prange_tasks`, whose ``prange`` o
 calls the kernel's compiled *entry* through its address. So there is one parallel launcher,
 compiled once (and cached), for every kernel: no kernel body is compiled a second time into a
 launcher of its own, and the same compiled kernels run under either runtime. Measured
-(``benchmarks/launcher_compile.py``, docs/performance.md "Task runtimes"): this launcher
+(``benchmarks/launcher_compile.py``, docs/changelog.md "Task runtimes"): this launcher
 compiles in 0.7 CPU s once per process; a ``prange`` launcher of the GRU forward chunk kernel
 alone took 12.6 CPU s, the kernel's body compiled again into it.
 

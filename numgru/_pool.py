@@ -29,11 +29,11 @@ Why a native pool beside Numba's runtime: a ``prange`` launcher per kernel costs
 compile time as the kernel it launches (the shared launcher of ``_numba_runtime`` does not), and
 Numba's OpenMP/TBB workers spin for milliseconds after every region, which on a machine shared
 with other busy processes costs every launch a scheduling delay (measured side by side in
-docs/performance.md, "Task runtimes"). Why not Python threads that call ``nogil`` kernels
+docs/changelog.md, "Task runtimes"). Why not Python threads that call ``nogil`` kernels
 (this module until 2026-12-01): each launch then costs a wake-up and a GIL hand-over to the
 worker, ~30 us on a 2-vCPU VM, and a collision on the GIL (the caller and a worker both back in
 Python) costs 100+ us on a VM whose idle vCPU halts. Here an empty launch costs under a
-microsecond when the worker is polling (measured in docs/performance.md, 2026-12-01).
+microsecond when the worker is polling (measured in docs/changelog.md, 2026-12-01).
 
 - Thread-safe: concurrent launches from several Python threads are correct (one holds the pool,
   the others run their tasks on their own threads).

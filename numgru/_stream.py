@@ -13,10 +13,40 @@ the predictions of the new steps, otherwise the prediction given all history so 
 
 import numpy as np
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_is_fitted
 
 from . import _linear_skip
 from ._attention import RunningAttention
+
+
+class ReadOut:
+    """What a stream needs of a fitted estimator, handed over by the estimator's ``stream()``
+    (the stream never reads the estimator's private attributes).
+
+    ``stack``: the recurrent :class:`numgru._stack.Stack`; ``output``, ``pooling``,
+    ``bidirectional``: the estimator's parameters; ``n_inputs``: features per step;
+    ``univariate``: fitted on 2-D ``X`` (one feature, steps as columns); ``last_from_out``:
+    pooling="last" reads the top layer's output (it has a skip), not ``h_n``; ``head``:
+    ``(coef (K, F), intercept (K,))``; ``attention``: ``(W, b, v)`` or None; ``skip``:
+    ``(coef, intercept, steps)`` of a regressor's linear skip or None; ``scale_inputs(X)``: the
+    estimator's input standardisation; ``decode(logits, proba)``: head outputs to predictions;
+    ``name``: the estimator's class name, for messages.
+    """
+
+    def __init__(self, *, stack, output, pooling, bidirectional, n_inputs, univariate,
+                 last_from_out, head, attention, skip, scale_inputs, decode, name):
+        self.stack = stack
+        self.output = output
+        self.pooling = pooling
+        self.bidirectional = bidirectional
+        self.n_inputs = n_inputs
+        self.univariate = univariate
+        self.last_from_out = last_from_out
+        self.head = head
+        self.attention = attention
+        self.skip = skip
+        self.scale_inputs = scale_inputs
+        self.decode = decode
+        self.name = name
 
 
 class Stream:
@@ -26,39 +56,38 @@ class Stream:
     :meth:`GRUClassifier.stream <numgru.GRUClassifier.stream>`; see there.
     """
 
-    def __init__(self, estimator, n_streams=1):
-        check_is_fitted(estimator, "stack_")
+    def __init__(self, model, n_streams=1):
         if isinstance(n_streams, bool) or not isinstance(n_streams, (int, np.integer)) \
                 or n_streams < 1:
             raise ValueError(f"n_streams must be a positive integer, got {n_streams!r}")
-        if estimator.bidirectional:
+        if model.bidirectional:
             raise ValueError("a bidirectional model cannot stream: its reverse direction reads "
                              "each sequence from its end; use predict on whole sequences")
-        self.estimator = estimator
+        self.model = model          # a ReadOut
         self.n_streams = int(n_streams)
         self.reset()
 
     def reset(self):
         """Forget all history: every stream starts again from a zero state."""
-        stack = self.estimator.stack_
+        model = self.model
+        stack = model.stack
         be = stack.backend
         self._state = [be.upload(np.zeros((lay.num_states, self.n_streams, lay.state_size),
                                           dtype=stack.dtype))
                        for lay in stack.recurrent_layers]
         self._sum = np.zeros((self.n_streams, stack.output_size), dtype=np.float64)
         self._attention = RunningAttention(self.n_streams, stack.output_size)
-        est = self.estimator
-        # the linear skip reads the last skip_steps_ inputs: zeros (the mean) before the first
-        self._recent = (np.zeros((self.n_streams, est.skip_steps_, est._n_inputs),
-                                 dtype=stack.dtype) if est._has_skip() else None)
+        # the linear skip reads the last `steps` inputs: zeros (the mean) before the first
+        self._recent = (np.zeros((self.n_streams, model.skip[2], model.n_inputs),
+                                 dtype=stack.dtype) if model.skip is not None else None)
         self.n_steps_ = 0
         return self
 
     def _chunk(self, X):
         """The chunk as (S, t, F) in the model's dtype, with clear errors."""
-        est = self.estimator
+        model = self.model
         S = self.n_streams
-        univariate = est._input_kind == "2d"
+        univariate = model.univariate
         want = "(n_streams, n_steps)" if univariate else "(n_streams, n_steps, n_features)"
         if X is None or (isinstance(X, (list, tuple)) and len(X) == 0):
             # check_array would say "contains NaN" for None, "0 sample(s)" for []
@@ -84,10 +113,10 @@ class Stream:
                              f"n_streams={S}")
         if arr.shape[1] == 0:
             raise ValueError("X_chunk has no steps; a chunk needs at least one step")
-        if arr.shape[2] != est._n_inputs:
+        if arr.shape[2] != model.n_inputs:
             raise ValueError(f"X_chunk has {arr.shape[2]} features per step, but "
-                             f"{type(est).__name__} is expecting {est._n_inputs}")
-        return est._scale_inputs(np.ascontiguousarray(arr, dtype=est._dtype))
+                             f"{model.name} is expecting {model.n_inputs}")
+        return model.scale_inputs(np.ascontiguousarray(arr, dtype=model.stack.dtype))
 
     def update(self, X_chunk, proba=False):
         """Feed the next steps of every stream; return the predictions they lead to.
@@ -107,8 +136,8 @@ class Stream:
             Otherwise the prediction for each stream given everything fed since the last
             :meth:`reset`, (n_streams[, k]) -- what ``predict`` returns for the whole sequences.
         """
-        est = self.estimator
-        stack = est.stack_
+        model = self.model
+        stack = model.stack
         be = stack.backend
         x = self._chunk(X_chunk)
         S, t = x.shape[0], x.shape[1]
@@ -120,25 +149,25 @@ class Stream:
         self._state = h_n
         self.n_steps_ += t
         out = be.to_host(out)
-        if est.output == "each_step":
+        if model.output == "each_step":
             feats = out.reshape(S * t, -1)
-        elif est.pooling == "attention":
-            feats = self._attention.update(out, est.attention_coef_, est.attention_intercept_,
-                                           est.attention_vector_)
-        elif est.pooling == "last" and est._last_from_out():    # the top layer's skip
+        elif model.pooling == "attention":
+            feats = self._attention.update(out, *model.attention)
+        elif model.pooling == "last" and model.last_from_out:    # the top layer's skip
             feats = np.ascontiguousarray(out[:, -1])
-        elif est.pooling == "last":
+        elif model.pooling == "last":
             feats = np.ascontiguousarray(be.to_host(h_n[-1])[0])
         else:
             self._sum += out.sum(axis=1, dtype=np.float64)
             feats = (self._sum / self.n_steps_).astype(out.dtype)
-        logits = feats @ est.head_coef_.T + est.head_intercept_
+        coef, intercept = model.head
+        logits = feats @ coef.T + intercept
         if self._recent is not None:
-            k = self._recent.shape[1]
+            skip_coef, skip_intercept, k = model.skip
             self._recent = np.ascontiguousarray(np.concatenate([self._recent, x], axis=1)[:, -k:])
-            logits = logits + _linear_skip.forward(self._recent.reshape(S, -1), est.skip_coef_,
-                                                   est.skip_intercept_)
-        pred = est._decode_logits(logits, proba)
-        if est.output == "each_step":
+            logits = logits + _linear_skip.forward(self._recent.reshape(S, -1), skip_coef,
+                                                   skip_intercept)
+        pred = model.decode(logits, proba)
+        if model.output == "each_step":
             return pred.reshape((S, t) + pred.shape[1:])
         return pred

@@ -12,7 +12,7 @@ is given (:func:`numgru._pool.ctl`) says which runtime runs the tasks:
 The choice, in order: :func:`set_threading` (a Python-level setting), else the environment
 variable ``NUMGRU_THREADING`` (``numba`` or ``native``), else the platform's default
 (:func:`default_runtime`): ``native`` on Linux x86-64, the one platform where it has run and
-was measured faster (docs/performance.md, "Task runtimes"), ``numba`` elsewhere. If the chosen
+was measured faster (docs/changelog.md, "Task runtimes"), ``numba`` elsewhere. If the chosen
 runtime cannot be built here (its compiled code fails to build or load, a platform it does not
 know), numgru uses the other one and says so in one warning; ``numgru info`` shows the runtime
 in use and why. Both give the same bits for the same number of threads.

@@ -37,8 +37,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from . import (_attention, _data, _facade, _fitted_state, _heads, _linear_skip, _targets,
-               _training, _weights)
+from . import (_attention, _data, _facade, _fitted_state, _heads, _linear_skip, _stream,
+               _targets, _training, _weights)
 from . import _estimator_docs as _docs
 from . import io as _io
 from ._config import compute_threads
@@ -556,11 +556,19 @@ class _BaseRecurrentEstimator(BaseEstimator):
         >>> np.allclose(np.concatenate(parts, axis=1)[0], reg.predict(X[:1])[0])
         True
         """
-        from ._stream import Stream
-
         check_is_fitted(self, "stack_")
         self._check_same_network("a stream uses that network")
-        return Stream(self, n_streams)
+        attention = ((self.attention_coef_, self.attention_intercept_, self.attention_vector_)
+                     if self._attention_pooled() else None)
+        skip = ((self.skip_coef_, self.skip_intercept_, self.skip_steps_)
+                if self._has_skip() else None)
+        model = _stream.ReadOut(
+            stack=self.stack_, output=self.output, pooling=self.pooling,
+            bidirectional=self.bidirectional, n_inputs=self._n_inputs,
+            univariate=self._input_kind == "2d", last_from_out=self._last_from_out(),
+            head=(self.head_coef_, self.head_intercept_), attention=attention, skip=skip,
+            scale_inputs=self._scale_inputs, decode=self._decode_logits, name=type(self).__name__)
+        return _stream.Stream(model, n_streams)
 
     def attention_weights(self, X, lengths=None):
         """The attention pooling's weights alpha over the timesteps of each sequence.

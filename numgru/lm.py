@@ -34,7 +34,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import _fitted_state, _layout, _text, _training
+from . import _fitted_state, _generate, _layout, _text, _training
 from . import io as _io
 from ._backend import get_backend
 from ._cells import Dropout, Embedding, SoftmaxHead
@@ -545,7 +545,8 @@ class GRULanguageModel(BaseEstimator):
         return math.exp(-float(logp[tok].mean()))
 
     # ------------------------------------------------------------------ generation
-    def generate(self, n_tokens, prefix=None, temperature=1.0, top_k=None, random_state=None):
+    def generate(self, n_tokens, prefix=None, temperature=1.0, top_k=None, random_state=None,
+                 n_samples=None):
         """Sample ``n_tokens`` tokens, one at a time, each fed back as the next input.
 
         Parameters
@@ -562,18 +563,27 @@ class GRULanguageModel(BaseEstimator):
             Sample only among the ``top_k`` most likely tokens.
         random_state : int, Generator, RandomState or None
             Same value, same text.
+        n_samples : int or None, default=None
+            None: one sequence. An int k (1 to ``numgru._generate.MAX_SAMPLES``, 1024): k
+            sequences drawn side by side in one batched pass (every step of the GRU layers and
+            the decoder runs on k rows), all continuing the same ``prefix``. Every step draws
+            ``k`` uniforms at once (``rng.random(k)``, sequence i takes the i-th), so
+            ``n_samples=1`` gives ``[generate(...)]`` with the same ``random_state``. For
+            k > 1 a row's probabilities are those of a single sequence up to rounding (the
+            batched kernels add in another order), not bit for bit.
 
         Returns
         -------
-        str (char and word levels) or ndarray of int64 (level="tokens")
-            The generated tokens only (without ``prefix``).
+        str (char and word levels) or ndarray of int64 (level="tokens"), or a list of k of them
+            The generated tokens only (without ``prefix``); a list when ``n_samples`` is given.
 
         Raises
         ------
         ValueError
             If ``n_tokens`` is negative, not an integer or above ``numgru.lm.MAX_GENERATE``
-            (100,000,000), ``temperature`` or ``top_k`` is invalid, or ``prefix`` holds tokens
-            the model cannot read.
+            (100,000,000; with ``n_samples``, ``n_tokens * n_samples`` is), ``temperature``,
+            ``top_k`` or ``n_samples`` is invalid, or ``prefix`` holds tokens the model cannot
+            read.
 
         Examples
         --------
@@ -585,19 +595,32 @@ class GRULanguageModel(BaseEstimator):
         (True, 12)
         >>> set(lm.generate(12, top_k=2, random_state=0)) <= set(lm.vocabulary_)
         True
+        >>> three = lm.generate(12, prefix="ab", random_state=1, n_samples=3)
+        >>> len(three), [len(t) for t in three]
+        (3, [12, 12, 12])
+        >>> one = lm.generate(12, prefix="ab", random_state=1)
+        >>> lm.generate(12, prefix="ab", random_state=1, n_samples=1) == [one]
+        True
         """
         check_is_fitted(self, "stack_")
         if isinstance(n_tokens, (bool, np.bool_)) or not isinstance(n_tokens, (Integral, np.integer)) \
                 or n_tokens < 0:
             raise ValueError(f"n_tokens must be a non-negative integer, got {n_tokens!r}")
-        if n_tokens > MAX_GENERATE:
-            raise ValueError(f"n_tokens={n_tokens} is more than generate makes in one call "
+        if n_samples is not None and (isinstance(n_samples, (bool, np.bool_))
+                                      or not isinstance(n_samples, (Integral, np.integer))
+                                      or not 1 <= n_samples <= _generate.MAX_SAMPLES):
+            raise ValueError(f"n_samples must be None or an integer from 1 to "
+                             f"{_generate.MAX_SAMPLES} (numgru._generate.MAX_SAMPLES: the "
+                             f"sequences drawn side by side in one call), got {n_samples!r}")
+        k = 1 if n_samples is None else int(n_samples)
+        if n_tokens * k > MAX_GENERATE:
+            raise ValueError(f"n_tokens={n_tokens}" + (f" x n_samples={k}" if k > 1 else "")
+                             + f" is more than generate makes in one call "
                              f"(numgru.lm.MAX_GENERATE = {MAX_GENERATE:_}, one token at a time); "
                              "generate fewer, or continue with the last tokens as prefix")
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (Real, np.floating)) \
                 or not np.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        V = len(self.vocabulary_)
         if top_k is not None and (isinstance(top_k, (bool, np.bool_))
                                   or not isinstance(top_k, (Integral, np.integer)) or top_k < 1):
             raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
@@ -609,33 +632,52 @@ class GRULanguageModel(BaseEstimator):
             pre = self._ids(self._one_document(prefix, "prefix"), "prefix")
             if pre.size == 0:
                 prefix = None
-        out = np.zeros(n_tokens, np.int64)
-        with compute_threads:
-            stack, head, be = self.stack_, self.head_, self.stack_.backend
-            p = head.native(be)
-            ctx = stack.context()
-            h = [be.upload(np.zeros((1, 1, H), self._dtype)) for H in self._sizes()]
-            if prefix is None:
-                if n_tokens == 0:
-                    return self._as_output(out)
-                counts = self.token_counts_
-                w = (np.ones(V) if counts is None or counts.sum() == 0
-                     else counts.astype(np.float64))
-                with np.errstate(divide="ignore"):
-                    out[0] = _sample(np.log(w), 1.0, None, rng)
-                current, start = out[0], 1
-            else:
-                if pre.size > 1:
-                    _, h = stack.forward(be.upload(pre[None, :-1].copy()),
-                                         np.array([pre.size - 1], np.int64), h)
-                current, start = pre[-1], 0
-            one = np.ones(1, np.int64)
-            for i in range(start, n_tokens):
-                y, h = stack.forward(be.upload(np.array([[current]], np.int64)), one, h)
-                logp = head.log_softmax(ctx, p, y.reshape(1, -1))[0]
-                current = _sample(logp, temperature, top_k, rng)
-                out[i] = current
-        return self._as_output(out)
+        out = np.zeros((k, n_tokens), np.int64)
+        if n_tokens > 0:
+            with compute_threads:
+                self._generate_ids(out, pre if prefix is not None else None, temperature,
+                                   top_k, rng)
+        if n_samples is None:
+            return self._as_output(out[0])
+        return [self._as_output(row) for row in out]
+
+    def _generate_ids(self, out, pre, temperature, top_k, rng):
+        """Fill ``out`` (k, n_tokens) with k sequences continuing ``pre`` (ids, or None: the
+        first token drawn from the token frequencies), one step of the k rows at a time
+        (:class:`numgru._generate.Stepper`)."""
+        k, n_tokens = out.shape
+        V = len(self.vocabulary_)
+        stack, be = self.stack_, self.stack_.backend
+        sampler = _generate.Sampler(k, V, temperature, top_k)
+        states = None                # the state after the prefix; None: zero
+        if pre is None:
+            counts = self.token_counts_
+            w = (np.ones(V) if counts is None or counts.sum() == 0
+                 else counts.astype(np.float64))
+            with np.errstate(divide="ignore"):
+                logw = np.log(w)
+            first = _generate.Sampler(k, V, 1.0, None)
+            out[:, 0] = first(np.broadcast_to(logw, (k, V)), rng)
+            start = 1
+        else:
+            if pre.size > 1:
+                # the prefix but its last token in one forward of one row (the state every
+                # sequence starts from), then copied to the k rows
+                h = [be.upload(np.zeros((1, 1, H), self._dtype)) for H in self._sizes()]
+                _, h = stack.forward(be.upload(pre[None, :-1].copy()),
+                                     np.array([pre.size - 1], np.int64), h)
+                states = [np.repeat(be.to_host(s), k, axis=1) for s in h]
+            start = 0
+        if n_tokens <= start:
+            return
+        stepper = _generate.Stepper(stack, self.head_, k)
+        if states is not None:
+            stepper.set_state(states)
+        stepper.ids[:, 0] = out[:, 0] if pre is None else pre[-1]
+        for i in range(start, n_tokens):
+            tokens = sampler(stepper.step(), rng)
+            out[:, i] = tokens
+            stepper.ids[:, 0] = tokens
 
     def _as_output(self, ids):
         return self.decode(ids)
@@ -862,16 +904,3 @@ class _TextProblem(_training.Problem):
     def params_changed(self):
         self.lm.stack_.params_changed()
 
-
-def _sample(logp, temperature, top_k, rng):
-    """One token id from log-probabilities (float64 arithmetic)."""
-    logp = np.asarray(logp, np.float64)
-    if temperature == 0:
-        return int(np.argmax(logp))
-    z = logp / temperature
-    if top_k is not None and top_k < z.size:
-        kth = np.partition(z, -top_k)[-top_k]
-        z = np.where(z >= kth, z, -np.inf)
-    z = np.exp(z - z.max())
-    c = np.cumsum(z)
-    return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), z.size - 1))

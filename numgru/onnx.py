@@ -120,7 +120,7 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
 
     from .estimators import GRUClassifier, GRURegressor, _BaseRecurrentEstimator
     from .lm import GRULanguageModel
-    from ._facade import RecurrentNetwork
+    from ._facade import RecurrentNetwork, stack_of
 
     if isinstance(opset, (bool, np.bool_)) or not isinstance(opset, numbers.Integral) \
             or not _MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
@@ -128,7 +128,7 @@ def to_onnx(model, *, lengths=False, state=False, dtype=None, opset=DEFAULT_OPSE
                          f"{onnx.defs.onnx_opset_version()} (this onnx package's newest), "
                          f"got {opset!r}")
     if isinstance(model, RecurrentNetwork):
-        stack, kind = model._stack, "network"
+        stack, kind = stack_of(model), "network"
     elif isinstance(model, _BaseRecurrentEstimator):
         check_is_fitted(model, "stack_")
         if not isinstance(model, (GRUClassifier, GRURegressor)):

@@ -308,9 +308,7 @@ def test_generate_reproducible_greedy_and_top_k():
 
 
 def _ctx(lm):
-    from numgru._cells import Context
-    be = lm.stack_.backend
-    return Context(be, lm._dtype, None, False, None, lm.stack_._work), lm.head_.native(be)
+    return lm.stack_.context(), lm.head_.native(lm.stack_.backend)
 
 
 def _last_output(lm, ids):
