@@ -10,9 +10,8 @@ per layer call (:func:`pack_nt`) when the thread has at least ``PACK_MIN_ROWS`` 
 row count padded to a multiple of 8 (:func:`padded_rows`); with fewer rows it runs
 :func:`mm_nt` (register-blocked, no packing, no padding). A product *over all timesteps at once*
 (input gradients ``dx = dgi @ W_ih``: :func:`gemm`; weight gradients ``dgi^T x``:
-:func:`gemm_tn`) is one BLAS call per block of rows per Numba thread, with that BLAS held to one
-thread (:func:`numgru._config.compute_threads`): NumPy's own BLAS for the long reductions
-(:func:`dot_into`, :data:`NUMPY_BLAS`), else ``np.dot`` inside Numba (SciPy's BLAS).
+:func:`gemm_tn`) is one BLAS call (``np.dot`` inside Numba, SciPy's BLAS) per block of rows per
+Numba thread, with that BLAS held to one thread (:func:`numgru._config.compute_threads`).
 (The forward's input projection blocks have ~256 rows, so they always take :func:`mm_packed`.)
 
 Why not BLAS in the recurrence: SciPy's OpenBLAS repacks ``W`` on every call and is tuned for
@@ -57,7 +56,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 from . import _pool, _tasks
 from ._config import CACHE, FASTMATH, GEMM_REFERENCE
@@ -510,121 +509,6 @@ def mm_nt(A, Bm, C):
 # Large matrix products over all timesteps: BLAS per block of rows, as tasks (numgru._tasks)
 # ---------------------------------------------------------------------------------------------
 
-
-def _numpy_cblas():
-    """The addresses of NumPy's own ``cblas_sgemm`` and ``cblas_dgemm`` (the ILP64 OpenBLAS of
-    NumPy's wheels, ``numpy.libs/libscipy_openblas64_*``), or None where NumPy has another BLAS.
-
-    Why not Numba's ``np.dot`` (SciPy's OpenBLAS): the two wheels ship different OpenBLAS builds,
-    and at the long reductions numgru hands to BLAS NumPy's is faster. Measured 2026-12-03 on
-    a 2-vCPU AMD EPYC (Zen 4, AVX-512), one thread, float32, medians of 20 interleaved calls
-    (SciPy's OpenBLAS 0.3.30, NumPy's 0.3.31): (105, 10000) @ (10000, 512), the decoder's input
-    gradient, 1.31-1.48x; (768, 6400) @ (6400, 256), a GRU weight gradient, 1.21x; the
-    decoder's logits and the GRU input gradients about equal (the logits, 2 tasks: 0.91-1.03x
-    in two runs). So :func:`gemm` takes it for long reductions only (K > N), :func:`gemm_tn`
-    always.
-    """
-    import ctypes
-    import glob
-    import os
-
-    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*"))):
-        try:
-            lib = ctypes.CDLL(path)          # already loaded by NumPy: the same handle
-            return (ctypes.cast(lib.scipy_cblas_sgemm64_, ctypes.c_void_p).value,
-                    ctypes.cast(lib.scipy_cblas_dgemm64_, ctypes.c_void_p).value)
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-def _register_numpy_cblas():
-    """Make NumPy's cblas gemms linkable by name from compiled code (the on-disk cache keeps
-    the names, not addresses, so cached kernels link in the next process); True if found."""
-    found = _numpy_cblas()
-    if found is None:
-        return False
-    import llvmlite.binding as llvm
-
-    llvm.add_symbol("numgru_numpy_cblas_sgemm", found[0])
-    llvm.add_symbol("numgru_numpy_cblas_dgemm", found[1])
-    return True
-
-
-#: True where the products below call NumPy's BLAS (:func:`_numpy_cblas`), else Numba's
-#: ``np.dot`` (SciPy's BLAS). Fixed when numgru is imported.
-NUMPY_BLAS = _register_numpy_cblas()
-
-# cblas's enum values (row-major storage, transposition)
-_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
-
-
-@intrinsic
-def _numpy_gemm(typingctx, A, B, C):
-    """C = A @ B through NumPy's cblas gemm: A (M, K), B (K, N), C (M, N) C-contiguous, A and B
-    each C- or F-contiguous (an F-contiguous one is passed as the transpose of its row-major
-    storage), one float dtype; M, N, K >= 1 (the caller checks)."""
-    sig = types.void(A, B, C)
-
-    def codegen(context, builder, signature, args):
-        dtype = signature.args[0].dtype
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        fl = context.get_value_type(dtype)
-        ptr = ir.IntType(8).as_pointer()
-        arrs = [context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args)]
-        a, b, c = arrs
-        M = builder.extract_value(a.shape, 0)
-        K = builder.extract_value(a.shape, 1)
-        N = builder.extract_value(b.shape, 1)
-        ops = []
-        for arr, t in ((a, signature.args[0]), (b, signature.args[1])):
-            if t.layout == "C":
-                ops.append((_CBLAS_NO_TRANS, builder.extract_value(arr.shape, 1)))
-            else:                            # F: its storage is the row-major transpose
-                ops.append((_CBLAS_TRANS, builder.extract_value(arr.shape, 0)))
-        name = "numgru_numpy_cblas_" + ("s" if dtype == types.float32 else "d") + "gemm"
-        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, fl, ptr, i64, ptr,
-                                               i64, fl, ptr, i64])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        builder.call(fn, (
-            ir.Constant(i32, _CBLAS_ROW_MAJOR), ir.Constant(i32, ops[0][0]),
-            ir.Constant(i32, ops[1][0]), M, N, K, ir.Constant(fl, 1.0),
-            builder.bitcast(a.data, ptr), ops[0][1], builder.bitcast(b.data, ptr), ops[1][1],
-            ir.Constant(fl, 0.0), builder.bitcast(c.data, ptr), N))
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-def dot_into(A, B, C):
-    """C = A @ B (2-D operands) inside compiled code: NumPy's BLAS where :data:`NUMPY_BLAS`
-    and the operand types allow (float32 or float64, one dtype, A and B C- or F-contiguous, C
-    C-contiguous), else Numba's ``np.dot``."""
-    np.dot(A, B, C)
-
-
-@overload(dot_into, inline="always")
-def _ol_dot_into(A, B, C):
-    ok = (NUMPY_BLAS and all(isinstance(t, types.Array) and t.ndim == 2 for t in (A, B, C))
-          and A.dtype in (types.float32, types.float64) and A.dtype == B.dtype == C.dtype
-          and A.layout in "CF" and B.layout in "CF" and C.layout == "C")
-    if not ok:
-        return lambda A, B, C: np.dot(A, B, C)
-
-    def impl(A, B, C):
-        M, K = A.shape
-        N = B.shape[1]
-        if K != B.shape[0] or C.shape[0] != M or C.shape[1] != N:
-            raise ValueError("dot_into: operand shapes do not match")
-        if M == 0 or N == 0:
-            return
-        if K == 0:
-            C[:] = 0
-            return
-        _numpy_gemm(A, B, C)
-    return impl
-
 # the fewest rows of A one task of a large product takes (fewer rows: fewer tasks, down to one).
 # Chosen when the products moved onto numgru's threads (2026-11-23) so that a task's BLAS call
 # has enough rows to be worth a thread; not measured since.
@@ -653,10 +537,7 @@ def _gemm_task(ctl, ntasks, task, A, W, bias, C):
     r0, r1 = _tasks.task_block(task, ntasks, A.shape[0])
     if r1 <= r0:
         return
-    if W.shape[0] > W.shape[1]:                  # a long reduction: NumPy's BLAS (_numpy_cblas)
-        dot_into(A[r0:r1], W, C[r0:r1])
-    else:                                        # the two measured about equal here (logits
-        np.dot(A[r0:r1], W, C[r0:r1])            # a little slower through NumPy's): SciPy's
+    np.dot(A[r0:r1], W, C[r0:r1])
     N = C.shape[1]
     if bias.shape[0] == N:
         for i in range(r0, r1):
@@ -689,4 +570,4 @@ def _gemm_tn_task(ctl, ntasks, task, A, X, parts):
         return
     r0, r1 = _tasks.task_block(task, ntasks, A.shape[0])
     if r1 > r0:
-        dot_into(A[r0:r1].T, X[r0:r1], parts[task])
+        np.dot(A[r0:r1].T, X[r0:r1], parts[task])
