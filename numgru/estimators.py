@@ -114,16 +114,8 @@ class _BaseRecurrentEstimator(BaseEstimator):
         "standardize": ["boolean"],
     }
 
-    def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
-                 residual=False, layer_norm=False, recurrent_dropout=0.0, reset_after=True,
-                 pooling="last", output="last", solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
-                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
-                 verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
-                 early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
-                 dtype="float32", standardize=True):
-        _store_parameters(self, locals())
+    # no __init__ here: scikit-learn reads each class's own explicit signature (GRURegressor's
+    # adds linear_skip, GRUClassifier's class_weight); both store them with _store_parameters
 
     # ------------------------------------------------------------------ input
     def _sizes(self):
@@ -233,8 +225,7 @@ class _BaseRecurrentEstimator(BaseEstimator):
         bound = np.sqrt(6.0 / (size_in + n_outputs))  # Glorot uniform, as MLP's output layer
         self.head_coef_ = rng.uniform(-bound, bound, (n_outputs, size_in)).astype(dt)
         self.head_intercept_ = np.zeros(n_outputs, dtype=dt)
-        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):   # a new network's own:
-            self.__dict__.pop(name, None)                               # _fit_stochastic's
+        self._drop_skip()          # a new network's skip comes from _fit_stochastic
         if self._attention_pooled():   # drawn after the head: other models' draws unchanged
             (self.attention_coef_, self.attention_intercept_,
              self.attention_vector_) = _attention.init_attention(rng, size_in, size_in, dt)
@@ -300,6 +291,11 @@ class _BaseRecurrentEstimator(BaseEstimator):
     def _has_skip(self):
         """True when the fitted network has a linear skip."""
         return getattr(self, "skip_coef_", None) is not None
+
+    def _drop_skip(self):
+        """Forget the linear skip's fitted attributes (a new or loaded network sets its own)."""
+        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):
+            self.__dict__.pop(name, None)
 
     def _skip_params(self):
         return [self.skip_coef_, self.skip_intercept_] if self._has_skip() else []
@@ -760,8 +756,7 @@ class _BaseRecurrentEstimator(BaseEstimator):
         _fitted_state.check_recurrent_arrays(arrays, self.cell, self._n_inputs, self._sizes(),
                                              2 if self.bidirectional else 1)
         self.stack_ = self._build_stack(self._n_inputs, device, np.random.default_rng(0))
-        for name in ("skip_coef_", "skip_intercept_", "skip_steps_"):   # only the file's
-            self.__dict__.pop(name, None)
+        self._drop_skip()          # only the file's skip
         for i, layer in enumerate(self.layers_):      # strict: every weight is replaced
             layer.load_state_dict(_fitted_state.layer_arrays(arrays, self.cell, i))
         self.stack_.params_changed()
