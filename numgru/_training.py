@@ -162,6 +162,9 @@ class Plateau:
     the best epoch) stop while the loss was still falling: on the quality benchmark
     (docs/training.md) it stopped GunPoint's fits at epoch ~134, 15 points below the accuracy
     of 200 epochs, in the middle of the drop that starts after ~100 epochs of a flat loss.
+    ``tol`` is absolute, as scikit-learn's: a tol relative to a small loss (as it was until
+    2026-12-03) kept a classifier whose loss falls geometrically towards 0 (JapaneseVowels:
+    1e-3, 1e-4, ...) training all 200 epochs at its final accuracy.
     """
 
     def __init__(self, tol, patience, count=0):
@@ -181,7 +184,7 @@ class Plateau:
         """Record an epoch's training loss; True when the rule fires."""
         self._recent = (self._recent + [loss])[-self.patience:]
         mean = sum(self._recent) / len(self._recent)
-        improved = mean < self._best_mean - self.tol * min(abs(self._best_mean), 1.0)
+        improved = mean < self._best_mean - self.tol
         self._best_mean = min(self._best_mean, mean)
         self.count = 0 if improved else self.count + 1
         return self.count >= self.patience

@@ -95,6 +95,17 @@ def test_stops_after_n_iter_no_change_epochs_without_a_running_mean_improvement(
     assert est.loss_curve_ == losses[:k] and est.best_loss_ == 0.7999
 
 
+def test_tol_is_absolute_so_a_loss_falling_geometrically_towards_zero_stops():
+    # a classifier that fits its training set: the loss keeps halving (1e-3, 5e-4, ...), each
+    # epoch's gain far below tol. A tol relative to the loss never fired here (the fit ran all
+    # its epochs at its final accuracy); scikit-learn's absolute tol stops it
+    losses = [1e-3 * 0.5 ** k for k in range(60)]
+    k = _oracle_stop(losses, 3, 1e-4)
+    est, reason = run(Quadratic([0.0], losses=losses), n_iter_no_change=3, tol=1e-4,
+                      max_iter=60)
+    assert reason == "converged" and est.n_iter_ == k == 8
+
+
 def test_a_noisy_falling_loss_does_not_stop_the_fit():
     # a falling loss with one lucky low epoch that the next 3 do not beat: scikit-learn's rule
     # (each epoch against the best epoch) stops at epoch 8; the running mean keeps falling
