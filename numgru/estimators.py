@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names, check_is_fitted
+from sklearn.utils.validation import _check_feature_names, _num_samples, check_is_fitted
 
 from . import (_attention, _data, _facade, _fitted_state, _heads, _linear_skip, _stream,
                _targets, _training, _weights)
@@ -818,6 +818,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
     _parameter_constraints = {
         **_BaseRecurrentEstimator._parameter_constraints,
         "linear_skip": ["boolean", StrOptions({"auto"})],
+        "validation_holdout": [StrOptions({"last", "random"})],
     }
 
     def __init__(self, hidden_layer_sizes=(64,), *, cell="gru", bidirectional=False, dropout=0.0,
@@ -828,8 +829,65 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
                  verbose="auto", warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping="auto", validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=20, clip_grad_norm=1.0, device="cpu",
-                 dtype="float32", standardize=True, linear_skip="auto"):
+                 dtype="float32", standardize=True, linear_skip="auto",
+                 validation_holdout="last"):
         _store_parameters(self, locals())
+
+    def _holdout(self, n):
+        """``(train, held)`` indices of early stopping's split of ``n`` sequences:
+        ``validation_holdout="last"`` holds out the last ``validation_fraction`` of them (in
+        ``train_test_split``'s count, the fraction of n rounded up), "random" a random draw
+        from ``_random_state`` (the base class's split)."""
+        if self.validation_holdout == "random":
+            return train_test_split(np.arange(n), test_size=self.validation_fraction,
+                                    random_state=self._random_state)
+        n_held = int(np.ceil(self.validation_fraction * n))
+        return np.arange(n - n_held), np.arange(n - n_held, n)
+
+    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental, first_pass=False):
+        """The base class's epochs (:meth:`_BaseRecurrentEstimator._fit_stochastic`), with the
+        regressor's held-out split (:meth:`_holdout`) and, with ``linear_skip="auto"``, the
+        start as a candidate of early stopping: when no epoch scores above the ridge model
+        alone (the skip at its start, head zero) on the held-out sequences, the fit ends
+        there (:mod:`numgru._linear_skip`). A first pass with a skip keeps its start in
+        ``_skip_start`` (``fit``'s cross-validation reads it)."""
+        early_stopping = self._early_stopping(X.shape[0]) and not incremental
+        val = None
+        if early_stopping:
+            train, held = self._holdout(X.shape[0])
+            if len(held) < 2:
+                raise ValueError("The validation set is too small: increase validation_fraction "
+                                 f"or the number of samples (got {len(held)} validation samples).")
+            val = (X[held], lengths[held], Y[held], sample_weight[held])
+            X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
+        if first_pass and self._wants_skip():
+            self._init_skip(X, lengths, Y, sample_weight)
+            self._skip_start = (self.skip_coef_.copy(), self.skip_intercept_.copy())
+        problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
+                                  is_weight=self._is_weight(),
+                                  batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                                  shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
+                                  score=self._score_arrays)
+        _training.train(self, problem, _training.Settings.from_estimator(self),
+                        incremental=incremental)
+        if val is not None and first_pass and self._gates_skip():
+            fitted = [p.copy() for p in self._params()]
+            self._keep_skip_alone()
+            if self._score_arrays(*val) < self.best_validation_score_:
+                for p, saved in zip(self._params(), fitted):
+                    p[...] = saved
+
+    def _gates_skip(self):
+        """True when the network's part must beat the skip alone on held-out data
+        (``linear_skip="auto"`` and the fitted network has a skip)."""
+        return self.linear_skip == "auto" and self._has_skip()
+
+    def _keep_skip_alone(self):
+        """Make the fitted model the ridge model alone: the head at zero, the skip at its start
+        (``_skip_start``)."""
+        self.head_coef_[...] = 0
+        self.head_intercept_[...] = 0
+        self.skip_coef_[...], self.skip_intercept_[...] = self._skip_start
 
     def _wants_skip(self):
         if self.linear_skip == "auto":
@@ -914,7 +972,16 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         >>> reg.n_iter_, reg.n_features_in_
         (5, 12)
         """
-        return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
+        first_pass = not (hasattr(self, "stack_") and self.warm_start)
+        self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
+        # linear_skip="auto" with too few sequences for early stopping: cross-validation
+        # decides whether the network's part stays (numgru._linear_skip)
+        if (first_pass and self._gates_skip() and self.early_stopping == "auto"
+                and self.validation_scores_ is None
+                and _num_samples(X) >= _linear_skip.CV_FOLDS
+                and _linear_skip.skip_alone_wins(self, X, y, sample_weight, lengths)):
+            self._keep_skip_alone()
+        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_docs.fill_doc
