@@ -257,6 +257,19 @@ ATTRIBUTES_TRAINING = """\
 
 """
 
+# the regressor's own parameter: where early stopping's held-out sequences come from
+VALIDATION_HOLDOUT_REGRESSOR = """\
+    validation_holdout : {"last", "random"}, default="last"
+        Which sequences early stopping holds out: "last", the last ``validation_fraction`` of
+        them in the order given (Keras's ``validation_split``); "random", a random draw
+        (scikit-learn's MLP). Sliding windows of one series overlap their neighbours, so a
+        random draw scores windows whose neighbours were trained on, while the last windows
+        are scored as a forecast is, past the range trained on (measured on forecasts: docs,
+        training page). Shuffle sequences that come sorted (by target, by class) before
+        fitting, or use "random".
+
+"""
+
 # the regressor's own attributes
 TARGET_SCALING = """\
     target_mean_ : ndarray of shape (n_outputs,)

@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names, _num_samples, check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from . import (_attention, _data, _facade, _fitted_state, _heads, _linear_skip, _stream,
                _targets, _training, _weights)
@@ -788,7 +788,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         "Sequence regression with a GRU or RNN stack and a linear head (squared error).",
         head="linear head", mlp="MLPRegressor",
         early_stopping_auto=_docs.EARLY_STOPPING_AUTO_REGRESSOR,
-        extra_parameters=_linear_skip.PARAMETER_DOC,
+        extra_parameters=_docs.VALIDATION_HOLDOUT_REGRESSOR + _linear_skip.PARAMETER_DOC,
         extra_attributes=_docs.TARGET_SCALING + _linear_skip.ATTRIBUTES_DOC,
         see_also_and_examples="""\
     See Also
@@ -849,8 +849,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         regressor's held-out split (:meth:`_holdout`) and, with ``linear_skip="auto"``, the
         start as a candidate of early stopping: when no epoch scores above the ridge model
         alone (the skip at its start, head zero) on the held-out sequences, the fit ends
-        there (:mod:`numgru._linear_skip`). A first pass with a skip keeps its start in
-        ``_skip_start`` (``fit``'s cross-validation reads it)."""
+        there (:mod:`numgru._linear_skip`)."""
         early_stopping = self._early_stopping(X.shape[0]) and not incremental
         val = None
         if early_stopping:
@@ -972,16 +971,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         >>> reg.n_iter_, reg.n_features_in_
         (5, 12)
         """
-        first_pass = not (hasattr(self, "stack_") and self.warm_start)
-        self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
-        # linear_skip="auto" with too few sequences for early stopping: cross-validation
-        # decides whether the network's part stays (numgru._linear_skip)
-        if (first_pass and self._gates_skip() and self.early_stopping == "auto"
-                and self.validation_scores_ is None
-                and _num_samples(X) >= _linear_skip.CV_FOLDS
-                and _linear_skip.skip_alone_wins(self, X, y, sample_weight, lengths)):
-            self._keep_skip_alone()
-        return self
+        return self._fit(X, y, sample_weight, incremental=False, lengths=lengths)
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_docs.fill_doc
