@@ -861,7 +861,8 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
             X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
         if first_pass and self._wants_skip():
             self._init_skip(X, lengths, Y, sample_weight)
-            self._skip_start = (self.skip_coef_.copy(), self.skip_intercept_.copy())
+        start = ((self.skip_coef_.copy(), self.skip_intercept_.copy())
+                 if val is not None and first_pass and self._gates_skip() else None)
         problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
                                   is_weight=self._is_weight(),
                                   batch_size=self._batch_size(X.shape[0]), rng=self._rng,
@@ -869,24 +870,26 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
                                   score=self._score_arrays)
         _training.train(self, problem, _training.Settings.from_estimator(self),
                         incremental=incremental)
-        if val is not None and first_pass and self._gates_skip():
-            fitted = [p.copy() for p in self._params()]
-            self._keep_skip_alone()
+        if start is not None:
+            parts = (self.head_coef_, self.head_intercept_, self.skip_coef_, self.skip_intercept_)
+            fitted = [a.copy() for a in parts]
+            self._keep_skip_alone(*start)
             if self._score_arrays(*val) < self.best_validation_score_:
-                for p, saved in zip(self._params(), fitted):
-                    p[...] = saved
+                for a, saved in zip(parts, fitted):     # the network's part won: keep it
+                    a[...] = saved
 
     def _gates_skip(self):
         """True when the network's part must beat the skip alone on held-out data
         (``linear_skip="auto"`` and the fitted network has a skip)."""
         return self.linear_skip == "auto" and self._has_skip()
 
-    def _keep_skip_alone(self):
-        """Make the fitted model the ridge model alone: the head at zero, the skip at its start
-        (``_skip_start``)."""
+    def _keep_skip_alone(self, coef, intercept):
+        """Make the fitted model the ridge model alone: the head at zero, the skip's
+        ``coef`` and ``intercept`` those of its start."""
         self.head_coef_[...] = 0
         self.head_intercept_[...] = 0
-        self.skip_coef_[...], self.skip_intercept_[...] = self._skip_start
+        self.skip_coef_[...] = coef
+        self.skip_intercept_[...] = intercept
 
     def _wants_skip(self):
         if self.linear_skip == "auto":
