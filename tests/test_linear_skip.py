@@ -273,3 +273,18 @@ def test_auto_keeps_the_network_where_it_beats_the_ridge_model():
     _, predict = _standardised_ridge(X, y, np.arange(n))
     assert reg.head_coef_.any()
     assert r2_score(y, reg.predict(X)) > r2_score(y, predict(X)) + 0.3
+
+
+@pytest.mark.parametrize("n, linear_skip, holds_out", [
+    (24, "auto", True),       # ceil(2.4) = 3 held out: the ridge model is a candidate
+    (11, "auto", True),       # ceil(1.1) = 2
+    (10, "auto", False),      # 1: too few to score
+    (24, False, False),       # without the skip the base rule: 5 held out or more
+    (24, True, False),
+])
+def test_auto_early_stopping_from_two_held_out_sequences_with_the_auto_skip(n, linear_skip,
+                                                                           holds_out):
+    X, y = _series_windows(n=n)
+    reg = _fit_quietly(GRURegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                                    verbose=0, linear_skip=linear_skip), X, y)
+    assert (reg.validation_scores_ is not None) == holds_out
