@@ -141,8 +141,8 @@ PARAMETERS_NETWORK_AND_TRAINING = """\
 # the end of early_stopping: what "auto" does for each class
 EARLY_STOPPING_AUTO_REGRESSOR = """\
 "auto": on when the held-out part has at least 5 sequences (50 sequences
-        at the default fraction), off below; with ``linear_skip="auto"`` (and
-        ``output="last"``) on from 2 held-out sequences, as the skip's ridge model is then a
+        at the default fraction), off below; a first fit with ``linear_skip="auto"`` (and
+        ``output="last"``) holds out from 2 sequences, as the skip's ridge model is then a
         candidate for the best epoch (measured on forecasts: docs, training page).
 
 """

@@ -833,23 +833,24 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
                  validation_holdout="last"):
         _store_parameters(self, locals())
 
-    def _early_stopping(self, n_samples):
-        """``early_stopping``; "auto" with ``linear_skip="auto"`` and ``output="last"`` is on
+    def _holds_out(self, n_samples, first_pass):
+        """Whether a fit of ``n_samples`` sequences uses early stopping: ``early_stopping``,
+        and for "auto" on a first pass with ``linear_skip="auto"`` and ``output="last"``
         whenever 2 sequences or more are held out (the fewest an R^2 scores), otherwise the
         base class's rule (at least ``AUTO_EARLY_STOPPING_MIN_VAL``)."""
-        # With the skip's ridge model a candidate of early stopping, a few held-out sequences
-        # choose between the network's part and the ridge model rather than stop a network at
-        # a noisy epoch. Measured (docs, training page): ShampooSales (24 windows, 3 held out)
-        # scored RMSE 130-210 over 5 seeds trained 200 epochs without them, 110-115 with them
-        # (the ridge model alone 120.5); on 24 and 40 sequences of noisy nonlinear functions
-        # of the last step (|x|, sin 2x, tanh 3x, x^2, x; 4 seeds, R^2 on 400 new sequences)
-        # the 200-epoch joint model's median R^2 fell 0-1.5 below the ridge model's, the
-        # held-out choice's 0-0.15 (at these sizes neither beat the ridge model on the
-        # nonlinear ones)
-        if (self.early_stopping == "auto" and self.linear_skip == "auto"
+        # On a first pass the skip's ridge model is a candidate of early stopping, so a few
+        # held-out sequences choose between the network's part and the ridge model rather
+        # than stop a network at a noisy epoch. Measured (docs, training page): ShampooSales
+        # (24 windows, 3 held out) scored RMSE 130-210 over 5 seeds trained 200 epochs
+        # without them, 110-115 with them (the ridge model alone 120.5); on 24 and 40
+        # sequences of noisy nonlinear functions of the last step (|x|, sin 2x, tanh 3x,
+        # x^2, x; 4 seeds, R^2 on 400 new sequences) the 200-epoch joint model's median R^2
+        # fell 0-1.5 below the ridge model's, the held-out choice's 0-0.15 (at these sizes
+        # neither beat the ridge model on the nonlinear ones)
+        if (first_pass and self.early_stopping == "auto" and self.linear_skip == "auto"
                 and self.output == "last"):
             return int(np.ceil(self.validation_fraction * n_samples)) >= 2
-        return super()._early_stopping(n_samples)
+        return self._early_stopping(n_samples)
 
     def _holdout(self, n):
         """``(train, held)`` indices of early stopping's split of ``n`` sequences:
@@ -868,7 +869,7 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
         start as a candidate of early stopping: when no epoch scores above the ridge model
         alone (the skip at its start, head zero) on the held-out sequences, the fit ends
         there (:mod:`numgru._linear_skip`)."""
-        early_stopping = self._early_stopping(X.shape[0]) and not incremental
+        early_stopping = self._holds_out(X.shape[0], first_pass) and not incremental
         val = None
         if early_stopping:
             train, held = self._holdout(X.shape[0])
