@@ -30,6 +30,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -865,11 +866,21 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
 
     def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental, first_pass=False):
         """The base class's epochs (:meth:`_BaseRecurrentEstimator._fit_stochastic`), with the
-        regressor's held-out split (:meth:`_holdout`) and, with ``linear_skip="auto"``, the
-        start as a candidate of early stopping: when no epoch scores above the ridge model
-        alone (the skip at its start, head zero) on the held-out sequences, the fit ends
-        there (:mod:`numgru._linear_skip`)."""
+        regressor's held-out part (:meth:`_holds_out`, :meth:`_holdout`) and, with
+        ``linear_skip="auto"``, the start as a candidate of early stopping: when no epoch
+        scores above the ridge model alone (the skip at its start, head zero) on the held-out
+        sequences, the fit ends there (:mod:`numgru._linear_skip`).
+
+        A held-out part that only the first pass's 2-sequence rule allows (fewer than
+        ``AUTO_EARLY_STOPPING_MIN_VAL``) only chooses, as a grid search's held-out fold does:
+        the ridge model or the network and its number of epochs; that choice is then refitted
+        on all sequences (:meth:`_refit_on_all`), as a set that small cannot spare them.
+        """
         early_stopping = self._holds_out(X.shape[0], first_pass) and not incremental
+        # a held-out part too small for the base rule only chooses; the model is then refitted
+        # on every sequence (_refit_on_all)
+        everything = ((X, lengths, Y, sample_weight)
+                      if early_stopping and not self._early_stopping(X.shape[0]) else None)
         val = None
         if early_stopping:
             train, held = self._holdout(X.shape[0])
@@ -882,20 +893,54 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
             self._init_skip(X, lengths, Y, sample_weight)
         start = ((self.skip_coef_.copy(), self.skip_intercept_.copy())
                  if val is not None and first_pass and self._gates_skip() else None)
-        problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
-                                  is_weight=self._is_weight(),
-                                  batch_size=self._batch_size(X.shape[0]), rng=self._rng,
-                                  shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
-                                  score=self._score_arrays)
+        problem = self._problem(X, lengths, Y, sample_weight, val)
         _training.train(self, problem, _training.Settings.from_estimator(self),
                         incremental=incremental)
-        if start is not None:
-            parts = (self.head_coef_, self.head_intercept_, self.skip_coef_, self.skip_intercept_)
-            fitted = [a.copy() for a in parts]
-            self._keep_skip_alone(*start)
-            if self._score_arrays(*val) < self.best_validation_score_:
-                for a, saved in zip(parts, fitted):     # the network's part won: keep it
-                    a[...] = saved
+        ridge_won = start is not None and self._ridge_beats_network(start, val)
+        if everything is not None:
+            self._refit_on_all(*everything, 0 if ridge_won else
+                               int(np.argmax(self.validation_scores_)) + 1)
+
+    def _problem(self, X, lengths, Y, sample_weight, val):
+        """The training loop's view of these sequences (``val``: the held-out ones, or None)."""
+        return SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
+                               is_weight=self._is_weight(),
+                               batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                               shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
+                               score=self._score_arrays)
+
+    def _ridge_beats_network(self, start, val):
+        """Early stopping's last candidate: True, with the model made the ridge model alone
+        (the head at zero, the skip at ``start``), when that scores at least the best epoch's
+        validation score on ``val``; False, the best epoch kept, otherwise."""
+        parts = (self.head_coef_, self.head_intercept_, self.skip_coef_, self.skip_intercept_)
+        fitted = [a.copy() for a in parts]
+        self._keep_skip_alone(*start)
+        if self._score_arrays(*val) >= self.best_validation_score_:
+            return True
+        for a, saved in zip(parts, fitted):
+            a[...] = saved
+        return False
+
+    def _refit_on_all(self, X, lengths, Y, sample_weight, epochs):
+        """Refit on all sequences what the held-out ones chose: the skip's ridge model, and
+        with ``epochs`` > 0 a new network trained that many epochs with it (no held-out part,
+        no stopping rule). The training history becomes that fit's; ``validation_scores_``
+        and ``best_validation_score_`` stay those of the choice."""
+        if epochs:
+            scores, best = self.validation_scores_, self.best_validation_score_
+            self._init_network(self._n_inputs, self.n_outputs_, self._random_state)
+            _training.start_history(self)
+        self._init_skip(X, lengths, Y, sample_weight)
+        if not epochs:
+            return
+        problem = self._problem(X, lengths, Y, sample_weight, None)
+        settings = _training.Settings.from_estimator(self, max_iter=epochs,
+                                                     n_iter_no_change=epochs + 1)
+        with warnings.catch_warnings():     # it runs the epochs chosen, not max_iter's
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            _training.train(self, problem, settings)
+        self.validation_scores_, self.best_validation_score_ = scores, best
 
     def _gates_skip(self):
         """True when the network's part must beat the skip alone on held-out data

@@ -243,14 +243,19 @@ def _fit_quietly(reg, X, y):
         return reg.fit(X, y)
 
 
-@pytest.mark.parametrize("early_stopping", ["auto", True])
-def test_auto_keeps_the_ridge_model_alone_when_the_network_does_not_beat_it(early_stopping):
-    """Where training only spoils the start, "auto" ends at the ridge model of the training
-    part (the first 144 of 160 windows): RidgeCV's predictions, the head at zero.
-    linear_skip=True keeps the spoilt joint model."""
-    X, y = _series_windows()
+@pytest.mark.parametrize("n, early_stopping, trained_on", [
+    (160, "auto", 144),      # early stopping: the first 144 windows, 16 held out
+    (160, True, 144),
+    (24, "auto", 24),        # 3 held out only choose: the ridge model refitted on all 24
+])
+def test_auto_keeps_the_ridge_model_alone_when_the_network_does_not_beat_it(n, early_stopping,
+                                                                            trained_on):
+    """Where training only spoils the start, "auto" ends at the ridge model (RidgeCV's
+    predictions, the head at zero) of the windows it trains on. linear_skip=True keeps the
+    spoilt joint model."""
+    X, y = _series_windows(n=n)
     reg = _fit_quietly(_wrecking(early_stopping=early_stopping), X, y)
-    ridge, predict = _standardised_ridge(X, y, np.arange(144))
+    ridge, predict = _standardised_ridge(X, y, np.arange(trained_on))
     assert not reg.head_coef_.any() and not reg.head_intercept_.any()
     np.testing.assert_allclose(reg.skip_coef_[0], ridge.coef_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(reg.predict(X), predict(X), rtol=1e-6)
@@ -288,3 +293,20 @@ def test_auto_early_stopping_from_two_held_out_sequences_with_the_auto_skip(n, l
     reg = _fit_quietly(GRURegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
                                     verbose=0, linear_skip=linear_skip), X, y)
     assert (reg.validation_scores_ is not None) == holds_out
+
+
+def test_a_small_held_out_part_chooses_and_the_choice_is_refitted_on_all_sequences():
+    """40 sequences hold out 4 (fewer than early stopping's 5): the network won there at its
+    best epoch b, and the fitted model is a network trained b epochs on all 40 (t_ counts
+    the sequences of every epoch), its validation scores those of the choice."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 6))
+    y = np.abs(X[:, -1])
+    reg = _fit_quietly(GRURegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01,
+                                    max_iter=60, dtype="float64", random_state=0, verbose=0),
+                       X, y)
+    best = int(np.argmax(reg.validation_scores_)) + 1
+    assert reg.head_coef_.any()
+    assert len(reg.validation_scores_) > best
+    assert reg.n_iter_ == len(reg.loss_curve_) == best
+    assert reg.t_ == best * 40
