@@ -143,7 +143,8 @@ EARLY_STOPPING_AUTO_REGRESSOR = """\
 "auto": on when the held-out part has at least 5 sequences (50 sequences
         at the default fraction), off below; a first fit with ``linear_skip="auto"`` (and
         ``output="last"``) holds out from 2 sequences, as the skip's ridge model is then a
-        candidate for the best epoch (measured on forecasts: docs, training page).
+        candidate for the best epoch, and below 5 refits the choice on all sequences (see
+        ``linear_skip``; measured on forecasts: docs, training page).
 
 """
 
