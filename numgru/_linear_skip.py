@@ -94,9 +94,9 @@ PARAMETER_DOC = """\
         (``head_coef_`` all zeros) and the skip is the ridge model. A first fit then holds
         out from 2 sequences (``early_stopping="auto"``); with fewer than 5 held out they
         only choose, the ridge model or the network and its number of epochs, and that
-        choice is refitted on all the sequences (``loss_curve_`` and ``n_iter_`` are the
-        refit's, ``validation_scores_`` the choice's). True: the skip and the network
-        trained together, without that choice.
+        choice is refitted on all the sequences (for the network, ``loss_curve_`` and
+        ``n_iter_`` are then the refit's epochs and ``validation_scores_`` the choice's).
+        True: the skip and the network trained together, without that choice.
 
 """
 

@@ -926,8 +926,9 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
     def _refit_on_all(self, X, lengths, Y, sample_weight, epochs):
         """Refit on all sequences what the held-out ones chose: the skip's ridge model, and
         with ``epochs`` > 0 a new network trained that many epochs with it (no held-out part,
-        no stopping rule). The training history becomes that fit's; ``validation_scores_``
-        and ``best_validation_score_`` stay those of the choice."""
+        no stopping rule). With a network the training history becomes that fit's, and
+        ``validation_scores_`` and ``best_validation_score_`` stay those of the choice; the
+        ridge model keeps the choice's whole history."""
         if epochs:
             scores, best = self.validation_scores_, self.best_validation_score_
             self._init_network(self._n_inputs, self.n_outputs_, self._random_state)
