@@ -252,8 +252,8 @@ def forecast(args):
                        machine=machine())
             rows.append(row)
             seeds = ", ".join(f"{v:.4g}" for v in scores)
-            print(f"| {name} | {config} | {row['rmse']:.4g} ({seeds}) | {base:.4g} | {ridge:.4g} | "
-                  f"{row['epochs']:.0f} | {row['seconds']:.1f} |", flush=True)
+            print(f"| {name} | {config} | {row['rmse']:.4g} ({seeds}) | {base:.4g} | "
+                  f"{ridge:.4g} | {row['epochs']:.0f} | {row['seconds']:.1f} |", flush=True)
             _save(args.out, row)
     return rows
 
