@@ -261,8 +261,9 @@ def forecast(args):
                        epochs=float(np.median(epochs)), seconds=float(np.median(secs)),
                        machine=machine())
             rows.append(row)
-            print(f"| {name} | {config} | {row['rmse']:.4g} | {base:.4g} | {ridge:.4g} | "
-                  f"{row['epochs']:.0f} | {row['seconds']:.1f} |", flush=True)
+            seeds = ", ".join(f"{v:.4g}" for v in scores)
+            print(f"| {name} | {config} | {row['rmse']:.4g} ({seeds}) | {base:.4g} | "
+                  f"{ridge:.4g} | {row['epochs']:.0f} | {row['seconds']:.1f} |", flush=True)
             _save(args.out, row)
     return rows
 

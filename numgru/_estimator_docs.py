@@ -142,7 +142,10 @@ PARAMETERS_NETWORK_AND_TRAINING = """\
 # the end of early_stopping: what "auto" does for each class
 EARLY_STOPPING_AUTO_REGRESSOR = """\
 "auto": on when the held-out part has at least 5 sequences (50 sequences
-        at the default fraction), off below (measured on forecasts: docs, training page).
+        at the default fraction), off below; a first fit with ``linear_skip="auto"`` (and
+        ``output="last"``) holds out from 2 sequences, as the skip's ridge model is then a
+        candidate for the best epoch, and below 5 refits the choice on all sequences (see
+        ``linear_skip``; measured on forecasts: docs, training page).
 
 """
 
@@ -256,6 +259,19 @@ ATTRIBUTES_TRAINING = """\
 
     out_activation_ : str
         Output activation of the head.
+
+"""
+
+# the regressor's own parameter: where early stopping's held-out sequences come from
+VALIDATION_HOLDOUT_REGRESSOR = """\
+    validation_holdout : {"last", "random"}, default="last"
+        Which sequences early stopping holds out: "last", the last ``validation_fraction`` of
+        them in the order given (Keras's ``validation_split``); "random", a random draw
+        (scikit-learn's MLP). Sliding windows of one series overlap their neighbours, so a
+        random draw scores windows whose neighbours were trained on, while the last windows
+        are scored as a forecast is, past the range trained on (measured on forecasts: docs,
+        training page). Shuffle sequences that come sorted (by target, by class) before
+        fitting, or use "random".
 
 """
 

@@ -11,6 +11,14 @@ ridge penalty chosen by leave-one-out over :data:`ALPHAS`, as scikit-learn's ``R
 and the network's head at zero, so training starts from the ridge model and both parts are
 then trained together.
 
+With ``linear_skip="auto"`` the network's part must earn its place on held-out sequences
+(:meth:`numgru.GRURegressor._fit_stochastic`): the start (the ridge model alone) is a
+candidate for early stopping's best epoch; where no epoch scores above it, the head is set
+back to zero and the skip to its start, and the fitted model is the ridge model. A first fit
+holds out from 2 sequences for that; below early stopping's usual 5 the held-out sequences
+only choose (the ridge model, or the network and its number of epochs), and the choice is
+then refitted on all sequences.
+
 Shape legend: B sequences, T steps (the batch's longest), F input features, k steps the skip
 reads, P = k*F its inputs, K outputs.
 """
@@ -80,7 +88,15 @@ PARAMETER_DOC = """\
         by leave-one-out), the head starts at zero, and both are then trained together. A
         network alone forecasts a series that leaves its training range (a trend) at the edge
         of that range; the skip extrapolates as the ridge model does. "auto": on with
-        ``output="last"``, off with ``output="each_step"`` (True there is an error).
+        ``output="last"``, off with ``output="each_step"`` (True there is an error), and the
+        start (the ridge model, head zero) is a candidate for early stopping's best epoch:
+        where no epoch scores above it on the held-out sequences, the fitted head is zero
+        (``head_coef_`` all zeros) and the skip is the ridge model. A first fit then holds
+        out from 2 sequences (``early_stopping="auto"``); with fewer than 5 held out they
+        only choose, the ridge model or the network and its number of epochs, and that
+        choice is refitted on all the sequences (for the network, ``loss_curve_`` and
+        ``n_iter_`` are then the refit's epochs and ``validation_scores_`` the choice's).
+        True: the skip and the network trained together, without that choice.
 
 """
 

@@ -224,7 +224,8 @@ class LossCurveDisplay:
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(30, 6, 1))
         >>> y = X[:, -1, 0]
-        >>> reg = GRURegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+        >>> reg = GRURegressor(hidden_layer_sizes=(4,), max_iter=3, early_stopping=False,
+        ...                    random_state=0).fit(X, y)
         >>> disp = LossCurveDisplay.from_estimator(reg)
         >>> disp.line_.get_label(), disp.validation_line_ is None
         ('GRURegressor training loss', True)

@@ -198,3 +198,115 @@ def test_onnx_export_includes_the_skip():
         got = session.run(None, feed)[0].ravel()
         want = reg.predict(X[:6], lengths=lengths if with_lengths else None)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the held-out part and the
+# choice between the network and the ridge model alone (linear_skip="auto")
+
+def _standardised_ridge(X, y, rows):
+    """Oracle: scikit-learn's RidgeCV on ``rows`` of the windows, both standardised with the
+    mean and standard deviation of all of them (as the regressor standardises its input)."""
+    mx, sx, my, sy = X.mean(), X.std(), y.mean(), y.std()
+    ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit((X[rows] - mx) / sx, (y[rows] - my) / sy)
+    return ridge, lambda Xn: ridge.predict((Xn - mx) / sx) * sy + my
+
+
+def test_early_stopping_holds_out_the_last_sequences():
+    """validation_holdout="last": the skip is the ridge model of the first 90% of the windows,
+    and the epoch's validation score is the R^2 of the last 10% (ceil(0.1 * 160) = 16)."""
+    from sklearn.metrics import r2_score
+    X, y = _series_windows()
+    reg = GRURegressor(hidden_layer_sizes=(4,), max_iter=1, learning_rate_init=1e-12,
+                       early_stopping=True, linear_skip=True, dtype="float64", random_state=0,
+                       verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    ridge, predict = _standardised_ridge(X, y, np.arange(144))
+    np.testing.assert_allclose(reg.skip_coef_[0], ridge.coef_, rtol=1e-6, atol=1e-9)
+    assert reg.validation_scores_[0] == pytest.approx(r2_score(y[144:], reg.predict(X[144:])),
+                                                      rel=1e-9)
+    assert reg.validation_scores_[0] == pytest.approx(r2_score(y[144:], predict(X[144:])),
+                                                      rel=1e-6)
+
+
+def _wrecking(**params):
+    """A regressor whose training can only spoil its ridge start: Adam at a learning rate of
+    0.5 on a random walk, whose best one-step forecast is linear in the window."""
+    return GRURegressor(hidden_layer_sizes=(8,), max_iter=5, learning_rate_init=0.5,
+                        dtype="float64", random_state=0, verbose=0, **params)
+
+
+def _fit_quietly(reg, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return reg.fit(X, y)
+
+
+@pytest.mark.parametrize("n, early_stopping, trained_on", [
+    (160, "auto", 144),      # early stopping: the first 144 windows, 16 held out
+    (160, True, 144),
+    (24, "auto", 24),        # 3 held out only choose: the ridge model refitted on all 24
+])
+def test_auto_keeps_the_ridge_model_alone_when_the_network_does_not_beat_it(n, early_stopping,
+                                                                            trained_on):
+    """Where training only spoils the start, "auto" ends at the ridge model (RidgeCV's
+    predictions, the head at zero) of the windows it trains on. linear_skip=True keeps the
+    spoilt joint model."""
+    X, y = _series_windows(n=n)
+    reg = _fit_quietly(_wrecking(early_stopping=early_stopping), X, y)
+    ridge, predict = _standardised_ridge(X, y, np.arange(trained_on))
+    assert not reg.head_coef_.any() and not reg.head_intercept_.any()
+    np.testing.assert_allclose(reg.skip_coef_[0], ridge.coef_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(reg.predict(X), predict(X), rtol=1e-6)
+    joint = _fit_quietly(_wrecking(early_stopping=early_stopping, linear_skip=True), X, y)
+    assert joint.head_coef_.any()
+    assert np.mean((joint.predict(X) - y) ** 2) > np.mean((predict(X) - y) ** 2)
+
+
+def test_auto_keeps_the_network_where_it_beats_the_ridge_model():
+    """A target no linear model fits (the square of the last value): the network stays (its
+    head is not zero), and the fit scores above the ridge model alone on the windows."""
+    from sklearn.metrics import r2_score
+    rng = np.random.default_rng(3)
+    n = 160
+    X = rng.standard_normal((n, 6))
+    y = X[:, -1] ** 2
+    reg = _fit_quietly(GRURegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01,
+                                    max_iter=150, dtype="float64", random_state=0, verbose=0),
+                       X, y)
+    _, predict = _standardised_ridge(X, y, np.arange(n))
+    assert reg.head_coef_.any()
+    assert r2_score(y, reg.predict(X)) > r2_score(y, predict(X)) + 0.3
+
+
+@pytest.mark.parametrize("n, linear_skip, holds_out", [
+    (24, "auto", True),       # ceil(2.4) = 3 held out: the ridge model is a candidate
+    (11, "auto", True),       # ceil(1.1) = 2
+    (10, "auto", False),      # 1: too few to score
+    (24, False, False),       # without the skip the base rule: 5 held out or more
+    (24, True, False),
+])
+def test_auto_early_stopping_from_two_held_out_sequences_with_the_auto_skip(n, linear_skip,
+                                                                           holds_out):
+    X, y = _series_windows(n=n)
+    reg = _fit_quietly(GRURegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                                    verbose=0, linear_skip=linear_skip), X, y)
+    assert (reg.validation_scores_ is not None) == holds_out
+
+
+def test_a_small_held_out_part_chooses_and_the_choice_is_refitted_on_all_sequences():
+    """40 sequences hold out 4 (fewer than early stopping's 5): the network won there at its
+    best epoch b, and the fitted model is a network trained b epochs on all 40 (t_ counts
+    the sequences of every epoch), its validation scores those of the choice."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 6))
+    y = np.abs(X[:, -1])
+    reg = _fit_quietly(GRURegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01,
+                                    max_iter=60, dtype="float64", random_state=0, verbose=0),
+                       X, y)
+    best = int(np.argmax(reg.validation_scores_)) + 1
+    assert reg.head_coef_.any()
+    assert len(reg.validation_scores_) > best
+    assert reg.n_iter_ == len(reg.loss_curve_) == best
+    assert reg.t_ == best * 40
