@@ -423,17 +423,14 @@ class _BaseRecurrentEstimator(BaseEstimator):
 
         ``X`` (n, T, F) padded sequences with their ``lengths``, ``Y`` the encoded targets and
         ``sample_weight`` the weights from ``_encode_targets``. With early stopping (not in
-        ``partial_fit``) ``validation_fraction`` of the sequences is held out (stratified for a
-        classifier) and scored after every epoch. On a ``first_pass`` a linear skip starts from
-        the training sequences (:meth:`_init_skip`).
+        ``partial_fit``; :meth:`_holds_out`) ``validation_fraction`` of the sequences is held
+        out (:meth:`_holdout`) and scored after every epoch. On a ``first_pass`` a linear skip
+        starts from the training sequences (:meth:`_init_skip`).
         """
-        early_stopping = self._early_stopping(X.shape[0]) and not incremental
+        everything = (X, lengths, Y, sample_weight)
         val = None
-        if early_stopping:
-            stratify = self._stratify(Y) if self.output == "last" else None
-            train, held = train_test_split(np.arange(X.shape[0]),
-                                           test_size=self.validation_fraction,
-                                           random_state=self._random_state, stratify=stratify)
+        if self._holds_out(X.shape[0], first_pass) and not incremental:
+            train, held = self._holdout(X.shape[0], Y)
             if len(held) < 2:
                 raise ValueError("The validation set is too small: increase validation_fraction "
                                  f"or the number of samples (got {len(held)} validation samples).")
@@ -441,13 +438,33 @@ class _BaseRecurrentEstimator(BaseEstimator):
             X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
         if first_pass and self._wants_skip():
             self._init_skip(X, lengths, Y, sample_weight)
-        problem = SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
-                                  is_weight=self._is_weight(),
-                                  batch_size=self._batch_size(X.shape[0]), rng=self._rng,
-                                  shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
-                                  score=self._score_arrays)
-        _training.train(self, problem, _training.Settings.from_estimator(self),
+        self._run_epochs((X, lengths, Y, sample_weight), val, everything, incremental, first_pass)
+
+    def _run_epochs(self, data, val, everything, incremental, first_pass):
+        """The loop over the training sequences ``data`` (X, lengths, Y, sample_weight) with
+        the held-out ``val`` (or None); ``everything`` holds all the sequences, before the
+        split (the regressor's choice refits on them)."""
+        _training.train(self, self._problem(*data, val), _training.Settings.from_estimator(self),
                         incremental=incremental)
+
+    def _problem(self, X, lengths, Y, sample_weight, val):
+        """The training loop's view of these sequences (``val``: the held-out ones, or None)."""
+        return SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
+                               is_weight=self._is_weight(),
+                               batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                               shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
+                               score=self._score_arrays)
+
+    def _holds_out(self, n_samples, first_pass):
+        """Whether a fit of ``n_samples`` sequences holds some out for early stopping."""
+        return self._early_stopping(n_samples)
+
+    def _holdout(self, n_samples, Y):
+        """``(train, held)`` indices of early stopping's split: a random draw from
+        ``_random_state``, stratified by class for a classifier with ``output="last"``."""
+        stratify = self._stratify(Y) if self.output == "last" else None
+        return train_test_split(np.arange(n_samples), test_size=self.validation_fraction,
+                                random_state=self._random_state, stratify=stratify)
 
     def _early_stopping(self, n_samples):
         """``early_stopping``, with "auto" decided for ``n_samples`` training sequences."""
@@ -862,61 +879,34 @@ class GRURegressor(RegressorMixin, _BaseRecurrentEstimator):
             return int(np.ceil(self.validation_fraction * n_samples)) >= 2
         return self._early_stopping(n_samples)
 
-    def _holdout(self, n):
-        """``(train, held)`` indices of early stopping's split of ``n`` sequences:
+    def _holdout(self, n_samples, Y):
+        """``(train, held)`` indices of early stopping's split of ``n_samples`` sequences:
         ``validation_holdout="last"`` holds out the last ``validation_fraction`` of them (in
         ``train_test_split``'s count, the fraction of n rounded up), "random" a random draw
         from ``_random_state`` (the base class's split)."""
         if self.validation_holdout == "random":
-            return train_test_split(np.arange(n), test_size=self.validation_fraction,
-                                    random_state=self._random_state)
-        n_held = int(np.ceil(self.validation_fraction * n))
-        return np.arange(n - n_held), np.arange(n - n_held, n)
+            return super()._holdout(n_samples, Y)
+        n_held = int(np.ceil(self.validation_fraction * n_samples))
+        return np.arange(n_samples - n_held), np.arange(n_samples - n_held, n_samples)
 
-    def _fit_stochastic(self, X, lengths, Y, sample_weight, incremental, first_pass=False):
-        """The base class's epochs (:meth:`_BaseRecurrentEstimator._fit_stochastic`), with the
-        regressor's held-out part (:meth:`_holds_out`, :meth:`_holdout`) and, with
-        ``linear_skip="auto"``, the start as a candidate of early stopping: when no epoch
-        scores above the ridge model alone (the skip at its start, head zero) on the held-out
-        sequences, the fit ends there (:mod:`numgru._linear_skip`).
+    def _run_epochs(self, data, val, everything, incremental, first_pass):
+        """The base class's loop, with ``linear_skip="auto"``'s start as a candidate of early
+        stopping: when no epoch scores above the ridge model alone (the skip at its start,
+        head zero) on the held-out sequences, the fit ends there (:mod:`numgru._linear_skip`).
 
         A held-out part that only the first pass's 2-sequence rule allows (fewer than
-        ``AUTO_EARLY_STOPPING_MIN_VAL``) only chooses, as a grid search's held-out fold does:
-        the ridge model or the network and its number of epochs; that choice is then refitted
-        on all sequences (:meth:`_refit_on_all`), as a set that small cannot spare them.
+        ``AUTO_EARLY_STOPPING_MIN_VAL``; :meth:`_holds_out`) only chooses, as a grid search's
+        held-out fold does: the ridge model or the network and its number of epochs; that
+        choice is then refitted on all sequences (:meth:`_refit_on_all`), as a set that small
+        cannot spare them.
         """
-        early_stopping = self._holds_out(X.shape[0], first_pass) and not incremental
-        # a held-out part too small for the base rule only chooses; the model is then refitted
-        # on every sequence (_refit_on_all)
-        everything = ((X, lengths, Y, sample_weight)
-                      if early_stopping and not self._early_stopping(X.shape[0]) else None)
-        val = None
-        if early_stopping:
-            train, held = self._holdout(X.shape[0])
-            if len(held) < 2:
-                raise ValueError("The validation set is too small: increase validation_fraction "
-                                 f"or the number of samples (got {len(held)} validation samples).")
-            val = (X[held], lengths[held], Y[held], sample_weight[held])
-            X, lengths, Y, sample_weight = X[train], lengths[train], Y[train], sample_weight[train]
-        if first_pass and self._wants_skip():
-            self._init_skip(X, lengths, Y, sample_weight)
         start = ((self.skip_coef_.copy(), self.skip_intercept_.copy())
                  if val is not None and first_pass and self._gates_skip() else None)
-        problem = self._problem(X, lengths, Y, sample_weight, val)
-        _training.train(self, problem, _training.Settings.from_estimator(self),
-                        incremental=incremental)
+        super()._run_epochs(data, val, everything, incremental, first_pass)
         ridge_won = start is not None and self._ridge_beats_network(start, val)
-        if everything is not None:
+        if val is not None and not self._early_stopping(everything[0].shape[0]):
             self._refit_on_all(*everything, 0 if ridge_won else
                                int(np.argmax(self.validation_scores_)) + 1)
-
-    def _problem(self, X, lengths, Y, sample_weight, val):
-        """The training loop's view of these sequences (``val``: the held-out ones, or None)."""
-        return SequenceProblem(X, lengths, Y, sample_weight, val, params=self._params(),
-                               is_weight=self._is_weight(),
-                               batch_size=self._batch_size(X.shape[0]), rng=self._rng,
-                               shuffle=self.shuffle, loss_and_grads=self._loss_and_grads,
-                               score=self._score_arrays)
 
     def _ridge_beats_network(self, start, val):
         """Early stopping's last candidate: True, with the model made the ridge model alone
