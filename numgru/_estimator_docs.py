@@ -173,8 +173,7 @@ PARAMETERS_DATA = """\
 
     n_iter_no_change : int, default=10
         Epochs in a row without an improvement of more than ``tol`` after which training stops
-        (or, with ``learning_rate="adaptive"``, the rate is lowered) and the weights of the
-        best epoch (lowest training loss, or best validation score) are restored. A loss that grows
+        (or, with ``learning_rate="adaptive"``, the rate is lowered). A loss that grows
         beyond 1000 times the best the fit reached, or becomes NaN or infinite, stops
         training with a ``RuntimeWarning`` and the best epoch's weights. scikit-learn's 10;
         with the "auto" batch size it stopped the quality benchmark's sets within 1 point of
