@@ -56,11 +56,11 @@ _CELL_FACADES = {"gru": GRU, "rnn_tanh": RNN, "rnn_relu": RNN}
 # batch_size="auto": n_samples // AUTO_BATCH_STEPS sequences per minibatch, within
 # [AUTO_BATCH_MIN, AUTO_BATCH] (and at most n_samples): an epoch of about 16 optimizer steps
 # on small data sets, Keras's and most PyTorch recipes' 32 from 512 sequences on. Measured on
-# the quality benchmark (docs/training.md, 36-270 sequences, 3-6 seeds): min(32, n) gave
-# GunPoint (50 sequences) 2 steps an epoch, and its loss sat at ln 2 for ~90 epochs; batch 4
-# (13 steps) leaves that plateau within ~30 epochs and reached 0.95-0.97 against 0.88, while an
-# epoch costs 1.2-1.5x as much (the small-batch kernels are latency-bound). Batch 8 on the same
-# sets was no faster to converge than 32 on GunPoint.
+# the quality benchmark (docs/training.md, 2026-12-03, 36-270 sequences, 3-6 seeds):
+# min(32, n) gave GunPoint (50 sequences) 2 steps an epoch, and its loss sat at ln 2 for ~90
+# epochs; in batches of 4 (13 steps) it leaves that plateau in ~30 epochs, and 200 epochs
+# reach 0.97 against 0.88, while an epoch costs 1.2-2.7x as much (small-batch kernels are
+# bound by per-step latency). Batches of 8 stopped GunPoint at 0.79 under the same rule.
 AUTO_BATCH_STEPS = 16
 AUTO_BATCH_MIN = 4
 AUTO_BATCH = 32

@@ -452,3 +452,20 @@ def test_verbose_0_is_silent_and_1_prints_a_line_per_epoch(monkeypatch, capsys):
     run(Quadratic([1.0]), max_iter=3, n_iter_no_change=99, verbose=1)
     out = capsys.readouterr().out.splitlines()
     assert [ln.split(",")[0] for ln in out] == ["Iteration 1", "Iteration 2", "Iteration 3"]
+
+
+@pytest.mark.parametrize("n, batch", [(1, 1), (3, 3), (4, 4), (36, 4), (50, 4), (67, 4),
+                                      (270, 16), (511, 31), (512, 32), (5000, 32)])
+def test_auto_batch_size_is_n_over_16_within_4_and_32(n, batch):
+    # docs: "auto" is n_samples // 16 within [4, 32], at most n_samples; counted here as the
+    # optimizer steps of one epoch (ceil(n / batch) minibatches)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 3, 1))
+    y = np.arange(n) % 2 if n > 1 else np.array([0.5])
+    est = GRURegressor(hidden_layer_sizes=(2,), max_iter=1, verbose=0, early_stopping=False,
+                       linear_skip=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert est._batch_size(n) == batch
+    assert est._optimizer.t == math.ceil(n / batch)
