@@ -12,7 +12,7 @@ and the network's head at zero, so training starts from the ridge model and both
 then trained together.
 
 With ``linear_skip="auto"`` the network's part must earn its place on held-out sequences
-(:meth:`numgru.GRURegressor._fit_stochastic`): the start (the ridge model alone) is a
+(:meth:`numgru.GRURegressor._run_epochs`): the start (the ridge model alone) is a
 candidate for early stopping's best epoch; where no epoch scores above it, the head is set
 back to zero and the skip to its start, and the fitted model is the ridge model. A first fit
 holds out from 2 sequences for that; below early stopping's usual 5 the held-out sequences
