@@ -82,12 +82,22 @@ VECTOR_WIDTHS = (32, 64)
 
 
 def _host_vector_bytes():
-    """64 with AVX-512 (``avx512f``), else 32 (AVX2 and most others)."""
+    """64 when the code Numba compiles has AVX-512 (``avx512f``), else 32 (AVX2 and most others).
+
+    Numba compiles for the host's features unless ``NUMBA_CPU_FEATURES`` names others (for
+    code that must run on other machines, or to measure AVX2 code on an AVX-512 machine): the
+    width follows what Numba compiles for, so that with ``-avx512f`` the micro-kernel is built
+    for 256-bit vectors rather than 512-bit ones that LLVM would split.
+    """
     try:
+        import numba
+
+        features = numba.config.CPU_FEATURES
+        if features is not None:
+            return 64 if "+avx512f" in features.replace(" ", "").split(",") else 32
         import llvmlite.binding as llvm
 
-        features = llvm.get_host_cpu_features()
-        return 64 if features.get("avx512f", False) else 32
+        return 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
     except Exception:  # pragma: no cover - unusual platforms
         return 32
 

@@ -89,6 +89,19 @@ def test_default_names_are_the_host_width():
         _gemm.make_packed_gemm(48)
 
 
+@pytest.mark.parametrize("features,width", [("+avx,+avx2,+fma,-avx512f", 32),
+                                            ("+avx2,+fma,+avx512f,+avx512bw", 64)])
+def test_vector_width_follows_numba_cpu_features(features, width):
+    """NUMBA_CPU_FEATURES (what Numba compiles for) sets the micro-kernel's width, whatever the
+    host has (only the width is read here: nothing is compiled)."""
+    env = dict(os.environ, NUMBA_CPU_FEATURES=features)
+    code = "from numgru import _gemm; print(_gemm.VECTOR_BYTES)"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          check=True)
+    assert int(proc.stdout.strip().splitlines()[-1]) == width
+
+
 @njit(fastmath=True)
 def _fastmath_caller(A, Wp, C):
     _gemm._mm_packed_reference(A, Wp, C)
