@@ -77,6 +77,9 @@ PACK_MIN_ROWS = ROWS
 # row took 430 ns alone against 230 ns as one of a tile's 8 (Zen 4, float32), so from 4 rows on
 # the padded tile is as fast.
 TAIL_ROW_TILES = 3
+# mm_packed_rows with AVX-512: up to this many rows past the last full tile join it (a tile of
+# ROWS + 4 rows keeps 24 accumulators and its operands in the 32 vector registers).
+MERGE_ROWS = 4
 # Vector widths the micro-kernel can be built for, in bytes: AVX2 and AVX-512.
 VECTOR_WIDTHS = (32, 64)
 
@@ -278,6 +281,27 @@ def _tile(typingctx, A, i0, Wp, p, C, vector_bytes):
 
 
 @intrinsic(prefer_literal=True)
+def _tall_tile(typingctx, A, i0, Wp, p, C, vector_bytes, rows):
+    """C[i0:i0+rows, p*NC:(p+1)*NC] = A[i0:i0+rows, :] @ Wp[p]: :func:`_tile` with ``rows`` (a
+    compile-time constant, ROWS + 1 .. ROWS + MERGE_ROWS) rows, so that a thread's last rows
+    join its last full tile instead of a padded one. 2 * rows accumulators: AVX-512 only (32
+    vector registers; AVX2's 16 would spill). Same bits as :func:`_tile`. No bounds checks.
+    """
+    _check_tile_types("_tall_tile", A, i0, Wp, p, C, vector_bytes)
+    if not (isinstance(rows, types.IntegerLiteral)
+            and ROWS < rows.literal_value <= ROWS + MERGE_ROWS):
+        raise TypingError(f"_tall_tile: rows must be a compile-time constant in "
+                          f"{ROWS + 1}..{ROWS + MERGE_ROWS}, got {rows}")
+    vbytes = vector_bytes.literal_value
+    nrows = rows.literal_value
+
+    def codegen(context, builder, signature, args):
+        return _emit_tile(context, builder, signature, args, nrows, 1, vbytes)
+
+    return types.void(A, i0, Wp, p, C, vector_bytes, rows), codegen
+
+
+@intrinsic(prefer_literal=True)
 def _row_tile(typingctx, A, i0, Wp, p, C, vector_bytes, panels):
     """C[i0, p*NC:(p+panels)*NC] = A[i0, :] @ Wp[p:p+panels]: one row against ``panels``
     (a compile-time constant, 1 or 2) panels, for the rows past a product's last full tile.
@@ -407,15 +431,32 @@ def make_packed_gemm(vector_bytes):
     def mm_packed_rows_kernel(A, Wp, C, m):
         """C[:m] = A[:m] @ W^T for Wp = pack_nt(W): mm_packed's contract (A's rows padded to a
         multiple of 8), but only the first m rows are needed. The full tiles of 8 rows run as
-        in mm_packed; the rows past them as row tiles (:func:`_row_tile`) when there are at
-        most ``TAIL_ROW_TILES`` of them, else as one more (padded) tile. Rows m.. of C may or
-        may not be written. The bits of every row are mm_packed's (the same FMA chain)."""
+        in mm_packed. The rows past them: with AVX-512 and at most ``MERGE_ROWS`` of them after
+        at least one full tile, the last tile grows to take them (:func:`_tall_tile`); else
+        as row tiles (:func:`_row_tile`) when there are at most ``TAIL_ROW_TILES``, else as one
+        more (padded) tile. Rows m.. of C may or may not be written. The bits of every row are
+        mm_packed's (the same FMA chain)."""
         _check_operands(A, Wp, C)
         _check_contract(A, Wp, C, 2 * vb // A.itemsize)
         if m < 0 or m > A.shape[0]:
             raise ValueError("mm_packed_rows: m must be in 0..A.shape[0]")
         P = Wp.shape[0]
         tail = m % ROWS
+        if vb == 64 and m > ROWS and 0 < tail <= MERGE_ROWS:
+            last = m - tail - ROWS                   # the last full tile takes the tail rows
+            # (rows as literals, ROWS + tail: the tile's shape is fixed when it compiles)
+            for p in range(P):
+                for i0 in range(0, last, ROWS):
+                    _tile(A, i0, Wp, p, C, vb)
+                if tail == 1:
+                    _tall_tile(A, last, Wp, p, C, vb, 9)
+                elif tail == 2:
+                    _tall_tile(A, last, Wp, p, C, vb, 10)
+                elif tail == 3:
+                    _tall_tile(A, last, Wp, p, C, vb, 11)
+                else:
+                    _tall_tile(A, last, Wp, p, C, vb, 12)
+            return
         full = m - tail if tail <= TAIL_ROW_TILES else m - tail + ROWS
         for p in range(P):
             for i0 in range(0, full, ROWS):
