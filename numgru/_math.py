@@ -15,13 +15,11 @@ in-place SGD step the optimizers use (:func:`sub_scaled`: NumPy's bits, without 
 
 import math
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from . import _pool, _tasks
 from ._config import CACHE, FASTMATH
 
 _F = np.float32
@@ -153,23 +151,19 @@ def _ol_tanh(x):
 # In-place update of whole parameter arrays (the SGD step)
 # ---------------------------------------------------------------------------------------------
 
-# Arrays of fewer elements take NumPy's own loop (a launch would cost more than it saves).
+# Arrays of fewer elements take NumPy's own loop (their temporary is small, and a compiled
+# call costs a microsecond or two).
 INPLACE_MIN_SIZE = 1 << 16
 
 
 # No fastmath, no FMA: ``p - a * g`` is NumPy's multiply rounded, then its subtract (LLVM does
-# not contract a multiply and a subtract without the ``contract`` flag).
+# not contract a multiply and a subtract without the ``contract`` flag). A loop from 0: no
+# negative-index checks, so LLVM vectorises it (a loop from an offset ran 3.5x slower).
 @njit(error_model="numpy", cache=CACHE, nogil=True)
-def _sub_scaled_task(ctl, ntasks, task, p, g, a):
-    """Block ``task`` of the flat arrays: p -= a * g there."""
-    if task < 0:                                 # the launch (see numgru._tasks)
-        _tasks.launch(ctl, ntasks, task, (p, g, a))
-        return
-    i0, i1 = _tasks.task_block(task, ntasks, p.shape[0])
-    pb = p[i0:i1]                                # a loop from 0: no negative-index checks, so
-    gb = g[i0:i1]                                # LLVM vectorises it (from i0: 3.5x slower)
-    for i in range(pb.shape[0]):
-        pb[i] = pb[i] - a * gb[i]
+def _sub_scaled_flat(p, g, a):
+    """p -= a * g over flat arrays."""
+    for i in range(p.shape[0]):
+        p[i] = p[i] - a * g[i]
 
 
 def _flat_or_none(*arrays):
@@ -184,20 +178,16 @@ def _flat_or_none(*arrays):
     return [a.reshape(-1) for a in arrays]
 
 
-def _ntasks(n):
-    return max(1, min(numba.get_num_threads(), n // INPLACE_MIN_SIZE))
-
-
 def sub_scaled(p, g, a):
     """``p -= a * g`` in place, bit for bit NumPy's (``a`` a Python float: NumPy rounds it to
-    ``p``'s dtype, multiplies, then subtracts), on the task runtime's threads for large arrays,
-    without NumPy's temporary ``a * g`` (a fresh array of p's size: page faults on every step).
-    Measured on 5.1M float32 elements (Zen 4, 2026-12-03): 2.5-2.6 ms through NumPy, 1.2 ms
-    here, on one task or two. Anything else (small, non-contiguous, mixed dtypes, a NumPy
-    scalar ``a``) goes through NumPy."""
+    ``p``'s dtype, multiplies, then subtracts), without NumPy's temporary ``a * g`` (a fresh
+    array of p's size: page faults on every step). Measured on 5.1M float32 elements (Zen 4,
+    2026-12-03): 2.5-2.6 ms through NumPy, 1.2 ms here; as fast on one thread as on two (it is
+    bound by memory), so it runs on the calling thread and wakes no pool thread. Anything else
+    (small, non-contiguous, mixed dtypes, a NumPy scalar ``a``) goes through NumPy."""
     flat = _flat_or_none(p, g) if type(a) is float else None
     if flat is None:
         p -= a * g
         return
-    _sub_scaled_task(_pool.ctl(), _ntasks(p.size), -1, flat[0], flat[1], p.dtype.type(a))
+    _sub_scaled_flat(flat[0], flat[1], p.dtype.type(a))
 
