@@ -40,8 +40,9 @@ Matrix products: every product runs on numgru's own threads (BLAS's own pool and
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
 13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
-of a thread (``mm_packed_rows``: tiles of 8 rows, a few rows past the last tile one at a
-time), BLAS per block of rows for the products over all timesteps.
+of a thread (``mm_packed_rows``: tiles of 8 rows; a few rows past the last full tile join it
+or run one at a time, so that 10 rows do not cost 16), BLAS per block of rows for the
+products over all timesteps.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 

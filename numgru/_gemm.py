@@ -7,9 +7,9 @@ Dispatch rule. A product that reuses one weight for every timestep *inside a thr
 the recurrence* (``C = A @ W^T``: the recurrent products, forward and backward, and the
 forward's input projection by blocks of timesteps) runs :func:`mm_packed_rows` over ``W``
 packed once per layer call (:func:`pack_nt`): tiles of 8 rows over operands whose row count is
-padded to a multiple of 8 (:func:`padded_rows`), and up to ``TAIL_ROW_TILES`` rows past the last
-full tile one row at a time (:func:`_row_tile`), so that a thread with 1 or 10 rows does not
-pay for 8 or 16. Every output is the same FMA chain (0, then one FMA per k in order) whichever
+padded to a multiple of 8 (:func:`padded_rows`); the rows past the last full tile join it
+(:func:`_tall_tile`, up to ``MERGE_ROWS``, AVX-512) or run one row at a time (:func:`_row_tile`,
+up to ``TAIL_ROW_TILES``), so that a thread with 1 or 10 rows does not pay for 8 or 16. Every output is the same FMA chain (0, then one FMA per k in order) whichever
 tile computes it, so a row's bits do not depend on the row count. :func:`mm_nt`
 (register-blocked dot products, no packing) serves the general layers (:mod:`numgru._cpu_norm`).
 A product *over all timesteps at once*
