@@ -40,9 +40,10 @@ Matrix products: every product runs on numgru's own threads (BLAS's own pool and
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
 13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
-of a thread (``mm_packed_rows``: tiles of 8 rows; a few rows past the last full tile join it
-or run one at a time, so that 10 rows do not cost 16), BLAS per block of rows for the
-products over all timesteps.
+of a thread with at least ``PACK_MIN_ROWS`` rows (``mm_packed_rows``: tiles of 8 rows; a few
+rows past the last full tile join it or run one at a time, so that 10 rows do not cost 16),
+the small register-blocked ``mm_nt`` below that, BLAS per block of rows for the products over
+all timesteps.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 
@@ -68,7 +69,8 @@ from ._config import (CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK,
                       SPLIT_STEP_MIN_WORK)
 from ._contract import Backend
 from ._cpu_lm import embedding_backward, embedding_forward
-from ._gemm import gemm, gemm_tn, mm_packed_rows, pack_nt, padded_rows, product_tasks
+from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed_rows, pack_nt, padded_rows,
+                    product_tasks)
 from ._math import add_into, copy_into, sigmoid, tanh
 
 _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
@@ -298,17 +300,20 @@ def _make_forward_chunk(reset_after):
         b_in = b_ih[goff + H2:goff + H3]
         b_hn = bhh[d, H2:]
         # weights packed once for all T steps (numgru._gemm); products then write padded rows
-        mp = padded_rows(nb)                         # rows of the state and recurrent products
+        packed = nb >= PACK_MIN_ROWS
+        mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
         wi_p = pack_nt(w_ih[goff:goff + H3])       # W_ih of direction d, (3H, I)
-        wh_p = pack_nt(w if reset_after else w_rz)
-        wn_p = pack_nt(w_n if not reset_after else w_n[:0])
+        wh_p = pack_nt((w if reset_after else w_rz) if packed else w[:0])
+        wn_p = pack_nt(w_n if packed and not reset_after else w_n[:0])
         tb = min(T, max(1, _PROJ_ROWS // nb))
         xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
         gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
         h = np.zeros((mp, H), dtype=dt)
-        # recurrent products: whole panels (widths rounded up)
-        gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2]), dtype=dt)  # W_hh h (Cho: W_h[rz] h)
-        gh_n = np.empty((mp, wn_p.shape[0] * wn_p.shape[2]), dtype=dt)  # W_hn (r * h) (Cho)
+        # recurrent products: packed ones write whole panels (widths rounded up), _mm exact widths
+        gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed
+                       else (H3 if reset_after else H2)),
+                      dtype=dt)                      # W_hh h (Cho: W_h[rz] h)
+        gh_n = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
         hn_scratch = np.empty((nb, H), dtype=dt)     # W_hn h + b_hn when not storing
         rh = np.zeros((mp, H), dtype=dt)             # r * h             (Cho)
         for i in range(nb):
@@ -329,15 +334,24 @@ def _make_forward_chunk(reset_after):
                     _copy_rows(h[:nb], hprev_s[d, t, b0:b1])
                 # G: pre-activations in, gate activations out (in place), rows of >= 3H columns
                 if reset_after:
-                    mm_packed_rows(h, wh_p, gh, nb)  # W_hh h
+                    if packed:
+                        mm_packed_rows(h, wh_p, gh, nb)  # W_hh h
+                    else:
+                        mm_nt(h, w, gh)
                     HN = hn_s[d, t, b0:b1] if store else hn_scratch
                 else:
-                    mm_packed_rows(h, wh_p, gh, nb)  # W_h[rz] h
+                    if packed:
+                        mm_packed_rows(h, wh_p, gh, nb)  # W_h[rz] h
+                    else:
+                        mm_nt(h, w_rz, gh)
                     for i in range(nb):
                         grz = gh[i, :H2]
                         _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
                         _mul2(grz[:H], h[i], rh[i])                               # r * h
-                    mm_packed_rows(rh, wn_p, gh_n, nb)   # W_hn (r * h)
+                    if packed:
+                        mm_packed_rows(rh, wn_p, gh_n, nb)  # W_hn (r * h)
+                    else:
+                        mm_nt(rh, w_n, gh_n)
                     HN = hn_scratch
                 for i in range(nb):
                     b = b0 + i
@@ -434,17 +448,18 @@ def _make_backward_chunk(reset_after):
         w_rzT = np.ascontiguousarray(w_rz.T)         # (H, 2H)
         w_n = np.ascontiguousarray(w[H2:])           # (H, H)
         w_nT = np.ascontiguousarray(w_n.T)           # (H, H)
-        # products with the packed micro-kernel (numgru._gemm): their operands get rows padded
-        # to a multiple of 8 and outputs whole panels of columns
-        mp = padded_rows(nb)
+        # products with the packed micro-kernel (numgru._gemm) from PACK_MIN_ROWS rows on: their
+        # operands get rows padded to a multiple of 8 and outputs whole panels of columns
+        packed = nb >= PACK_MIN_ROWS
+        mp = padded_rows(nb) if packed else nb
         # dh = dgh @ W_hh (Cho: [da_r, da_z] @ W_h[rz]); Cho: d(rh) = da_n @ W_hn
-        wh_p = pack_nt(wT if reset_after else w_rzT)
-        wn_p = pack_nt(w_nT if not reset_after else w_nT[:0])
+        wh_p = pack_nt((wT if reset_after else w_rzT) if packed else wT[:0])
+        wn_p = pack_nt(w_nT if packed and not reset_after else w_nT[:0])
         goff = d * H3
         ooff = d * H
-        dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2]), dtype=dt)  # carried
+        dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # carried
         dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
-        drh = np.empty((mp, wn_p.shape[0] * wn_p.shape[2]), dtype=dt)  # Cho
+        drh = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
         dgp = np.zeros((mp, H3), dtype=dt)           # this step's dgh rows (copied to dgh after)
         dg_rz = np.zeros((mp, H2), dtype=dt)         # Cho: r and z parts
         dg_n = np.zeros((mp, H), dtype=dt)           # Cho: n part (da_n)
@@ -491,10 +506,16 @@ def _make_backward_chunk(reset_after):
                     copy_into(dgib[H:H2], dg_rz[i, H:])
                     copy_into(dgib[H2:], dg_n[i])
             if reset_after:
-                mm_packed_rows(dgp, wh_p, dh, nb)
+                if packed:
+                    mm_packed_rows(dgp, wh_p, dh, nb)
+                else:
+                    mm_nt(dgp, wT, dh)
             else:
                 # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
-                mm_packed_rows(dg_n, wn_p, drh, nb)
+                if packed:
+                    mm_packed_rows(dg_n, wn_p, drh, nb)
+                else:
+                    mm_nt(dg_n, w_nT, drh)
                 for i in range(nb):
                     b = b0 + i
                     if t >= lengths[b]:
@@ -503,7 +524,10 @@ def _make_backward_chunk(reset_after):
                     _bw_r(drh[i, :H], HP[i], G[i, :H], dgib[:H])             # da_r
                     copy_into(dgib[:H], dg_rz[i, :H])
                     _fma_into(drh[i, :H], G[i, :H], dd[i])                   # + r * d(rh)
-                mm_packed_rows(dg_rz, wh_p, dh, nb)
+                if packed:
+                    mm_packed_rows(dg_rz, wh_p, dh, nb)
+                else:
+                    mm_nt(dg_rz, w_rzT, dh)
                 _copy_rows(dg_rz[:nb], DG[:, :H2])
                 _copy_rows(dg_n[:nb], DG[:, H2:])
             _copy_rows(DG, dgh[d, t, b0:b1])
@@ -584,14 +608,15 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
     w = whh[d]                                   # (H, H)
     goff = d * H
     bias = b_ih[goff:goff + H] + bhh[d]          # input + recurrent biases
-    mp = padded_rows(nb)                         # rows of the state and recurrent products
+    packed = nb >= PACK_MIN_ROWS
+    mp = padded_rows(nb) if packed else nb       # rows of the state and recurrent products
     wi_p = pack_nt(w_ih[goff:goff + H])          # W_ih of direction d, (H, I)
-    wh_p = pack_nt(w)
+    wh_p = pack_nt(w if packed else w[:0])
     tb = min(T, max(1, _PROJ_ROWS // nb))
     xblk = np.zeros((padded_rows(tb * nb), I), dtype=dt)               # inputs, time-major
     gblk = np.empty((xblk.shape[0], wi_p.shape[0] * wi_p.shape[2]), dtype=dt)  # x @ W_ih^T
     h = np.zeros((mp, H), dtype=dt)
-    gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2]), dtype=dt)  # W_hh h
+    gh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # W_hh h
     for i in range(nb):
         copy_into(h0[d, b0 + i], h[i])
     if store:
@@ -608,7 +633,10 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
             s = s0 + q
             t = T - 1 - s if d == 1 else s
             GI = gblk[q * nb:(q + 1) * nb]       # (nb, >= H) this step's input projections
-            mm_packed_rows(h, wh_p, gh, nb)      # W_hh h
+            if packed:
+                mm_packed_rows(h, wh_p, gh, nb)  # W_hh h
+            else:
+                mm_nt(h, w, gh)
             for i in range(nb):
                 b = b0 + i
                 o = out[b, t, goff:goff + H]
@@ -675,10 +703,11 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
     dt = dgi.dtype
     nb = b1 - b0
     wT = np.ascontiguousarray(whh[d].T)          # (H, H): dh = da @ W_hh = da @ (W_hh^T)^T
-    mp = padded_rows(nb)
-    wh_p = pack_nt(wT)
+    packed = nb >= PACK_MIN_ROWS
+    mp = padded_rows(nb) if packed else nb
+    wh_p = pack_nt(wT if packed else wT[:0])
     goff = d * H
-    dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2]), dtype=dt)  # carried
+    dh = np.empty((mp, wh_p.shape[0] * wh_p.shape[2] if packed else H), dtype=dt)  # carried
     da = np.zeros((mp, H), dtype=dt)             # this step's pre-activation gradients
     keep = np.empty((nb, H), dtype=dt)           # carried dh of padded rows
     db = dbias[0]                                # (H,) running sum of da
@@ -703,7 +732,10 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
                 _bw_tanh(dh[i, :H], d_out[b, t, goff:goff + H], HN[b], da[i])
             copy_into(da[i], dgi[b, t, goff:goff + H])
             add_into(da[i], db)
-        mm_packed_rows(da, wh_p, dh, nb)
+        if packed:
+            mm_packed_rows(da, wh_p, dh, nb)
+        else:
+            mm_nt(da, wT, dh)
         if any_padded:
             for i in range(nb):
                 if t >= lengths[b0 + i]:

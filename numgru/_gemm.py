@@ -6,12 +6,14 @@ output width (3H for the gates).
 Dispatch rule. A product that reuses one weight for every timestep *inside a thread's share of
 the recurrence* (``C = A @ W^T``: the recurrent products, forward and backward, and the
 forward's input projection by blocks of timesteps) runs :func:`mm_packed_rows` over ``W``
-packed once per layer call (:func:`pack_nt`): tiles of 8 rows over operands whose row count is
-padded to a multiple of 8 (:func:`padded_rows`); the rows past the last full tile join it
-(:func:`_tall_tile`, up to ``MERGE_ROWS``, AVX-512) or run one row at a time (:func:`_row_tile`,
-up to ``TAIL_ROW_TILES``), so that a thread with 1 or 10 rows does not pay for 8 or 16. Every output is the same FMA chain (0, then one FMA per k in order) whichever
-tile computes it, so a row's bits do not depend on the row count. :func:`mm_nt`
-(register-blocked dot products, no packing) serves the general layers (:mod:`numgru._cpu_norm`).
+packed once per layer call (:func:`pack_nt`) when the thread has at least ``PACK_MIN_ROWS`` = 8
+rows: tiles of 8 rows over operands whose row count is padded to a multiple of 8
+(:func:`padded_rows`); the rows past the last full tile join it (:func:`_tall_tile`, up to
+``MERGE_ROWS``, AVX-512) or run one row at a time (:func:`_row_tile`, up to
+``TAIL_ROW_TILES``), so that a thread with 10 rows does not pay for 16. Every output is the same
+FMA chain (0, then one FMA per k in order) whichever tile computes it, so the bits are those of
+one padded :func:`mm_packed`. With fewer rows it runs :func:`mm_nt` (register-blocked, no
+packing, no padding: at one row, packing W_hh on every call cost what the row tiles saved).
 A product *over all timesteps at once*
 (input gradients ``dx = dgi @ W_ih``: :func:`gemm`; weight gradients ``dgi^T x``:
 :func:`gemm_tn`) is one BLAS call (``np.dot`` inside Numba, SciPy's BLAS) per block of rows per
@@ -69,8 +71,7 @@ _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 # rows of the micro-kernel's tile (``_tile``, module docstring: 8 rows of A by NC vector columns,
 # 16 fused multiply-adds per step of k)
 ROWS = 8
-# Rows per thread from which the recurrent products ran mm_packed before mm_packed_rows took
-# every row count (kept: the tests build batches around it).
+# The dispatch rule's threshold: from this many rows per thread, mm_packed_rows; below, mm_nt.
 PACK_MIN_ROWS = ROWS
 # mm_packed_rows: up to this many rows past the last full tile run as row tiles; more, as one
 # padded tile of ROWS. A row tile reads the weights for its one row: at (K, N) = (64, 192) a
@@ -514,7 +515,7 @@ def padded_rows(m):
 
 
 # ---------------------------------------------------------------------------------------------
-# The unpacked register-blocked product (the general layers, numgru._cpu_norm)
+# The unpacked register-blocked product (fewer than PACK_MIN_ROWS rows per thread)
 # ---------------------------------------------------------------------------------------------
 
 
