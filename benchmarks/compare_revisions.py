@@ -10,7 +10,10 @@ the same inputs, timed interleaved in a rotating order (base, new, torch; new, t
 drift of a noisy machine hits all three alike and none always runs right after another. Shapes are those of ``compare_torch.py``; both numgru trees load
 the same torch ``nn.GRU`` weights and must agree with torch before timing (max scaled error
 1e-4). Reports medians in ms and the ratios base/new (> 1: the new tree is faster) and
-torch/new. Use it to check that a change keeps every speed where it was.
+torch/new. Use it to check that a change keeps every speed where it was. On a shared machine
+pass ``--pause 0.05``: without it torch's OpenMP workers and numgru's pool spin against each
+other after every call (seen on a 2-vCPU VM at load 2-4: torch's mid-shape inference 1.8 s
+instead of 33 ms).
 
 ``--lm seed`` (or ``small``) times the language model's training window the same way, instead of
 the GRU shapes: each tree's ``GRULanguageModel`` and torch's word_language_model ``RNNModel``
@@ -61,6 +64,9 @@ def main():
     p.add_argument("--budget", type=float, default=8.0, help="seconds per shape and mode")
     p.add_argument("--shapes", default="small,mid,large",
                    help="comma-separated: small, mid, large, or BxTxIxHxL")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="seconds to sleep before each timed call (outside the timing), so that "
+                        "torch's spinning OpenMP workers (or numgru's) do not slow the next call")
     p.add_argument("--lm", choices=sorted(_lm_compare.CONFIGS),
                    help="time the language model's training window instead of the shapes")
     args = p.parse_args()
@@ -133,6 +139,8 @@ def main():
             while (time.perf_counter() < t_end and len(times["new"]) < 500) \
                     or len(times["new"]) < 5:
                 for k in order:
+                    if args.pause:
+                        time.sleep(args.pause)
                     t0 = time.perf_counter()
                     fns[k]()
                     times[k].append(time.perf_counter() - t0)
