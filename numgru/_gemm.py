@@ -270,13 +270,24 @@ def _tile(typingctx, A, i0, Wp, p, C, vector_bytes):
     """C[i0:i0+8, p*NC:(p+1)*NC] = A[i0:i0+8, :] @ Wp[p] for Wp[p] of shape (K, NC).
 
     ``vector_bytes`` must be a compile-time integer constant, 32 or 64; NC is two vectors of
-    that width. No bounds checks: :func:`mm_packed` checks the shapes before the first tile.
+    that width (with 32, two tiles of 4 rows). No bounds checks: :func:`mm_packed` checks the
+    shapes before the first tile.
     """
     _check_tile_types("_tile", A, i0, Wp, p, C, vector_bytes)
     vbytes = vector_bytes.literal_value
 
     def codegen(context, builder, signature, args):
-        return _emit_tile(context, builder, signature, args, ROWS, 1, vbytes)
+        if vbytes == 64:
+            return _emit_tile(context, builder, signature, args, ROWS, 1, vbytes)
+        # AVX2 has 16 vector registers: 16 accumulators would spill, so the tile runs as two
+        # halves of 4 rows (8 accumulators each; the panel is still in L1 for the second).
+        # Same bits: every output is the same FMA chain.
+        half = ROWS // 2
+        _emit_tile(context, builder, signature, args, half, 1, vbytes)
+        i0v = args[1]
+        second = list(args)
+        second[1] = builder.add(i0v, ir.Constant(i0v.type, half))
+        return _emit_tile(context, builder, signature, second, half, 1, vbytes)
 
     return types.void(A, i0, Wp, p, C, vector_bytes), codegen
 
