@@ -9,8 +9,10 @@ Seed configuration (``--lm-config seed``): vocabulary V=10,000, embedding 300, t
    hidden state must agree within a scaled max error of 1e-4, else exit status 1.
 2. ``train step``: one window of truncated BPTT as word_language_model's ``train()`` runs it:
    forward from the carried hidden state, cross-entropy (mean over the B*bptt tokens), backward,
-   ``clip_grad_norm_(0.25)``, plain SGD update ``p -= lr * grad``. numgru: the estimator's own
-   window step (``_window_step``) + ``numgru._optim.clip_grad_norm`` + the same update.
+   ``clip_grad_norm_(0.25)``, plain SGD update ``p -= lr * grad`` (torch: ``p.add_(grad,
+   alpha=-lr)``). numgru: the estimator's own window step (``_window_step``),
+   ``numgru._optim.clip_grad_norm`` and the update its fit takes (``SGDOptimizer`` with
+   momentum 0: the same arithmetic, in place).
    Interleaved repetitions (numgru, torch, ...), medians.
 3. ``generate``: batch 1, one token at a time, as word_language_model's ``generate.py``: torch
    ``model(input, hidden)`` under ``no_grad``, ``exp(log_probs / temperature)``,
@@ -81,12 +83,13 @@ def run_lm(args, numgru, numba, torch, threads):
     t_ids = torch.from_numpy(ids.T.copy())
     t_tg = torch.from_numpy(targets.T.reshape(-1).copy())
 
+    opt = numgru._optim.SGDOptimizer(params, learning_rate_init=LR, momentum=0.0)
+
     def numgru_step(h):
         loss, n, sg, hg, h_n = lm._window_step(ids, targets, lengths, h)
         grads = lm._grads(sg, hg)
         numgru._optim.clip_grad_norm(grads, CLIP)
-        for p, g in zip(params, grads):
-            p -= LR * g
+        opt.update_params(params, grads)
         return loss, sg, hg, h_n
 
     def torch_step(h):

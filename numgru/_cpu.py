@@ -40,8 +40,10 @@ Matrix products: every product runs on numgru's own threads (BLAS's own pool and
 against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) forward took
 13 ms with both pools active, 0.2 ms with one). Which kernel computes which product is the
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
-of a thread with at least ``PACK_MIN_ROWS`` rows, the small register-blocked ``mm_nt``
-below that, BLAS per block of rows for the products over all timesteps.
+of a thread with at least ``PACK_MIN_ROWS`` rows (``mm_packed_rows``: tiles of 8 rows; a few
+rows past the last full tile join it or run one at a time, so that 10 rows do not cost 16),
+the small register-blocked ``mm_nt`` below that, BLAS per block of rows for the products over
+all timesteps.
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 
@@ -67,7 +69,7 @@ from ._config import (CACHE, FASTMATH, INFERENCE_MIN_WORK, PARALLEL_MIN_WORK,
                       SPLIT_STEP_MIN_WORK)
 from ._contract import Backend
 from ._cpu_lm import embedding_backward, embedding_forward
-from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed, pack_nt, padded_rows,
+from ._gemm import (PACK_MIN_ROWS, gemm, gemm_tn, mm_nt, mm_packed_rows, pack_nt, padded_rows,
                     product_tasks)
 from ._math import add_into, copy_into, sigmoid, tanh
 
@@ -323,7 +325,7 @@ def _make_forward_chunk(reset_after):
                 t = T - 1 - s if d == 1 else s
                 for i in range(nb):
                     copy_into(x[b0 + i, t], xblk[q * nb + i])
-            mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
+            mm_packed_rows(xblk[:padded_rows(ns * nb)], wi_p, gblk, ns * nb)
             for q in range(ns):
                 s = s0 + q
                 t = T - 1 - s if d == 1 else s
@@ -333,13 +335,13 @@ def _make_forward_chunk(reset_after):
                 # G: pre-activations in, gate activations out (in place), rows of >= 3H columns
                 if reset_after:
                     if packed:
-                        mm_packed(h, wh_p, gh)       # W_hh h
+                        mm_packed_rows(h, wh_p, gh, nb)  # W_hh h
                     else:
                         mm_nt(h, w, gh)
                     HN = hn_s[d, t, b0:b1] if store else hn_scratch
                 else:
                     if packed:
-                        mm_packed(h, wh_p, gh)       # W_h[rz] h
+                        mm_packed_rows(h, wh_p, gh, nb)  # W_h[rz] h
                     else:
                         mm_nt(h, w_rz, gh)
                     for i in range(nb):
@@ -347,7 +349,7 @@ def _make_forward_chunk(reset_after):
                         _sigmoid_sum3(grz, GI[i, :H2], b_rz)                     # r, z
                         _mul2(grz[:H], h[i], rh[i])                               # r * h
                     if packed:
-                        mm_packed(rh, wn_p, gh_n)    # W_hn (r * h)
+                        mm_packed_rows(rh, wn_p, gh_n, nb)  # W_hn (r * h)
                     else:
                         mm_nt(rh, w_n, gh_n)
                     HN = hn_scratch
@@ -505,13 +507,13 @@ def _make_backward_chunk(reset_after):
                     copy_into(dgib[H2:], dg_n[i])
             if reset_after:
                 if packed:
-                    mm_packed(dgp, wh_p, dh)
+                    mm_packed_rows(dgp, wh_p, dh, nb)
                 else:
                     mm_nt(dgp, wT, dh)
             else:
                 # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
                 if packed:
-                    mm_packed(dg_n, wn_p, drh)
+                    mm_packed_rows(dg_n, wn_p, drh, nb)
                 else:
                     mm_nt(dg_n, w_nT, drh)
                 for i in range(nb):
@@ -523,7 +525,7 @@ def _make_backward_chunk(reset_after):
                     copy_into(dgib[:H], dg_rz[i, :H])
                     _fma_into(drh[i, :H], G[i, :H], dd[i])                   # + r * d(rh)
                 if packed:
-                    mm_packed(dg_rz, wh_p, dh)
+                    mm_packed_rows(dg_rz, wh_p, dh, nb)
                 else:
                     mm_nt(dg_rz, w_rzT, dh)
                 _copy_rows(dg_rz[:nb], DG[:, :H2])
@@ -626,13 +628,13 @@ def _rnn_forward_chunk(ctl, ntasks, task, x, w_ih, b_ih, whh, bhh, h0, lengths, 
             t = T - 1 - s if d == 1 else s
             for i in range(nb):
                 copy_into(x[b0 + i, t], xblk[q * nb + i])
-        mm_packed(xblk[:padded_rows(ns * nb)], wi_p, gblk)
+        mm_packed_rows(xblk[:padded_rows(ns * nb)], wi_p, gblk, ns * nb)
         for q in range(ns):
             s = s0 + q
             t = T - 1 - s if d == 1 else s
             GI = gblk[q * nb:(q + 1) * nb]       # (nb, >= H) this step's input projections
             if packed:
-                mm_packed(h, wh_p, gh)           # W_hh h
+                mm_packed_rows(h, wh_p, gh, nb)  # W_hh h
             else:
                 mm_nt(h, w, gh)
             for i in range(nb):
@@ -731,7 +733,7 @@ def _rnn_backward_chunk(ctl, ntasks, task, d_out, d_h_n, states, whh, lengths, r
             copy_into(da[i], dgi[b, t, goff:goff + H])
             add_into(da[i], db)
         if packed:
-            mm_packed(da, wh_p, dh)
+            mm_packed_rows(da, wh_p, dh, nb)
         else:
             mm_nt(da, wT, dh)
         if any_padded:

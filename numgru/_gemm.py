@@ -5,14 +5,19 @@ output width (3H for the gates).
 
 Dispatch rule. A product that reuses one weight for every timestep *inside a thread's share of
 the recurrence* (``C = A @ W^T``: the recurrent products, forward and backward, and the
-forward's input projection by blocks of timesteps) runs :func:`mm_packed` over ``W`` packed once
-per layer call (:func:`pack_nt`) when the thread has at least ``PACK_MIN_ROWS`` = 8 rows, its
-row count padded to a multiple of 8 (:func:`padded_rows`); with fewer rows it runs
-:func:`mm_nt` (register-blocked, no packing, no padding). A product *over all timesteps at once*
+forward's input projection by blocks of timesteps) runs :func:`mm_packed_rows` over ``W``
+packed once per layer call (:func:`pack_nt`) when the thread has at least ``PACK_MIN_ROWS`` = 8
+rows: tiles of 8 rows over operands whose row count is padded to a multiple of 8
+(:func:`padded_rows`); the rows past the last full tile join it (:func:`_tall_tile`, up to
+``MERGE_ROWS``, AVX-512) or run one row at a time (:func:`_row_tile`, up to
+``TAIL_ROW_TILES``), so that a thread with 10 rows does not pay for 16. Every output is the same
+FMA chain (0, then one FMA per k in order) whichever tile computes it, so the bits are those of
+one padded :func:`mm_packed`. With fewer rows it runs :func:`mm_nt` (register-blocked, no
+packing, no padding: at one row, packing W_hh on every call cost what the row tiles saved).
+A product *over all timesteps at once*
 (input gradients ``dx = dgi @ W_ih``: :func:`gemm`; weight gradients ``dgi^T x``:
 :func:`gemm_tn`) is one BLAS call (``np.dot`` inside Numba, SciPy's BLAS) per block of rows per
 Numba thread, with that BLAS held to one thread (:func:`numgru._config.compute_threads`).
-(The forward's input projection blocks have ~256 rows, so they always take :func:`mm_packed`.)
 
 Why not BLAS in the recurrence: SciPy's OpenBLAS repacks ``W`` on every call and is tuned for
 large products; at the recurrence's shapes a single thread measured (this machine, float32,
@@ -66,19 +71,37 @@ _JIT = dict(fastmath=FASTMATH, error_model="numpy", cache=CACHE, nogil=True)
 # rows of the micro-kernel's tile (``_tile``, module docstring: 8 rows of A by NC vector columns,
 # 16 fused multiply-adds per step of k)
 ROWS = 8
-# The dispatch rule's threshold: from this many rows per thread, mm_packed; below, mm_nt.
+# The dispatch rule's threshold: from this many rows per thread, mm_packed_rows; below, mm_nt.
 PACK_MIN_ROWS = ROWS
+# mm_packed_rows: up to this many rows past the last full tile run as row tiles; more, as one
+# padded tile of ROWS. A row tile reads the weights for its one row: at (K, N) = (64, 192) a
+# row took 430 ns alone against 230 ns as one of a tile's 8 (Zen 4, float32), so from 4 rows on
+# the padded tile is as fast.
+TAIL_ROW_TILES = 3
+# mm_packed_rows with AVX-512: up to this many rows past the last full tile join it (a tile of
+# ROWS + 4 rows keeps 24 accumulators and its operands in the 32 vector registers).
+MERGE_ROWS = 4
 # Vector widths the micro-kernel can be built for, in bytes: AVX2 and AVX-512.
 VECTOR_WIDTHS = (32, 64)
 
 
 def _host_vector_bytes():
-    """64 with AVX-512 (``avx512f``), else 32 (AVX2 and most others)."""
+    """64 when the code Numba compiles has AVX-512 (``avx512f``), else 32 (AVX2 and most others).
+
+    Numba compiles for the host's features unless ``NUMBA_CPU_FEATURES`` names others (for
+    code that must run on other machines, or to measure AVX2 code on an AVX-512 machine): the
+    width follows what Numba compiles for, so that with ``-avx512f`` the micro-kernel is built
+    for 256-bit vectors rather than 512-bit ones that LLVM would split.
+    """
     try:
+        import numba
+
+        features = numba.config.CPU_FEATURES
+        if features is not None:
+            return 64 if "+avx512f" in features.replace(" ", "").split(",") else 32
         import llvmlite.binding as llvm
 
-        features = llvm.get_host_cpu_features()
-        return 64 if features.get("avx512f", False) else 32
+        return 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
     except Exception:  # pragma: no cover - unusual platforms
         return 32
 
@@ -129,13 +152,8 @@ def _check_operands(typingctx, A, Wp, C):
     return types.void(A, Wp, C), codegen
 
 
-@intrinsic(prefer_literal=True)
-def _tile(typingctx, A, i0, Wp, p, C, vector_bytes):
-    """C[i0:i0+8, p*NC:(p+1)*NC] = A[i0:i0+8, :] @ Wp[p] for Wp[p] of shape (K, NC).
-
-    ``vector_bytes`` must be a compile-time integer constant, 32 or 64; NC is two vectors of
-    that width. No bounds checks: :func:`mm_packed` checks the shapes before the first tile.
-    """
+def _check_tile_types(what, A, i0, Wp, p, C, vector_bytes):
+    """Why a tile's argument types are refused (a TypingError), or nothing."""
     why = _operand_type_error(A, Wp, C)
     if why is None:
         for name, value in (("i0", i0), ("p", p)):
@@ -147,88 +165,173 @@ def _tile(typingctx, A, i0, Wp, p, C, vector_bytes):
         why = (f"vector_bytes must be a compile-time constant in {VECTOR_WIDTHS}, "
                f"got {vector_bytes}")
     if why is not None:
-        raise TypingError(f"_tile: {why}")
-    sig = types.void(A, i0, Wp, p, C, vector_bytes)
+        raise TypingError(f"{what}: {why}")
+
+
+def _emit_tile(context, builder, signature, args, rows, panels, vbytes):
+    """The IR of a tile: C[i0:i0+rows, p*NC:(p+panels)*NC] = A[i0:i0+rows, :] @ Wp[p:p+panels].
+
+    ``rows * panels * 2`` vector accumulators stay in registers for the whole K loop; each step
+    loads the two vectors of every panel, broadcasts one element of each row and issues the
+    fused multiply-adds. Every output is the same chain whatever the tile's shape: 0, then one
+    FMA per k in order, so a row gives the same bits in any tile (``rows = ROWS, panels = 1``
+    is :func:`_tile`, whose IR this is exactly).
+    """
+    a_arg, i0_arg, w_arg, p_arg, c_arg = args[:5]
+    a_arr = context.make_array(signature.args[0])(context, builder, a_arg)
+    w_arr = context.make_array(signature.args[2])(context, builder, w_arg)
+    c_arr = context.make_array(signature.args[4])(context, builder, c_arg)
+    fty = context.get_value_type(signature.args[0].dtype)
+    is32 = signature.args[0].dtype == types.float32
+    vw = vbytes // (4 if is32 else 8)
+    vty = ir.VectorType(fty, vw)
+    vptr = vty.as_pointer()
+    i64 = ir.IntType(64)
+    i32 = ir.IntType(32)
+
+    def as64(v):
+        return builder.sext(v, i64) if v.type.width < 64 else v
+
+    K = builder.extract_value(a_arr.shape, 1)
+    ldc = builder.extract_value(c_arr.shape, 1)
+    i0v = as64(i0_arg)
+    pv = as64(p_arg)
+    nc = ir.Constant(i64, 2 * vw)
+    a_rows = [builder.gep(a_arr.data, [builder.mul(builder.add(i0v, ir.Constant(i64, r)), K)])
+              for r in range(rows)]
+    w_bases = [builder.gep(w_arr.data, [builder.mul(builder.mul(pv, K), nc)])]
+    for q in range(1, panels):
+        pq = builder.add(pv, ir.Constant(i64, q))
+        w_bases.append(builder.gep(w_arr.data, [builder.mul(builder.mul(pq, K), nc)]))
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+        f"llvm.fma.v{vw}{'f32' if is32 else 'f64'}")
+    zero = ir.Constant(vty, None)
+    splat = ir.Constant(ir.VectorType(i32, vw), [0] * vw)
+    undef = ir.Constant(vty, ir.Undefined)
+
+    entry = builder.block
+    loop = builder.append_basic_block("mm_tile_loop")
+    done = builder.append_basic_block("mm_tile_done")
+    builder.cbranch(builder.icmp_signed(">", K, ir.Constant(i64, 0)), loop, done)
+
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    k.add_incoming(ir.Constant(i64, 0), entry)
+    accs = []                                # row-major: row r, panel q, vector v
+    for _ in range(2 * rows * panels):
+        acc = builder.phi(vty)
+        acc.add_incoming(zero, entry)
+        accs.append(acc)
+    wv = []                                  # panel q's two vectors at step k
+    for w_base in w_bases:
+        wk = builder.gep(w_base, [builder.mul(k, nc)])
+        wv.append((builder.load(builder.bitcast(wk, vptr), align=4),
+                   builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(i64, vw)]), vptr),
+                                align=4)))
+    new = []
+    for r in range(rows):
+        a = builder.load(builder.gep(a_rows[r], [k]))
+        va = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)),
+                                    undef, splat)
+        for q in range(panels):
+            j = 2 * (r * panels + q)
+            new.append(builder.call(fma, [va, wv[q][0], accs[j]]))
+            new.append(builder.call(fma, [va, wv[q][1], accs[j + 1]]))
+    k1 = builder.add(k, ir.Constant(i64, 1))
+    tail = builder.block
+    k.add_incoming(k1, tail)
+    for acc, value in zip(accs, new):
+        acc.add_incoming(value, tail)
+    builder.cbranch(builder.icmp_signed("<", k1, K), loop, done)
+
+    builder.position_at_end(done)
+    finals = []
+    for value in new:                        # all phi nodes first, at the top of the block
+        final = builder.phi(vty)
+        final.add_incoming(zero, entry)
+        final.add_incoming(value, tail)
+        finals.append(final)
+    col0 = builder.mul(pv, nc)
+    for r in range(rows):
+        row = builder.add(i0v, ir.Constant(i64, r))
+        cp = builder.gep(c_arr.data, [builder.add(builder.mul(row, ldc), col0)])
+        for q in range(panels):
+            j = 2 * (r * panels + q)
+            cq = cp if q == 0 else builder.gep(cp, [ir.Constant(i64, q * 2 * vw)])
+            builder.store(finals[j], builder.bitcast(cq, vptr), align=4)
+            builder.store(finals[j + 1],
+                          builder.bitcast(builder.gep(cq, [ir.Constant(i64, vw)]), vptr), align=4)
+    return context.get_dummy_value()
+
+
+@intrinsic(prefer_literal=True)
+def _tile(typingctx, A, i0, Wp, p, C, vector_bytes):
+    """C[i0:i0+8, p*NC:(p+1)*NC] = A[i0:i0+8, :] @ Wp[p] for Wp[p] of shape (K, NC).
+
+    ``vector_bytes`` must be a compile-time integer constant, 32 or 64; NC is two vectors of
+    that width (with 32, two tiles of 4 rows). No bounds checks: :func:`mm_packed` checks the
+    shapes before the first tile.
+    """
+    _check_tile_types("_tile", A, i0, Wp, p, C, vector_bytes)
     vbytes = vector_bytes.literal_value
 
     def codegen(context, builder, signature, args):
-        a_arg, i0_arg, w_arg, p_arg, c_arg, _ = args
-        a_arr = context.make_array(signature.args[0])(context, builder, a_arg)
-        w_arr = context.make_array(signature.args[2])(context, builder, w_arg)
-        c_arr = context.make_array(signature.args[4])(context, builder, c_arg)
-        fty = context.get_value_type(signature.args[0].dtype)
-        is32 = signature.args[0].dtype == types.float32
-        vw = vbytes // (4 if is32 else 8)
-        vty = ir.VectorType(fty, vw)
-        vptr = vty.as_pointer()
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
+        if vbytes == 64:
+            return _emit_tile(context, builder, signature, args, ROWS, 1, vbytes)
+        # AVX2 has 16 vector registers: 16 accumulators would spill, so the tile runs as two
+        # halves of 4 rows (8 accumulators each; the panel is still in L1 for the second).
+        # Same bits: every output is the same FMA chain.
+        half = ROWS // 2
+        _emit_tile(context, builder, signature, args, half, 1, vbytes)
+        i0v = args[1]
+        second = list(args)
+        second[1] = builder.add(i0v, ir.Constant(i0v.type, half))
+        return _emit_tile(context, builder, signature, second, half, 1, vbytes)
 
-        def as64(v):
-            return builder.sext(v, i64) if v.type.width < 64 else v
+    return types.void(A, i0, Wp, p, C, vector_bytes), codegen
 
-        K = builder.extract_value(a_arr.shape, 1)
-        ldc = builder.extract_value(c_arr.shape, 1)
-        i0v = as64(i0_arg)
-        pv = as64(p_arg)
-        nc = ir.Constant(i64, 2 * vw)
-        a_rows = [builder.gep(a_arr.data, [builder.mul(builder.add(i0v, ir.Constant(i64, r)), K)])
-                  for r in range(ROWS)]
-        w_base = builder.gep(w_arr.data, [builder.mul(builder.mul(pv, K), nc)])
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vw}{'f32' if is32 else 'f64'}")
-        zero = ir.Constant(vty, None)
-        splat = ir.Constant(ir.VectorType(i32, vw), [0] * vw)
-        undef = ir.Constant(vty, ir.Undefined)
 
-        entry = builder.block
-        loop = builder.append_basic_block("mm_tile_loop")
-        done = builder.append_basic_block("mm_tile_done")
-        builder.cbranch(builder.icmp_signed(">", K, ir.Constant(i64, 0)), loop, done)
+@intrinsic(prefer_literal=True)
+def _tall_tile(typingctx, A, i0, Wp, p, C, vector_bytes, rows):
+    """C[i0:i0+rows, p*NC:(p+1)*NC] = A[i0:i0+rows, :] @ Wp[p]: :func:`_tile` with ``rows`` (a
+    compile-time constant, ROWS + 1 .. ROWS + MERGE_ROWS) rows, so that a thread's last rows
+    join its last full tile instead of a padded one. 2 * rows accumulators: AVX-512 only (32
+    vector registers; AVX2's 16 would spill). Same bits as :func:`_tile`. No bounds checks.
+    """
+    _check_tile_types("_tall_tile", A, i0, Wp, p, C, vector_bytes)
+    if not (isinstance(rows, types.IntegerLiteral)
+            and ROWS < rows.literal_value <= ROWS + MERGE_ROWS):
+        raise TypingError(f"_tall_tile: rows must be a compile-time constant in "
+                          f"{ROWS + 1}..{ROWS + MERGE_ROWS}, got {rows}")
+    vbytes = vector_bytes.literal_value
+    nrows = rows.literal_value
 
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        accs = []
-        for _ in range(2 * ROWS):
-            acc = builder.phi(vty)
-            acc.add_incoming(zero, entry)
-            accs.append(acc)
-        wk = builder.gep(w_base, [builder.mul(k, nc)])
-        w0 = builder.load(builder.bitcast(wk, vptr), align=4)
-        w1 = builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(i64, vw)]), vptr), align=4)
-        new = []
-        for r in range(ROWS):
-            a = builder.load(builder.gep(a_rows[r], [k]))
-            va = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)),
-                                        undef, splat)
-            new.append(builder.call(fma, [va, w0, accs[2 * r]]))
-            new.append(builder.call(fma, [va, w1, accs[2 * r + 1]]))
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        tail = builder.block
-        k.add_incoming(k1, tail)
-        for acc, value in zip(accs, new):
-            acc.add_incoming(value, tail)
-        builder.cbranch(builder.icmp_signed("<", k1, K), loop, done)
+    def codegen(context, builder, signature, args):
+        return _emit_tile(context, builder, signature, args, nrows, 1, vbytes)
 
-        builder.position_at_end(done)
-        finals = []
-        for value in new:                        # all phi nodes first, at the top of the block
-            final = builder.phi(vty)
-            final.add_incoming(zero, entry)
-            final.add_incoming(value, tail)
-            finals.append(final)
-        col0 = builder.mul(pv, nc)
-        for r in range(ROWS):
-            row = builder.add(i0v, ir.Constant(i64, r))
-            cp = builder.gep(c_arr.data, [builder.add(builder.mul(row, ldc), col0)])
-            builder.store(finals[2 * r], builder.bitcast(cp, vptr), align=4)
-            builder.store(finals[2 * r + 1],
-                          builder.bitcast(builder.gep(cp, [ir.Constant(i64, vw)]), vptr), align=4)
-        return context.get_dummy_value()
+    return types.void(A, i0, Wp, p, C, vector_bytes, rows), codegen
 
-    return sig, codegen
+
+@intrinsic(prefer_literal=True)
+def _row_tile(typingctx, A, i0, Wp, p, C, vector_bytes, panels):
+    """C[i0, p*NC:(p+panels)*NC] = A[i0, :] @ Wp[p:p+panels]: one row against ``panels``
+    (a compile-time constant, 1 or 2) panels, for the rows past a product's last full tile.
+
+    Two panels keep four accumulator chains in flight (one panel's two chains would wait on
+    the FMA latency). Same bits as the row's outputs from :func:`_tile`. No bounds checks.
+    """
+    _check_tile_types("_row_tile", A, i0, Wp, p, C, vector_bytes)
+    if not (isinstance(panels, types.IntegerLiteral) and panels.literal_value in (1, 2)):
+        raise TypingError(f"_row_tile: panels must be a compile-time constant 1 or 2, "
+                          f"got {panels}")
+    vbytes = vector_bytes.literal_value
+    npanels = panels.literal_value
+
+    def codegen(context, builder, signature, args):
+        return _emit_tile(context, builder, signature, args, 1, npanels, vbytes)
+
+    return types.void(A, i0, Wp, p, C, vector_bytes, panels), codegen
 
 
 @njit(inline="always", nogil=True)
@@ -259,6 +362,9 @@ class PackedGemm(NamedTuple):
     mm_packed: object          # the active one: mm_packed_kernel, or the reference if selected
     mm_packed_kernel: object   # the LLVM-IR micro-kernel
     mm_packed_reference: object  # the plain Numba loop nest: same contract, results to rounding
+    mm_packed_rows: object     # the active one of the two below
+    mm_packed_rows_kernel: object     # the first m rows only: full tiles, then row tiles
+    mm_packed_rows_reference: object  # its plain Numba loop nest
 
 
 @functools.lru_cache(maxsize=None)
@@ -333,8 +439,72 @@ def make_packed_gemm(vector_bytes):
                     for c in range(nc):
                         C[i, c0 + c] += a * Wp[p, k, c]
 
+    @njit(cache=CACHE, nogil=True)
+    def mm_packed_rows_kernel(A, Wp, C, m):
+        """C[:m] = A[:m] @ W^T for Wp = pack_nt(W): mm_packed's contract (A's rows padded to a
+        multiple of 8), but only the first m rows are needed. The full tiles of 8 rows run as
+        in mm_packed. The rows past them: with AVX-512 and at most ``MERGE_ROWS`` of them after
+        at least one full tile, the last tile grows to take them (:func:`_tall_tile`); else
+        as row tiles (:func:`_row_tile`) when there are at most ``TAIL_ROW_TILES``, else as one
+        more (padded) tile. Rows m.. of C may or may not be written. The bits of every row are
+        mm_packed's (the same FMA chain)."""
+        _check_operands(A, Wp, C)
+        _check_contract(A, Wp, C, 2 * vb // A.itemsize)
+        if m < 0 or m > A.shape[0]:
+            raise ValueError("mm_packed_rows: m must be in 0..A.shape[0]")
+        P = Wp.shape[0]
+        tail = m % ROWS
+        if vb == 64 and m > ROWS and 0 < tail <= MERGE_ROWS:
+            last = m - tail - ROWS                   # the last full tile takes the tail rows
+            # (rows as literals, ROWS + tail: the tile's shape is fixed when it compiles)
+            for p in range(P):
+                for i0 in range(0, last, ROWS):
+                    _tile(A, i0, Wp, p, C, vb)
+                if tail == 1:
+                    _tall_tile(A, last, Wp, p, C, vb, 9)
+                elif tail == 2:
+                    _tall_tile(A, last, Wp, p, C, vb, 10)
+                elif tail == 3:
+                    _tall_tile(A, last, Wp, p, C, vb, 11)
+                else:
+                    _tall_tile(A, last, Wp, p, C, vb, 12)
+            return
+        full = m - tail if tail <= TAIL_ROW_TILES else m - tail + ROWS
+        for p in range(P):
+            for i0 in range(0, full, ROWS):
+                _tile(A, i0, Wp, p, C, vb)
+        for i in range(full, m):
+            p = 0
+            while p + 2 <= P:
+                _row_tile(A, i, Wp, p, C, vb, 2)
+                p += 2
+            if p < P:
+                _row_tile(A, i, Wp, p, C, vb, 1)
+
+    @njit(cache=CACHE, nogil=True, fastmath=False, error_model="numpy")
+    def mm_packed_rows_reference(A, Wp, C, m):
+        """mm_packed_rows as a plain loop nest (the first m rows of mm_packed_reference)."""
+        _check_operands(A, Wp, C)
+        nc = 2 * vb // A.itemsize
+        _check_contract(A, Wp, C, nc)
+        if m < 0 or m > A.shape[0]:
+            raise ValueError("mm_packed_rows: m must be in 0..A.shape[0]")
+        P, K = Wp.shape[0], Wp.shape[1]
+        zero = A.dtype.type(0)
+        for i in range(m):
+            for p in range(P):
+                c0 = p * nc
+                for c in range(nc):
+                    C[i, c0 + c] = zero
+                for k in range(K):
+                    a = A[i, k]
+                    for c in range(nc):
+                        C[i, c0 + c] += a * Wp[p, k, c]
+
     active = mm_packed_reference if GEMM_REFERENCE else mm_packed_kernel
-    return PackedGemm(vb, panel_width, pack_nt, active, mm_packed_kernel, mm_packed_reference)
+    rows_active = mm_packed_rows_reference if GEMM_REFERENCE else mm_packed_rows_kernel
+    return PackedGemm(vb, panel_width, pack_nt, active, mm_packed_kernel, mm_packed_reference,
+                      rows_active, mm_packed_rows_kernel, mm_packed_rows_reference)
 
 
 _host = make_packed_gemm(VECTOR_BYTES)
@@ -344,6 +514,7 @@ MM_PACKED_IMPL = "reference" if GEMM_REFERENCE else "kernel"
 panel_width = _host.panel_width
 pack_nt = _host.pack_nt
 mm_packed = _host.mm_packed
+mm_packed_rows = _host.mm_packed_rows
 _mm_packed_kernel = _host.mm_packed_kernel
 _mm_packed_reference = _host.mm_packed_reference
 

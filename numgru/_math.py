@@ -8,6 +8,9 @@ For float64 they call libm, which is exact to an ulp; speed targets are for floa
 
 Every function clamps its argument, so pre-activations of any finite size (1e4, 1e30) give
 finite, correctly saturated results and no overflow.
+
+Also here: the elementwise helpers of the kernels (:func:`copy_into`, :func:`add_into`) and the
+in-place SGD step the optimizers use (:func:`sub_scaled`: NumPy's bits, without its temporary).
 """
 
 import math
@@ -142,3 +145,49 @@ def _ol_tanh(x):
     if x == types.float64:
         return lambda x: _tanh_f64(x)
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# In-place update of whole parameter arrays (the SGD step)
+# ---------------------------------------------------------------------------------------------
+
+# Arrays of fewer elements take NumPy's own loop (their temporary is small, and a compiled
+# call costs a microsecond or two).
+INPLACE_MIN_SIZE = 1 << 16
+
+
+# No fastmath, no FMA: ``p - a * g`` is NumPy's multiply rounded, then its subtract (LLVM does
+# not contract a multiply and a subtract without the ``contract`` flag). A loop from 0: no
+# negative-index checks, so LLVM vectorises it (a loop from an offset ran 3.5x slower).
+@njit(error_model="numpy", cache=CACHE, nogil=True)
+def _sub_scaled_flat(p, g, a):
+    """p -= a * g over flat arrays."""
+    for i in range(p.shape[0]):
+        p[i] = p[i] - a * g[i]
+
+
+def _flat_or_none(*arrays):
+    """Flat views of same-dtype float32/float64 C-contiguous arrays of one size, or None."""
+    first = arrays[0]
+    if first.dtype not in (np.float32, np.float64) or first.size < INPLACE_MIN_SIZE:
+        return None
+    for a in arrays:
+        if (not isinstance(a, np.ndarray) or a.dtype != first.dtype or a.size != first.size
+                or not a.flags.c_contiguous or not a.flags.writeable):
+            return None
+    return [a.reshape(-1) for a in arrays]
+
+
+def sub_scaled(p, g, a):
+    """``p -= a * g`` in place, bit for bit NumPy's (``a`` a Python float: NumPy rounds it to
+    ``p``'s dtype, multiplies, then subtracts), without NumPy's temporary ``a * g`` (a fresh
+    array of p's size: page faults on every step). Measured on 5.1M float32 elements (Zen 4,
+    2026-12-03): 2.5-2.6 ms through NumPy, 1.2 ms here; as fast on one thread as on two (it is
+    bound by memory), so it runs on the calling thread and wakes no pool thread. Anything else
+    (small, non-contiguous, mixed dtypes, a NumPy scalar ``a``) goes through NumPy."""
+    flat = _flat_or_none(p, g) if type(a) is float else None
+    if flat is None:
+        p -= a * g
+        return
+    _sub_scaled_flat(flat[0], flat[1], p.dtype.type(a))
+

@@ -20,6 +20,8 @@ import numbers
 
 import numpy as np
 
+from ._math import sub_scaled
+
 
 # ------------------------------------------------------------------------------- optimizers
 class BaseOptimizer:
@@ -170,7 +172,7 @@ class SGDOptimizer(BaseOptimizer):
         lr, mu = self.learning_rate, self.momentum
         for p, g, buf in zip(params, grads, self.momentum_buffer):
             if mu == 0:
-                p -= lr * g
+                sub_scaled(p, g, lr)               # p -= lr * g, without the temporary
                 continue
             buf *= mu
             buf += g

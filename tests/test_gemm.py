@@ -89,6 +89,19 @@ def test_default_names_are_the_host_width():
         _gemm.make_packed_gemm(48)
 
 
+@pytest.mark.parametrize("features,width", [("+avx,+avx2,+fma,-avx512f", 32),
+                                            ("+avx2,+fma,+avx512f,+avx512bw", 64)])
+def test_vector_width_follows_numba_cpu_features(features, width):
+    """NUMBA_CPU_FEATURES (what Numba compiles for) sets the micro-kernel's width, whatever the
+    host has (only the width is read here: nothing is compiled)."""
+    env = dict(os.environ, NUMBA_CPU_FEATURES=features)
+    code = "from numgru import _gemm; print(_gemm.VECTOR_BYTES)"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          check=True)
+    assert int(proc.stdout.strip().splitlines()[-1]) == width
+
+
 @njit(fastmath=True)
 def _fastmath_caller(A, Wp, C):
     _gemm._mm_packed_reference(A, Wp, C)
@@ -117,6 +130,44 @@ def test_padded_rows_and_row_slices():
         mm(A[:16], Wp, C)                   # a leading-row slice: only its rows are written
         np.testing.assert_allclose(C[:16, :10], A[:16] @ W.T, rtol=1e-5, atol=1e-5)
         assert np.all(C[16:] == 0)
+
+
+@pytest.mark.parametrize("vb", WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K,N", [(64, 192), (5, 33), (17, 7)])
+def test_mm_packed_rows_gives_mm_packed_bits_for_every_row_count(vb, dtype, K, N):
+    """Row tiles, full tiles and the padded last tile sum every output in the same order:
+    the first m rows are mm_packed's bits, for any m, and the reference agrees to rounding.
+    Panel counts odd and even (a row tile of two panels, then one)."""
+    ns = _gemm.make_packed_gemm(vb)
+    for m in range(0, 2 * _gemm.ROWS + 2):
+        M = _gemm.padded_rows(max(m, 1))
+        A, W = _operands(dtype, M, K, N, seed=m)
+        Wp, C_all = _packed(ns, A, W)
+        ns.mm_packed_kernel(A, Wp, C_all)
+        C = np.full_like(C_all, np.nan)
+        ns.mm_packed_rows_kernel(A, Wp, C, m)
+        np.testing.assert_array_equal(C[:m], C_all[:m])
+        C_ref = np.full_like(C_all, np.nan)
+        ns.mm_packed_rows_reference(A, Wp, C_ref, m)
+        want = A[:m].astype(np.float64) @ W.T.astype(np.float64)
+        np.testing.assert_allclose(C_ref[:m, :N], want, **_tol(dtype, want, K))
+        assert np.all(C_ref[:m, N:] == 0)
+        assert np.isnan(C_ref[m:]).all()           # the reference writes the m rows only
+    for mm in (ns.mm_packed_rows_kernel, ns.mm_packed_rows_reference):
+        with pytest.raises(ValueError, match="m must be in"):
+            mm(A, Wp, C, M + 1)
+        with pytest.raises(ValueError, match="multiple of ROWS"):
+            mm(A[:M - 1], Wp, C, 1)
+
+
+def test_mm_packed_rows_is_the_active_one():
+    ns = _gemm.make_packed_gemm(_gemm.VECTOR_BYTES)
+    active = (ns.mm_packed_rows_reference if _gemm.MM_PACKED_IMPL == "reference"
+              else ns.mm_packed_rows_kernel)
+    assert _gemm.mm_packed_rows is ns.mm_packed_rows is active
+    for fn in (ns.mm_packed_rows_kernel, ns.mm_packed_rows_reference):
+        assert [c.cell_contents for c in fn.py_func.__closure__] == [_gemm.VECTOR_BYTES]
 
 
 # --- the contract -----------------------------------------------------------------------------
