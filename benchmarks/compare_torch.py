@@ -3,7 +3,8 @@
 ``torch.nn.RNN``) on the CPU, in one process.
 
     python benchmarks/compare_torch.py [--threads 2] [--repeat N] [--shapes small,mid,large]
-                                       [--rnn-shapes small,mid] [--budget SECONDS] [--markdown]
+                                       [--rnn-shapes small,mid] [--budget SECONDS]
+                                       [--pause SECONDS] [--markdown]
     python benchmarks/compare_torch.py --fit [--epochs 200] [--threads 2] [--markdown]
     python benchmarks/compare_torch.py --lm [--lm-config seed|small] [--threads 2] [--markdown]
 
@@ -184,7 +185,7 @@ def verify(shape_name, tgru, ngru, x, g, torch):
     return max(errs)
 
 
-def run_shape(shape_name, tgru, ngru, x, g, repeat, budget, torch):
+def run_shape(shape_name, tgru, ngru, x, g, repeat, budget, torch, pause=0.0):
     params = list(tgru.parameters())
     xt = torch.from_numpy(x)
     xg = torch.from_numpy(x.copy()).requires_grad_(True)
@@ -217,11 +218,15 @@ def run_shape(shape_name, tgru, ngru, x, g, repeat, budget, torch):
         gc.collect()
         start = time.perf_counter()
         while True:
+            if pause:                   # outside the timing: let the other pool's workers sleep
+                time.sleep(pause)
             t0 = time.perf_counter()
             n_fn()
             n_times.append(time.perf_counter() - t0)
             if t_prep is not None:
                 t_prep()
+            if pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
             t_fn()
             t_times.append(time.perf_counter() - t0)
@@ -440,6 +445,10 @@ def parse_args(argv=None):
     p.add_argument("--rnn-shapes", default="small,mid",
                    help="shapes of the torch.nn.RNN (tanh) rows, comma-separated subset of "
                         + ",".join(SHAPES) + " (default small,mid; '' for none)")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="seconds to sleep before each timed GRU/RNN call (outside the timing): "
+                        "on a shared machine torch's spinning OpenMP workers and numgru's pool "
+                        "otherwise slow each other's next call (compare_revisions --pause)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--fit", action="store_true",
                    help="compare a whole GRUClassifier fit with an equivalent torch training loop")
@@ -497,7 +506,8 @@ def main(argv=None):
             print(f"ERROR: {exc}", file=sys.stderr)
             return 1
         check_errs[model, shape_name] = err
-        res = run_shape(shape_name, tgru, ngru, x, g, args.repeat, args.budget, torch)
+        res = run_shape(shape_name, tgru, ngru, x, g, args.repeat, args.budget, torch,
+                        args.pause)
         fwd = gru_flops(*dims) * MODELS[model] // 3
         for mode, flops in (("inference", fwd), ("train", 3 * fwd)):
             n_s, t_s, reps = res[mode]
