@@ -20,6 +20,7 @@ import numbers
 
 import numpy as np
 
+from . import _optim_kernels
 from ._math import sub_scaled
 
 
@@ -106,6 +107,27 @@ class BaseOptimizer:
     def _scalars(self):
         return {}
 
+    def _fused(self, ps, gs, big, clip, coef):
+        """The step through :mod:`numgru._optim_kernels` on flat views (``ps``, ``gs``) with
+        the gradients scaled by ``coef`` when ``clip``; returns whether every updated parameter
+        is finite, or None (nothing done) when a buffer has no flat view."""
+        return None
+
+    def _views(self, name, arrays, like):
+        """Flat views of ``arrays`` (a buffer list, or the parameters), kept between steps:
+        a view is reused while it still looks into the same array (``view.base``)."""
+        cache = self.__dict__.setdefault("_view_cache", {})
+        views = cache.get(name)
+        if (views is None or len(views) != len(arrays)
+                or not all(v.base is a for v, a in zip(views, arrays))):
+            views = cache[name] = _flat_views(arrays, like)
+        return views
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_view_cache", None)     # views; a pickle would store them as copies
+        return state
+
 
 class SGDOptimizer(BaseOptimizer):
     """Stochastic gradient descent with (Nesterov) momentum and a learning-rate schedule.
@@ -184,6 +206,21 @@ class SGDOptimizer(BaseOptimizer):
             d *= lr
             p -= d
 
+    def _fused(self, ps, gs, big, clip, coef):
+        bufs = self._views("momentum_buffer", self.momentum_buffer, ps)
+        if bufs is None:
+            return None
+        t = big.dtype.type
+        lr, mu = t(self.learning_rate), t(self.momentum)
+        ok = True
+        for p, g, buf in zip(ps, gs, bufs):
+            if self.momentum == 0:
+                ok &= _optim_kernels.sgd(p, g, big, clip, coef, lr)
+            else:
+                ok &= _optim_kernels.sgd_momentum(p, g, buf, big, clip, coef, lr, mu,
+                                                  self.nesterov)
+        return ok
+
 
 class AdamOptimizer(BaseOptimizer):
     """Adam (Kingma & Ba 2014), step for step ``torch.optim.Adam`` (``amsgrad=False``).
@@ -235,6 +272,22 @@ class AdamOptimizer(BaseOptimizer):
             denom *= step_size
             p -= denom
 
+    def _fused(self, ps, gs, big, clip, coef):
+        ms = self._views("exp_avg", self.exp_avg, ps)
+        vs = self._views("exp_avg_sq", self.exp_avg_sq, ps)
+        if ms is None or vs is None:
+            return None
+        self.t += 1
+        b1, b2 = self.beta_1, self.beta_2
+        t = big.dtype.type
+        c1, b2_, c2 = t(1 - b1), t(b2), t(1 - b2)
+        bc2 = t(math.sqrt(1 - b2 ** self.t))
+        eps, step = t(self.epsilon), t(self.learning_rate / (1 - b1 ** self.t))
+        ok = True
+        for p, g, m, v in zip(ps, gs, ms, vs):
+            ok &= _optim_kernels.adam(p, g, m, v, big, clip, coef, c1, b2_, c2, bc2, eps, step)
+        return ok
+
 
 class RMSpropOptimizer(BaseOptimizer):
     """RMSprop, step for step ``torch.optim.RMSprop`` with ``centered=False``.
@@ -282,6 +335,19 @@ class RMSpropOptimizer(BaseOptimizer):
             else:
                 avg *= lr
             p -= avg
+
+    def _fused(self, ps, gs, big, clip, coef):
+        ss = self._views("square_avg", self.square_avg, ps)
+        bufs = self._views("momentum_buffer", self.momentum_buffer, ps)
+        if ss is None or bufs is None:
+            return None
+        t = big.dtype.type
+        rho, c, eps = t(self.rho), t(1 - self.rho), t(self.epsilon)
+        lr, mu = t(self.learning_rate), t(self.momentum)
+        ok = True
+        for p, g, s, buf in zip(ps, gs, ss, bufs):
+            ok &= _optim_kernels.rmsprop(p, g, s, buf, big, clip, coef, rho, c, eps, lr, mu)
+        return ok
 
 
 # -------------------------------------------------------------------------------- schedules
@@ -532,3 +598,73 @@ def clip_grad_norm(grads, max_norm, error_if_nonfinite=False):
             for g in grads:
                 g *= coef
     return total
+
+
+# ------------------------------------------------------------------- the loop's fused step
+def _flat_views(arrays, like):
+    """Flat views of ``arrays`` (C-contiguous, writeable, each of its partner's dtype and size
+    in ``like``), or None where one has none (reshaping it would copy)."""
+    out = []
+    for a, b in zip(arrays, like):
+        if (not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable
+                or a.dtype != b.dtype or a.size != b.size):
+            return None
+        out.append(a.reshape(-1))
+    return out
+
+
+_BIG = {np.dtype(np.float32): np.finfo(np.float32).max,
+        np.dtype(np.float64): np.finfo(np.float64).max}
+
+
+def fused_step(optimizer, params, grads, is_weight, alpha, n, max_norm):
+    """L2, clipping and the update of one minibatch in two passes per array
+    (:mod:`numgru._optim_kernels`), the same step as :func:`l2_penalty`,
+    :func:`clip_grad_norm` (``max_norm`` None: no clipping) and ``optimizer.update_params``
+    one after the other, with the loop's finiteness checks.
+
+    Returns the L2 term's value; raises ``FloatingPointError`` when a gradient (or the
+    gradients' norm) or an updated parameter is not finite. Returns None, having changed
+    nothing, when an array is not a C-contiguous float32/float64 array of its parameter's dtype
+    (the caller then takes the NumPy path). The sums (the L2 value, the norm) are accumulated in
+    float64, where the NumPy path sums each array in its own dtype: the clipping factor may
+    differ from it in the last bits.
+    """
+    if alpha > 0 and not (n > 0 and math.isfinite(n)):
+        raise ValueError(f"n, the batch's summed sample weight, must be finite and > 0, got {n!r}.")
+    if not (len(params) == len(grads) == len(is_weight)):
+        raise ValueError(f"fused_step got {len(params)} parameters, {len(grads)} gradients and "
+                         f"{len(is_weight)} is_weight flags; they must pair up.")
+    if not params:
+        return None
+    dtype = params[0].dtype
+    if dtype not in (np.float32, np.float64) or any(p.dtype != dtype or p.size == 0
+                                                    for p in params):
+        return None
+    ps, gs = optimizer._views("params", params, params), _flat_views(grads, params)
+    if ps is None or gs is None:
+        return None
+    t = dtype.type
+    scale = t(alpha / n) if alpha > 0 else t(0)
+    sp = sg = 0.0
+    for p, g, w in zip(ps, gs, is_weight):
+        a, b = _optim_kernels.grad_stats(p, g, bool(w) and alpha > 0, scale)
+        sp += a
+        sg += b
+    if not math.isfinite(sg):
+        raise FloatingPointError
+    coef, clip = t(1), False
+    if max_norm is not None:
+        c = max_norm / (math.sqrt(sg) + 1e-6)
+        if c < 1.0:
+            coef, clip = t(c), True
+    ok = optimizer._fused(ps, gs, _BIG[dtype], clip, coef)
+    if ok is None:                 # a buffer without a flat view: the L2 term is in grads now
+        if clip:
+            for g in grads:
+                g *= coef
+        optimizer.update_params(params, grads)
+        ok = all(np.isfinite(p).all() for p in params)
+    if not ok:
+        raise FloatingPointError
+    return 0.5 * alpha * sp / n if alpha > 0 else 0.0

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._optim import (Adaptive, AdamOptimizer, InvScaling, RMSpropOptimizer, SGDOptimizer,
-                     clip_grad_norm, l2_penalty)
+                     clip_grad_norm, fused_step, l2_penalty)
 
 # A minibatch loss above DIVERGENCE_FACTOR times the reference loss (the fit's first minibatch
 # loss, then its best epoch's) is divergence: a network that learns stays well below its
@@ -414,7 +414,17 @@ def _step(problem, opt, settings, batch, params):
     """One minibatch: loss and gradients, L2, clipping, update; FloatingPointError when the
     loss, a gradient or an updated weight is not finite. Returns (loss, count)."""
     loss, grads, count, n = problem.step(batch)
-    if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in grads):
+    if not math.isfinite(loss):
+        raise FloatingPointError
+    l2 = fused_step(opt, params, grads, problem.is_weight, settings.alpha, n,
+                    settings.clip_grad_norm)
+    if l2 is not None:
+        loss += l2
+        if not math.isfinite(loss):
+            raise FloatingPointError
+        return loss, count
+    # the NumPy path (arrays the fused kernels do not take)
+    if not all(np.isfinite(g).all() for g in grads):
         raise FloatingPointError
     loss += l2_penalty(params, grads, problem.is_weight, settings.alpha, n)
     if not math.isfinite(loss):

@@ -264,15 +264,15 @@ def test_keyboard_interrupt_stops_a_grid_search(monkeypatch):
     y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
     from numgru import _optim
     calls = {"n": 0}
-    original = _optim.AdamOptimizer.update_params
+    original = _optim.AdamOptimizer._fused         # the loop's update (numgru._optim.fused_step)
 
-    def interrupting(self, params, grads):
+    def interrupting(self, *args):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, params, grads)
+        return original(self, *args)
 
-    monkeypatch.setattr(_optim.AdamOptimizer, "update_params", interrupting)
+    monkeypatch.setattr(_optim.AdamOptimizer, "_fused", interrupting)
     search = GridSearchCV(GRUClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0),
                           {"alpha": [1e-4, 1e-3]}, cv=2, n_jobs=1)
     with pytest.raises(KeyboardInterrupt):
@@ -332,6 +332,8 @@ def test_language_model_solvers_take_the_torch_step(solver, monkeypatch):
     lr = 0.05
     frozen = _lm(solver=solver, learning_rate_init=lr)
     monkeypatch.setattr(_optim.BaseOptimizer, "update_params", lambda self, p, g: None)
+    for kind in (_optim.AdamOptimizer, _optim.RMSpropOptimizer, _optim.SGDOptimizer):
+        monkeypatch.setattr(kind, "_fused", lambda self, *args: True)    # the loop's update
     frozen.fit(TEXT)
     p0 = [p.copy() for p in frozen._params()]
     _, g = _one_window_grads(frozen)
