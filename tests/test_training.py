@@ -227,6 +227,25 @@ def test_the_training_loss_rule_keeps_the_last_weights():
     assert est.best_loss_ == 0.5
 
 
+def test_a_fit_that_stops_inside_a_loss_spike_restores_its_best_epoch():
+    # the last epoch's loss is more than SPIKE_FACTOR (5) times the best (epoch 2's): the rule
+    # stops inside a spike, so epoch 2's weights (0.9**2) come back; n_iter_ and the curve
+    # still tell the whole history
+    losses = [1.0, 0.1, 0.6, 0.7, 0.8, 0.9, 0.95, 0.95]
+    assert losses[-1] > _training.SPIKE_FACTOR * min(losses)
+    k = _oracle_stop(losses, 3, 1e-4)
+    p = Quadratic([1.0], a=1.0, losses=losses)
+    est, reason = run(p, n_iter_no_change=3)
+    assert reason == "converged" and est.n_iter_ == k == 7
+    np.testing.assert_allclose(p.w, [0.9 ** 2])
+    assert est.loss_curve_ == losses[:7] and est.best_loss_ == 0.1
+    # and at max_iter
+    p = Quadratic([1.0], a=1.0, losses=[1.0, 0.1, 0.2, 0.9])
+    est, reason = run(p, n_iter_no_change=10, max_iter=4)     # (its warning is silenced)
+    assert reason == "max_iter"
+    np.testing.assert_allclose(p.w, [0.9 ** 2])
+
+
 def test_a_warm_started_fit_that_diverges_restores_its_own_best_epoch_not_its_start():
     # the second call's losses are all above the first call's best (other data): when it
     # diverges, the weights restored are those of its own best epoch (its epoch 2), not the
