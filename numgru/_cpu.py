@@ -42,8 +42,9 @@ against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) f
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
 of a thread with at least ``PACK_MIN_ROWS`` rows (``mm_packed_rows``: tiles of 8 rows; a few
 rows past the last full tile join it or run one at a time, so that 10 rows do not cost 16),
-the small register-blocked ``mm_nt`` below that, BLAS per block of rows for the products over
-all timesteps.
+the small register-blocked ``mm_nt`` below that; for the products over all timesteps, the
+micro-kernel per block of rows of the weight gradients (``gemm_tn``) and BLAS per block of rows
+for ``dx`` (``gemm``).
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 
