@@ -87,6 +87,9 @@ MERGE_ROWS = 4
 # products run as FMA chains in registers from 0, and the blocks are added in order: every output
 # is a sum of ceil(M / TN_BLOCK) chains of at most TN_BLOCK terms.
 TN_BLOCK = 128
+# rows of one packed panel of X in mm_tn_rows's buffer (TN_BLOCK and one of padding: panels
+# 16 KB apart would all map to the same cache sets)
+TN_PANEL_ROWS = TN_BLOCK + 1
 # Vector widths the micro-kernel can be built for, in bytes: AVX2 and AVX-512.
 VECTOR_WIDTHS = (32, 64)
 
@@ -366,7 +369,7 @@ def _emit_tn_tile(context, builder, signature, args, rows, vbytes):
         return builder.sext(v, i64) if v.type.width < 64 else v
 
     lda = builder.extract_value(a_arr.shape, 1)
-    kb = builder.extract_value(x_arr.shape, 1)
+    kb = ir.Constant(i64, TN_PANEL_ROWS)
     ldc = builder.extract_value(c_arr.shape, 1)
     i0v, k0v, knv, pv, ci0v = (as64(v) for v in (i0_arg, k0_arg, kn_arg, p_arg, ci0_arg))
     nc = ir.Constant(i64, 2 * vw)
@@ -437,13 +440,26 @@ def _emit_tn_tile(context, builder, signature, args, rows, vbytes):
 
 @intrinsic(prefer_literal=True)
 def _tn_tile(typingctx, A, i0, k0, kn, Xp, p, C, ci0, beta, vector_bytes):
-    """C[ci0:ci0+8, p*NC:(p+1)*NC] (+)= A[k0:k0+kn, i0:i0+8]^T @ Xp[p, :kn]: one tile of
-    :func:`mm_tn_rows` (``beta`` 0 stores, else adds to C). With 32-byte vectors it runs as two
+    """C[ci0:ci0+8, p*NC:(p+1)*NC] (+)= A[k0:k0+kn, i0:i0+8]^T @ Xp[p*R : p*R+kn]: one tile of
+    :func:`mm_tn_rows` (``beta`` 0 stores, else adds to C; Xp (P*R, NC) holds panel p from
+    row p*R, R = ``TN_PANEL_ROWS``). With 32-byte vectors it runs as two
     tiles of 4 rows (AVX2's 16 registers; same bits). No bounds checks: :func:`mm_tn_rows`
     sizes its operands itself.
     """
-    _check_tile_types("_tn_tile", A, i0, Xp, p, C, vector_bytes)
-    for name, value in (("k0", k0), ("kn", kn), ("ci0", ci0), ("beta", beta)):
+    why = None
+    for name, arr in (("A", A), ("Xp", Xp), ("C", C)):
+        if not (isinstance(arr, types.Array) and arr.ndim == 2 and arr.layout == "C"
+                and arr.dtype == A.dtype and arr.dtype in (types.float32, types.float64)):
+            why = f"{name} must be a C-contiguous 2-D float array of A's dtype, got {arr}"
+    if why is None and not C.mutable:
+        why = "C must be writable"
+    if why is None and not (isinstance(vector_bytes, types.IntegerLiteral)
+                            and vector_bytes.literal_value in VECTOR_WIDTHS):
+        why = f"vector_bytes must be a compile-time constant in {VECTOR_WIDTHS}"
+    if why is not None:
+        raise TypingError(f"_tn_tile: {why}")
+    for name, value in (("i0", i0), ("k0", k0), ("kn", kn), ("p", p), ("ci0", ci0),
+                        ("beta", beta)):
         if not isinstance(value, types.Integer):
             raise TypingError(f"_tn_tile: {name} must be an integer, got {value}")
     vbytes = vector_bytes.literal_value
@@ -531,34 +547,34 @@ class PackedGemm(NamedTuple):
 
 
 @njit(cache=CACHE, nogil=True)
-def _pack_tn_block(A, X, k0, kn, r0, r1, Ap, tb, Xp, xb, nc):
-    """Pack rows k0..k0+kn-1 of A and X for :func:`mm_tn_rows`, into flat buffers: tile t of
-    A's columns r0.. at ``Ap[(t*tb + k)*8 : +8] = A[k0 + k, r0 + 8t : r0 + 8t + 8]``, panel p
-    of X at ``Xp[(p*xb + k)*nc : +nc] = X[k0 + k, p*nc : (p+1)*nc]``. Entries past r1 and
-    past N2 are left as they are (zero: the caller allocates with zeros). Whole tiles and
-    panels move as vectors (:func:`_move`)."""
+def _pack_tn_block(A, X, k0, kn, r0, r1, Ap, Xp):
+    """Pack rows k0..k0+kn-1 of A and X for :func:`mm_tn_rows`: tile t of A's columns r0..
+    as ``Ap[t*tb + k, :] = A[k0 + k, r0 + 8t : r0 + 8t + 8]`` (Ap (nt*tb, 8), tb rows per
+    tile), panel p of X as ``Xp[p*R + k, :] = X[k0 + k, p*NC : (p+1)*NC]`` (Xp (P*R, NC), R =
+    ``TN_PANEL_ROWS``). Entries past r1 and past N2 are left as they are (the caller zeroes
+    them once).
+    Whole tiles and panels move as vectors of 8 (:func:`_move`, offsets into the flat data)."""
     N1 = A.shape[1]
     N2 = X.shape[1]
+    nc = Xp.shape[1]
+    xb = TN_PANEL_ROWS
+    P = Xp.shape[0] // xb
+    nt_all = (r1 - r0 + ROWS - 1) // ROWS
+    tb = Ap.shape[0] // nt_all
     pf = N2 // nc                                 # whole panels
     nt = (r1 - r0) // ROWS                        # whole tiles
-    a1 = A.reshape(A.size)
-    x1 = X.reshape(X.size)
     for k in range(kn):
         xo = (k0 + k) * N2
         for p in range(pf):
-            if nc == 32:
-                _move(x1, xo + p * nc, Xp, (p * xb + k) * nc, 32)
-            elif nc == 16:
-                _move(x1, xo + p * nc, Xp, (p * xb + k) * nc, 16)
-            else:
-                _move(x1, xo + p * nc, Xp, (p * xb + k) * nc, 8)
+            for q in range(0, nc, ROWS):                 # NC is 8, 16 or 32
+                _move(X, xo + p * nc + q, Xp, (p * xb + k) * nc + q, 8)
         for c in range(N2 - pf * nc):
-            Xp[(pf * xb + k) * nc + c] = x1[xo + pf * nc + c]
+            Xp[pf * xb + k, c] = X[k0 + k, pf * nc + c]
         ao = (k0 + k) * N1 + r0
         for t in range(nt):
-            _move(a1, ao + t * ROWS, Ap, (t * tb + k) * ROWS, 8)
+            _move(A, ao + t * ROWS, Ap, (t * tb + k) * ROWS, 8)
         for r in range(r1 - r0 - nt * ROWS):
-            Ap[(nt * tb + k) * ROWS + r] = a1[ao + nt * ROWS + r]
+            Ap[nt * tb + k, r] = A[k0 + k, r0 + nt * ROWS + r]
 
 
 @functools.lru_cache(maxsize=None)
@@ -726,22 +742,27 @@ def make_packed_gemm(vector_bytes):
         nc = 2 * vb // A.itemsize
         P = (N2 + nc - 1) // nc
         nt = (n + ROWS - 1) // ROWS
-        # (P, xb, NC) and (nt, tb, 8), flat; the blocks are padded by a row or two past
-        # TN_BLOCK, so that blocks 16 KB (4 KB) apart do not all map to the same cache sets
-        xb = TN_BLOCK + 1
+        # (P, TN_PANEL_ROWS, NC) and (nt, tb, 8), as 2-D arrays: the blocks are padded by a
+        # row or two past TN_BLOCK, so that blocks 16 KB (4 KB) apart do not all map to the
+        # same cache sets. Only the padding the tiles read (columns past N2 and r1) is zeroed;
+        # np.empty rather than np.zeros: one allocation type to compile (cold start).
         tb = TN_BLOCK + 2
-        Xp = np.zeros(P * xb * nc, dtype=X.dtype)
-        Ap = np.zeros(nt * tb * ROWS, dtype=A.dtype)
-        Xp3 = Xp.reshape((P, xb, nc))
-        Ap2 = Ap.reshape((nt * tb, ROWS))
+        Xp = np.empty((P * TN_PANEL_ROWS, nc), dtype=X.dtype)
+        Ap = np.empty((nt * tb, ROWS), dtype=A.dtype)
         Cp = np.empty((nt * ROWS, P * nc), dtype=C.dtype)
+        zero = A.dtype.type(0)
+        for k in range(TN_BLOCK):
+            for c in range(N2 - (P - 1) * nc, nc):
+                Xp[(P - 1) * TN_PANEL_ROWS + k, c] = zero
+            for c in range(n - (nt - 1) * ROWS, ROWS):
+                Ap[(nt - 1) * tb + k, c] = zero
         for k0 in range(0, M, TN_BLOCK):
             kn = min(TN_BLOCK, M - k0)
-            _pack_tn_block(A, X, k0, kn, r0, r1, Ap, tb, Xp, xb, nc)
+            _pack_tn_block(A, X, k0, kn, r0, r1, Ap, Xp)
             beta = 1 if k0 > 0 else 0
             for p in range(P):
                 for t in range(nt):
-                    _tn_tile(Ap2, 0, t * tb, kn, Xp3, p, Cp, t * ROWS, beta, vb)
+                    _tn_tile(Ap, 0, t * tb, kn, Xp, p, Cp, t * ROWS, beta, vb)
         for i in range(n):
             for j in range(N2):
                 C[r0 + i, j] = Cp[i, j]
