@@ -42,8 +42,9 @@ against each other at each hand-over on a small machine: a (1, 100, 16, 64, 2) f
 one dispatch rule of :mod:`numgru._gemm`: the packed micro-kernel for the per-step products
 of a thread with at least ``PACK_MIN_ROWS`` rows (``mm_packed_rows``: tiles of 8 rows; a few
 rows past the last full tile join it or run one at a time, so that 10 rows do not cost 16),
-the small register-blocked ``mm_nt`` below that, BLAS per block of rows for the products over
-all timesteps.
+the small register-blocked ``mm_nt`` below that; for the products over all timesteps, the
+micro-kernel per block of rows of the weight gradients (``gemm_tn``) and BLAS per block of rows
+for ``dx`` (``gemm``).
 
 Gate order is PyTorch's: r, z, n. ``reset_after=True`` (PyTorch, cuDNN)::
 
@@ -426,8 +427,9 @@ def _make_backward_chunk(reset_after):
             da_r = da_n (W_hn h + b_hn) r (1 - r)         dgh_n = r da_n
             dh = dh' z + [da_r, da_z, dgh_n] @ W_hh
         and (Cho) d(rh) = da_n @ W_hn, da_r = d(rh) h r (1 - r), dh = dh' z + d(rh) r + [da_r, da_z] @ W_h[rz].
-        One step's dgh rows are formed in a padded scratch block (the packed product reads whole
-        tiles of 8 rows) and then copied into the time-major dgh.
+        One step's dgh rows are formed in place in the time-major dgh when the product reads
+        exactly the chunk's rows, else in a padded scratch block (the packed product reads whole
+        tiles of 8 rows) and then copied into dgh.
         """
         if task < 0:                                 # the launch (see numgru._tasks)
             _tasks.launch(ctl, ntasks, task, (d_out, d_h_n, gates, hn_s, hprev_s, whh, lengths,
@@ -461,6 +463,9 @@ def _make_backward_chunk(reset_after):
         dd = np.empty((nb, H), dtype=dt)             # direct part z * dh' (+ r * d(rh))
         drh = np.empty((mp, wn_p.shape[0] * wn_p.shape[2] if packed else H), dtype=dt)  # Cho
         dgp = np.zeros((mp, H3), dtype=dt)           # this step's dgh rows (copied to dgh after)
+        # without padded rows (nb a multiple of 8, or the unpacked product) a step's dgh block
+        # is the product's operand itself: no scratch block and no copy of it (the same values)
+        direct = mp == nb
         dg_rz = np.zeros((mp, H2), dtype=dt)         # Cho: r and z parts
         dg_n = np.zeros((mp, H), dtype=dt)           # Cho: n part (da_n)
         gsum = np.empty(H, dtype=dt)                 # dh' of one row
@@ -472,7 +477,8 @@ def _make_backward_chunk(reset_after):
             copy_into(d_h_n[d, b0 + i], dh[i, :H])
         for s in range(T):
             t = s if d == 1 else T - 1 - s
-            DG = dgp[:nb]                            # (nb, 3H)
+            DGp = dgh[d, t, b0:b1] if direct else dgp   # (mp, 3H) the product's operand
+            DG = DGp[:nb]                            # (nb, 3H)
             G = gates[d, t, b0:b1]
             HP = hprev_s[d, t, b0:b1]
             for i in range(nb):
@@ -507,9 +513,9 @@ def _make_backward_chunk(reset_after):
                     copy_into(dgib[H2:], dg_n[i])
             if reset_after:
                 if packed:
-                    mm_packed_rows(dgp, wh_p, dh, nb)
+                    mm_packed_rows(DGp, wh_p, dh, nb)
                 else:
-                    mm_nt(dgp, wT, dh)
+                    mm_nt(DGp, wT, dh)
             else:
                 # d(r*h) = da_n @ W_hn ; then r's gradient and the direct path through r*h
                 if packed:
@@ -530,7 +536,8 @@ def _make_backward_chunk(reset_after):
                     mm_nt(dg_rz, w_rzT, dh)
                 _copy_rows(dg_rz[:nb], DG[:, :H2])
                 _copy_rows(dg_n[:nb], DG[:, H2:])
-            _copy_rows(DG, dgh[d, t, b0:b1])
+            if not direct:
+                _copy_rows(DG, dgh[d, t, b0:b1])
             for i in range(nb):
                 add_into(dd[i], dh[i, :H])
                 add_into(DG[i], db_h)

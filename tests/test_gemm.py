@@ -341,3 +341,58 @@ def test_gemm_tn_matches_numpy(dtype):
         C = np.full((N1, N2), np.nan, dtype=dtype)
         _gemm.gemm_tn(A, X, C, ntasks)
         np.testing.assert_allclose(C, want, **_tol(dtype, want, M))
+
+
+TN_SHAPES = [(1, 1, 1), (41, 13, 37), (300, 24, 64), (257, 96, 33), (0, 9, 5)]
+
+
+@pytest.mark.parametrize("vb", WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,N1,N2", TN_SHAPES)
+def test_mm_tn_rows_kernel_and_reference_match_numpy(vb, dtype, M, N1, N2):
+    """Every row range of C (tails of fewer than 8 rows, partial panels, several blocks of
+    TN_BLOCK rows, M = 0) against a float64 product; a row's bits do not depend on the range
+    that computed it."""
+    ns = _gemm.make_packed_gemm(vb)
+    rng = np.random.default_rng(M + 7 * N1 + 31 * N2)
+    A = rng.standard_normal((M, N1)).astype(dtype)
+    X = rng.standard_normal((M, N2)).astype(dtype)
+    want = A.T.astype(np.float64) @ X.astype(np.float64)
+    whole = np.full((N1, N2), np.nan, dtype=dtype)
+    ns.mm_tn_rows_kernel(A, X, whole, 0, N1)
+    ref = np.full((N1, N2), np.nan, dtype=dtype)
+    ns.mm_tn_rows_reference(A, X, ref, 0, N1)
+    for got in (whole, ref):
+        np.testing.assert_allclose(got, want, **_tol(dtype, want, M))
+    split = np.full((N1, N2), np.nan, dtype=dtype)
+    a, b = min(N1, 8), max(min(N1, 8), min(N1, N1 // 2 + 3))
+    for r0, r1 in ((0, a), (a, b), (b, N1)):
+        if r0 < r1:
+            ns.mm_tn_rows_kernel(A, X, split, r0, r1)
+    np.testing.assert_array_equal(split, whole)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_tn_bits_do_not_depend_on_tasks(dtype):
+    """gemm_tn shares out C's rows (not the reduction), so any task count gives the same bits;
+    non-contiguous operands and output go through contiguous copies."""
+    rng = np.random.default_rng(5)
+    M, N1, N2 = 700, 72, 40
+    A = rng.standard_normal((M, N1)).astype(dtype)
+    X = rng.standard_normal((M, 2 * N2)).astype(dtype)[:, ::2]       # not contiguous
+    want = A.T.astype(np.float64) @ X.astype(np.float64)
+    C1 = np.full((N1, N2), np.nan, dtype=dtype)
+    _gemm.gemm_tn(A, X, C1, 1)
+    np.testing.assert_allclose(C1, want, **_tol(dtype, want, M))
+    for ntasks in (2, 3, 9, 50):
+        C = np.full((N1, 2 * N2), np.nan, dtype=dtype)[:, ::2]           # not contiguous
+        _gemm.gemm_tn(A, X, C, ntasks)
+        np.testing.assert_array_equal(C, C1)
+
+
+def test_tn_tile_typing_guard():
+    with pytest.raises(TypingError, match="_move"):
+        @njit
+        def bad(a, b):
+            _gemm._move(a, 0, b, 0, 8)
+        bad(np.zeros(8, np.float32), np.zeros(8, np.float64))
