@@ -10,9 +10,10 @@ Seed configuration (``--lm-config seed``): vocabulary V=10,000, embedding 300, t
 2. ``train step``: one window of truncated BPTT as word_language_model's ``train()`` runs it:
    forward from the carried hidden state, cross-entropy (mean over the B*bptt tokens), backward,
    ``clip_grad_norm_(0.25)``, plain SGD update ``p -= lr * grad`` (torch: ``p.add_(grad,
-   alpha=-lr)``). numgru: the estimator's own window step (``_window_step``),
-   ``numgru._optim.clip_grad_norm`` and the update its fit takes (``SGDOptimizer`` with
-   momentum 0: the same arithmetic, in place).
+   alpha=-lr)``). numgru: the estimator's own window step (``_window_step``), then what its fit
+   does with the gradients: ``numgru._optim.fused_step`` (the norm, clipping, the ``SGDOptimizer``
+   update with momentum 0 and the fit's finiteness checks, in two passes per array; torch's
+   step checks nothing).
    Interleaved repetitions (numgru, torch, ...), medians.
 3. ``generate``: batch 1, one token at a time, as word_language_model's ``generate.py``: torch
    ``model(input, hidden)`` under ``no_grad``, ``exp(log_probs / temperature)``,
@@ -88,8 +89,7 @@ def run_lm(args, numgru, numba, torch, threads):
     def numgru_step(h):
         loss, n, sg, hg, h_n = lm._window_step(ids, targets, lengths, h)
         grads = lm._grads(sg, hg)
-        numgru._optim.clip_grad_norm(grads, CLIP)
-        opt.update_params(params, grads)
+        numgru._optim.fused_step(opt, params, grads, [False] * len(params), 0.0, 1.0, CLIP)
         return loss, sg, hg, h_n
 
     def torch_step(h):
