@@ -1,8 +1,10 @@
 """numgru: multi-layer GRU (and vanilla RNN) networks with Numba kernels and scikit-learn
 estimators."""
 
+from ._cache_guard import check as _check_kernel_cache
 from ._config import select_threading_layer as _select_threading_layer
 
+_check_kernel_cache()       # cached kernels compiled from other sources than these go
 _select_threading_layer()
 
 from .estimators import GRUClassifier, GRURegressor  # noqa: E402

@@ -28,9 +28,9 @@
   :mod:`numgru._gemm` (packed micro-kernel or small register-blocked kernel for the per-step
   recurrent products, BLAS per thread block for the products over all timesteps).
 
-The kernels read these values at compile time and Numba's cache does not notice when they
-change: after editing this file, clear the cache (``find numgru -name "*.nbi" -delete``) or run
-with ``NUMGRU_NO_CACHE=1``.
+The kernels read these values at compile time. Numba's cache does not notice when they change,
+but numgru does: :mod:`numgru._cache_guard` drops the cached kernels when this file or any other
+kernel source changed.
 """
 
 import os
