@@ -396,3 +396,31 @@ def test_tn_tile_typing_guard():
         def bad(a, b):
             _gemm._move(a, 0, b, 0, 8)
         bad(np.zeros(8, np.float32), np.zeros(8, np.float64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,N1,N2", [(1, 1, 1), (96, 192, 1), (300, 24, 3), (257, 33, 4),
+                                     (0, 9, 2)])
+def test_narrow_weight_gradients_match_numpy_and_the_packed_kernel(dtype, M, N1, N2):
+    """gemm_tn with at most TN_NARROW columns of X (a univariate series' input weights) runs
+    tn_rows_narrow: against a float64 product, every row range, and as accurate as the packed
+    kernel it replaces there (the same blocked sums)."""
+    assert N2 <= _gemm.TN_NARROW
+    rng = np.random.default_rng(M + N1 + N2)
+    A = rng.standard_normal((M, N1)).astype(dtype)
+    X = rng.standard_normal((M, 2 * N2)).astype(dtype)[:, ::2]           # not contiguous
+    want = A.T.astype(np.float64) @ X.astype(np.float64)
+    C = np.full((N1, N2), np.nan, dtype=dtype)
+    _gemm.gemm_tn(A, X, C, 2)
+    np.testing.assert_allclose(C, want, **_tol(dtype, want, M))
+    Xc = np.ascontiguousarray(X)
+    split = np.full((N1, N2), np.nan, dtype=dtype)
+    for r0, r1 in ((0, N1 // 3), (N1 // 3, N1)):
+        _gemm.tn_rows_narrow(A, Xc, split, r0, r1)
+    np.testing.assert_array_equal(split, C)
+    packed = np.full((N1, N2), np.nan, dtype=dtype)
+    _gemm.mm_tn_rows(A, Xc, packed, 0, N1)
+    err = np.abs(C - want).max(initial=0.0)
+    assert err <= 2 * np.abs(packed - want).max(initial=0.0) + np.finfo(dtype).tiny
+    with pytest.raises(ValueError, match="tn_rows_narrow"):
+        _gemm.tn_rows_narrow(A, Xc, np.empty((N1 + 1, N2), dtype), 0, N1 + 1)
