@@ -182,6 +182,23 @@ def _check_tile_types(what, A, i0, Wp, p, C, vector_bytes):
         raise TypingError(f"{what}: {why}")
 
 
+def _ir_types(context, builder, signature, vbytes):
+    """The IR types a tile is emitted with, its first argument's dtype deciding: ``(fty,
+    is32, vw, vty, vptr, i64, i32, as64)``: the float, whether float32, the lanes of a
+    ``vbytes`` vector, the vector and its pointer, the integers, and ``as64`` (an integer
+    sign-extended to 64 bits)."""
+    fty = context.get_value_type(signature.args[0].dtype)
+    is32 = signature.args[0].dtype == types.float32
+    vw = vbytes // (4 if is32 else 8)
+    vty = ir.VectorType(fty, vw)
+    i64 = ir.IntType(64)
+
+    def as64(v):
+        return builder.sext(v, i64) if v.type.width < 64 else v
+
+    return fty, is32, vw, vty, vty.as_pointer(), i64, ir.IntType(32), as64
+
+
 def _emit_tile(context, builder, signature, args, rows, panels, vbytes):
     """The IR of a tile: C[i0:i0+rows, p*NC:(p+panels)*NC] = A[i0:i0+rows, :] @ Wp[p:p+panels].
 
@@ -195,16 +212,7 @@ def _emit_tile(context, builder, signature, args, rows, panels, vbytes):
     a_arr = context.make_array(signature.args[0])(context, builder, a_arg)
     w_arr = context.make_array(signature.args[2])(context, builder, w_arg)
     c_arr = context.make_array(signature.args[4])(context, builder, c_arg)
-    fty = context.get_value_type(signature.args[0].dtype)
-    is32 = signature.args[0].dtype == types.float32
-    vw = vbytes // (4 if is32 else 8)
-    vty = ir.VectorType(fty, vw)
-    vptr = vty.as_pointer()
-    i64 = ir.IntType(64)
-    i32 = ir.IntType(32)
-
-    def as64(v):
-        return builder.sext(v, i64) if v.type.width < 64 else v
+    fty, is32, vw, vty, vptr, i64, i32, as64 = _ir_types(context, builder, signature, vbytes)
 
     K = builder.extract_value(a_arr.shape, 1)
     ldc = builder.extract_value(c_arr.shape, 1)
@@ -362,16 +370,7 @@ def _emit_tn_tile(context, builder, signature, args, rows, vbytes):
     a_arr = context.make_array(signature.args[0])(context, builder, a_arg)
     x_arr = context.make_array(signature.args[4])(context, builder, x_arg)
     c_arr = context.make_array(signature.args[6])(context, builder, c_arg)
-    fty = context.get_value_type(signature.args[0].dtype)
-    is32 = signature.args[0].dtype == types.float32
-    vw = vbytes // (4 if is32 else 8)
-    vty = ir.VectorType(fty, vw)
-    vptr = vty.as_pointer()
-    i64 = ir.IntType(64)
-    i32 = ir.IntType(32)
-
-    def as64(v):
-        return builder.sext(v, i64) if v.type.width < 64 else v
+    fty, is32, vw, vty, vptr, i64, i32, as64 = _ir_types(context, builder, signature, vbytes)
 
     lda = builder.extract_value(a_arr.shape, 1)
     kb = ir.Constant(i64, TN_PANEL_ROWS)
@@ -563,7 +562,6 @@ def _pack_tn_block(A, X, k0, kn, r0, r1, Ap, Xp):
     N2 = X.shape[1]
     nc = Xp.shape[1]
     xb = TN_PANEL_ROWS
-    P = Xp.shape[0] // xb
     nt_all = (r1 - r0 + ROWS - 1) // ROWS
     tb = Ap.shape[0] // nt_all
     pf = N2 // nc                                 # whole panels

@@ -12,7 +12,7 @@ import pytest
 from numgru import _optim_kernels
 from numgru._optim import (AdamOptimizer, ReduceLROnPlateau, RMSpropOptimizer, SGDOptimizer,
                            fused_step, l2_penalty)
-from test_optim import CFG, FX, KINDS, SUFFIX, TOL, assert_params, grads_at, split
+from test_optim import CFG, FX, KINDS, SUFFIX, assert_params, grads_at, split
 
 SETUPS = {
     "adam": (AdamOptimizer, dict(learning_rate_init=0.01, beta_1=0.8, beta_2=0.99,
