@@ -630,6 +630,8 @@ def fused_step(optimizer, params, grads, is_weight, alpha, n, max_norm):
     float64, where the NumPy path sums each array in its own dtype: the clipping factor may
     differ from it in the last bits.
     """
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}.")
     if alpha > 0 and not (n > 0 and math.isfinite(n)):
         raise ValueError(f"n, the batch's summed sample weight, must be finite and > 0, got {n!r}.")
     if not (len(params) == len(grads) == len(is_weight)):

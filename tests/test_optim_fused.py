@@ -199,3 +199,6 @@ def test_bad_l2_input_is_named():
         fused_step(opt, params, steps[0], [True] * 4, 0.1, 0.0, None)
     with pytest.raises(ValueError, match="pair up"):
         fused_step(opt, params, steps[0], [True] * 3, 0.1, 1.0, None)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="alpha"):
+            fused_step(opt, params, steps[0], [True] * 4, bad, 1.0, None)
