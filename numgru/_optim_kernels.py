@@ -17,12 +17,14 @@ Here each array takes two passes:
 
 The updates are NumPy's arithmetic step for step: the same operations in the same order and the
 array's dtype (a scalar such as ``1 - beta_1`` rounded to float32 first, as NumPy does with a
-Python float), no fused multiply-add (these kernels are compiled without fast-math), so an update
+Python float), no fused multiply-add (no ``contract`` flag; the update kernels have no fast-math flag at all), so an update
 is bit for bit the NumPy optimizer's given the same clipped gradients (``tests/test_optim_fused.py``).
 The sums differ from the NumPy path's float32 ``vdot`` in rounding only: they are float64.
 
-Memory-bound: one thread (the calling one) is as fast as two on the language model's 5M-element
-arrays, so nothing is launched on the pool.
+Memory-bound, so they run on the calling thread and launch nothing on the pool: the in-place SGD
+update of :mod:`numgru._math` ran as fast on one thread as on two at the language model's
+5M-element arrays. At its 25M weights the fit's check, clip and update went from about 11 ms
+(NumPy) to 5 ms per window here.
 """
 
 import numpy as np
