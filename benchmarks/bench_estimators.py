@@ -47,6 +47,15 @@ learning_rate_init=1e-2, random_state=0, dtype="float32")``, which reaches a tes
 (the 176 test windows), ``track_r2`` (test R^2, unit "R^2") and ``track_mse`` (test mean
 squared error, ~0.012; lower is better, as asv assumes).
 
+
+:class:`DefaultEpochSuite` -- one epoch of ``GRUClassifier()`` with every default, on 64
+univariate sequences of 24 steps (``make_sequence_classification(n_samples=64, min_length=24,
+max_length=24, n_features=1, random_state=0)``): the default batch size is then 4, so the epoch is
+16 small training steps, the regime whose per-step cost (kernels at a few rows, the Python around
+them, the optimizer step) decides how long a default fit on a small UCR-size set takes
+(docs/training.md). ``time_epoch``: one ``partial_fit`` of the fitted model, which continues
+training (input checks included, as a user pays them).
+
 Threads: Numba runs with ``NUMGRU_BENCH_THREADS`` threads (default 2), as in ``bench_gru.py``.
 """
 
@@ -199,3 +208,27 @@ class GRURegressorSuite:
         return self.mse
 
     track_mse.unit = "MSE"
+
+
+# --- one epoch of the defaults at their small batches ------------------------------------------
+
+class DefaultEpochSuite:
+    """One training epoch of ``GRUClassifier()`` (all defaults: batches of 4 on 64 sequences)."""
+
+    timeout = 600
+    repeat = (3, 20, 20.0)
+    number = 5
+    warmup_time = 0.0
+
+    def setup(self):
+        numba.set_num_threads(bench_threads())
+        self.X, self.y = make_sequence_classification(n_samples=64, min_length=24, max_length=24,
+                                                      n_features=1, random_state=0)
+        self.model = numgru.GRUClassifier(random_state=0, verbose=0)
+        if self.model._batch_size(len(self.X)) != 4:
+            raise AssertionError("the default batch size for 64 sequences is no longer 4: this "
+                                 "suite times small batches, update it")
+        self.model.partial_fit(self.X, self.y, classes=np.unique(self.y))   # warm-up
+
+    def time_epoch(self):
+        self.model.partial_fit(self.X, self.y)
