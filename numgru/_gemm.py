@@ -199,6 +199,43 @@ def _ir_types(context, builder, signature, vbytes):
     return fty, is32, vw, vty, vty.as_pointer(), i64, ir.IntType(32), as64
 
 
+def _ir_fma(builder, vty, vw, is32, i32):
+    """``(fma, zero, broadcast)`` of a tile's FMA chains: LLVM's vector fma, the zero vector,
+    and ``broadcast(a)``, a scalar splat into every lane."""
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+        f"llvm.fma.v{vw}{'f32' if is32 else 'f64'}")
+    splat = ir.Constant(ir.VectorType(i32, vw), [0] * vw)
+    undef = ir.Constant(vty, ir.Undefined)
+
+    def broadcast(a):
+        return builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)),
+                                      undef, splat)
+
+    return fma, ir.Constant(vty, None), broadcast
+
+
+def _ir_close_chain(builder, k, bound, accs, new, loop, done, entry, zero, vty):
+    """Close a tile's loop over k (``accs``: its accumulator phis, ``new``: their values after
+    step k): k + 1 < ``bound`` loops again, else on to ``done``. Returns the accumulators as
+    ``done`` sees them (phi nodes, all at the top of the block; zero when the loop never ran)."""
+    i64 = ir.IntType(64)
+    k1 = builder.add(k, ir.Constant(i64, 1))
+    tail = builder.block
+    k.add_incoming(k1, tail)
+    for acc, value in zip(accs, new):
+        acc.add_incoming(value, tail)
+    builder.cbranch(builder.icmp_signed("<", k1, bound), loop, done)
+    builder.position_at_end(done)
+    finals = []
+    for value in new:
+        final = builder.phi(vty)
+        final.add_incoming(zero, entry)
+        final.add_incoming(value, tail)
+        finals.append(final)
+    return finals
+
+
 def _emit_tile(context, builder, signature, args, rows, panels, vbytes):
     """The IR of a tile: C[i0:i0+rows, p*NC:(p+panels)*NC] = A[i0:i0+rows, :] @ Wp[p:p+panels].
 
@@ -225,12 +262,7 @@ def _emit_tile(context, builder, signature, args, rows, panels, vbytes):
     for q in range(1, panels):
         pq = builder.add(pv, ir.Constant(i64, q))
         w_bases.append(builder.gep(w_arr.data, [builder.mul(builder.mul(pq, K), nc)]))
-    fma = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-        f"llvm.fma.v{vw}{'f32' if is32 else 'f64'}")
-    zero = ir.Constant(vty, None)
-    splat = ir.Constant(ir.VectorType(i32, vw), [0] * vw)
-    undef = ir.Constant(vty, ir.Undefined)
+    fma, zero, broadcast = _ir_fma(builder, vty, vw, is32, i32)
 
     entry = builder.block
     loop = builder.append_basic_block("mm_tile_loop")
@@ -254,26 +286,12 @@ def _emit_tile(context, builder, signature, args, rows, panels, vbytes):
     new = []
     for r in range(rows):
         a = builder.load(builder.gep(a_rows[r], [k]))
-        va = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)),
-                                    undef, splat)
+        va = broadcast(a)
         for q in range(panels):
             j = 2 * (r * panels + q)
             new.append(builder.call(fma, [va, wv[q][0], accs[j]]))
             new.append(builder.call(fma, [va, wv[q][1], accs[j + 1]]))
-    k1 = builder.add(k, ir.Constant(i64, 1))
-    tail = builder.block
-    k.add_incoming(k1, tail)
-    for acc, value in zip(accs, new):
-        acc.add_incoming(value, tail)
-    builder.cbranch(builder.icmp_signed("<", k1, K), loop, done)
-
-    builder.position_at_end(done)
-    finals = []
-    for value in new:                        # all phi nodes first, at the top of the block
-        final = builder.phi(vty)
-        final.add_incoming(zero, entry)
-        final.add_incoming(value, tail)
-        finals.append(final)
+    finals = _ir_close_chain(builder, k, K, accs, new, loop, done, entry, zero, vty)
     col0 = builder.mul(pv, nc)
     for r in range(rows):
         row = builder.add(i0v, ir.Constant(i64, r))
@@ -379,12 +397,7 @@ def _emit_tn_tile(context, builder, signature, args, rows, vbytes):
     nc = ir.Constant(i64, 2 * vw)
     a_base = builder.gep(a_arr.data, [builder.add(builder.mul(k0v, lda), i0v)])
     x_base = builder.gep(x_arr.data, [builder.mul(builder.mul(pv, kb), nc)])
-    fma = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-        f"llvm.fma.v{vw}{'f32' if is32 else 'f64'}")
-    zero = ir.Constant(vty, None)
-    splat = ir.Constant(ir.VectorType(i32, vw), [0] * vw)
-    undef = ir.Constant(vty, ir.Undefined)
+    fma, zero, broadcast = _ir_fma(builder, vty, vw, is32, i32)
 
     entry = builder.block
     loop = builder.append_basic_block("tn_tile_loop")
@@ -406,24 +419,10 @@ def _emit_tn_tile(context, builder, signature, args, rows, vbytes):
     new = []
     for r in range(rows):
         a = builder.load(builder.gep(ak, [ir.Constant(i64, r)]))
-        va = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)),
-                                    undef, splat)
+        va = broadcast(a)
         new.append(builder.call(fma, [va, x0, accs[2 * r]]))
         new.append(builder.call(fma, [va, x1, accs[2 * r + 1]]))
-    k1 = builder.add(k, ir.Constant(i64, 1))
-    tail = builder.block
-    k.add_incoming(k1, tail)
-    for acc, value in zip(accs, new):
-        acc.add_incoming(value, tail)
-    builder.cbranch(builder.icmp_signed("<", k1, knv), loop, done)
-
-    builder.position_at_end(done)
-    finals = []
-    for value in new:
-        final = builder.phi(vty)
-        final.add_incoming(zero, entry)
-        final.add_incoming(value, tail)
-        finals.append(final)
+    finals = _ir_close_chain(builder, k, knv, accs, new, loop, done, entry, zero, vty)
     col0 = builder.mul(pv, nc)
     ptrs = []
     for r in range(rows):
