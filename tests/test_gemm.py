@@ -372,15 +372,20 @@ def test_mm_tn_rows_kernel_and_reference_match_numpy(vb, dtype, M, N1, N2):
     np.testing.assert_array_equal(split, whole)
 
 
+def _tn_operands(dtype, M, N1, N2, seed):
+    """A (M, N1), a non-contiguous X (M, N2) and their float64 product A^T X."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((M, N1)).astype(dtype)
+    X = rng.standard_normal((M, 2 * N2)).astype(dtype)[:, ::2]
+    return A, X, A.T.astype(np.float64) @ X.astype(np.float64)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_tn_bits_do_not_depend_on_tasks(dtype):
     """gemm_tn shares out C's rows (not the reduction), so any task count gives the same bits;
     non-contiguous operands and output go through contiguous copies."""
-    rng = np.random.default_rng(5)
     M, N1, N2 = 700, 72, 40
-    A = rng.standard_normal((M, N1)).astype(dtype)
-    X = rng.standard_normal((M, 2 * N2)).astype(dtype)[:, ::2]       # not contiguous
-    want = A.T.astype(np.float64) @ X.astype(np.float64)
+    A, X, want = _tn_operands(dtype, M, N1, N2, seed=5)
     C1 = np.full((N1, N2), np.nan, dtype=dtype)
     _gemm.gemm_tn(A, X, C1, 1)
     np.testing.assert_allclose(C1, want, **_tol(dtype, want, M))
@@ -406,10 +411,7 @@ def test_narrow_weight_gradients_match_numpy_and_the_packed_kernel(dtype, M, N1,
     tn_rows_narrow: against a float64 product, every row range, and as accurate as the packed
     kernel it replaces there (the same blocked sums)."""
     assert N2 <= _gemm.TN_NARROW
-    rng = np.random.default_rng(M + N1 + N2)
-    A = rng.standard_normal((M, N1)).astype(dtype)
-    X = rng.standard_normal((M, 2 * N2)).astype(dtype)[:, ::2]           # not contiguous
-    want = A.T.astype(np.float64) @ X.astype(np.float64)
+    A, X, want = _tn_operands(dtype, M, N1, N2, seed=M + N1 + N2)
     C = np.full((N1, N2), np.nan, dtype=dtype)
     _gemm.gemm_tn(A, X, C, 2)
     np.testing.assert_allclose(C, want, **_tol(dtype, want, M))
