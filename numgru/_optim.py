@@ -107,11 +107,18 @@ class BaseOptimizer:
     def _scalars(self):
         return {}
 
+    def _fusable(self, ps):
+        """Whether :meth:`_fused` can step the parameters' flat views ``ps``: every state
+        buffer has a flat view (kept by :meth:`_views` for ``_fused``)."""
+        return type(self)._fused is not BaseOptimizer._fused and all(
+            self._views(name, getattr(self, name), ps) is not None for name in self._buffers)
+
     def _fused(self, ps, gs, big, clip, coef):
         """The step through :mod:`numgru._optim_kernels` on flat views (``ps``, ``gs``) with
         the gradients scaled by ``coef`` when ``clip``; returns whether every updated parameter
-        is finite, or None (nothing done) when a buffer has no flat view."""
-        return None
+        is finite. Called only when :meth:`_fusable`, which left the buffers' views in
+        ``_view_cache``."""
+        raise NotImplementedError
 
     def _views(self, name, arrays, like):
         """Flat views of ``arrays`` (a buffer list, or the parameters), kept between steps:
@@ -207,9 +214,7 @@ class SGDOptimizer(BaseOptimizer):
             p -= d
 
     def _fused(self, ps, gs, big, clip, coef):
-        bufs = self._views("momentum_buffer", self.momentum_buffer, ps)
-        if bufs is None:
-            return None
+        bufs = self._view_cache["momentum_buffer"]
         t = big.dtype.type
         lr, mu = t(self.learning_rate), t(self.momentum)
         ok = True
@@ -273,10 +278,8 @@ class AdamOptimizer(BaseOptimizer):
             p -= denom
 
     def _fused(self, ps, gs, big, clip, coef):
-        ms = self._views("exp_avg", self.exp_avg, ps)
-        vs = self._views("exp_avg_sq", self.exp_avg_sq, ps)
-        if ms is None or vs is None:
-            return None
+        ms = self._view_cache["exp_avg"]
+        vs = self._view_cache["exp_avg_sq"]
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
         t = big.dtype.type
@@ -337,10 +340,8 @@ class RMSpropOptimizer(BaseOptimizer):
             p -= avg
 
     def _fused(self, ps, gs, big, clip, coef):
-        ss = self._views("square_avg", self.square_avg, ps)
-        bufs = self._views("momentum_buffer", self.momentum_buffer, ps)
-        if ss is None or bufs is None:
-            return None
+        ss = self._view_cache["square_avg"]
+        bufs = self._view_cache["momentum_buffer"]
         t = big.dtype.type
         rho, c, eps = t(self.rho), t(1 - self.rho), t(self.epsilon)
         lr, mu = t(self.learning_rate), t(self.momentum)
@@ -625,8 +626,9 @@ def fused_step(optimizer, params, grads, is_weight, alpha, n, max_norm):
 
     Returns the L2 term's value; raises ``FloatingPointError`` when a gradient (or the
     gradients' norm) or an updated parameter is not finite. Returns None, having changed
-    nothing, when an array is not a C-contiguous float32/float64 array of its parameter's dtype
-    (the caller then takes the NumPy path). The sums (the L2 value, the norm) are accumulated in
+    nothing, when an array (a parameter, a gradient or an optimizer buffer) is not a
+    C-contiguous float32/float64 array of its parameter's dtype (the caller then takes the
+    NumPy path). The sums (the L2 value, the norm) are accumulated in
     float64, where the NumPy path sums each array in its own dtype: the clipping factor may
     differ from it in the last bits.
     """
@@ -644,7 +646,7 @@ def fused_step(optimizer, params, grads, is_weight, alpha, n, max_norm):
                                                     for p in params):
         return None
     ps, gs = optimizer._views("params", params, params), _flat_views(grads, params)
-    if ps is None or gs is None:
+    if ps is None or gs is None or not optimizer._fusable(ps):
         return None
     t = dtype.type
     scale = t(alpha / n) if alpha > 0 else t(0)
@@ -660,13 +662,6 @@ def fused_step(optimizer, params, grads, is_weight, alpha, n, max_norm):
         c = max_norm / (math.sqrt(sg) + 1e-6)
         if c < 1.0:
             coef, clip = t(c), True
-    ok = optimizer._fused(ps, gs, _BIG[dtype], clip, coef)
-    if ok is None:                 # a buffer without a flat view: the L2 term is in grads now
-        if clip:
-            for g in grads:
-                g *= coef
-        optimizer.update_params(params, grads)
-        ok = all(np.isfinite(p).all() for p in params)
-    if not ok:
+    if not optimizer._fused(ps, gs, _BIG[dtype], clip, coef):
         raise FloatingPointError
     return 0.5 * alpha * sp / n if alpha > 0 else 0.0
